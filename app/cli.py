@@ -1,0 +1,47 @@
+"""The ``onebit`` command line: ``onebit demo``, ``onebit bench ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(seed=args.seed, tokens=args.tokens)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.what == "golden":
+        from .bench_golden import run
+        return run(json_out=args.json, repeats=args.repeats)
+    from .bench_core import run
+    return run(json_out=args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``onebit`` command; return its exit status."""
+    parser = argparse.ArgumentParser(prog="onebit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"onebit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate tokens with the default 1-bit model")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the random default model")
+    demo.add_argument("--tokens", type=int, default=16, help="how many tokens to generate")
+    demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser("bench", help="print performance figures")
+    bench.add_argument("what", choices=["golden", "core"],
+                       help="golden: NumPy golden model time; core: GEMM cycles on the array")
+    bench.add_argument("--json", action="store_true", help="print JSON for machines")
+    bench.add_argument("--repeats", type=int, default=5, help="timing repeats (best is kept)")
+    bench.set_defaults(func=_bench)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

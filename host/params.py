@@ -1,0 +1,332 @@
+"""Validated parameters of the binary transformer layer and language model, and their file format.
+
+Names follow ``shared/spec/numerics.md``. Weights are ``{0,1}`` arrays of shape ``(out, in)``
+(bit 1 means +1). Threshold ranges: a threshold on a dot product over ``K`` elements must lie in
+``[-K, K + 1]`` (any value beyond is equivalent to the nearer end: always 1 or always 0), a
+threshold on the int16 residual stream in ``[-32768, 32768]``, the context threshold ``tc`` in
+``[-32768, 32767]`` (the context value is bounded by the sequence length), scales are signed
+8-bit and the shift ``r`` is 0..15. See ``docs/numerics-notes.md`` for why.
+
+A model file is one ``.npz``: weights packed as the spec's little-endian uint32 words, every
+other field as integers, plus a ``format`` and ``version`` entry.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .packing import check_bits, pack_bits, unpack_bits
+
+__all__ = ["LayerParams", "ModelParams", "ModelFileError", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
+
+WEIGHT_NAMES = ("Wq", "Wk", "Wv", "Wo", "W1", "W2")
+THRESHOLD_NAMES = ("th_attn", "tq", "tk", "tv", "ta", "tc", "th_ffn", "t1")
+SCALE_NAMES = ("so", "s2")
+LAYER_NAMES = WEIGHT_NAMES + THRESHOLD_NAMES + SCALE_NAMES + ("r",)
+
+
+class ModelFileError(ValueError):
+    """A model or layer file is damaged, of another format, or does not match what was asked."""
+
+
+def _positive_int(owner: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{owner}.{name} must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def _weights(owner: str, name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"{owner}.{name} must have shape {shape}, not {arr.shape}")
+    bits = check_bits(f"{owner}.{name}", arr)
+    bits.setflags(write=False)
+    return bits
+
+
+def _integers(owner: str, name: str, value: Any, shape: tuple[int, ...], lo: int, hi: int,
+              why: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"{owner}.{name} must have shape {shape}, not {arr.shape}")
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{owner}.{name} must be an integer array, not dtype {arr.dtype}")
+    bad = (arr < lo) | (arr > hi)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{owner}.{name}{list(idx)} = {int(arr[idx])} is outside [{lo}, {hi}]"
+                         f" ({why})")
+    out = arr.astype(np.int32)
+    out.setflags(write=False)
+    return out
+
+
+def _dot_range(k: int) -> tuple[int, int, str]:
+    return -k, k + 1, f"a dot product over {k} elements lies in [-{k}, {k}]; clamp beyond it"
+
+
+RESIDUAL_RANGE = (INT16_MIN, INT16_MAX + 1, "the residual stream is int16; clamp beyond it")
+CONTEXT_RANGE = (INT16_MIN, INT16_MAX, "context thresholds are stored as int16")
+SCALE_RANGE = (-128, 127, "scales are signed 8-bit")
+
+
+@dataclass(frozen=True, eq=False)
+class LayerParams:
+    """Parameters of one transformer layer of the spec, validated at construction.
+
+    Members
+    -------
+    d_model, heads, d_ff : int
+        D, H and F. ``heads`` must divide ``d_model``.
+    Wq, Wk, Wv, Wo : uint8 (D, D); W1 : uint8 (F, D); W2 : uint8 (D, F)
+        Binary weights as ``{0,1}`` (bit 1 = +1), rows are output channels.
+    th_attn, tq, tk, tv, tc, th_ffn : int32 (D,); ta : int32 (H,); t1 : int32 (F,)
+    so, s2 : int32 (D,), each in [-128, 127]; r : int in 0..15
+    """
+
+    d_model: int
+    heads: int
+    d_ff: int
+    Wq: np.ndarray
+    Wk: np.ndarray
+    Wv: np.ndarray
+    Wo: np.ndarray
+    W1: np.ndarray
+    W2: np.ndarray
+    th_attn: np.ndarray
+    tq: np.ndarray
+    tk: np.ndarray
+    tv: np.ndarray
+    ta: np.ndarray
+    tc: np.ndarray
+    th_ffn: np.ndarray
+    t1: np.ndarray
+    so: np.ndarray
+    s2: np.ndarray
+    r: int
+    _packed: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        own = "LayerParams"
+        d = _positive_int(own, "d_model", self.d_model)
+        h = _positive_int(own, "heads", self.heads)
+        f = _positive_int(own, "d_ff", self.d_ff)
+        if d % h:
+            raise ValueError(f"{own}.heads must divide d_model = {d}, not {h}")
+        dh = d // h
+        shapes = {"Wq": (d, d), "Wk": (d, d), "Wv": (d, d), "Wo": (d, d), "W1": (f, d),
+                  "W2": (d, f)}
+        for name, shape in shapes.items():
+            object.__setattr__(self, name, _weights(own, name, getattr(self, name), shape))
+        ranges = {
+            "th_attn": ((d,), RESIDUAL_RANGE), "tq": ((d,), _dot_range(d)),
+            "tk": ((d,), _dot_range(d)), "tv": ((d,), _dot_range(d)),
+            "ta": ((h,), _dot_range(dh)), "tc": ((d,), CONTEXT_RANGE),
+            "th_ffn": ((d,), RESIDUAL_RANGE), "t1": ((f,), _dot_range(d)),
+            "so": ((d,), SCALE_RANGE), "s2": ((d,), SCALE_RANGE),
+        }
+        for name, (shape, (lo, hi, why)) in ranges.items():
+            value = _integers(own, name, getattr(self, name), shape, lo, hi, why)
+            object.__setattr__(self, name, value)
+        r = self.r
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 0 <= r <= 15:
+            raise ValueError(f"{own}.r must be an integer shift in 0..15, not {r!r}")
+        object.__setattr__(self, "r", int(r))
+
+    @property
+    def head_dim(self) -> int:
+        """Dh = D / H."""
+        return self.d_model // self.heads
+
+    def packed(self, name: str) -> np.ndarray:
+        """Return weight ``name`` packed into uint32 words along its input axis (cached)."""
+        if name not in WEIGHT_NAMES:
+            raise KeyError(f"{name!r} is not a weight; weights are {', '.join(WEIGHT_NAMES)}")
+        if name not in self._packed:
+            words = pack_bits(getattr(self, name))
+            words.setflags(write=False)
+            self._packed[name] = words
+        return self._packed[name]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, heads: int) -> LayerParams:
+        """Build from a dict keyed by the spec's parameter names (``Wq`` ... ``W2``, ``r``)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"LayerParams.from_dict needs a dict, not {type(d).__name__}")
+        missing = [n for n in LAYER_NAMES if n not in d]
+        if missing:
+            raise ValueError(f"LayerParams.from_dict is missing {', '.join(missing)}")
+        unknown = sorted(set(d) - set(LAYER_NAMES))
+        if unknown:
+            raise ValueError(f"LayerParams.from_dict got unknown keys {', '.join(unknown)}")
+        wq, w1 = np.asarray(d["Wq"]), np.asarray(d["W1"])
+        if wq.ndim != 2 or w1.ndim != 2:
+            raise ValueError(f"LayerParams.Wq and W1 must be 2-D (out, in), not {wq.shape} and"
+                             f" {w1.shape}")
+        return cls(d_model=wq.shape[0], heads=heads, d_ff=w1.shape[0],
+                   **{n: d[n] for n in LAYER_NAMES})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the parameters as a dict keyed by the spec's names (inverse of from_dict)."""
+        return {n: getattr(self, n) for n in LAYER_NAMES}
+
+    def _entries(self, prefix: str) -> dict[str, np.ndarray]:
+        out = {f"{prefix}heads": np.int64(self.heads), f"{prefix}r": np.int64(self.r)}
+        for n in WEIGHT_NAMES:
+            out[f"{prefix}{n}"] = self.packed(n)
+            out[f"{prefix}{n}.bits"] = np.int64(getattr(self, n).shape[1])
+        for n in THRESHOLD_NAMES + SCALE_NAMES:
+            out[f"{prefix}{n}"] = getattr(self, n)
+        return out
+
+    @classmethod
+    def _from_entries(cls, z: _Entries, prefix: str) -> LayerParams:
+        d: dict[str, Any] = {"r": int(z.get(f"{prefix}r"))}
+        for n in WEIGHT_NAMES:
+            k = int(z.get(f"{prefix}{n}.bits"))
+            d[n] = z.unpack(f"{prefix}{n}", k)
+        for n in THRESHOLD_NAMES + SCALE_NAMES:
+            d[n] = z.get(f"{prefix}{n}")
+        return z.build(lambda: cls.from_dict(d, heads=int(z.get(f"{prefix}heads"))))
+
+    def save(self, path: str | Path) -> None:
+        """Write the layer to one ``.npz`` file."""
+        _save(path, "onebit-layer", self._entries(""))
+
+    @classmethod
+    def load(cls, path: str | Path) -> LayerParams:
+        """Read a layer written by :meth:`save`; raise :class:`ModelFileError` if it is bad."""
+        z = _Entries.open(path, "onebit-layer")
+        return cls._from_entries(z, "")
+
+
+@dataclass(frozen=True, eq=False)
+class ModelParams:
+    """The spec's language model: embedding, L layers, binary LM head.
+
+    Members
+    -------
+    E : int16 (V, D)
+        Token embedding table (used on the host).
+    layers : tuple[LayerParams, ...]
+        All of the same D.
+    th_out : int32 (D,)
+        Thresholds that binarise the final residual stream, in [-32768, 32768].
+    Wout : uint8 (V, D)
+        Binary LM head; ``logits = (X >= th_out) . Wout^T``.
+    """
+
+    E: np.ndarray
+    layers: tuple
+    th_out: np.ndarray
+    Wout: np.ndarray
+
+    def __post_init__(self) -> None:
+        own = "ModelParams"
+        e = np.asarray(self.E)
+        if e.ndim != 2 or e.shape[0] == 0 or e.shape[1] == 0:
+            raise ValueError(f"{own}.E must be a non-empty 2-D (V, D) array, not shape {e.shape}")
+        v, d = e.shape
+        object.__setattr__(self, "E", _integers(own, "E", e, (v, d), INT16_MIN, INT16_MAX,
+                                                "embeddings are int16").astype(np.int16))
+        layers = tuple(self.layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, LayerParams):
+                raise TypeError(f"{own}.layers[{i}] must be LayerParams, not "
+                                f"{type(layer).__name__}")
+            if layer.d_model != d:
+                raise ValueError(f"{own}.layers[{i}].d_model must equal the embedding width {d},"
+                                 f" not {layer.d_model}")
+        object.__setattr__(self, "layers", layers)
+        lo, hi, why = RESIDUAL_RANGE
+        object.__setattr__(self, "th_out", _integers(own, "th_out", self.th_out, (d,), lo, hi,
+                                                     why))
+        object.__setattr__(self, "Wout", _weights(own, "Wout", self.Wout, (v, d)))
+
+    @property
+    def vocab(self) -> int:
+        """V, the number of tokens."""
+        return self.E.shape[0]
+
+    @property
+    def d_model(self) -> int:
+        """D, the model width."""
+        return self.E.shape[1]
+
+    def save(self, path: str | Path) -> None:
+        """Write the whole model to one ``.npz`` file."""
+        entries: dict[str, np.ndarray] = {
+            "n_layers": np.int64(len(self.layers)), "E": self.E, "th_out": self.th_out,
+            "Wout": pack_bits(self.Wout), "Wout.bits": np.int64(self.d_model)}
+        for i, layer in enumerate(self.layers):
+            entries.update(layer._entries(f"layer{i}."))
+        _save(path, "onebit-model", entries)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelParams:
+        """Read a model written by :meth:`save`; raise :class:`ModelFileError` if it is bad."""
+        z = _Entries.open(path, "onebit-model")
+        n = int(z.get("n_layers"))
+        layers = tuple(LayerParams._from_entries(z, f"layer{i}.") for i in range(n))
+        wout = z.unpack("Wout", int(z.get("Wout.bits")))
+        return z.build(lambda: cls(E=z.get("E"), layers=layers, th_out=z.get("th_out"),
+                                   Wout=wout))
+
+
+def _save(path: str | Path, fmt: str, entries: dict[str, np.ndarray]) -> None:
+    np.savez_compressed(Path(path), format=np.str_(fmt), version=np.int64(FORMAT_VERSION),
+                        **entries)
+
+
+class _Entries:
+    """Reads checked entries from a loaded ``.npz``; every failure names the file and entry."""
+
+    def __init__(self, path: Path, data: dict[str, np.ndarray]):
+        self.path, self.data = path, data
+
+    @classmethod
+    def open(cls, path: str | Path, fmt: str) -> _Entries:
+        path = Path(path)
+        try:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
+                data = {k: npz[k] for k in npz.files}
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            raise ModelFileError(f"{path}: not a readable .npz file ({exc})") from exc
+        z = cls(path, data)
+        found = str(z.get("format"))
+        if found != fmt:
+            raise ModelFileError(f"{path}: holds a {found!r}, not a {fmt!r}")
+        version = int(z.get("version"))
+        if version != FORMAT_VERSION:
+            raise ModelFileError(f"{path}: format version {version} is not supported"
+                                 f" (this onebit reads version {FORMAT_VERSION})")
+        return z
+
+    def get(self, key: str) -> np.ndarray:
+        if key not in self.data:
+            raise ModelFileError(f"{self.path}: entry {key!r} is missing")
+        return self.data[key]
+
+    def unpack(self, key: str, k: int) -> np.ndarray:
+        try:
+            return unpack_bits(self.get(key), k)
+        except (ValueError, TypeError) as exc:
+            raise ModelFileError(f"{self.path}: entry {key!r} is damaged ({exc})") from exc
+
+    def build(self, make):
+        try:
+            return make()
+        except ModelFileError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ModelFileError(f"{self.path}: {exc}") from exc

@@ -1,0 +1,1 @@
+"""Simulation of onebit gateware: Amaranth simulator helpers and cocotb runners."""
