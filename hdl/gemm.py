@@ -1,0 +1,394 @@
+"""The GEMM core: activation buffer, ping-pong weight buffer, array, post-op and the controller.
+
+It computes the spec's ``BinaryLinear`` (``Op.XOR``) or the mask-times-binary product
+(``Op.AND``) for any ``T <= max_t``, ``N <= max_n``, ``K <= max_k``:
+``Y[t, n] = dot(X[t], W[n])`` (or ``mdot``), and with thresholds the bits ``Y >= thr[n]``.
+
+Protocol (all streams follow ``amaranth.lib.stream``'s rules):
+
+1. ``cmd``: one beat ``{op, threshold, t, n, k}``. Accepted only when the core is idle. A command
+   with a size of 0 or beyond the configured maximum is consumed and rejected: ``cmd_error``
+   pulses for one cycle and nothing else happens.
+2. ``act``: T rows of ``ceil(K / L)`` chunks (``onebit.host.core_config.to_chunks``), row after
+   row. Padding bits are ignored (masked), so garbage there never changes a result.
+3. ``weight``: for each tile of C output channels, its rows one after another (the last tile
+   has only ``N mod C`` rows), each ``ceil(K / L)`` chunks; with ``threshold`` set, each tile's
+   rows are followed on ``thresh`` by its thresholds, one per row. Weight tiles load into one
+   half of the weight buffer while the array computes on the other (ping-pong).
+4. ``result``: for each channel tile, one beat per token: ``ints`` (C signed results) and
+   ``bits`` (C thresholded bits, bit c = channel ``tile * C + c``); channels beyond N are 0.
+   ``last`` marks the final beat of the command.
+
+Timing: activations load at one chunk per cycle (``T * ceil(K/L)`` cycles), then each channel
+tile takes ``ceil(T / R) * ceil(K / L)`` cycles of compute; the drain of a token tile (R beats)
+overlaps the next token tile when ``ceil(K / L) > R``. Weight loading of the next tile overlaps
+compute when ``ceil(T / R) >= C``.
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..host.core_config import CoreConfig, Op
+from .array import ComputeArray
+
+__all__ = ["GemmCore", "command_layout", "result_layout", "COUNTERS"]
+
+#: Performance counters, each 32 bits, cleared when a command is accepted.
+COUNTERS = ("busy", "active", "stall", "weight_wait", "backpressure")
+
+
+def command_layout(c: CoreConfig) -> data.StructLayout:
+    """Layout of a ``cmd`` beat for this configuration."""
+    return data.StructLayout({
+        "op": Op, "threshold": 1,
+        "t": unsigned(c.max_t.bit_length()),
+        "n": unsigned(c.max_n.bit_length()),
+        "k": unsigned(c.max_k.bit_length()),
+    })
+
+
+def result_layout(c: CoreConfig) -> data.StructLayout:
+    """Layout of a ``result`` beat for this configuration."""
+    return data.StructLayout({
+        "ints": data.ArrayLayout(signed(c.result_width), c.cols),
+        "bits": unsigned(c.cols),
+        "last": 1,
+    })
+
+
+def _tile_layout(c: CoreConfig) -> data.StructLayout:
+    return data.StructLayout({
+        "rows": range(c.rows + 1), "cols": range(c.cols + 1), "half": 1,
+        "last_tt": 1, "last_nt": 1,
+    })
+
+
+class GemmCore(wiring.Component):
+    """Tiled binary GEMM on an R x C array of L-lane processing elements.
+
+    Parameters
+    ----------
+    config : CoreConfig
+
+    Members
+    -------
+    cmd : In(stream.Signature(command_layout(config)))
+    act : In(stream.Signature(lanes))
+    weight : In(stream.Signature(lanes))
+    thresh : In(stream.Signature(signed(config.threshold_width)))
+    result : Out(stream.Signature(result_layout(config)))
+    cmd_error : Out(1)
+        Pulses for one cycle when a command is rejected.
+    busy : Out(1)
+        High from command acceptance until its last result is taken.
+    counters : Out(StructLayout of ``COUNTERS``, 32 bits each)
+        Cycles busy, with the array computing, with the pipeline stalled by the drain, waiting
+        for a weight tile, and with a result held back by the sink.
+    """
+
+    def __init__(self, config: CoreConfig):
+        if not isinstance(config, CoreConfig):
+            raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        self._cfg = c = config
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(c))),
+            "act": In(stream.Signature(c.lanes)),
+            "weight": In(stream.Signature(c.lanes)),
+            "thresh": In(stream.Signature(signed(c.threshold_width))),
+            "result": Out(stream.Signature(result_layout(c))),
+            "cmd_error": Out(1),
+            "busy": Out(1),
+            "counters": Out(data.StructLayout({name: 32 for name in COUNTERS})),
+        })
+
+    @property
+    def config(self) -> CoreConfig:
+        return self._cfg
+
+    def elaborate(self, platform):  # noqa: C901 (one controller, read top to bottom)
+        m = Module()
+        cfg = self._cfg
+        R, C, L, KWM = cfg.rows, cfg.cols, cfg.lanes, cfg.max_chunks
+        m.submodules.array = arr = ComputeArray(cfg)
+
+        act_rd, act_wr, w_rd, w_wr = [], [], [], []
+        for r in range(R):
+            mem = memory.Memory(shape=L, depth=cfg.act_depth, init=[])
+            m.submodules[f"act_bank{r}"] = mem
+            act_wr.append(mem.write_port())
+            act_rd.append(mem.read_port())
+        for col in range(C):
+            mem = memory.Memory(shape=L, depth=cfg.weight_depth, init=[])
+            m.submodules[f"weight_bank{col}"] = mem
+            w_wr.append(mem.write_port())
+            w_rd.append(mem.read_port())
+
+        # Command registers.
+        op = Signal(Op)
+        thr_en = Signal()
+        t = Signal(range(cfg.max_t + 1))
+        n = Signal(range(cfg.max_n + 1))
+        k = Signal(range(cfg.max_k + 1))
+        kw = Signal(range(KWM + 1))
+        last_mask = Signal(L)
+        start = Signal()
+
+        # Ping-pong state. ``full[h]``: half h holds a tile the issue stage has not finished
+        # reading (set by the loader, cleared by the tile's last issue). ``held[h]``: half h
+        # (weights and thresholds) is still needed (set by the loader, cleared when the
+        # tile's last results are captured). The loader refills only a half that is not held.
+        full = Signal(2)
+        held = Signal(2)
+        tile_loaded = Signal(2)
+        full_clr = Signal(2)
+        held_clr = Signal(2)
+        m.d.sync += [full.eq((full | tile_loaded) & ~full_clr),
+                     held.eq((held | tile_loaded) & ~held_clr)]
+        thr = [[Signal(signed(cfg.threshold_width), name=f"thr_{h}_{col}") for col in range(C)]
+               for h in range(2)]
+
+        # Pipeline control: ``adv`` moves issue -> s1 -> s2 -> array together.
+        done_pending = Signal()
+        shadow_full = Signal()
+        adv = Signal()
+        m.d.comb += adv.eq(~(done_pending & shadow_full))
+
+        # ---------------------------------------------------------------- main controller
+        a_j = Signal(range(KWM))
+        a_r = Signal(range(R))
+        a_base = Signal(range(cfg.act_depth + KWM + 1))
+        a_tok = Signal(range(cfg.max_t + 1))
+        i_j = Signal(range(KWM))
+        i_tb = Signal(range(cfg.max_t + R + 1))
+        i_abase = Signal(range(cfg.act_depth + KWM + 1))
+        i_nb = Signal(range(cfg.max_n + C + 1))
+        i_half = Signal()
+        s0_valid = Signal()
+        s0 = Signal(_tile_layout(cfg))
+        s0_first = Signal()
+        s0_last = Signal()
+        final_taken = Signal()
+        idle = Signal()
+        computing = Signal()
+
+        m.d.comb += [
+            s0.rows.eq(Mux(i_tb + R <= t, R, t - i_tb)),
+            s0.cols.eq(Mux(i_nb + C <= n, C, n - i_nb)),
+            s0.half.eq(i_half),
+            s0.last_tt.eq(i_tb + R >= t),
+            s0.last_nt.eq(i_nb + C >= n),
+            s0_first.eq(i_j == 0),
+            s0_last.eq(i_j == kw - 1),
+        ]
+        for r in range(R):
+            m.d.comb += [act_rd[r].addr.eq(i_abase + i_j), act_rd[r].en.eq(adv)]
+        for col in range(C):
+            m.d.comb += [w_rd[col].addr.eq(Mux(i_half, KWM + i_j, i_j)), w_rd[col].en.eq(adv)]
+
+        m.d.sync += self.cmd_error.eq(0)
+        with m.FSM(name="control"):
+            with m.State("IDLE"):
+                m.d.comb += [self.cmd.ready.eq(1), idle.eq(1)]
+                p = self.cmd.payload
+                bad = ((p.t == 0) | (p.t > cfg.max_t) | (p.n == 0) | (p.n > cfg.max_n) |
+                       (p.k == 0) | (p.k > cfg.max_k))
+                with m.If(self.cmd.valid & bad):
+                    m.d.sync += self.cmd_error.eq(1)
+                with m.Elif(self.cmd.valid):
+                    nvalid = ((p.k + (L - 1)) & (L - 1)) + 1
+                    m.d.sync += [
+                        op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n), k.eq(p.k),
+                        kw.eq((p.k + L - 1) >> cfg.lane_bits),
+                        last_mask.eq((Const(1, L + 1) << nvalid) - 1),
+                        a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0),
+                        i_j.eq(0), i_tb.eq(0), i_abase.eq(0), i_nb.eq(0), i_half.eq(0),
+                    ]
+                    m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
+                    m.d.comb += start.eq(1)
+                    m.next = "LOAD_ACT"
+
+            with m.State("LOAD_ACT"):
+                m.d.comb += self.act.ready.eq(1)
+                for r in range(R):
+                    m.d.comb += [act_wr[r].addr.eq(a_base + a_j),
+                                 act_wr[r].data.eq(self.act.payload),
+                                 act_wr[r].en.eq(self.act.valid & (a_r == r))]
+                with m.If(self.act.valid):
+                    with m.If(a_j == kw - 1):
+                        m.d.sync += [a_j.eq(0), a_tok.eq(a_tok + 1)]
+                        with m.If(a_r == R - 1):
+                            m.d.sync += [a_r.eq(0), a_base.eq(a_base + kw)]
+                        with m.Else():
+                            m.d.sync += a_r.eq(a_r + 1)
+                        with m.If(a_tok == t - 1):
+                            m.next = "COMPUTE"
+                    with m.Else():
+                        m.d.sync += a_j.eq(a_j + 1)
+
+            with m.State("COMPUTE"):
+                m.d.comb += [s0_valid.eq(full.bit_select(i_half, 1)), computing.eq(1)]
+                with m.If(s0_valid & adv):
+                    with m.If(s0_last):
+                        m.d.sync += i_j.eq(0)
+                        with m.If(s0.last_tt):
+                            m.d.comb += full_clr.bit_select(i_half, 1).eq(1)
+                            m.d.sync += [i_tb.eq(0), i_abase.eq(0), i_nb.eq(i_nb + C),
+                                         i_half.eq(~i_half)]
+                            with m.If(s0.last_nt):
+                                m.next = "FINISH"
+                        with m.Else():
+                            m.d.sync += [i_tb.eq(i_tb + R), i_abase.eq(i_abase + kw)]
+                    with m.Else():
+                        m.d.sync += i_j.eq(i_j + 1)
+
+            with m.State("FINISH"):
+                with m.If(final_taken):
+                    m.next = "IDLE"
+
+        m.d.comb += self.busy.eq(~idle)
+
+        # ---------------------------------------------------------------- weight loader
+        l_half = Signal()
+        l_c = Signal(range(C))
+        l_j = Signal(range(KWM))
+        l_nb = Signal(range(cfg.max_n + C + 1))
+        l_last_row = Signal()
+        l_last_tile = Signal()
+        m.d.comb += [l_last_row.eq((l_c == C - 1) | (l_nb + l_c + 1 == n)),
+                     l_last_tile.eq(l_nb + C >= n)]
+        for col in range(C):
+            m.d.comb += [w_wr[col].addr.eq(Mux(l_half, KWM + l_j, l_j)),
+                         w_wr[col].data.eq(self.weight.payload)]
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                with m.If(start):
+                    m.d.sync += [l_half.eq(0), l_c.eq(0), l_j.eq(0), l_nb.eq(0)]
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(~held.bit_select(l_half, 1)):
+                    m.next = "WEIGHTS"
+            with m.State("WEIGHTS"):
+                m.d.comb += self.weight.ready.eq(1)
+                for col in range(C):
+                    m.d.comb += w_wr[col].en.eq(self.weight.valid & (l_c == col))
+                with m.If(self.weight.valid):
+                    with m.If(l_j == kw - 1):
+                        m.d.sync += l_j.eq(0)
+                        with m.If(l_last_row):
+                            m.d.sync += l_c.eq(0)
+                            m.next = "THRESH"
+                            with m.If(~thr_en):
+                                m.next = "TILE_DONE"
+                        with m.Else():
+                            m.d.sync += l_c.eq(l_c + 1)
+                    with m.Else():
+                        m.d.sync += l_j.eq(l_j + 1)
+            with m.State("THRESH"):
+                m.d.comb += self.thresh.ready.eq(1)
+                with m.If(self.thresh.valid):
+                    for h in range(2):
+                        for col in range(C):
+                            with m.If((l_half == h) & (l_c == col)):
+                                m.d.sync += thr[h][col].eq(self.thresh.payload)
+                    with m.If(l_last_row):
+                        m.d.sync += l_c.eq(0)
+                        m.next = "TILE_DONE"
+                    with m.Else():
+                        m.d.sync += l_c.eq(l_c + 1)
+            with m.State("TILE_DONE"):
+                m.d.comb += tile_loaded.bit_select(l_half, 1).eq(1)
+                m.d.sync += [l_half.eq(~l_half), l_nb.eq(l_nb + C)]
+                with m.If(l_last_tile):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "WAIT"
+
+        # ---------------------------------------------------------------- pipeline s1, s2
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1 = Signal(_tile_layout(cfg))
+        s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
+        s2 = Signal(_tile_layout(cfg))
+        x_bus = Signal(data.ArrayLayout(L, R))
+        w_bus = Signal(data.ArrayLayout(L, C))
+        mask = Signal(L)
+        m.d.comb += mask.eq(Mux(s1_last, last_mask, (1 << L) - 1))
+        with m.If(adv):
+            m.d.sync += [s1_valid.eq(s0_valid), s1_first.eq(s0_first), s1_last.eq(s0_last),
+                         s1.eq(s0),
+                         s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last),
+                         s2.eq(s1)]
+            m.d.sync += [x_bus[r].eq(act_rd[r].data & mask) for r in range(R)]
+            m.d.sync += [w_bus[col].eq(w_rd[col].data & mask) for col in range(C)]
+        m.d.comb += [arr.x.eq(x_bus), arr.w.eq(w_bus), arr.op.eq(op), arr.valid.eq(s2_valid),
+                     arr.first.eq(s2_first), arr.en.eq(adv)]
+
+        # ---------------------------------------------------------------- capture
+        done = Signal(_tile_layout(cfg))
+        capture = Signal()
+        m.d.comb += capture.eq(done_pending & ~shadow_full)
+        with m.If(adv & s2_valid & s2_last):
+            m.d.sync += [done_pending.eq(1), done.eq(s2)]
+        with m.Elif(capture):
+            m.d.sync += done_pending.eq(0)
+
+        shadow = Signal(data.ArrayLayout(data.ArrayLayout(cfg.acc_width, C), R))
+        shadow_pop = Signal(data.ArrayLayout(cfg.acc_width, R))
+        shadow_thr = Signal(data.ArrayLayout(signed(cfg.threshold_width), C))
+        sh = Signal(_tile_layout(cfg))
+        with m.If(capture):
+            m.d.sync += [shadow.eq(arr.acc), shadow_pop.eq(arr.rowpop), sh.eq(done),
+                         shadow_full.eq(1)]
+            for col in range(C):
+                m.d.sync += shadow_thr[col].eq(Mux(done.half, thr[1][col], thr[0][col]))
+            with m.If(done.last_tt):
+                m.d.comb += held_clr.bit_select(done.half, 1).eq(1)
+
+        # ---------------------------------------------------------------- drain + post-op
+        d_r = Signal(range(R))
+        last_row = Signal()
+        m.d.comb += last_row.eq(d_r == sh.rows - 1)
+        rw = cfg.result_width + 2
+        k_s = Signal(signed(rw))
+        pop_s = Signal(signed(rw))
+        m.d.comb += [k_s.eq(k), pop_s.eq(shadow_pop[d_r])]
+        out_free = ~self.result.valid | self.result.ready
+        m.d.comb += final_taken.eq(self.result.valid & self.result.ready &
+                                   self.result.payload.last)
+        with m.If(self.result.ready):
+            m.d.sync += self.result.valid.eq(0)
+        with m.If(out_free & shadow_full):
+            m.d.sync += [self.result.valid.eq(1),
+                         self.result.payload.last.eq(sh.last_nt & sh.last_tt & last_row)]
+            for col in range(C):
+                acc_s = Signal(signed(rw), name=f"acc_s{col}")
+                value = Signal(signed(rw), name=f"value{col}")
+                m.d.comb += [
+                    acc_s.eq(shadow[d_r][col]),
+                    value.eq(Mux(op == Op.XOR, k_s - 2 * acc_s, 2 * acc_s - pop_s)),
+                ]
+                in_range = col < sh.cols
+                m.d.sync += [
+                    self.result.payload.ints[col].eq(Mux(in_range, value, 0)),
+                    self.result.payload.bits[col].eq(in_range & thr_en &
+                                                        (value >= shadow_thr[col])),
+                ]
+            with m.If(last_row):
+                m.d.sync += [d_r.eq(0), shadow_full.eq(0)]
+            with m.Else():
+                m.d.sync += d_r.eq(d_r + 1)
+
+        # ---------------------------------------------------------------- counters
+        ctr = self.counters
+        with m.If(~start):
+            with m.If(~idle):
+                m.d.sync += ctr.busy.eq(ctr.busy + 1)
+            with m.If(adv & s2_valid):
+                m.d.sync += ctr.active.eq(ctr.active + 1)
+            with m.If(~adv):
+                m.d.sync += ctr.stall.eq(ctr.stall + 1)
+            with m.If(computing & ~s0_valid):
+                m.d.sync += ctr.weight_wait.eq(ctr.weight_wait + 1)
+            with m.If(self.result.valid & ~self.result.ready):
+                m.d.sync += ctr.backpressure.eq(ctr.backpressure + 1)
+        return m

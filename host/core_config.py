@@ -1,0 +1,154 @@
+"""The compute core's parameters, operations and chunk packing: one definition for both sides.
+
+Plain Python and NumPy, so the host imports it without Amaranth; the gateware builds its ports and
+layouts from it (``onebit.hdl.gemm``). A GEMM streams its operands as *chunks* of ``lanes`` bits:
+chunk ``j`` of a row holds elements ``j * lanes`` to ``j * lanes + lanes - 1``, element ``k`` at
+bit ``k % lanes``, the same little-endian order as the spec's 32-bit words.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from .packing import check_bits
+
+__all__ = ["Op", "CoreConfig", "to_chunks"]
+
+
+class Op(enum.IntEnum):
+    """What each lane computes before the popcount.
+
+    ``XOR``: the binary dot product, ``dot = K - 2 * popcount(x XOR w)`` (equal to the spec's
+    ``2 * popcount(XNOR) - K`` on the K valid bits). ``AND``: the mask-times-binary product,
+    ``mdot = 2 * popcount(p AND w) - popcount(p)``.
+    """
+
+    XOR = 0
+    AND = 1
+
+
+def _positive(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Parameters of the GEMM core, checked at construction.
+
+    Members
+    -------
+    rows : int
+        Array rows R: tokens computed at once.
+    cols : int
+        Array columns C: output channels computed at once.
+    lanes : int
+        Lanes L per processing element: bits of K per cycle; a power of two.
+    max_k, max_t, max_n : int
+        Largest K (bits per row), T (tokens held in the activation buffer) and N (outputs) a
+        command may ask for. They size the buffers and counters.
+    """
+
+    rows: int = 4
+    cols: int = 4
+    lanes: int = 32
+    max_k: int = 2048
+    max_t: int = 64
+    max_n: int = 4096
+
+    def __post_init__(self) -> None:
+        _positive("Row count", self.rows)
+        _positive("Column count", self.cols)
+        _positive("Lane count", self.lanes)
+        if self.lanes & (self.lanes - 1):
+            raise ValueError(f"Lane count must be a power of two, not {self.lanes}")
+        if self.lanes > 1024:
+            raise ValueError(f"Lane count must be at most 1024, not {self.lanes}")
+        if self.rows * self.cols > 4096:
+            raise ValueError(f"Array of {self.rows} x {self.cols} has more than 4096 elements")
+        _positive("Maximum K", self.max_k)
+        _positive("Maximum T", self.max_t)
+        _positive("Maximum N", self.max_n)
+
+    @property
+    def lane_bits(self) -> int:
+        """log2(lanes)."""
+        return self.lanes.bit_length() - 1
+
+    @property
+    def max_chunks(self) -> int:
+        """Chunks in the longest row: ceil(max_k / lanes)."""
+        return -(-self.max_k // self.lanes)
+
+    @property
+    def acc_width(self) -> int:
+        """Accumulator width: holds max_chunks * lanes, so it cannot overflow by construction."""
+        return (self.max_chunks * self.lanes).bit_length()
+
+    @property
+    def result_width(self) -> int:
+        """Signed width of a result, which lies in [-max_k, max_k]."""
+        return self.max_k.bit_length() + 1
+
+    @property
+    def threshold_width(self) -> int:
+        """Signed width of a threshold in [-(max_k + 1), max_k + 1] (beyond that, clamp)."""
+        return (self.max_k + 1).bit_length() + 1
+
+    @property
+    def act_depth(self) -> int:
+        """Words in each of the ``rows`` activation banks."""
+        return -(-self.max_t // self.rows) * self.max_chunks
+
+    @property
+    def weight_depth(self) -> int:
+        """Words in each of the ``cols`` weight banks: two halves (ping-pong) of a tile."""
+        return 2 * self.max_chunks
+
+    @property
+    def peak_ops_per_cycle(self) -> int:
+        """Binary operations per cycle: 2 (XNOR and add) per lane."""
+        return 2 * self.rows * self.cols * self.lanes
+
+    def ideal_cycles(self, t: int, n: int, k: int) -> float:
+        """Cycles the work of a (T x K) . (N x K)^T product takes at the array's peak."""
+        return t * n * k / (self.rows * self.cols * self.lanes)
+
+    def check_command(self, t: int, n: int, k: int) -> None:
+        """Raise ``ValueError`` if a GEMM of these sizes does not fit this core."""
+        for name, value, top in (("T", t, self.max_t), ("N", n, self.max_n),
+                                 ("K", k, self.max_k)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if not 1 <= value <= top:
+                raise ValueError(f"{name} must be in 1..{top} for this core, not {value}")
+
+    def clamp_thresholds(self, t: np.ndarray) -> np.ndarray:
+        """Clamp thresholds into the core's field; results lie in [-max_k, max_k], so a
+        threshold beyond [-(max_k + 1), max_k + 1] gives the same bits as the clamped one."""
+        return np.clip(np.asarray(t, dtype=np.int64), -(self.max_k + 1), self.max_k + 1)
+
+
+def to_chunks(bits: np.ndarray, lanes: int, *, name: str = "bits") -> list[list[int]]:
+    """Split each row of ``{0,1}`` bits (M, K) into ``ceil(K / lanes)`` integers of ``lanes`` bits.
+
+    Element ``k`` of a row is bit ``k % lanes`` of chunk ``k // lanes``; padding bits are zero.
+    """
+    arr = check_bits(name, bits)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, K), not shape {arr.shape}")
+    m, k = arr.shape
+    n_chunks = -(-k // lanes)
+    padded = np.zeros((m, n_chunks * lanes), np.uint8)
+    padded[:, :k] = arr
+    weights = [1 << i for i in range(lanes)]
+    rows = padded.reshape(m, n_chunks, lanes)
+    if lanes <= 62:
+        vals = (rows.astype(np.int64) * np.asarray(weights, np.int64)).sum(axis=-1)
+        return vals.tolist()
+    return [[int(sum(w for w, b in zip(weights, chunk, strict=True) if b)) for chunk in row]
+            for row in rows]

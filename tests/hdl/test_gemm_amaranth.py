@@ -1,0 +1,121 @@
+"""GemmCore on Amaranth's simulator: exact results against the golden model, with random idle
+cycles on every source and random backpressure on the sink."""
+
+import zlib
+
+import numpy as np
+import pytest
+from onebit.host.core_config import CoreConfig, Op
+from onebit.host.core_streams import encode_gemm, expected_gemm
+from onebit.sim.gemm_amaranth import run_commands
+
+CONFIGS = {
+    "2x3x8": CoreConfig(rows=2, cols=3, lanes=8, max_k=70, max_t=9, max_n=20),
+    "3x2x4": CoreConfig(rows=3, cols=2, lanes=4, max_k=33, max_t=7, max_n=9),
+    "1x1x16": CoreConfig(rows=1, cols=1, lanes=16, max_k=40, max_t=4, max_n=5),
+    "2x2x16": CoreConfig(rows=2, cols=2, lanes=16, max_k=20, max_t=6, max_n=7),
+}
+
+
+def random_case(rng, cfg, op=None, thresholds=None):
+    t = int(rng.integers(1, cfg.max_t + 1))
+    n = int(rng.integers(1, cfg.max_n + 1))
+    k = int(rng.integers(1, cfg.max_k + 1))
+    op = Op(int(rng.integers(0, 2))) if op is None else op
+    x = rng.integers(0, 2, (t, k), dtype=np.uint8)
+    w = rng.integers(0, 2, (n, k), dtype=np.uint8)
+    if thresholds is None:
+        thresholds = bool(rng.integers(0, 2))
+    thr = rng.integers(-k - 3, k + 4, n) if thresholds else None
+    return op, x, w, thr
+
+
+def check(cfg, cases, run):
+    for (op, x, w, thr), got in zip(cases, run, strict=True):
+        ints, bits = expected_gemm(op, x, w, thr)
+        assert got.ints.tolist() == ints.tolist()
+        if thr is not None:
+            assert got.bits.tolist() == bits.tolist()
+        else:
+            assert not got.bits.any()
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.4, 0.4), (0.1, 0.8)])
+def test_random_commands(name, idle, stall):
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(zlib.crc32(f"{name}{idle}{stall}".encode()))
+    cases = [random_case(rng, cfg) for _ in range(10)]
+    run = run_commands(cfg, [encode_gemm(cfg, *c) for c in cases], seed=int(rng.integers(1e6)),
+                       idle=idle, stall=stall)
+    check(cfg, cases, run)
+
+
+@pytest.mark.parametrize("op", list(Op))
+def test_edges_and_both_modes(op):
+    cfg = CONFIGS["2x3x8"]
+    rng = np.random.default_rng(int(op))
+    cases = []
+    for t, n, k in [(1, 1, 1), (9, 20, 70), (2, 3, 8), (3, 4, 9), (1, 20, 64), (9, 1, 7)]:
+        x = rng.integers(0, 2, (t, k), dtype=np.uint8)
+        w = rng.integers(0, 2, (n, k), dtype=np.uint8)
+        cases.append((op, x, w, rng.integers(-k - 2, k + 3, n)))
+    run = run_commands(cfg, [encode_gemm(cfg, *c) for c in cases], seed=3)
+    check(cfg, cases, run)
+
+
+def test_padding_bits_are_ignored():
+    """Garbage in the padding bits of the last chunk never changes a result."""
+    cfg = CONFIGS["2x3x8"]
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 2, (3, 13), dtype=np.uint8)
+    w = rng.integers(0, 2, (5, 13), dtype=np.uint8)
+    for op in Op:
+        check_dirty(cfg, op, x, w)
+
+
+def check_dirty(cfg, op, x, w):
+    thr = None
+    streams = encode_gemm(cfg, op, x, w)
+    dirty = type(streams)(cmd=streams.cmd,
+                          act=[c | (0xE0 if i % 2 else 0) for i, c in enumerate(streams.act)],
+                          weight=[c | (0x60 if i % 2 else 0) for i, c in
+                                  enumerate(streams.weight)],
+                          thresh=streams.thresh, result_beats=streams.result_beats)
+    check(cfg, [(op, x, w, thr)], run_commands(cfg, [dirty], seed=1))
+
+
+def test_bad_commands_are_rejected_and_next_works():
+    cfg = CONFIGS["3x2x4"]
+    rng = np.random.default_rng(1)
+    good = random_case(rng, cfg)
+    good_streams = encode_gemm(cfg, *good)
+    bad = []
+    for field, value in [("t", 0), ("t", 8), ("n", 0), ("n", 10), ("k", 0), ("k", 34)]:
+        cmd = dict(good_streams.cmd, **{field: value})
+        bad.append(type(good_streams)(cmd=cmd, act=[], weight=[], thresh=[], result_beats=0))
+    run = run_commands(cfg, [*bad, good_streams], seed=2)
+    assert [r.rejected for r in run] == [True] * 6 + [False]
+    check(cfg, [good], run[-1:])
+
+
+def test_reset_mid_operation_then_correct():
+    cfg = CONFIGS["2x3x8"]
+    rng = np.random.default_rng(4)
+    cases = [random_case(rng, cfg, thresholds=True) for _ in range(3)]
+    streams = [encode_gemm(cfg, *c) for c in cases]
+    for abort_after in (3, 40):
+        run = run_commands(cfg, streams, seed=abort_after, abort_after=abort_after)
+        check(cfg, cases[1:], run[1:])
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="Lane count must be a power of two, not 12"):
+        CoreConfig(lanes=12)
+    with pytest.raises(ValueError, match="Row count must be a positive integer, not 0"):
+        CoreConfig(rows=0)
+    with pytest.raises(ValueError, match="Maximum K must be a positive integer, not -1"):
+        CoreConfig(max_k=-1)
+    with pytest.raises(ValueError, match="K must be in 1..70 for this core, not 71"):
+        encode_gemm(CONFIGS["2x3x8"], Op.XOR, np.zeros((1, 71), np.uint8),
+                    np.zeros((1, 71), np.uint8))
