@@ -25,7 +25,7 @@ overlaps the next token tile when ``ceil(K / L) > R``. Weight loading of the nex
 compute when ``ceil(T / R) >= C``.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -196,11 +196,13 @@ class GemmCore(wiring.Component):
                 with m.If(self.cmd.valid & bad):
                     m.d.sync += self.cmd_error.eq(1)
                 with m.Elif(self.cmd.valid):
-                    nvalid = ((p.k + (L - 1)) & (L - 1)) + 1
+                    # The last chunk of a row holds bits 0..top valid, top = (K - 1) mod L.
+                    top = Signal(range(L))
+                    m.d.comb += top.eq((p.k + (L - 1))[:cfg.lane_bits] if L > 1 else 0)
                     m.d.sync += [
                         op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n), k.eq(p.k),
                         kw.eq((p.k + L - 1) >> cfg.lane_bits),
-                        last_mask.eq((Const(1, L + 1) << nvalid) - 1),
+                        last_mask.eq(Cat(*(top >= i for i in range(L)))),
                         a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0),
                         i_j.eq(0), i_tb.eq(0), i_abase.eq(0), i_nb.eq(0), i_half.eq(0),
                     ]

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from onebit.host import LayerParams, ModelFileError, ModelParams, golden, random_layer
 from onebit.host import random_model as make_model
 

@@ -5,6 +5,7 @@ import zlib
 
 import numpy as np
 import pytest
+
 from onebit.host.core_config import CoreConfig, Op
 from onebit.host.core_streams import encode_gemm, expected_gemm
 from onebit.sim.gemm_amaranth import run_commands

@@ -1,0 +1,59 @@
+"""Build and run the cocotb testbenches from Python (pytest calls these).
+
+One build directory per simulator and design (the Verilog's content hash names it), so an
+unchanged design is not rebuilt. A failing cocotb test reaches the caller as an
+``AssertionError`` carrying the simulator log's failure lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..hdl.gemm import GemmCore
+from ..host.core_config import CoreConfig
+from .toolchain import BUILD_ROOT, check_simulator
+from .verilog import write_verilog
+
+__all__ = ["run_gemm_tb"]
+
+
+def _build(sim: str, verilog: Path, top: str) -> tuple:
+    from cocotb_tools.runner import get_runner
+
+    check_simulator(sim)
+    runner = get_runner(sim)
+    build_dir = BUILD_ROOT / "sim" / f"{sim}-{verilog.stem}"
+    args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--no-timing"] if sim == "verilator" else []
+    runner.build(sources=[verilog], hdl_toplevel=top, build_dir=build_dir, build_args=args,
+                 timescale=("1ns", "1ps"), always=False,
+                 log_file=build_dir / "build.log")
+    return runner, build_dir
+
+
+def run_gemm_tb(sim: str, cfg: CoreConfig, *, seed: int = 0, cases: int = 5, idle: float = 0.3,
+                stall: float = 0.3, testcase: str | None = None) -> int:
+    """Run the GemmCore cocotb testbench on ``sim``; return the number of tests that passed."""
+    from cocotb_tools.check_results import get_results
+
+    verilog = write_verilog(GemmCore(cfg), "gemm")
+    runner, build_dir = _build(sim, verilog, "gemm")
+    params = {"config": cfg.__dict__, "seed": seed, "cases": cases, "idle": idle,
+              "stall": stall}
+    run_id = hashlib.sha256(json.dumps([params, testcase]).encode()).hexdigest()[:10]
+    test_dir = build_dir / f"run-{run_id}"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    log = test_dir / "sim.log"
+    xml = runner.test(test_module="onebit.sim.cocotb_gemm", hdl_toplevel="gemm",
+                      build_dir=build_dir, test_dir=test_dir, testcase=testcase,
+                      extra_env={"ONEBIT_GEMM_TB": json.dumps(params)},
+                      results_xml=str(test_dir / "results.xml"), log_file=log)
+    total, failed = get_results(Path(xml))
+    if failed or total == 0:
+        text = log.read_text(errors="replace") if log.exists() else "(no log)"
+        lines = [ln for ln in text.splitlines()
+                 if "Error" in ln or "assert" in ln or "FAIL" in ln or "Timeout" in ln]
+        raise AssertionError(f"{failed} of {total} cocotb tests failed on {sim} "
+                             f"(log: {log}):\n" + "\n".join(lines[-40:]))
+    return total
