@@ -18,7 +18,8 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench_golden import run
         return run(json_out=args.json, repeats=args.repeats)
     from .bench_core import run
-    return run(json_out=args.json)
+    return run(json_out=args.json, rows=args.rows, cols=args.cols, lanes=args.lanes,
+               sim=args.sim, synth=not args.no_synth)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="golden: NumPy golden model time; core: GEMM cycles on the array")
     bench.add_argument("--json", action="store_true", help="print JSON for machines")
     bench.add_argument("--repeats", type=int, default=5, help="timing repeats (best is kept)")
+    bench.add_argument("--rows", type=int, default=4, help="core: array rows")
+    bench.add_argument("--cols", type=int, default=8, help="core: array columns")
+    bench.add_argument("--lanes", type=int, default=32, help="core: lanes per element")
+    bench.add_argument("--sim", choices=["verilator", "icarus"], default="verilator",
+                       help="core: simulator")
+    bench.add_argument("--no-synth", action="store_true", help="core: skip the synthesis")
     bench.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)

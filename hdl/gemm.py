@@ -19,10 +19,13 @@ Protocol (all streams follow ``amaranth.lib.stream``'s rules):
    ``bits`` (C thresholded bits, bit c = channel ``tile * C + c``); channels beyond N are 0.
    ``last`` marks the final beat of the command.
 
-Timing: activations load at one chunk per cycle (``T * ceil(K/L)`` cycles), then each channel
-tile takes ``ceil(T / R) * ceil(K / L)`` cycles of compute; the drain of a token tile (R beats)
-overlaps the next token tile when ``ceil(K / L) > R``. Weight loading of the next tile overlaps
-compute when ``ceil(T / R) >= C``.
+Timing: activations load at one chunk per cycle; a token tile starts as soon as its rows are in,
+so the first channel tile overlaps the activation load (it is load-bound: ``T * ceil(K/L)``
+cycles). Every further channel tile takes ``ceil(T / R) * ceil(K / L)`` cycles; the drain of a
+token tile (R beats) overlaps the next token tile when ``ceil(K / L) > R``, otherwise a token
+tile takes ``R + 1`` cycles. Loading the next weight tile (``rows * ceil(K/L)`` cycles) overlaps
+compute when ``ceil(T / R) >= C``. Pipeline latency: 3 cycles from issue to the accumulators,
+then capture and one result beat per row.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -32,10 +35,15 @@ from amaranth.lib.wiring import In, Out
 from ..host.core_config import CoreConfig, Op
 from .array import ComputeArray
 
-__all__ = ["GemmCore", "command_layout", "result_layout", "COUNTERS"]
+__all__ = ["GemmCore", "command_layout", "result_layout", "counters_layout", "COUNTERS"]
 
 #: Performance counters, each 32 bits, cleared when a command is accepted.
 COUNTERS = ("busy", "active", "stall", "weight_wait", "backpressure")
+
+
+def counters_layout() -> data.StructLayout:
+    """Layout of the ``counters`` output: one 32-bit count per name in ``COUNTERS``."""
+    return data.StructLayout({name: 32 for name in COUNTERS})
 
 
 def command_layout(c: CoreConfig) -> data.StructLayout:
@@ -99,7 +107,7 @@ class GemmCore(wiring.Component):
             "result": Out(stream.Signature(result_layout(c))),
             "cmd_error": Out(1),
             "busy": Out(1),
-            "counters": Out(data.StructLayout({name: 32 for name in COUNTERS})),
+            "counters": Out(counters_layout()),
         })
 
     @property
@@ -208,28 +216,14 @@ class GemmCore(wiring.Component):
                     ]
                     m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
                     m.d.comb += start.eq(1)
-                    m.next = "LOAD_ACT"
-
-            with m.State("LOAD_ACT"):
-                m.d.comb += self.act.ready.eq(1)
-                for r in range(R):
-                    m.d.comb += [act_wr[r].addr.eq(a_base + a_j),
-                                 act_wr[r].data.eq(self.act.payload),
-                                 act_wr[r].en.eq(self.act.valid & (a_r == r))]
-                with m.If(self.act.valid):
-                    with m.If(a_j == kw - 1):
-                        m.d.sync += [a_j.eq(0), a_tok.eq(a_tok + 1)]
-                        with m.If(a_r == R - 1):
-                            m.d.sync += [a_r.eq(0), a_base.eq(a_base + kw)]
-                        with m.Else():
-                            m.d.sync += a_r.eq(a_r + 1)
-                        with m.If(a_tok == t - 1):
-                            m.next = "COMPUTE"
-                    with m.Else():
-                        m.d.sync += a_j.eq(a_j + 1)
+                    m.next = "COMPUTE"
 
             with m.State("COMPUTE"):
-                m.d.comb += [s0_valid.eq(full.bit_select(i_half, 1)), computing.eq(1)]
+                # A token tile may issue once its rows are in the activation buffer, so the
+                # first channel tile overlaps the activation load.
+                rows_in = a_tok >= i_tb + s0.rows
+                m.d.comb += [s0_valid.eq(full.bit_select(i_half, 1) & rows_in),
+                             computing.eq(1)]
                 with m.If(s0_valid & adv):
                     with m.If(s0_last):
                         m.d.sync += i_j.eq(0)
@@ -249,6 +243,30 @@ class GemmCore(wiring.Component):
                     m.next = "IDLE"
 
         m.d.comb += self.busy.eq(~idle)
+
+        # ---------------------------------------------------------------- activation loader
+        # Row t goes to bank t mod R at address (t div R) * ceil(K/L) + chunk.
+        for r in range(R):
+            m.d.comb += [act_wr[r].addr.eq(a_base + a_j), act_wr[r].data.eq(self.act.payload)]
+        with m.FSM(name="act_loader"):
+            with m.State("IDLE"):
+                with m.If(start):
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += self.act.ready.eq(1)
+                for r in range(R):
+                    m.d.comb += act_wr[r].en.eq(self.act.valid & (a_r == r))
+                with m.If(self.act.valid):
+                    with m.If(a_j == kw - 1):
+                        m.d.sync += [a_j.eq(0), a_tok.eq(a_tok + 1)]
+                        with m.If(a_r == R - 1):
+                            m.d.sync += [a_r.eq(0), a_base.eq(a_base + kw)]
+                        with m.Else():
+                            m.d.sync += a_r.eq(a_r + 1)
+                        with m.If(a_tok == t - 1):
+                            m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += a_j.eq(a_j + 1)
 
         # ---------------------------------------------------------------- weight loader
         l_half = Signal()

@@ -19,7 +19,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from ..hdl.gemm import command_layout, result_layout
+from ..hdl.gemm import COUNTERS, command_layout, counters_layout, result_layout
 from ..host.core_config import CoreConfig, Op
 from ..host.core_streams import decode_results, encode_gemm, expected_gemm
 
@@ -131,6 +131,11 @@ class GemmTB:
         self.thr_mask = (1 << cfg.threshold_width) - 1
         self.checked = 0
 
+    def counters(self) -> dict[str, int]:
+        """Read the core's performance counters."""
+        raw = counters_layout().from_bits(self.dut.counters.value.to_unsigned())
+        return {name: int(getattr(raw, name)) for name in COUNTERS}
+
     async def reset(self, cycles: int = 2) -> None:
         await FallingEdge(self.dut.clk)
         self.dut.rst.value = 1
@@ -161,7 +166,7 @@ class GemmTB:
         self.thresh.send(v & self.thr_mask for v in s.thresh)
         return s
 
-    async def run_case(self, op, x, w, thr, *, timeout: int = 500_000) -> None:
+    async def run_case(self, op, x, w, thr, *, timeout: int = 500_000) -> dict[str, int]:
         """Run one command to completion and compare it with the golden model."""
         s = self.submit(op, x, w, thr)
         start = len(self.result.items)
@@ -194,6 +199,8 @@ class GemmTB:
         for src in (self.cmd, self.act, self.weight, self.thresh):
             assert src.idle_now, "the core finished without consuming all of its input"
         self.checked += 1
+        await RisingEdge(self.dut.clk)
+        return self.counters()
 
 
 def _tb(dut) -> GemmTB:
@@ -202,7 +209,7 @@ def _tb(dut) -> GemmTB:
                   stall=PARAMS.get("stall", 0.3))
 
 
-@cocotb.test()
+@cocotb.test(skip="bench" in PARAMS)
 async def random_commands(dut):
     """Random shapes (T, N, K up to the configured maxima), both ops, random thresholds."""
     tb = _tb(dut)
@@ -212,7 +219,7 @@ async def random_commands(dut):
     assert tb.checked == PARAMS.get("cases", 5)
 
 
-@cocotb.test()
+@cocotb.test(skip="bench" in PARAMS)
 async def reset_mid_operation(dut):
     """A reset in the middle of a command, then a command that must be exact."""
     tb = _tb(dut)
@@ -226,7 +233,7 @@ async def reset_mid_operation(dut):
         await tb.run_case(*tb.random_case(k_max=min(tb.cfg.max_k, 300)))
 
 
-@cocotb.test()
+@cocotb.test(skip="bench" in PARAMS)
 async def bad_command_then_good(dut):
     """A command with K = 0 is rejected (cmd_error pulses), and the next one works."""
     tb = _tb(dut)
@@ -240,3 +247,19 @@ async def bad_command_then_good(dut):
         seen |= high(dut.cmd_error)
     assert seen, "cmd_error did not pulse for K = 0"
     await tb.run_case(*tb.random_case(k_max=100))
+
+
+@cocotb.test(skip="bench" not in PARAMS)
+async def benchmark(dut):
+    """Run the GEMM shapes in ``PARAMS["bench"]`` without stalls; write each one's counters."""
+    tb = _tb(dut)
+    await tb.reset()
+    rng = np.random.default_rng(PARAMS.get("seed", 0))
+    out = []
+    for t, n, k, op in PARAMS["bench"]:
+        x = rng.integers(0, 2, (t, k), dtype=np.uint8)
+        w = rng.integers(0, 2, (n, k), dtype=np.uint8)
+        counters = await tb.run_case(Op[op], x, w, rng.integers(-k, k + 1, n))
+        out.append({"t": t, "n": n, "k": k, "op": op, **counters})
+    with open(PARAMS["out"], "w") as f:
+        json.dump(out, f)
