@@ -34,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..host.core_config import CoreConfig, Op
 from .array import ComputeArray
+from .membank import MemoryBank
 
 __all__ = ["GemmCore", "command_layout", "result_layout", "counters_layout", "COUNTERS"]
 
@@ -120,17 +121,18 @@ class GemmCore(wiring.Component):
         R, C, L, KWM = cfg.rows, cfg.cols, cfg.lanes, cfg.max_chunks
         m.submodules.array = arr = ComputeArray(cfg)
 
-        act_rd, act_wr, w_rd, w_wr = [], [], [], []
+        act_rd, act_wr = [], []
         for r in range(R):
             mem = memory.Memory(shape=L, depth=cfg.act_depth, init=[])
             m.submodules[f"act_bank{r}"] = mem
             act_wr.append(mem.write_port())
             act_rd.append(mem.read_port())
-        for col in range(C):
-            mem = memory.Memory(shape=L, depth=cfg.weight_depth, init=[])
-            m.submodules[f"weight_bank{col}"] = mem
-            w_wr.append(mem.write_port())
-            w_rd.append(mem.read_port())
+        # Weight buffer: for each half (ping-pong) and column, one bank of a tile row's chunks.
+        w_bank = [[MemoryBank(width=L, depth=KWM, kind=cfg.weight_memory) for _ in range(C)]
+                  for _ in range(2)]
+        for h in range(2):
+            for col in range(C):
+                m.submodules[f"weight_h{h}_c{col}"] = w_bank[h][col]
 
         # Command registers.
         op = Signal(Op)
@@ -191,8 +193,9 @@ class GemmCore(wiring.Component):
         ]
         for r in range(R):
             m.d.comb += [act_rd[r].addr.eq(i_abase + i_j), act_rd[r].en.eq(adv)]
-        for col in range(C):
-            m.d.comb += [w_rd[col].addr.eq(Mux(i_half, KWM + i_j, i_j)), w_rd[col].en.eq(adv)]
+        for h in range(2):
+            for col in range(C):
+                m.d.comb += [w_bank[h][col].raddr.eq(i_j), w_bank[h][col].ren.eq(adv)]
 
         m.d.sync += self.cmd_error.eq(0)
         with m.FSM(name="control"):
@@ -277,9 +280,10 @@ class GemmCore(wiring.Component):
         l_last_tile = Signal()
         m.d.comb += [l_last_row.eq((l_c == C - 1) | (l_nb + l_c + 1 == n)),
                      l_last_tile.eq(l_nb + C >= n)]
-        for col in range(C):
-            m.d.comb += [w_wr[col].addr.eq(Mux(l_half, KWM + l_j, l_j)),
-                         w_wr[col].data.eq(self.weight.payload)]
+        for h in range(2):
+            for col in range(C):
+                m.d.comb += [w_bank[h][col].waddr.eq(l_j),
+                             w_bank[h][col].wdata.eq(self.weight.payload)]
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(start):
@@ -290,8 +294,10 @@ class GemmCore(wiring.Component):
                     m.next = "WEIGHTS"
             with m.State("WEIGHTS"):
                 m.d.comb += self.weight.ready.eq(1)
-                for col in range(C):
-                    m.d.comb += w_wr[col].en.eq(self.weight.valid & (l_c == col))
+                for h in range(2):
+                    for col in range(C):
+                        m.d.comb += w_bank[h][col].wen.eq(self.weight.valid & (l_c == col) &
+                                                          (l_half == h))
                 with m.If(self.weight.valid):
                     with m.If(l_j == kw - 1):
                         m.d.sync += l_j.eq(0)
@@ -339,7 +345,8 @@ class GemmCore(wiring.Component):
                          s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last),
                          s2.eq(s1)]
             m.d.sync += [x_bus[r].eq(act_rd[r].data & mask) for r in range(R)]
-            m.d.sync += [w_bus[col].eq(w_rd[col].data & mask) for col in range(C)]
+            m.d.sync += [w_bus[col].eq(Mux(s1.half, w_bank[1][col].rdata, w_bank[0][col].rdata)
+                                       & mask) for col in range(C)]
         m.d.comb += [arr.x.eq(x_bus), arr.w.eq(w_bus), arr.op.eq(op), arr.valid.eq(s2_valid),
                      arr.first.eq(s2_first), arr.en.eq(adv)]
 

@@ -15,7 +15,12 @@ import numpy as np
 
 from .packing import check_bits
 
-__all__ = ["Op", "CoreConfig", "to_chunks"]
+__all__ = ["Op", "CoreConfig", "to_chunks", "MEMORY_KINDS", "SPRAM_DEPTH", "SPRAM_WIDTH"]
+
+#: Where the weight buffer lives: inferred block RAM, or iCE40 UP5K SPRAM (SB_SPRAM256KA).
+MEMORY_KINDS = ("bram", "ice40_spram")
+#: Geometry of one iCE40 SPRAM block.
+SPRAM_DEPTH, SPRAM_WIDTH = 16384, 16
 
 
 class Op(enum.IntEnum):
@@ -50,7 +55,12 @@ class CoreConfig:
         Lanes L per processing element: bits of K per cycle; a power of two.
     max_k, max_t, max_n : int
         Largest K (bits per row), T (tokens held in the activation buffer) and N (outputs) a
-        command may ask for. They size the buffers and counters.
+        command may ask for. They size the buffers and counters: each weight bank holds
+        ``2 * ceil(max_k / lanes)`` words (two halves, ping-pong).
+    weight_memory : str
+        ``"bram"`` (EBR on iCE40 and ECP5) or ``"ice40_spram"``: each half of each column's
+        weight bank is its own set of ``ceil(lanes / 16)`` SB_SPRAM256KA blocks, so a tile loads
+        into one half while the other is read (``2 * cols * ceil(lanes / 16)`` blocks in all).
     """
 
     rows: int = 4
@@ -59,6 +69,7 @@ class CoreConfig:
     max_k: int = 2048
     max_t: int = 64
     max_n: int = 4096
+    weight_memory: str = "bram"
 
     def __post_init__(self) -> None:
         _positive("Row count", self.rows)
@@ -73,6 +84,12 @@ class CoreConfig:
         _positive("Maximum K", self.max_k)
         _positive("Maximum T", self.max_t)
         _positive("Maximum N", self.max_n)
+        if self.weight_memory not in MEMORY_KINDS:
+            raise ValueError(f"Weight memory must be one of {', '.join(MEMORY_KINDS)}, "
+                             f"not {self.weight_memory!r}")
+        if self.weight_memory == "ice40_spram" and self.max_chunks > SPRAM_DEPTH:
+            raise ValueError(f"An SPRAM weight bank holds {SPRAM_DEPTH} chunks of a row, but "
+                             f"max_k = {self.max_k} needs {self.max_chunks}")
 
     @property
     def lane_bits(self) -> int:
@@ -105,9 +122,11 @@ class CoreConfig:
         return -(-self.max_t // self.rows) * self.max_chunks
 
     @property
-    def weight_depth(self) -> int:
-        """Words in each of the ``cols`` weight banks: two halves (ping-pong) of a tile."""
-        return 2 * self.max_chunks
+    def spram_blocks(self) -> int:
+        """SB_SPRAM256KA blocks the weight buffer uses (0 unless ``weight_memory`` is SPRAM)."""
+        if self.weight_memory != "ice40_spram":
+            return 0
+        return 2 * self.cols * -(-self.lanes // SPRAM_WIDTH)
 
     @property
     def peak_ops_per_cycle(self) -> int:

