@@ -99,6 +99,6 @@ def run(*, json_out: bool = False, rows: int = 4, cols: int = 8, lanes: int = 32
     if synth:
         for fam, v in report["logic"].items():
             print(f"{fam}: PE {v['pe_lut4_per_lane']:.2f} LUT4/lane, "
-                  f"{v['pe_ff_per_lane']:.2f} FF/lane; array (with row popcounts) "
+                  f"{v['pe_ff_per_lane']:.2f} FF/lane; whole array "
                   f"{v['array_lut4_per_lane']:.2f} LUT4/lane, {v['array_ff_per_lane']:.2f} FF/lane")
     return 0

@@ -9,8 +9,6 @@ Dataflow (output-stationary; ``x`` rows are tokens, ``w`` columns are output cha
      x[1] --> PE10 --- PE11 --- ... - PE1,C-1    each PE keeps its (token, channel) sum while
      ...                                         the K chunks stream past; a tile of R tokens x
      x[R-1]-> PER-1,0 - ...          PER-1,C-1   C channels finishes after ceil(K / L) cycles
-               |
-     x[r] --> ROWPOP[r]                          popcount(x[r]), for the AND mode's mdot
 
 Operands reach a row or column over one registered bus per row and per column (the caller
 registers them), not PE-to-PE forwarding: every PE sees chunk j in the same cycle, so every
@@ -22,29 +20,28 @@ Output-stationary is the right choice because a binary weight row is long (K up 
 bits) while results are few: keeping accumulators in place moves only 1-bit operands.
 """
 
-from amaranth.hdl import Const, Module
+from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..host.core_config import CoreConfig, Op
+from ..host.core_config import CoreConfig
 from .pe import ProcessingElement
 
 __all__ = ["ComputeArray"]
 
 
 class ComputeArray(wiring.Component):
-    """R x C processing elements plus R row popcounts, all enabled together.
+    """R x C processing elements, all enabled together.
 
-    Each cycle with ``en & valid``: for every r, c: ``acc[r][c] <= (first ? 0 : acc[r][c]) +
-    popcount(x[r] OP w[c])`` and ``rowpop[r] <= (first ? 0 : rowpop[r]) + popcount(x[r])``.
+    Each cycle with ``en & valid``: for every r, c:
+    ``acc[r][c] <= (first ? 0 : acc[r][c]) + popcount(x[r] XOR w[c])``.
     Latency 1: results show one cycle after the last chunk.
 
     Members
     -------
     x : In(ArrayLayout(lanes, rows));  w : In(ArrayLayout(lanes, cols))
-    op : In(Op);  valid, first, en : In(1)
+    valid, first, en : In(1)
     acc : Out(ArrayLayout(ArrayLayout(acc_width, cols), rows))
-    rowpop : Out(ArrayLayout(acc_width, rows))
     """
 
     def __init__(self, config: CoreConfig):
@@ -54,29 +51,22 @@ class ComputeArray(wiring.Component):
         super().__init__({
             "x": In(data.ArrayLayout(c.lanes, c.rows)),
             "w": In(data.ArrayLayout(c.lanes, c.cols)),
-            "op": In(Op), "valid": In(1), "first": In(1), "en": In(1),
+            "valid": In(1), "first": In(1), "en": In(1),
             "acc": Out(data.ArrayLayout(data.ArrayLayout(c.acc_width, c.cols), c.rows)),
-            "rowpop": Out(data.ArrayLayout(c.acc_width, c.rows)),
         })
 
     @property
     def config(self) -> CoreConfig:
         return self._cfg
 
-    def _pe(self, m, name, x, w, op):
-        pe = ProcessingElement(lanes=self._cfg.lanes, acc_width=self._cfg.acc_width)
-        m.submodules[name] = pe
-        m.d.comb += [pe.x.eq(x), pe.w.eq(w), pe.op.eq(op), pe.valid.eq(self.valid),
-                     pe.first.eq(self.first), pe.en.eq(self.en)]
-        return pe.acc
-
     def elaborate(self, platform):
         m = Module()
         c = self._cfg
-        ones = Const((1 << c.lanes) - 1, c.lanes)
         for r in range(c.rows):
             for col in range(c.cols):
-                acc = self._pe(m, f"pe_{r}_{col}", self.x[r], self.w[col], self.op)
-                m.d.comb += self.acc[r][col].eq(acc)
-            m.d.comb += self.rowpop[r].eq(self._pe(m, f"rowpop_{r}", self.x[r], ones, Op.AND))
+                pe = ProcessingElement(lanes=c.lanes, acc_width=c.acc_width)
+                m.submodules[f"pe_{r}_{col}"] = pe
+                m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[col]), pe.valid.eq(self.valid),
+                             pe.first.eq(self.first), pe.en.eq(self.en),
+                             self.acc[r][col].eq(pe.acc)]
         return m

@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 from ..host.core_config import CoreConfig, Op
 from .array import ComputeArray
 from .membank import MemoryBank
+from .popcount import popcount_tree
 
 __all__ = ["GemmCore", "command_layout", "result_layout", "counters_layout", "COUNTERS"]
 
@@ -157,6 +158,9 @@ class GemmCore(wiring.Component):
                      held.eq((held | tile_loaded) & ~held_clr)]
         thr = [[Signal(signed(cfg.threshold_width), name=f"thr_{h}_{col}") for col in range(C)]
                for h in range(2)]
+        # popcount(w) of each loaded weight row, for mdot = popcount(w) - popcount(p XOR w).
+        wpop = [[Signal(cfg.acc_width, name=f"wpop_{h}_{col}") for col in range(C)]
+                for h in range(2)]
 
         # Pipeline control: ``adv`` moves issue -> s1 -> s2 -> array together.
         done_pending = Signal()
@@ -278,6 +282,10 @@ class GemmCore(wiring.Component):
         l_nb = Signal(range(cfg.max_n + C + 1))
         l_last_row = Signal()
         l_last_tile = Signal()
+        l_pop = Signal(cfg.acc_width)
+        l_chunk = Signal(L)
+        m.d.comb += l_chunk.eq(self.weight.payload & Mux(l_j == kw - 1, last_mask, (1 << L) - 1))
+        chunk_pop = popcount_tree(m, [l_chunk[i] for i in range(L)], name="wpop")
         m.d.comb += [l_last_row.eq((l_c == C - 1) | (l_nb + l_c + 1 == n)),
                      l_last_tile.eq(l_nb + C >= n)]
         for h in range(2):
@@ -299,7 +307,13 @@ class GemmCore(wiring.Component):
                         m.d.comb += w_bank[h][col].wen.eq(self.weight.valid & (l_c == col) &
                                                           (l_half == h))
                 with m.If(self.weight.valid):
+                    row_pop = Mux(l_j == 0, 0, l_pop) + chunk_pop
+                    m.d.sync += l_pop.eq(row_pop)
                     with m.If(l_j == kw - 1):
+                        for h in range(2):
+                            for col in range(C):
+                                with m.If((l_half == h) & (l_c == col)):
+                                    m.d.sync += wpop[h][col].eq(row_pop)
                         m.d.sync += l_j.eq(0)
                         with m.If(l_last_row):
                             m.d.sync += l_c.eq(0)
@@ -347,7 +361,7 @@ class GemmCore(wiring.Component):
             m.d.sync += [x_bus[r].eq(act_rd[r].data & mask) for r in range(R)]
             m.d.sync += [w_bus[col].eq(Mux(s1.half, w_bank[1][col].rdata, w_bank[0][col].rdata)
                                        & mask) for col in range(C)]
-        m.d.comb += [arr.x.eq(x_bus), arr.w.eq(w_bus), arr.op.eq(op), arr.valid.eq(s2_valid),
+        m.d.comb += [arr.x.eq(x_bus), arr.w.eq(w_bus), arr.valid.eq(s2_valid),
                      arr.first.eq(s2_first), arr.en.eq(adv)]
 
         # ---------------------------------------------------------------- capture
@@ -360,14 +374,15 @@ class GemmCore(wiring.Component):
             m.d.sync += done_pending.eq(0)
 
         shadow = Signal(data.ArrayLayout(data.ArrayLayout(cfg.acc_width, C), R))
-        shadow_pop = Signal(data.ArrayLayout(cfg.acc_width, R))
+        shadow_wpop = Signal(data.ArrayLayout(cfg.acc_width, C))
         shadow_thr = Signal(data.ArrayLayout(signed(cfg.threshold_width), C))
         sh = Signal(_tile_layout(cfg))
         with m.If(capture):
-            m.d.sync += [shadow.eq(arr.acc), shadow_pop.eq(arr.rowpop), sh.eq(done),
+            m.d.sync += [shadow.eq(arr.acc), sh.eq(done),
                          shadow_full.eq(1)]
             for col in range(C):
-                m.d.sync += shadow_thr[col].eq(Mux(done.half, thr[1][col], thr[0][col]))
+                m.d.sync += [shadow_thr[col].eq(Mux(done.half, thr[1][col], thr[0][col])),
+                             shadow_wpop[col].eq(Mux(done.half, wpop[1][col], wpop[0][col]))]
             with m.If(done.last_tt):
                 m.d.comb += held_clr.bit_select(done.half, 1).eq(1)
 
@@ -377,8 +392,7 @@ class GemmCore(wiring.Component):
         m.d.comb += last_row.eq(d_r == sh.rows - 1)
         rw = cfg.result_width + 2
         k_s = Signal(signed(rw))
-        pop_s = Signal(signed(rw))
-        m.d.comb += [k_s.eq(k), pop_s.eq(shadow_pop[d_r])]
+        m.d.comb += k_s.eq(k)
         out_free = ~self.result.valid | self.result.ready
         m.d.comb += final_taken.eq(self.result.valid & self.result.ready &
                                    self.result.payload.last)
@@ -389,10 +403,13 @@ class GemmCore(wiring.Component):
                          self.result.payload.last.eq(sh.last_nt & sh.last_tt & last_row)]
             for col in range(C):
                 acc_s = Signal(signed(rw), name=f"acc_s{col}")
+                wpop_s = Signal(signed(rw), name=f"wpop_s{col}")
                 value = Signal(signed(rw), name=f"value{col}")
                 m.d.comb += [
                     acc_s.eq(shadow[d_r][col]),
-                    value.eq(Mux(op == Op.XOR, k_s - 2 * acc_s, 2 * acc_s - pop_s)),
+                    wpop_s.eq(shadow_wpop[col]),
+                    # dot = K - 2 * mismatches; mdot = popcount(w) - mismatches (see pe.py).
+                    value.eq(Mux(op == Op.XOR, k_s - 2 * acc_s, wpop_s - acc_s)),
                 ]
                 in_range = col < sh.cols
                 m.d.sync += [

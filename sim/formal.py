@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In
 from ..hdl.gemm import GemmCore
 from ..hdl.pe import ProcessingElement
 from ..hdl.popcount import Popcount
-from ..host.core_config import CoreConfig, Op
+from ..host.core_config import CoreConfig
 from .toolchain import BUILD_ROOT
 
 __all__ = ["PopcountHarness", "PEHarness", "GemmStreamHarness", "run_bmc"]
@@ -61,20 +61,19 @@ class PEHarness(wiring.Component):
 
     def __init__(self, *, lanes: int = 6, acc_width: int = 5, mutant: bool = False):
         self._lanes, self._acc_width, self._mutant = lanes, acc_width, mutant
-        super().__init__({"x": In(lanes), "w": In(lanes), "op": In(Op), "valid": In(1),
-                          "first": In(1), "en": In(1)})
+        super().__init__({"x": In(lanes), "w": In(lanes), "valid": In(1), "first": In(1),
+                          "en": In(1)})
 
     def elaborate(self, platform):
         m = Module()
         lanes = self._lanes
         m.submodules.dut = dut = ProcessingElement(lanes=lanes, acc_width=self._acc_width)
-        m.d.comb += [dut.x.eq(self.x), dut.w.eq(self.w), dut.op.eq(self.op),
-                     dut.valid.eq(self.valid), dut.first.eq(self.first), dut.en.eq(self.en)]
-        # Reference: count lane by lane what each op defines.
+        m.d.comb += [dut.x.eq(self.x), dut.w.eq(self.w), dut.valid.eq(self.valid),
+                     dut.first.eq(self.first), dut.en.eq(self.en)]
+        # Reference: count the lanes where the operands differ, one by one.
         count = 0
         for i in range(lanes):
-            lane = Mux(self.op == Op.XOR, self.x[i] != self.w[i], self.x[i] & self.w[i])
-            count = count + lane
+            count = count + (self.x[i] != self.w[i])
         ref = Signal(self._acc_width)
         step = self.en & self.valid
         clear = self.first if not self._mutant else (self.first & ~self.x[0])
