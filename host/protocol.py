@@ -1,0 +1,181 @@
+"""The host link's framing: one definition of frames, opcodes and status codes for both sides.
+
+A frame, host to device or device to host::
+
+    +------+--------+---------------+----------+-------------------+---------------+
+    | 0xA5 | opcode | length (LE16) | hdr CRC8 | payload (length)  | CRC-32 (LE32) |
+    +------+--------+---------------+----------+-------------------+---------------+
+
+The header check is CRC-8/SMBUS (poly 0x07; ``amaranth.lib.crc.catalog.CRC8_SMBUS``) over
+opcode and length, so a damaged length is caught at once instead of making the receiver wait
+for a frame that never ends. The frame check is CRC-32/ISO-HDLC (``zlib.crc32``;
+``CRC32_ISO_HDLC`` in gateware) over opcode, length and payload. A receiver hunts for the start
+byte, so garbage between frames is skipped; a frame whose header or CRC does not match is
+dropped and the hunt resumes one byte after its start byte. Plain Python (the gateware imports
+these numbers from here).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass
+
+__all__ = [
+    "START", "MAX_PAYLOAD", "HEADER_BYTES", "TRAILER_BYTES", "Opcode", "Status", "Frame",
+    "FrameError", "encode_frame", "FrameDecoder", "crc32", "crc8",
+]
+
+START = 0xA5
+MAX_PAYLOAD = 0xFFFF
+HEADER_BYTES = 5          # start, opcode, length, header CRC-8
+TRAILER_BYTES = 4         # CRC-32
+
+
+class Opcode(enum.IntEnum):
+    """Commands (host to device); a response carries the same opcode with bit 7 set."""
+
+    IDENTIFY = 0x01
+    RESET = 0x02
+    LOAD_WEIGHTS = 0x03
+    LOAD_ACTIVATIONS = 0x04
+    RUN = 0x05
+    READ_RESULTS = 0x06
+    READ_COUNTERS = 0x07
+
+    @property
+    def response(self) -> int:
+        """The opcode of this command's response."""
+        return self | 0x80
+
+
+class Status(enum.IntEnum):
+    """First payload byte of every response."""
+
+    OK = 0x00
+    BAD_CRC = 0x01
+    UNKNOWN_OPCODE = 0x02
+    BAD_LENGTH = 0x03
+    OUT_OF_RANGE = 0x04
+    BUSY = 0x05
+
+
+class FrameError(ValueError):
+    """A frame cannot be built: a field does not fit."""
+
+
+def crc32(data: bytes) -> int:
+    """CRC-32/ISO-HDLC of ``data``."""
+    return zlib.crc32(data) & 0xFFFF_FFFF
+
+
+def _crc8_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        table.append(crc)
+    return table
+
+
+_CRC8 = _crc8_table()
+
+
+def crc8(data: bytes) -> int:
+    """CRC-8/SMBUS (poly 0x07, init 0, no reflection) of ``data``."""
+    crc = 0
+    for byte in data:
+        crc = _CRC8[crc ^ byte]
+    return crc
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame."""
+
+    opcode: int
+    payload: bytes
+
+
+def encode_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """Return the bytes of a frame; raise :class:`FrameError` if a field does not fit."""
+    if isinstance(opcode, bool) or not isinstance(opcode, int) or not 0 <= opcode <= 0xFF:
+        raise FrameError(f"opcode must be an integer in 0..255, not {opcode!r}")
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise FrameError(f"payload must be bytes, not {type(payload).__name__}")
+    payload = bytes(payload)
+    if len(payload) > MAX_PAYLOAD:
+        raise FrameError(f"payload of {len(payload)} bytes exceeds the maximum of {MAX_PAYLOAD}")
+    header = struct.pack("<BH", opcode, len(payload))
+    body = header + payload
+    return bytes([START]) + header + bytes([crc8(header)]) + payload + \
+        struct.pack("<I", crc32(body))
+
+
+class FrameDecoder:
+    """Incremental decoder: feed bytes, collect good frames; count what was dropped and why.
+
+    Bytes before a start byte are skipped (``garbage``). A frame whose header check fails
+    (``bad_header``) or whose CRC fails (``bad_crc``) is dropped and the search resumes one byte
+    after its start byte, so a start byte inside a damaged frame can still begin the next good
+    one. A frame cut short holds the decoder until more bytes arrive; a reader that times out
+    calls :meth:`resync` to give up on it.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.garbage = 0
+        self.bad_header = 0
+        self.bad_crc = 0
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Add ``data``; return the frames it completed, in order."""
+        self._buf += data
+        return self._scan()
+
+    def resync(self) -> list[Frame]:
+        """Give up on the frame in progress (after a timeout); return frames found after it."""
+        if self._buf:
+            self.garbage += 1
+            del self._buf[:1]
+        return self._scan()
+
+    def _scan(self) -> list[Frame]:
+        frames: list[Frame] = []
+        while True:
+            start = self._buf.find(START)
+            if start < 0:
+                self.garbage += len(self._buf)
+                self._buf.clear()
+                return frames
+            if start:
+                self.garbage += start
+                del self._buf[:start]
+            if len(self._buf) < HEADER_BYTES:
+                return frames
+            header = bytes(self._buf[1:4])
+            if crc8(header) != self._buf[4]:
+                self.bad_header += 1
+                self.garbage += 1
+                del self._buf[:1]
+                continue
+            opcode, length = struct.unpack("<BH", header)
+            total = HEADER_BYTES + length + TRAILER_BYTES
+            if len(self._buf) < total:
+                return frames
+            payload = bytes(self._buf[HEADER_BYTES:HEADER_BYTES + length])
+            (crc,) = struct.unpack_from("<I", self._buf, HEADER_BYTES + length)
+            if crc == crc32(header + payload):
+                frames.append(Frame(opcode, payload))
+                del self._buf[:total]
+            else:
+                self.bad_crc += 1
+                self.garbage += 1
+                del self._buf[:1]
+
+    @property
+    def pending(self) -> int:
+        """Bytes held back waiting for the rest of a frame."""
+        return len(self._buf)
