@@ -15,9 +15,10 @@ Protocol (all streams follow ``amaranth.lib.stream``'s rules):
    has only ``N mod C`` rows), each ``ceil(K / L)`` chunks; with ``threshold`` set, each tile's
    rows are followed on ``thresh`` by its thresholds, one per row. Weight tiles load into one
    half of the weight buffer while the array computes on the other (ping-pong).
-4. ``result``: for each channel tile, one beat per token: ``ints`` (C signed results) and
-   ``bits`` (C thresholded bits, bit c = channel ``tile * C + c``); channels beyond N are 0.
-   ``last`` marks the final beat of the command.
+4. ``result``, for each channel tile: without thresholds one beat per token, ``ints`` (C signed
+   results); with thresholds one beat per token tile, ``bits`` (R x C bits, bit ``r * C + c`` is
+   token ``tile_start + r``, channel ``channel_tile * C + c``). Tokens beyond T and channels
+   beyond N are 0. ``last`` marks the final beat of the command.
 
 Timing: activations load at one chunk per cycle; a token tile starts as soon as its rows are in,
 so the first channel tile overlaps the activation load (it is load-bound: ``T * ceil(K/L)``
@@ -59,10 +60,11 @@ def command_layout(c: CoreConfig) -> data.StructLayout:
 
 
 def result_layout(c: CoreConfig) -> data.StructLayout:
-    """Layout of a ``result`` beat for this configuration."""
+    """Layout of a ``result`` beat: ``ints`` (one row of C results, without thresholds) or
+    ``bits`` (a whole R x C token tile, bit ``r * C + c``, with thresholds)."""
     return data.StructLayout({
         "ints": data.ArrayLayout(signed(c.result_width), c.cols),
-        "bits": unsigned(c.cols),
+        "bits": unsigned(c.rows * c.cols),
         "last": 1,
     })
 
@@ -375,18 +377,31 @@ class GemmCore(wiring.Component):
 
         shadow = Signal(data.ArrayLayout(data.ArrayLayout(cfg.acc_width, C), R))
         shadow_wpop = Signal(data.ArrayLayout(cfg.acc_width, C))
-        shadow_thr = Signal(data.ArrayLayout(signed(cfg.threshold_width), C))
+        bw = max(cfg.result_width, cfg.threshold_width) + 2
+        shadow_bound = Signal(data.ArrayLayout(signed(bw), C))
         sh = Signal(_tile_layout(cfg))
         with m.If(capture):
             m.d.sync += [shadow.eq(arr.acc), sh.eq(done),
                          shadow_full.eq(1)]
             for col in range(C):
-                m.d.sync += [shadow_thr[col].eq(Mux(done.half, thr[1][col], thr[0][col])),
-                             shadow_wpop[col].eq(Mux(done.half, wpop[1][col], wpop[0][col]))]
+                thr_c = Signal(signed(bw), name=f"thr_c{col}")
+                wpop_c = Signal(signed(bw), name=f"wpop_c{col}")
+                k_c = Signal(signed(bw), name=f"k_c{col}")
+                m.d.comb += [thr_c.eq(Mux(done.half, thr[1][col], thr[0][col])),
+                             wpop_c.eq(Mux(done.half, wpop[1][col], wpop[0][col])),
+                             k_c.eq(k)]
+                m.d.sync += [
+                    shadow_wpop[col].eq(wpop_c),
+                    shadow_bound[col].eq(Mux(op == Op.XOR, (k_c - thr_c) >> 1, wpop_c - thr_c)),
+                ]
             with m.If(done.last_tt):
                 m.d.comb += held_clr.bit_select(done.half, 1).eq(1)
 
         # ---------------------------------------------------------------- drain + post-op
+        # Integers: one beat per row, ``value = K - 2 * acc`` (XOR) or ``popcount(w) - acc``
+        # (AND). Bits: one beat per token tile; ``value >= thr`` is ``acc <= bound`` with the
+        # per-column bound ``floor((K - thr) / 2)`` (XOR) or ``popcount(w) - thr`` (AND),
+        # computed at capture, so R x C narrow compares replace R x C subtract-and-compares.
         d_r = Signal(range(R))
         last_row = Signal()
         m.d.comb += last_row.eq(d_r == sh.rows - 1)
@@ -398,8 +413,18 @@ class GemmCore(wiring.Component):
                                    self.result.payload.last)
         with m.If(self.result.ready):
             m.d.sync += self.result.valid.eq(0)
-        with m.If(out_free & shadow_full):
-            m.d.sync += [self.result.valid.eq(1),
+        with m.If(out_free & shadow_full & thr_en):
+            m.d.sync += [self.result.valid.eq(1), self.result.payload.ints.eq(0),
+                         self.result.payload.last.eq(sh.last_nt & sh.last_tt),
+                         shadow_full.eq(0)]
+            for r in range(R):
+                for col in range(C):
+                    acc_s = Signal(signed(cfg.acc_width + 1), name=f"acc_b{r}_{col}")
+                    m.d.comb += acc_s.eq(shadow[r][col])
+                    m.d.sync += self.result.payload.bits[r * C + col].eq(
+                        (r < sh.rows) & (col < sh.cols) & (acc_s <= shadow_bound[col]))
+        with m.Elif(out_free & shadow_full):
+            m.d.sync += [self.result.valid.eq(1), self.result.payload.bits.eq(0),
                          self.result.payload.last.eq(sh.last_nt & sh.last_tt & last_row)]
             for col in range(C):
                 acc_s = Signal(signed(rw), name=f"acc_s{col}")
@@ -411,12 +436,7 @@ class GemmCore(wiring.Component):
                     # dot = K - 2 * mismatches; mdot = popcount(w) - mismatches (see pe.py).
                     value.eq(Mux(op == Op.XOR, k_s - 2 * acc_s, wpop_s - acc_s)),
                 ]
-                in_range = col < sh.cols
-                m.d.sync += [
-                    self.result.payload.ints[col].eq(Mux(in_range, value, 0)),
-                    self.result.payload.bits[col].eq(in_range & thr_en &
-                                                        (value >= shadow_thr[col])),
-                ]
+                m.d.sync += self.result.payload.ints[col].eq(Mux(col < sh.cols, value, 0))
             with m.If(last_row):
                 m.d.sync += [d_r.eq(0), shadow_full.eq(0)]
             with m.Else():

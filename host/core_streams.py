@@ -63,30 +63,45 @@ def encode_gemm(cfg: CoreConfig, op: Op, x_bits: np.ndarray, w_bits: np.ndarray,
             weight.extend(row)
         thresh.extend(thr[nb:nb + cfg.cols])
     tiles = -(-n // cfg.cols)
-    return GemmStreams(cmd=cmd, act=act, weight=weight, thresh=thresh, result_beats=tiles * t)
+    per_tile = -(-t // cfg.rows) if thresholds is not None else t
+    return GemmStreams(cmd=cmd, act=act, weight=weight, thresh=thresh,
+                       result_beats=tiles * per_tile)
 
 
-def decode_results(cfg: CoreConfig, t: int, n: int, beats: list[tuple[list[int], int, int]]):
-    """Reassemble result beats ``(ints, bits, last)`` into ``ints (T, N)`` and ``bits (T, N)``.
+def decode_results(cfg: CoreConfig, t: int, n: int, beats: list[tuple[list[int], int, int]],
+                   *, thresholded: bool):
+    """Reassemble result beats ``(ints, bits, last)`` into ``ints (T, N)`` (without thresholds)
+    or ``bits (T, N)`` (with thresholds); the other is None.
 
     Raises ``ValueError`` if the number of beats, the ``last`` flags or the padding is wrong.
     """
     tiles = -(-n // cfg.cols)
-    if len(beats) != tiles * t:
-        raise ValueError(f"expected {tiles * t} result beats, got {len(beats)}")
+    per_tile = -(-t // cfg.rows) if thresholded else t
+    if len(beats) != tiles * per_tile:
+        raise ValueError(f"expected {tiles * per_tile} result beats, got {len(beats)}")
     ints = np.zeros((t, n), np.int64)
     bits = np.zeros((t, n), np.uint8)
     for i, (vals, packed, last) in enumerate(beats):
-        tile, tok = divmod(i, t)
+        tile, sub = divmod(i, per_tile)
         if bool(last) != (i == len(beats) - 1):
             raise ValueError(f"result beat {i} has last = {last}")
         nb = tile * cfg.cols
         cols = min(cfg.cols, n - nb)
-        if any(vals[cols:]) or packed >> cols:
-            raise ValueError(f"result beat {i} has non-zero padding columns")
-        ints[tok, nb:nb + cols] = vals[:cols]
-        bits[tok, nb:nb + cols] = [(packed >> c) & 1 for c in range(cols)]
-    return ints, bits
+        if thresholded:
+            tb = sub * cfg.rows
+            rows = min(cfg.rows, t - tb)
+            grid = [[(packed >> (r * cfg.cols + c)) & 1 for c in range(cfg.cols)]
+                     for r in range(cfg.rows)]
+            if any(vals) or any(grid[r][c] for r in range(cfg.rows) for c in range(cfg.cols)
+                                if r >= rows or c >= cols):
+                raise ValueError(f"result beat {i} has non-zero padding")
+            for r in range(rows):
+                bits[tb + r, nb:nb + cols] = grid[r][:cols]
+        else:
+            if any(vals[cols:]) or packed:
+                raise ValueError(f"result beat {i} has non-zero padding columns")
+            ints[sub, nb:nb + cols] = vals[:cols]
+    return (None, bits) if thresholded else (ints, None)
 
 
 def expected_gemm(op: Op, x_bits: np.ndarray, w_bits: np.ndarray,

@@ -188,14 +188,14 @@ class GemmTB:
         for r in raw:
             v = self.result_layout.from_bits(r)
             beats.append(([int(i) for i in v.ints], int(v.bits), int(v.last)))
-        ints, bits = decode_results(self.cfg, x.shape[0], w.shape[0], beats)
+        ints, bits = decode_results(self.cfg, x.shape[0], w.shape[0], beats,
+                                    thresholded=thr is not None)
         exp_ints, exp_bits = expected_gemm(op, x, w, thr)
-        assert (ints == exp_ints).all(), f"ints differ for {op.name} T,N,K = " \
-            f"{x.shape[0]},{w.shape[0]},{x.shape[1]}"
-        if thr is not None:
-            assert (bits == exp_bits).all(), f"bits differ for {op.name}"
+        shape = f"{op.name} T,N,K = {x.shape[0]},{w.shape[0]},{x.shape[1]}"
+        if thr is None:
+            assert (ints == exp_ints).all(), f"ints differ for {shape}"
         else:
-            assert not bits.any()
+            assert (bits == exp_bits).all(), f"bits differ for {shape}"
         for src in (self.cmd, self.act, self.weight, self.thresh):
             assert src.idle_now, "the core finished without consuming all of its input"
         self.checked += 1

@@ -132,7 +132,8 @@ def run_commands(cfg: CoreConfig, commands: list[GemmStreams], *, seed: int = 0,
             if any(p is not None for p in pending):
                 raise AssertionError("the core finished without consuming all of its input")
             t, n = cmd.cmd["t"], cmd.cmd["n"]
-            ints, bits = decode_results(cfg, t, n, results)
+            ints, bits = decode_results(cfg, t, n, results,
+                                        thresholded=bool(cmd.cmd["threshold"]))
             counters = {name: int(ctx.get(getattr(dut.counters, name)))
                         for name in ("busy", "active", "stall", "weight_wait", "backpressure")}
             runs.append(GemmRun(ints=ints, bits=bits, counters=counters))
