@@ -33,15 +33,15 @@ __all__ = ["ComputeArray"]
 class ComputeArray(wiring.Component):
     """R x C processing elements, all enabled together.
 
-    Each cycle with ``en & valid``: for every r, c:
-    ``acc[r][c] <= (first ? 0 : acc[r][c]) + popcount(x[r] XOR w[c])``.
-    Latency 1: results show one cycle after the last chunk.
+    For every r, c: ``sum[r][c] = acc[r][c] + popcount(x[r] XOR w[c])``; each cycle with
+    ``en & valid``: ``acc[r][c] <= last ? 0 : sum[r][c]``. A tile's results are ``sum`` in the
+    cycle of its last chunk.
 
     Members
     -------
     x : In(ArrayLayout(lanes, rows));  w : In(ArrayLayout(lanes, cols))
-    valid, first, en : In(1)
-    acc : Out(ArrayLayout(ArrayLayout(acc_width, cols), rows))
+    valid, last, en : In(1)
+    sum : Out(ArrayLayout(ArrayLayout(acc_width, cols), rows))
     """
 
     def __init__(self, config: CoreConfig):
@@ -51,8 +51,8 @@ class ComputeArray(wiring.Component):
         super().__init__({
             "x": In(data.ArrayLayout(c.lanes, c.rows)),
             "w": In(data.ArrayLayout(c.lanes, c.cols)),
-            "valid": In(1), "first": In(1), "en": In(1),
-            "acc": Out(data.ArrayLayout(data.ArrayLayout(c.acc_width, c.cols), c.rows)),
+            "valid": In(1), "last": In(1), "en": In(1),
+            "sum": Out(data.ArrayLayout(data.ArrayLayout(c.acc_width, c.cols), c.rows)),
         })
 
     @property
@@ -67,6 +67,6 @@ class ComputeArray(wiring.Component):
                 pe = ProcessingElement(lanes=c.lanes, acc_width=c.acc_width)
                 m.submodules[f"pe_{r}_{col}"] = pe
                 m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[col]), pe.valid.eq(self.valid),
-                             pe.first.eq(self.first), pe.en.eq(self.en),
-                             self.acc[r][col].eq(pe.acc)]
+                             pe.last.eq(self.last), pe.en.eq(self.en),
+                             self.sum[r][col].eq(pe.sum)]
         return m

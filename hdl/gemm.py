@@ -25,8 +25,8 @@ so the first channel tile overlaps the activation load (it is load-bound: ``T * 
 cycles). Every further channel tile takes ``ceil(T / R) * ceil(K / L)`` cycles; the drain of a
 token tile (R beats) overlaps the next token tile when ``ceil(K / L) > R``, otherwise a token
 tile takes ``R + 1`` cycles. Loading the next weight tile (``rows * ceil(K/L)`` cycles) overlaps
-compute when ``ceil(T / R) >= C``. Pipeline latency: 3 cycles from issue to the accumulators,
-then capture and one result beat per row.
+compute when ``ceil(T / R) >= C``. Pipeline latency: 3 cycles from issue to the accumulators;
+a tile's last chunk captures its sums; then one result beat per row (or per tile of bits).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -165,10 +165,12 @@ class GemmCore(wiring.Component):
                 for h in range(2)]
 
         # Pipeline control: ``adv`` moves issue -> s1 -> s2 -> array together.
-        done_pending = Signal()
+        s2_valid, s2_last = Signal(), Signal()
         shadow_full = Signal()
         adv = Signal()
-        m.d.comb += adv.eq(~(done_pending & shadow_full))
+        # A tile's last chunk captures the array's sums into the shadow; it waits (and so does
+        # the whole pipeline) while the shadow still holds the previous tile.
+        m.d.comb += adv.eq(~(s2_valid & s2_last & shadow_full))
 
         # ---------------------------------------------------------------- main controller
         a_j = Signal(range(KWM))
@@ -182,7 +184,6 @@ class GemmCore(wiring.Component):
         i_half = Signal()
         s0_valid = Signal()
         s0 = Signal(_tile_layout(cfg))
-        s0_first = Signal()
         s0_last = Signal()
         final_taken = Signal()
         idle = Signal()
@@ -194,7 +195,6 @@ class GemmCore(wiring.Component):
             s0.half.eq(i_half),
             s0.last_tt.eq(i_tb + R >= t),
             s0.last_nt.eq(i_nb + C >= n),
-            s0_first.eq(i_j == 0),
             s0_last.eq(i_j == kw - 1),
         ]
         for r in range(R):
@@ -347,33 +347,27 @@ class GemmCore(wiring.Component):
                     m.next = "WAIT"
 
         # ---------------------------------------------------------------- pipeline s1, s2
-        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1_valid, s1_last = Signal(), Signal()
         s1 = Signal(_tile_layout(cfg))
-        s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
         s2 = Signal(_tile_layout(cfg))
         x_bus = Signal(data.ArrayLayout(L, R))
         w_bus = Signal(data.ArrayLayout(L, C))
         mask = Signal(L)
         m.d.comb += mask.eq(Mux(s1_last, last_mask, (1 << L) - 1))
         with m.If(adv):
-            m.d.sync += [s1_valid.eq(s0_valid), s1_first.eq(s0_first), s1_last.eq(s0_last),
-                         s1.eq(s0),
-                         s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last),
+            m.d.sync += [s1_valid.eq(s0_valid), s1_last.eq(s0_last), s1.eq(s0),
+                         s2_valid.eq(s1_valid), s2_last.eq(s1_last),
                          s2.eq(s1)]
             m.d.sync += [x_bus[r].eq(act_rd[r].data & mask) for r in range(R)]
             m.d.sync += [w_bus[col].eq(Mux(s1.half, w_bank[1][col].rdata, w_bank[0][col].rdata)
                                        & mask) for col in range(C)]
         m.d.comb += [arr.x.eq(x_bus), arr.w.eq(w_bus), arr.valid.eq(s2_valid),
-                     arr.first.eq(s2_first), arr.en.eq(adv)]
+                     arr.last.eq(s2_last), arr.en.eq(adv)]
 
         # ---------------------------------------------------------------- capture
-        done = Signal(_tile_layout(cfg))
+        done = s2
         capture = Signal()
-        m.d.comb += capture.eq(done_pending & ~shadow_full)
-        with m.If(adv & s2_valid & s2_last):
-            m.d.sync += [done_pending.eq(1), done.eq(s2)]
-        with m.Elif(capture):
-            m.d.sync += done_pending.eq(0)
+        m.d.comb += capture.eq(adv & s2_valid & s2_last)
 
         shadow = Signal(data.ArrayLayout(data.ArrayLayout(cfg.acc_width, C), R))
         shadow_wpop = Signal(data.ArrayLayout(cfg.acc_width, C))
@@ -381,7 +375,7 @@ class GemmCore(wiring.Component):
         shadow_bound = Signal(data.ArrayLayout(signed(bw), C))
         sh = Signal(_tile_layout(cfg))
         with m.If(capture):
-            m.d.sync += [shadow.eq(arr.acc), sh.eq(done),
+            m.d.sync += [shadow.eq(arr.sum), sh.eq(done),
                          shadow_full.eq(1)]
             for col in range(C):
                 thr_c = Signal(signed(bw), name=f"thr_c{col}")

@@ -12,8 +12,11 @@ __all__ = ["ProcessingElement"]
 class ProcessingElement(wiring.Component):
     """One element of the array (output-stationary: the accumulator stays, operands stream).
 
-    Each cycle with ``en & valid``: ``acc <= (first ? 0 : acc) + popcount(x XOR w)``;
-    otherwise ``acc`` holds. ``acc`` shows the sum one cycle after the chunk is presented.
+    ``sum = acc + popcount(x XOR w)`` (combinational). Each cycle with ``en & valid``:
+    ``acc <= last ? 0 : sum``; otherwise ``acc`` holds. So a row's count is ``sum`` in the cycle
+    its last chunk is presented (the caller captures it then), and the accumulator starts the
+    next row at zero; clearing on ``last`` maps onto the flip-flops' synchronous reset, which a
+    clear on the first chunk (``(first ? 0 : acc) + count``) cannot.
 
     The count of mismatches gives both products of the spec over the K valid bits (padding is
     zero in both operands, so it never mismatches):
@@ -24,7 +27,7 @@ class ProcessingElement(wiring.Component):
 
     So the AND-popcount mode needs no second datapath in the element: the core counts
     ``popcount(w)`` once per weight row as it loads it. (An element with an XOR/AND select costs
-    0.7 LUT4 per lane more on iCE40; see ``hdl/popcount.py`` for the measurements.)
+    0.5 LUT4 per lane more on iCE40; see ``hdl/popcount.py`` for the measurements.)
 
     Parameters
     ----------
@@ -37,8 +40,9 @@ class ProcessingElement(wiring.Component):
     Members
     -------
     x, w : In(lanes)
-    valid, first, en : In(1)
+    valid, last, en : In(1)
     acc : Out(acc_width)
+    sum : Out(acc_width)
     """
 
     def __init__(self, *, lanes: int, acc_width: int):
@@ -51,14 +55,15 @@ class ProcessingElement(wiring.Component):
         self._lanes, self._acc_width = lanes, acc_width
         super().__init__({
             "x": In(lanes), "w": In(lanes),
-            "valid": In(1), "first": In(1), "en": In(1),
-            "acc": Out(acc_width),
+            "valid": In(1), "last": In(1), "en": In(1),
+            "acc": Out(acc_width), "sum": Out(acc_width),
         })
 
     def elaborate(self, platform):
         m = Module()
         diff = self.x ^ self.w
         count = popcount_tree(m, [diff[i] for i in range(self._lanes)])
+        m.d.comb += self.sum.eq(self.acc + count)
         with m.If(self.en & self.valid):
-            m.d.sync += self.acc.eq(Mux(self.first, 0, self.acc) + count)
+            m.d.sync += self.acc.eq(Mux(self.last, 0, self.sum))
         return m

@@ -57,11 +57,11 @@ class PopcountHarness(wiring.Component):
 
 
 class PEHarness(wiring.Component):
-    """Assert the PE's ``acc`` equals a reference register at every step from reset."""
+    """Assert the PE's ``acc`` and ``sum`` equal a reference at every step from reset."""
 
     def __init__(self, *, lanes: int = 6, acc_width: int = 5, mutant: bool = False):
         self._lanes, self._acc_width, self._mutant = lanes, acc_width, mutant
-        super().__init__({"x": In(lanes), "w": In(lanes), "valid": In(1), "first": In(1),
+        super().__init__({"x": In(lanes), "w": In(lanes), "valid": In(1), "last": In(1),
                           "en": In(1)})
 
     def elaborate(self, platform):
@@ -69,17 +69,19 @@ class PEHarness(wiring.Component):
         lanes = self._lanes
         m.submodules.dut = dut = ProcessingElement(lanes=lanes, acc_width=self._acc_width)
         m.d.comb += [dut.x.eq(self.x), dut.w.eq(self.w), dut.valid.eq(self.valid),
-                     dut.first.eq(self.first), dut.en.eq(self.en)]
+                     dut.last.eq(self.last), dut.en.eq(self.en)]
         # Reference: count the lanes where the operands differ, one by one.
         count = 0
         for i in range(lanes):
             count = count + (self.x[i] != self.w[i])
         ref = Signal(self._acc_width)
+        ref_sum = Signal(self._acc_width)
+        m.d.comb += ref_sum.eq(ref + count)
         step = self.en & self.valid
-        clear = self.first if not self._mutant else (self.first & ~self.x[0])
+        clear = self.last if not self._mutant else (self.last & ~self.x[0])
         with m.If(step):
-            m.d.sync += ref.eq(Mux(clear, 0, ref) + count)
-        m.d.comb += Assert(dut.acc == ref)
+            m.d.sync += ref.eq(Mux(clear, 0, ref_sum))
+        m.d.comb += [Assert(dut.acc == ref), Assert(dut.sum == ref_sum)]
         return m
 
 

@@ -51,16 +51,17 @@ def test_pe_accumulate_clear_hold(lanes):
         model = 0
         for _ in range(400):
             x, w = rng.getrandbits(lanes), rng.getrandbits(lanes)
-            valid, first, en = rng.random() < 0.8, rng.random() < 0.15, rng.random() < 0.8
+            valid, last, en = rng.random() < 0.8, rng.random() < 0.15, rng.random() < 0.8
             ctx.set(dut.x, x)
             ctx.set(dut.w, w)
             ctx.set(dut.valid, valid)
-            ctx.set(dut.first, first)
+            ctx.set(dut.last, last)
             ctx.set(dut.en, en)
+            total = (model + bin(x ^ w).count("1")) % (1 << acc_width)
+            assert ctx.get(dut.sum) == total
             await ctx.tick()
             if valid and en:
-                model = (0 if first else model) + bin(x ^ w).count("1")
-                model %= 1 << acc_width
+                model = 0 if last else total
             assert ctx.get(dut.acc) == model
 
     run(dut, bench)
@@ -83,17 +84,17 @@ def test_array_every_pair():
         ctx.set(dut.en, 1)
         ctx.set(dut.valid, 1)
         for j in range(chunks):
-            ctx.set(dut.first, j == 0)
+            ctx.set(dut.last, j == chunks - 1)
             for r in range(cfg.rows):
                 ctx.set(dut.x[r], int(x[r, j]))
             for c in range(cfg.cols):
                 ctx.set(dut.w[c], int(w[c, j]))
-            await ctx.tick()
-        ctx.set(dut.valid, 0)
+            if j < chunks - 1:
+                await ctx.tick()
         for r in range(cfg.rows):
             for c in range(cfg.cols):
                 expect = sum(bin(int(x[r, j]) ^ int(w[c, j])).count("1") for j in range(chunks))
-                assert ctx.get(dut.acc[r][c]) == expect
+                assert ctx.get(dut.sum[r][c]) == expect
 
     run(dut, bench)
 
