@@ -7,8 +7,8 @@ Harnesses (each a component whose ports are free inputs to the solver):
   register updated by a separately written model, over every input sequence.
 - :class:`GemmStreamHarness`: the core's ``result`` stream obeys the stream rules (once valid,
   it stays valid with the same payload until taken), ``cmd`` is taken only when idle, and the
-  core never takes input on a stream it is not loading, whatever its environment does
-  (the environment obeys the rules on the input streams).
+  activation and weight buffers and the threshold feeder never take more beats than the
+  command needs, whatever the environment does (it obeys the rules on the input streams).
 
 ``mutant=True`` plants a bug in the reference, or a false claim, so a test can show that each
 check fails when it should (and so is not vacuous).
@@ -98,8 +98,8 @@ def _stream_env(m: Module, stream, *, name: str) -> None:
 class GemmStreamHarness(wiring.Component):
     """Check the stream rules on GemmCore's outputs under any rule-abiding environment."""
 
-    def __init__(self, *, mutant: bool = False):
-        self._mutant = mutant
+    def __init__(self, *, mutant: bool = False, count_beats: bool = False):
+        self._mutant, self._count = mutant, count_beats
         self.cfg = CoreConfig(rows=2, cols=2, lanes=2, max_k=3, max_t=3, max_n=3)
         self.dut = GemmCore(self.cfg)
         members = self.dut.signature.members
@@ -127,11 +127,45 @@ class GemmStreamHarness(wiring.Component):
             m.d.comb += Assert(Value.cast(dut.result.payload) == Value.cast(prev))
         # The command stream is taken only while idle.
         m.d.comb += Assert(~dut.cmd.ready | ~dut.busy)
+        if self._count:
+            self._count_beats(m, dut)
         if self._mutant:
             # False claims the solver must refute within the depth: they show that inputs are
             # taken and results reached, so the checks above are not vacuous.
             m.d.comb += Assert(~(dut.act.valid & dut.act.ready) | ~dut.result.valid)
         return m
+
+    def _count_beats(self, m, dut):
+        """The buffers never take more than the command needs: per command, at most T * kw
+        activation chunks, N * kw weight chunks and (with thresholds) N thresholds."""
+        cfg = self.cfg
+        lane_bits = cfg.lane_bits
+        p = dut.cmd.payload
+        need = {name: Signal(4, name=f"need_{name}") for name in ("act", "weight", "thresh")}
+        taken = {name: Signal(4, name=f"taken_{name}") for name in need}
+        kw = (p.k + cfg.lanes - 1) >> lane_bits
+
+        def times_kw(v):   # v * kw as a mux of constant multiples (kw <= max_chunks)
+            out = 0
+            for i in range(1, cfg.max_chunks + 1):
+                out = Mux(kw == i, v * i, out)
+            return out
+
+        with m.If(dut.cmd.valid & dut.cmd.ready):
+            good = ((p.t >= 1) & (p.t <= cfg.max_t) & (p.n >= 1) & (p.n <= cfg.max_n) &
+                    (p.k >= 1) & (p.k <= cfg.max_k))
+            m.d.sync += [need["act"].eq(Mux(good, times_kw(p.t), 0)),
+                         need["weight"].eq(Mux(good, times_kw(p.n), 0)),
+                         need["thresh"].eq(Mux(good & p.threshold, p.n, 0))]
+            m.d.sync += [t.eq(0) for t in taken.values()]
+        for name in need:
+            s = getattr(dut, name)
+            with m.If(s.valid & s.ready):
+                m.d.sync += taken[name].eq(taken[name] + 1)
+            m.d.comb += Assert(taken[name] <= need[name])
+            if self._mutant:
+                # A false claim: no stream ever takes a beat.
+                m.d.comb += Assert(taken[name] == 0)
 
 
 def run_bmc(harness: wiring.Component, name: str, *, depth: int = 20,

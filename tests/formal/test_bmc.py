@@ -8,6 +8,9 @@ HARNESSES = {
     "popcount": (PopcountHarness, 1),
     "pe": (PEHarness, 12),
     "gemm_streams": (GemmStreamHarness, 24),
+    # Counting beats per command makes the solver's work grow fast with depth; 12 steps cover
+    # a whole small command and the start of the next.
+    "gemm_beats": (lambda **kw: GemmStreamHarness(count_beats=True, **kw), 12),
 }
 
 
