@@ -1,0 +1,178 @@
+"""Frame receiver: turns the host link's byte stream into checked frame events.
+
+The frame format is ``onebit.host.protocol``'s (start byte, opcode, length, header CRC-8,
+payload, CRC-32). Events on ``o``, in order, for each frame whose header checks:
+
+- ``HEADER`` with the opcode and the length;
+- one ``DATA`` event per payload byte (so a command can consume its payload as it arrives);
+- ``END`` with ``ok`` set if the CRC-32 matched. A consumer must not act on a frame (write
+  memory, start work) before its ``END`` says ``ok``, or must be able to undo it.
+
+Bytes outside a frame are skipped. A frame whose header CRC-8 fails gives no event: the
+receiver goes back to hunting for a start byte after the header. A frame that stops for
+``timeout`` cycles in the middle gives ``END`` with ``ok`` clear and ``timed_out`` set.
+
+Handshake: ``i`` is taken when the receiver can pass on what the byte produces (``o.ready`` for
+bytes that make an event); ``o`` follows the stream rules (registered).
+"""
+
+import enum
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.crc import catalog
+from amaranth.lib.wiring import In, Out
+
+from ..host.protocol import START
+
+__all__ = ["FrameReceiver", "EventKind", "event_layout"]
+
+
+class EventKind(enum.IntEnum):
+    HEADER = 0
+    DATA = 1
+    END = 2
+
+
+def event_layout() -> data.StructLayout:
+    """An event: its kind, the opcode (HEADER), the length (HEADER) or byte (DATA), status."""
+    return data.StructLayout({"kind": EventKind, "opcode": 8, "value": 16, "ok": 1,
+                              "timed_out": 1})
+
+
+class FrameReceiver(wiring.Component):
+    """Parse and check frames from a byte stream.
+
+    Parameters
+    ----------
+    timeout : int
+        Cycles without a byte after which a frame in progress is abandoned.
+
+    Members
+    -------
+    i : In(stream.Signature(8))
+    o : Out(stream.Signature(event_layout()))
+    bad_header : Out(1)
+        Pulses when a header check fails.
+    """
+
+    def __init__(self, *, timeout: int = 1 << 16):
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 2:
+            raise ValueError(f"Timeout must be an integer of at least 2 cycles, not {timeout!r}")
+        self._timeout = timeout
+        super().__init__({"i": In(stream.Signature(8)),
+                          "o": Out(stream.Signature(event_layout())),
+                          "bad_header": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.crc8 = crc8 = catalog.CRC8_SMBUS(8).create()
+        m.submodules.crc32 = crc32 = catalog.CRC32_ISO_HDLC(8).create()
+        byte = self.i.payload
+        opcode = Signal(8)
+        length = Signal(16)
+        count = Signal(16)
+        idle = Signal(range(self._timeout + 1))
+        take = Signal()
+        emit = Signal()
+        event = Signal(event_layout())
+        in_frame = Signal()
+
+        m.d.comb += [crc8.data.eq(byte), crc32.data.eq(byte)]
+        m.d.sync += self.bad_header.eq(0)
+        # Output register slice: load when empty or being emptied.
+        out_free = ~self.o.valid | self.o.ready
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(emit):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(event)]
+
+        # Inter-byte timeout inside a frame.
+        with m.If(~in_frame | (self.i.valid & self.i.ready)):
+            m.d.sync += idle.eq(0)
+        with m.Else():
+            m.d.sync += idle.eq(idle + 1)
+        timed_out = in_frame & (idle == self._timeout)
+
+        with m.FSM():
+            with m.State("HUNT"):
+                m.d.comb += [self.i.ready.eq(1), take.eq(self.i.valid)]
+                with m.If(self.i.valid & (byte == START)):
+                    m.d.comb += [crc8.start.eq(1), crc32.start.eq(1)]
+                    m.next = "OPCODE"
+            with m.State("OPCODE"):
+                m.d.comb += [in_frame.eq(1), self.i.ready.eq(1)]
+                with m.If(timed_out):
+                    m.next = "HUNT"
+                with m.Elif(self.i.valid):
+                    m.d.comb += [crc8.valid.eq(1), crc32.valid.eq(1)]
+                    m.d.sync += opcode.eq(byte)
+                    m.next = "LEN0"
+            with m.State("LEN0"):
+                m.d.comb += [in_frame.eq(1), self.i.ready.eq(1)]
+                with m.If(timed_out):
+                    m.next = "HUNT"
+                with m.Elif(self.i.valid):
+                    m.d.comb += [crc8.valid.eq(1), crc32.valid.eq(1)]
+                    m.d.sync += length[:8].eq(byte)
+                    m.next = "LEN1"
+            with m.State("LEN1"):
+                m.d.comb += [in_frame.eq(1), self.i.ready.eq(1)]
+                with m.If(timed_out):
+                    m.next = "HUNT"
+                with m.Elif(self.i.valid):
+                    m.d.comb += [crc8.valid.eq(1), crc32.valid.eq(1)]
+                    m.d.sync += length[8:].eq(byte)
+                    m.next = "HCRC"
+            with m.State("HCRC"):
+                m.d.comb += in_frame.eq(1)
+                with m.If(timed_out):
+                    m.next = "HUNT"
+                with m.Elif(byte != crc8.crc):
+                    m.d.comb += self.i.ready.eq(1)
+                    with m.If(self.i.valid):
+                        m.d.sync += self.bad_header.eq(1)
+                        m.next = "HUNT"
+                with m.Else():
+                    m.d.comb += self.i.ready.eq(out_free)
+                    with m.If(self.i.valid & out_free):
+                        m.d.comb += [emit.eq(1), event.kind.eq(EventKind.HEADER),
+                                     event.opcode.eq(opcode), event.value.eq(length)]
+                        m.d.sync += count.eq(0)
+                        m.next = "DATA"
+                        with m.If(length == 0):
+                            m.next = "CRC"
+            with m.State("DATA"):
+                m.d.comb += in_frame.eq(1)
+                with m.If(timed_out & out_free):
+                    m.d.comb += [emit.eq(1), event.kind.eq(EventKind.END),
+                                 event.opcode.eq(opcode), event.timed_out.eq(1)]
+                    m.next = "HUNT"
+                with m.Else():
+                    m.d.comb += self.i.ready.eq(out_free)
+                    with m.If(self.i.valid & out_free):
+                        m.d.comb += [crc32.valid.eq(1), emit.eq(1),
+                                     event.kind.eq(EventKind.DATA), event.opcode.eq(opcode),
+                                     event.value.eq(byte)]
+                        m.d.sync += count.eq(count + 1)
+                        with m.If(count == length - 1):
+                            m.d.sync += count.eq(0)
+                            m.next = "CRC"
+            with m.State("CRC"):
+                m.d.comb += in_frame.eq(1)
+                with m.If(timed_out & out_free):
+                    m.d.comb += [emit.eq(1), event.kind.eq(EventKind.END),
+                                 event.opcode.eq(opcode), event.timed_out.eq(1)]
+                    m.next = "HUNT"
+                with m.Elif(count == 4):
+                    # The four CRC bytes are in: the register holds the residue of a good frame.
+                    with m.If(out_free):
+                        m.d.comb += [emit.eq(1), event.kind.eq(EventKind.END),
+                                     event.opcode.eq(opcode), event.ok.eq(crc32.match_detected)]
+                        m.next = "HUNT"
+                with m.Else():
+                    m.d.comb += self.i.ready.eq(1)
+                    with m.If(self.i.valid):
+                        m.d.comb += crc32.valid.eq(1)
+                        m.d.sync += count.eq(count + 1)
+        return m
