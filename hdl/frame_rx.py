@@ -100,30 +100,18 @@ class FrameReceiver(wiring.Component):
                 with m.If(self.i.valid & (byte == START)):
                     m.d.comb += [crc8.start.eq(1), crc32.start.eq(1)]
                     m.next = "OPCODE"
-            with m.State("OPCODE"):
-                m.d.comb += [in_frame.eq(1), self.i.ready.eq(1)]
-                with m.If(timed_out):
-                    m.next = "HUNT"
-                with m.Elif(self.i.valid):
-                    m.d.comb += [crc8.valid.eq(1), crc32.valid.eq(1)]
-                    m.d.sync += opcode.eq(byte)
-                    m.next = "LEN0"
-            with m.State("LEN0"):
-                m.d.comb += [in_frame.eq(1), self.i.ready.eq(1)]
-                with m.If(timed_out):
-                    m.next = "HUNT"
-                with m.Elif(self.i.valid):
-                    m.d.comb += [crc8.valid.eq(1), crc32.valid.eq(1)]
-                    m.d.sync += length[:8].eq(byte)
-                    m.next = "LEN1"
-            with m.State("LEN1"):
-                m.d.comb += [in_frame.eq(1), self.i.ready.eq(1)]
-                with m.If(timed_out):
-                    m.next = "HUNT"
-                with m.Elif(self.i.valid):
-                    m.d.comb += [crc8.valid.eq(1), crc32.valid.eq(1)]
-                    m.d.sync += length[8:].eq(byte)
-                    m.next = "HCRC"
+            # The header bytes: opcode, then the length, low byte first.
+            for state, field, following in (("OPCODE", opcode, "LEN0"),
+                                            ("LEN0", length[:8], "LEN1"),
+                                            ("LEN1", length[8:], "HCRC")):
+                with m.State(state):
+                    m.d.comb += [in_frame.eq(1), self.i.ready.eq(1)]
+                    with m.If(timed_out):
+                        m.next = "HUNT"
+                    with m.Elif(self.i.valid):
+                        m.d.comb += [crc8.valid.eq(1), crc32.valid.eq(1)]
+                        m.d.sync += field.eq(byte)
+                        m.next = following
             with m.State("HCRC"):
                 m.d.comb += in_frame.eq(1)
                 with m.If(timed_out):
