@@ -1,0 +1,89 @@
+"""Frame sender: wraps a header and payload bytes into the host link's frame format.
+
+The format is ``onebit.host.protocol``'s: start byte, opcode, length (little-endian), header
+CRC-8/SMBUS, payload, CRC-32/ISO-HDLC (little-endian) over opcode, length and payload.
+
+Handshake: ``header`` (``{opcode, length}``) is taken when a frame starts; then exactly
+``length`` bytes are taken from ``data`` as they go out. ``o`` is driven from the state and the
+data stream only (never from ``o.ready``), so it follows the stream rules when ``data`` does.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.crc import catalog
+from amaranth.lib.wiring import In, Out
+
+from ..host.protocol import START
+
+__all__ = ["FrameSender", "header_layout"]
+
+
+def header_layout() -> data.StructLayout:
+    return data.StructLayout({"opcode": 8, "length": 16})
+
+
+class FrameSender(wiring.Component):
+    """Emit one frame per ``header`` beat, its payload taken from ``data``.
+
+    Members
+    -------
+    header : In(stream.Signature(header_layout()))
+    data : In(stream.Signature(8))
+    o : Out(stream.Signature(8))
+    """
+
+    header: In(stream.Signature(header_layout()))
+    data: In(stream.Signature(8))
+    o: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.crc8 = crc8 = catalog.CRC8_SMBUS(8).create()
+        m.submodules.crc32 = crc32 = catalog.CRC32_ISO_HDLC(8).create()
+        opcode = Signal(8)
+        length = Signal(16)
+        count = Signal(16)
+        sent = self.o.valid & self.o.ready
+        m.d.comb += [crc8.data.eq(self.o.payload), crc32.data.eq(self.o.payload)]
+
+        def header_byte(state, value, following, *, crc):
+            with m.State(state):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(value)]
+                with m.If(sent):
+                    if crc:
+                        m.d.comb += [crc8.valid.eq(1), crc32.valid.eq(1)]
+                    m.next = following
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.header.ready.eq(1)
+                with m.If(self.header.valid):
+                    m.d.sync += [opcode.eq(self.header.payload.opcode),
+                                 length.eq(self.header.payload.length), count.eq(0)]
+                    m.d.comb += [crc8.start.eq(1), crc32.start.eq(1)]
+                    m.next = "START"
+            header_byte("START", START, "OPCODE", crc=False)
+            header_byte("OPCODE", opcode, "LEN0", crc=True)
+            header_byte("LEN0", length[:8], "LEN1", crc=True)
+            header_byte("LEN1", length[8:], "HCRC", crc=True)
+            with m.State("HCRC"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(crc8.crc)]
+                with m.If(sent):
+                    m.next = "DATA"
+                    with m.If(length == 0):
+                        m.next = "CRC0"
+            with m.State("DATA"):
+                m.d.comb += [self.o.valid.eq(self.data.valid), self.o.payload.eq(self.data.payload),
+                             self.data.ready.eq(self.o.ready)]
+                with m.If(sent):
+                    m.d.comb += crc32.valid.eq(1)
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == length - 1):
+                        m.next = "CRC0"
+            for i in range(4):
+                with m.State(f"CRC{i}"):
+                    m.d.comb += [self.o.valid.eq(1),
+                                 self.o.payload.eq(crc32.crc[8 * i:8 * i + 8])]
+                    with m.If(sent):
+                        m.next = f"CRC{i + 1}" if i < 3 else "IDLE"
+        return m
