@@ -130,3 +130,24 @@ def test_damaged_and_mismatched_files(tmp_path):
     np.savez(tmp_path / "v.npz", **data)
     with pytest.raises(ModelFileError, match="format version 99 is not supported"):
         LayerParams.load(tmp_path / "v.npz")
+
+
+def test_model_validation_errors():
+    rng = np.random.default_rng(3)
+    m = make_model(rng, vocab=5, d_model=16, heads=2, d_ff=8, n_layers=1)
+    with pytest.raises(ValueError, match=r"th_out\[0\] = 40000 is outside \[-32768, 32768\]"):
+        ModelParams(E=m.E, layers=m.layers, th_out=np.full(16, 40000), Wout=m.Wout)
+    with pytest.raises(ValueError, match=r"Wout must have shape \(5, 16\), not \(5, 15\)"):
+        ModelParams(E=m.E, layers=m.layers, th_out=m.th_out, Wout=m.Wout[:, :15])
+    with pytest.raises(TypeError, match=r"layers\[0\] must be LayerParams, not dict"):
+        ModelParams(E=m.E, layers=({},), th_out=m.th_out, Wout=m.Wout)
+    with pytest.raises(ValueError, match=r"E must be a non-empty 2-D \(V, D\) array"):
+        ModelParams(E=np.zeros((0, 16)), layers=(), th_out=m.th_out, Wout=m.Wout)
+    with pytest.raises(TypeError, match="LayerParams.from_dict needs a dict, not list"):
+        LayerParams.from_dict([], heads=2)
+    d = layer_dict()
+    d["Wq"] = np.zeros(16, np.uint8)
+    with pytest.raises(ValueError, match=r"Wq and W1 must be 2-D \(out, in\)"):
+        LayerParams.from_dict(d, heads=2)
+    with pytest.raises(KeyError, match="'tq' is not a weight"):
+        LayerParams.from_dict(layer_dict(), heads=2).packed("tq")
