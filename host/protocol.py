@@ -24,8 +24,13 @@ from dataclasses import dataclass
 
 __all__ = [
     "START", "MAX_PAYLOAD", "HEADER_BYTES", "TRAILER_BYTES", "Opcode", "Status", "Frame",
-    "FrameError", "encode_frame", "FrameDecoder", "crc32", "crc8",
+    "FrameError", "encode_frame", "FrameDecoder", "crc32", "crc8", "PROTOCOL_VERSION",
+    "encode_identify", "decode_identify",
 ]
+
+PROTOCOL_VERSION = 1
+_IDENTIFY = struct.Struct("<4sBBBHHHHB")     # magic, version, rows, cols, lanes, K, T, N, memory
+_MAGIC = b"1BIT"
 
 START = 0xA5
 MAX_PAYLOAD = 0xFFFF
@@ -179,3 +184,30 @@ class FrameDecoder:
     def pending(self) -> int:
         """Bytes held back waiting for the rest of a frame."""
         return len(self._buf)
+
+
+def encode_identify(cfg) -> bytes:
+    """The IDENTIFY response data for a core configuration (``CoreConfig``). The gateware
+    builds its answer from this same function, so host and device cannot disagree."""
+    from .core_config import MEMORY_KINDS
+
+    return _IDENTIFY.pack(_MAGIC, PROTOCOL_VERSION, cfg.rows, cfg.cols, cfg.lanes, cfg.max_k,
+                          cfg.max_t, cfg.max_n, MEMORY_KINDS.index(cfg.weight_memory))
+
+
+def decode_identify(data: bytes):
+    """Return the ``CoreConfig`` an IDENTIFY response describes; ``ValueError`` if malformed."""
+    from .core_config import MEMORY_KINDS, CoreConfig
+
+    if len(data) != _IDENTIFY.size:
+        raise ValueError(f"IDENTIFY data must be {_IDENTIFY.size} bytes, not {len(data)}")
+    magic, version, rows, cols, lanes, k, t, n, mem = _IDENTIFY.unpack(data)
+    if magic != _MAGIC:
+        raise ValueError(f"not a onebit device: magic {magic!r}")
+    if version != PROTOCOL_VERSION:
+        raise ValueError(f"device speaks protocol version {version}, this host "
+                         f"{PROTOCOL_VERSION}")
+    if mem >= len(MEMORY_KINDS):
+        raise ValueError(f"unknown weight memory kind {mem}")
+    return CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=k, max_t=t, max_n=n,
+                      weight_memory=MEMORY_KINDS[mem])
