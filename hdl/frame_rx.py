@@ -78,7 +78,12 @@ class FrameReceiver(wiring.Component):
         event = Signal(event_layout())
         in_frame = Signal()
 
-        m.d.comb += [crc8.data.eq(byte), crc32.data.eq(byte)]
+        m.d.comb += [crc8.data.eq(byte), crc32.data.eq(byte), event.opcode.eq(opcode)]
+
+        def end(*, ok=0, timeout=0):
+            """Emit the END event of the current frame."""
+            return [emit.eq(1), event.kind.eq(EventKind.END), event.ok.eq(ok),
+                    event.timed_out.eq(timeout)]
         m.d.sync += self.bad_header.eq(0)
         # Output register slice: load when empty or being emptied.
         out_free = ~self.o.valid | self.o.ready
@@ -125,7 +130,7 @@ class FrameReceiver(wiring.Component):
                     m.d.comb += self.i.ready.eq(out_free)
                     with m.If(self.i.valid & out_free):
                         m.d.comb += [emit.eq(1), event.kind.eq(EventKind.HEADER),
-                                     event.opcode.eq(opcode), event.value.eq(length)]
+                                     event.value.eq(length)]
                         m.d.sync += count.eq(0)
                         m.next = "DATA"
                         with m.If(length == 0):
@@ -133,15 +138,13 @@ class FrameReceiver(wiring.Component):
             with m.State("DATA"):
                 m.d.comb += in_frame.eq(1)
                 with m.If(timed_out & out_free):
-                    m.d.comb += [emit.eq(1), event.kind.eq(EventKind.END),
-                                 event.opcode.eq(opcode), event.timed_out.eq(1)]
+                    m.d.comb += end(timeout=1)
                     m.next = "HUNT"
                 with m.Else():
                     m.d.comb += self.i.ready.eq(out_free)
                     with m.If(self.i.valid & out_free):
                         m.d.comb += [crc32.valid.eq(1), emit.eq(1),
-                                     event.kind.eq(EventKind.DATA), event.opcode.eq(opcode),
-                                     event.value.eq(byte)]
+                                     event.kind.eq(EventKind.DATA), event.value.eq(byte)]
                         m.d.sync += count.eq(count + 1)
                         with m.If(count == length - 1):
                             m.d.sync += count.eq(0)
@@ -149,14 +152,12 @@ class FrameReceiver(wiring.Component):
             with m.State("CRC"):
                 m.d.comb += in_frame.eq(1)
                 with m.If(timed_out & out_free):
-                    m.d.comb += [emit.eq(1), event.kind.eq(EventKind.END),
-                                 event.opcode.eq(opcode), event.timed_out.eq(1)]
+                    m.d.comb += end(timeout=1)
                     m.next = "HUNT"
                 with m.Elif(count == 4):
                     # The four CRC bytes are in: the register holds the residue of a good frame.
                     with m.If(out_free):
-                        m.d.comb += [emit.eq(1), event.kind.eq(EventKind.END),
-                                     event.opcode.eq(opcode), event.ok.eq(crc32.match_detected)]
+                        m.d.comb += end(ok=crc32.match_detected)
                         m.next = "HUNT"
                 with m.Else():
                     m.d.comb += self.i.ready.eq(1)
