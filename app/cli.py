@@ -17,6 +17,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "golden":
         from .bench_golden import run
         return run(json_out=args.json, repeats=args.repeats)
+    if args.what == "link":
+        from .bench_link import run
+        return run(json_out=args.json, frame_payload=args.frame_payload)
     from .bench_core import run
     return run(json_out=args.json, rows=args.rows, cols=args.cols, lanes=args.lanes,
                sim=args.sim, synth=not args.no_synth)
@@ -34,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="print performance figures")
-    bench.add_argument("what", choices=["golden", "core"],
-                       help="golden: NumPy golden model time; core: GEMM cycles on the array")
+    bench.add_argument("what", choices=["golden", "core", "link"],
+                       help="golden: NumPy golden model time; core: GEMM cycles on the array; "
+                            "link: framing efficiency and host packing speed")
     bench.add_argument("--json", action="store_true", help="print JSON for machines")
     bench.add_argument("--repeats", type=int, default=5, help="timing repeats (best is kept)")
     bench.add_argument("--rows", type=int, default=4, help="core: array rows")
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--sim", choices=["verilator", "icarus"], default="verilator",
                        help="core: simulator")
     bench.add_argument("--no-synth", action="store_true", help="core: skip the synthesis")
+    bench.add_argument("--frame-payload", type=int, default=4096,
+                       help="link: payload bytes per frame")
     bench.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)

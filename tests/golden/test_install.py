@@ -20,3 +20,9 @@ def test_demo_runs_and_agrees(capsys):
 def test_bench_golden_json(capsys):
     assert main(["bench", "golden", "--json", "--repeats", "1"]) == 0
     assert '"prefill_s"' in capsys.readouterr().out
+
+
+def test_bench_link_json(capsys):
+    assert main(["bench", "link", "--json", "--frame-payload", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert '"layer_weight_bytes": 98304' in out and '"token_bytes": 32' in out
