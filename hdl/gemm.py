@@ -118,7 +118,7 @@ class GemmCore(wiring.Component):
     def config(self) -> CoreConfig:
         return self._cfg
 
-    def elaborate(self, platform):  # noqa: C901 (one controller, read top to bottom)
+    def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
         R, C, L, KWM = cfg.rows, cfg.cols, cfg.lanes, cfg.max_chunks

@@ -83,37 +83,23 @@ def run_commands(cfg: CoreConfig, commands: list[GemmStreams], *, seed: int = 0,
             runs.append(GemmRun(rejected=False, counters=None))
         for cmd in todo:
             results: list = []
-            errors: list = []
-
-            async def send_cmd(ctx, cmd=cmd, errors=errors):
-                await put_all(ctx, dut.cmd, [cmd.cmd], rng=rng, idle=idle)
-                # A rejected command pulses cmd_error the cycle after it was taken.
-                _, _, err = await ctx.tick().sample(dut.cmd_error)
-                errors.append(bool(err))
-
-            await send_cmd(ctx)
-            if errors[0]:
+            await put_all(ctx, dut.cmd, [cmd.cmd], rng=rng, idle=idle)
+            # A rejected command pulses cmd_error the cycle after it was taken.
+            _, _, rejected = await ctx.tick().sample(dut.cmd_error)
+            if rejected:
                 runs.append(GemmRun(rejected=True))
                 continue
-            cycles = 0
-
-            async def watchdog():
-                nonlocal cycles
-                cycles += 1
-                if cycles > timeout:
-                    raise TimeoutError("GemmCore did not finish the command")
-
             # Producers and the consumer interleave cycle by cycle in one coroutine each.
             streams = [(dut.act, iter(cmd.act)), (dut.weight, iter(cmd.weight)),
                        (dut.thresh, iter(cmd.thresh))]
             pending = [next(it, None) for _, it in streams]
-            while len(results) < cmd.result_beats:
-                for i, (s, _) in enumerate(streams):
+            for _ in range(timeout):
+                if len(results) == cmd.result_beats:
+                    break
+                for i, (s, _) in enumerate(streams):   # valid, once raised, stays until taken
                     if pending[i] is not None and rng.random() >= idle:
                         ctx.set(s.payload, pending[i])
                         ctx.set(s.valid, 1)
-                    elif not ctx.get(s.valid):
-                        ctx.set(s.valid, 0)
                 ready = rng.random() >= stall
                 ctx.set(dut.result.ready, int(ready))
                 _, _, *sampled = await ctx.tick().sample(
@@ -125,7 +111,8 @@ def run_commands(cfg: CoreConfig, commands: list[GemmStreams], *, seed: int = 0,
                         ctx.set(s.valid, 0)
                 if ready and sampled[-2]:
                     results.append(_beat(sampled[-1]))
-                await watchdog()
+            else:
+                raise TimeoutError("GemmCore did not finish the command")
             ctx.set(dut.result.ready, 0)
             for _ in range(3):
                 await ctx.tick()
