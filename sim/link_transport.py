@@ -3,30 +3,39 @@
 ``write`` queues bytes; ``read`` advances the simulation (at most ``cycles_per_read`` cycles)
 until response bytes appear, and returns them. A testbench coroutine moves bytes between the
 queues and the device's streams with the stream handshakes, so the host driver talks to the
-real gateware.
+real gateware. ``reset_device`` pulses the device's reset (a board's reset button), for fault
+injection.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
 from ..hdl.link import DeviceLink
-from ..host.core_config import CoreConfig
+from ..host.device_config import DeviceConfig
 
 __all__ = ["AmaranthLinkTransport"]
 
 
 class AmaranthLinkTransport:
-    def __init__(self, config: CoreConfig | None = None, *, cycles_per_read: int = 2000,
+    def __init__(self, dev: DeviceConfig | None = None, *, cycles_per_read: int = 4000,
                  timeout_cycles: int = 256):
-        self.dut = DeviceLink(config or CoreConfig(), timeout=timeout_cycles)
+        dev = dev or DeviceConfig()
+        if "ice40_spram" in (dev.weight_store, dev.core.weight_memory):
+            raise ValueError("Amaranth's simulator cannot run iCE40 SPRAM blocks: use "
+                             "simulator='icarus' or 'verilator' for an SPRAM design")
+        self.dut = DeviceLink(dev, timeout=timeout_cycles)
+        self._timeout_cycles = timeout_cycles
         self._to_device: deque[int] = deque()
         self._from_device = bytearray()
         self._cycles_per_read = cycles_per_read
+        self._reset = Signal()
+        self._reset_pending = False
         self.cycles = 0
-        self._sim = Simulator(self.dut)
+        self._sim = Simulator(ResetInserter(self._reset)(self.dut))
         self._sim.add_clock(1e-8)
         self._sim.add_testbench(self._pump, background=True)
 
@@ -34,6 +43,11 @@ class AmaranthLinkTransport:
         dut = self.dut
         ctx.set(dut.o.ready, 1)
         while True:
+            if self._reset_pending:
+                self._reset_pending = False
+                ctx.set(self._reset, 1)
+                await ctx.tick()
+                ctx.set(self._reset, 0)
             if self._to_device and not ctx.get(dut.i.valid):
                 ctx.set(dut.i.payload, self._to_device[0])
                 ctx.set(dut.i.valid, 1)
@@ -54,10 +68,21 @@ class AmaranthLinkTransport:
             self._sim.advance()
             if self._from_device and not self._to_device:
                 break
-        # Let a response that has started finish its frame before returning.
         out = bytes(self._from_device)
         self._from_device.clear()
         return out
+
+    def drain(self) -> None:
+        """Deliver what is queued, stay idle past the device's timeout, discard the output."""
+        while self._to_device:
+            self._sim.advance()
+        for _ in range(2 * self._timeout_cycles + 16):
+            self._sim.advance()
+        self._from_device.clear()
+
+    def reset_device(self) -> None:
+        """Pulse the device's reset at the next cycle."""
+        self._reset_pending = True
 
     def close(self) -> None:
         self._to_device.clear()

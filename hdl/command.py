@@ -1,0 +1,407 @@
+"""The command processor: checked frames in, store writes and GEMM runs, one response out each.
+
+Input: the events of ``FrameReceiver``. A frame's first bytes fill the argument register (the
+fields of ``onebit.host.protocol.ARGUMENTS``); a LOAD's data bytes go to a staging buffer of
+``frame_bytes``. Nothing is acted on before the frame's END says its CRC matched, so a damaged,
+truncated or abandoned frame writes nothing. Then, in order:
+
+1. Check: the opcode is known (else ``UNKNOWN_OPCODE``), the length fits the command
+   (``BAD_LENGTH``), every field and region lies in range (``OUT_OF_RANGE``). A RUN's regions are
+   sized by a loop of at most ``max(T, N) + ceil(N / cols)`` cycles.
+2. Execute: a LOAD copies the staged bytes into the store (one byte a cycle; thresholds
+   saturate into the core's field, which gives the same bits); a RUN starts ``GemmRunner`` and
+   waits for it; RESET clears the results and the link counters.
+3. Answer: header ``opcode | 0x80``, then the status byte, the command's tag, and the data
+   (IDENTIFY: ``encode_identify``; RUN: beats written and core busy cycles; READ_RESULTS: the
+   beats' bytes; READ_COUNTERS: ``COUNTERS`` as 32-bit words), all little-endian.
+
+Events are not taken while a command executes or its answer is sent (one command in flight).
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..host.core_config import Op
+from ..host.device_config import THRESHOLD_BYTES, DeviceConfig
+from ..host.protocol import (
+    ARGUMENTS,
+    LINK_COUNTERS,
+    RUN_THRESHOLD,
+    Opcode,
+    Status,
+    args_size,
+    encode_identify,
+)
+from .frame_rx import EventKind, event_layout
+from .frame_tx import header_layout
+from .gemm import COUNTERS as CORE_COUNTERS
+from .gemm import counters_layout
+from .gemm_runner import run_layout
+
+__all__ = ["CommandProcessor"]
+
+_ARGS_BYTES = max(args_size(op) for op in ARGUMENTS)
+
+
+def _args_layout(opcode: Opcode) -> data.StructLayout:
+    return data.StructLayout({name: 8 * size for name, size in ARGUMENTS[opcode]})
+
+
+class _Reply(enum.Enum, shape=2):
+    NONE = 0
+    IDENT = 1
+    WORDS = 2
+    RESULTS = 3
+
+
+class CommandProcessor(wiring.Component):
+    """Members
+    -------
+    events : In(stream.Signature(event_layout()))
+    header : Out(stream.Signature(header_layout()));  data : Out(stream.Signature(8))
+    st_waddr, st_wdata : Out;  act_wen, weight_wen, thresh_wen : Out(1)
+        One write port shared by the three stores.
+    res_raddr : Out;  res_ren : Out(1);  res_rdata : In(result_word_bits)
+    run_start : Out(1);  run_params : Out(run_layout(dev))
+    run_done, run_error : In(1);  run_beats : In;  core_counters : In(counters_layout())
+    bad_header, tx_stall : In(1)
+        Pulses counted by the link counters.
+    """
+
+    def __init__(self, dev: DeviceConfig):
+        if not isinstance(dev, DeviceConfig):
+            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        self._dev = dev
+        self._identify = encode_identify(dev)
+        c = dev.core
+        depth = max(dev.act_words, dev.weight_words, dev.thresh_words)
+        super().__init__({
+            "events": In(stream.Signature(event_layout())),
+            "header": Out(stream.Signature(header_layout())),
+            "data": Out(stream.Signature(8)),
+            "st_waddr": Out(range(depth)), "st_wdata": Out(max(c.lanes, c.threshold_width)),
+            "act_wen": Out(1), "weight_wen": Out(1), "thresh_wen": Out(1),
+            "res_raddr": Out(range(dev.result_beats)), "res_ren": Out(1),
+            "res_rdata": In(dev.result_word_bits),
+            "run_start": Out(1), "run_params": Out(run_layout(dev)),
+            "run_done": In(1), "run_error": In(1), "run_beats": In(range(dev.result_beats + 1)),
+            "core_counters": In(counters_layout()),
+            "bad_header": In(1), "tx_stall": In(1),
+        })
+
+    def elaborate(self, platform):  # noqa: C901 (one FSM, one state per step)
+        m = Module()
+        dev, c = self._dev, self._dev.core
+        R, C = c.rows, c.cols
+
+        opcode = Signal(8)
+        length = Signal(16)
+        idx = Signal(16)
+        args = Signal(8 * _ARGS_BYTES)
+        view = {op: data.View(_args_layout(op), args[:8 * args_size(op)]) for op in ARGUMENTS}
+        tag = view[Opcode.IDENTIFY].tag
+        status = Signal(8)
+
+        known = Signal()
+        n_args = Signal(range(_ARGS_BYTES + 1))
+        m.d.comb += n_args.eq(1)
+        with m.Switch(opcode):
+            for op in ARGUMENTS:
+                with m.Case(op):
+                    m.d.comb += [known.eq(1), n_args.eq(args_size(op))]
+        data_len = Signal(16)
+        m.d.comb += data_len.eq(length - n_args)
+
+        # Staging buffer for a LOAD's data.
+        m.submodules.staging = staging = memory.Memory(shape=8, depth=dev.frame_bytes, init=[])
+        stage_w, stage_r = staging.write_port(), staging.read_port()
+
+        # Link counters.
+        link = {name: Signal(32, name=f"link_{name}") for name in LINK_COUNTERS}
+        clear_link = Signal()
+        with m.If(clear_link):
+            m.d.sync += [v.eq(0) for v in link.values()]
+        with m.Else():
+            m.d.sync += link["uptime"].eq(link["uptime"] + 1)
+            with m.If(self.bad_header):
+                m.d.sync += link["bad_header"].eq(link["bad_header"] + 1)
+            with m.If(self.tx_stall):
+                m.d.sync += link["tx_stall"].eq(link["tx_stall"] + 1)
+
+        # Reply sources.
+        reply = Signal(_Reply)
+        reply_len = Signal(16)
+        ident = Array(Const(b, 8) for b in self._identify)
+        run_info = [Signal(32, name="run_beats"), Signal(32, name="run_cycles")]
+        counter_words = [getattr(self.core_counters, n) for n in CORE_COUNTERS] + \
+            list(link.values())
+        words_sel = Signal()            # 0: run info, 1: counters
+        word_src = Array(run_info + counter_words)
+        word = Signal(max(32, dev.result_word_bits))
+        widx = Signal(16)
+        bidx = Signal(range(max(len(self._identify), word.shape().width // 8) + 1))
+        n_bytes = Signal(range(word.shape().width // 8 + 1))
+        # What the result store holds survives a device reset, like the store itself.
+        stored_beats = Signal(range(dev.result_beats + 1), reset_less=True)
+        stored_thr = Signal(reset_less=True)
+        bpb = Mux(stored_thr, dev.result_beat_bytes(True), dev.result_beat_bytes(False))
+        rr = view[Opcode.READ_RESULTS]
+        count_bytes = Mux(stored_thr, rr.count * dev.result_beat_bytes(True),
+                          rr.count * dev.result_beat_bytes(False))
+        sent = Signal(16)
+
+        # LOAD copy state.
+        unit_mask = Signal(range(8))
+        sel = Signal(3)                 # one-hot: act, weight, thresh
+        copy_i = Signal(16)
+        in_word = Signal(range(8))
+        word_i = Signal(16)
+        d_valid, d_last = Signal(), Signal()
+        d_addr = Signal.like(self.st_waddr)
+        offset = Signal(32)
+        acc = Signal(max(c.lanes, 16))
+
+        # RUN sizing state.
+        rp = Signal(run_layout(dev))
+        kw = Signal(range(c.max_chunks + 1))
+        si = Signal(range(max(c.max_t, c.max_n) + 2))
+        t_mod, t_tiles = Signal(range(R)), Signal(range(c.max_t + 1))
+        n_mod, n_tiles = Signal(range(C)), Signal(range(c.max_n + 1))
+        act_need = Signal(range(c.max_t * c.max_chunks + 1))
+        w_need = Signal(range(c.max_n * c.max_chunks + 1))
+        beats = Signal(range(-(-c.max_n // C) * c.max_t + 1))
+        per_tile = Signal(range(c.max_t + 1))
+
+        ev = self.events.payload
+
+        def respond(code, kind=_Reply.NONE, n=0):
+            return [status.eq(code), reply.eq(kind), reply_len.eq(n)]
+
+        with m.FSM() as fsm:
+            with m.State("RECV"):
+                m.d.comb += self.events.ready.eq(1)
+                with m.If(self.events.valid):
+                    with m.Switch(ev.kind):
+                        with m.Case(EventKind.HEADER):
+                            m.d.sync += [opcode.eq(ev.opcode), length.eq(ev.value), idx.eq(0),
+                                         args.eq(0)]
+                        with m.Case(EventKind.DATA):
+                            m.d.sync += idx.eq(idx + 1)
+                            with m.If(idx < n_args):
+                                m.d.sync += args.word_select(idx[:5], 8).eq(ev.value[:8])
+                            m.d.comb += [stage_w.addr.eq(idx - n_args),
+                                         stage_w.data.eq(ev.value[:8]),
+                                         stage_w.en.eq((idx >= n_args) &
+                                                       (idx - n_args < dev.frame_bytes))]
+                        with m.Case(EventKind.END):
+                            with m.If(ev.ok):
+                                m.d.sync += link["frames"].eq(link["frames"] + 1)
+                                m.next = "CHECK"
+                            with m.Elif(ev.timed_out):
+                                m.d.sync += link["timeouts"].eq(link["timeouts"] + 1)
+                                m.d.sync += respond(Status.TIMED_OUT)
+                                m.next = "HEADER"
+                            with m.Else():
+                                m.d.sync += link["bad_crc"].eq(link["bad_crc"] + 1)
+                                m.d.sync += respond(Status.BAD_CRC)
+                                m.next = "HEADER"
+
+            with m.State("CHECK"):
+                m.next = "HEADER"
+                m.d.sync += respond(Status.OK)
+                with m.If(~known):
+                    m.d.sync += status.eq(Status.UNKNOWN_OPCODE)
+                with m.Elif(length < n_args):
+                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                with m.Else():
+                    with m.Switch(opcode):
+                        for op, store in ((Opcode.LOAD_ACTIVATIONS, 0),
+                                          (Opcode.LOAD_WEIGHTS, 1),
+                                          (Opcode.LOAD_THRESHOLDS, 2)):
+                            with m.Case(op):
+                                unit = THRESHOLD_BYTES if store == 2 else dev.word_bytes
+                                sh = unit.bit_length() - 1
+                                depth = (dev.act_words, dev.weight_words, dev.thresh_words)[store]
+                                off = view[op].offset
+                                with m.If((data_len > dev.frame_bytes) |
+                                          (data_len & (unit - 1)).any()):
+                                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                                with m.Elif(off + (data_len >> sh) > depth):
+                                    m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                                with m.Else():
+                                    m.d.sync += [sel.eq(1 << store), unit_mask.eq(unit - 1),
+                                                 offset.eq(off), copy_i.eq(0), in_word.eq(0),
+                                                 word_i.eq(0), d_valid.eq(0)]
+                                    m.next = "COPY"
+                        with m.Case(Opcode.RUN):
+                            a = view[Opcode.RUN]
+                            with m.If(length != n_args):
+                                m.d.sync += status.eq(Status.BAD_LENGTH)
+                            with m.Elif((a.op > max(Op)) | (a.flags & ~RUN_THRESHOLD & 0xFF).any() |
+                                        (a.t == 0) | (a.t > c.max_t) | (a.n == 0) |
+                                        (a.n > c.max_n) | (a.k == 0) | (a.k > c.max_k)):
+                                m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                            with m.Else():
+                                m.d.sync += [
+                                    rp.op.eq(a.op), rp.threshold.eq(a.flags[0]),
+                                    rp.t.eq(a.t), rp.n.eq(a.n), rp.k.eq(a.k),
+                                    kw.eq((a.k + c.lanes - 1) >> c.lane_bits),
+                                    si.eq(0), t_mod.eq(0), t_tiles.eq(0), n_mod.eq(0),
+                                    n_tiles.eq(0), act_need.eq(0), w_need.eq(0), beats.eq(0),
+                                ]
+                                m.next = "SIZE"
+                        with m.Case(Opcode.READ_RESULTS):
+                            a = view[Opcode.READ_RESULTS]
+                            with m.If(length != n_args):
+                                m.d.sync += status.eq(Status.BAD_LENGTH)
+                            with m.Elif((a.offset + a.count > stored_beats) |
+                                        (count_bytes > 0xFFFF - 2)):
+                                m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                            with m.Else():
+                                m.d.sync += [respond(Status.OK, _Reply.RESULTS, count_bytes),
+                                             offset.eq(a.offset)]
+                        with m.Default():
+                            with m.If(length != n_args):
+                                m.d.sync += status.eq(Status.BAD_LENGTH)
+                            with m.Elif(opcode == Opcode.IDENTIFY):
+                                m.d.sync += respond(Status.OK, _Reply.IDENT,
+                                                    len(self._identify))
+                            with m.Elif(opcode == Opcode.READ_COUNTERS):
+                                m.d.sync += [respond(Status.OK, _Reply.WORDS,
+                                                     4 * len(counter_words)),
+                                             words_sel.eq(1)]
+                            with m.Elif(opcode == Opcode.RESET):
+                                m.d.comb += clear_link.eq(1)
+                                m.d.sync += stored_beats.eq(0)
+
+            with m.State("COPY"):
+                # Read staging byte copy_i; a cycle later shift it into the word and write the
+                # word when its last byte is in.
+                last_i = copy_i == data_len
+                word_end = in_word == unit_mask
+                m.d.comb += [stage_r.addr.eq(copy_i), stage_r.en.eq(~last_i)]
+                m.d.sync += [d_valid.eq(~last_i), d_last.eq(word_end),
+                             d_addr.eq(offset + word_i)]
+                with m.If(~last_i):
+                    m.d.sync += [copy_i.eq(copy_i + 1), in_word.eq(Mux(word_end, 0, in_word + 1))]
+                    with m.If(word_end):
+                        m.d.sync += word_i.eq(word_i + 1)
+                byte = stage_r.data
+                wide = Cat(acc[8:c.lanes], byte)
+                thr16 = Cat(acc[8:16], byte).as_signed()
+                top = (1 << (c.threshold_width - 1)) - 1
+                thr_sat = Mux(thr16 > top, top, Mux(thr16 < -top - 1, -top - 1, thr16))
+                with m.If(d_valid):
+                    m.d.sync += acc.eq(Mux(sel[2], Cat(acc[8:16], byte), wide))
+                    with m.If(d_last):
+                        m.d.comb += [self.st_waddr.eq(d_addr),
+                                     self.st_wdata.eq(Mux(sel[2], thr_sat, wide)),
+                                     self.act_wen.eq(sel[0]), self.weight_wen.eq(sel[1]),
+                                     self.thresh_wen.eq(sel[2])]
+                with m.If(last_i & ~d_valid):
+                    m.next = "HEADER"
+
+            with m.State("SIZE"):
+                with m.If(si < rp.t):
+                    m.d.sync += [act_need.eq(act_need + kw), t_mod.eq(t_mod + 1)]
+                    with m.If(t_mod == 0):
+                        m.d.sync += t_tiles.eq(t_tiles + 1)
+                    with m.If(t_mod == R - 1):
+                        m.d.sync += t_mod.eq(0)
+                with m.If(si < rp.n):
+                    m.d.sync += [w_need.eq(w_need + kw), n_mod.eq(n_mod + 1)]
+                    with m.If(n_mod == 0):
+                        m.d.sync += n_tiles.eq(n_tiles + 1)
+                    with m.If(n_mod == C - 1):
+                        m.d.sync += n_mod.eq(0)
+                m.d.sync += si.eq(si + 1)
+                with m.If((si >= rp.t) & (si >= rp.n)):
+                    m.d.sync += [si.eq(0), per_tile.eq(Mux(rp.threshold, t_tiles, rp.t))]
+                    m.next = "SIZE_BEATS"
+
+            with m.State("SIZE_BEATS"):
+                with m.If(si < n_tiles):
+                    m.d.sync += [beats.eq(beats + per_tile), si.eq(si + 1)]
+                with m.Else():
+                    a = view[Opcode.RUN]
+                    m.next = "HEADER"
+                    with m.If((a.act_base + act_need > dev.act_words) |
+                              (a.weight_base + w_need > dev.weight_words) |
+                              (rp.threshold & (a.thresh_base + rp.n > dev.thresh_words)) |
+                              (beats > dev.result_beats)):
+                        m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                    with m.Else():
+                        m.d.comb += self.run_start.eq(1)
+                        m.next = "RUN"
+                m.d.comb += self.run_params.eq(rp)
+                m.d.comb += [self.run_params.act_base.eq(view[Opcode.RUN].act_base),
+                             self.run_params.act_count.eq(act_need),
+                             self.run_params.weight_base.eq(view[Opcode.RUN].weight_base),
+                             self.run_params.weight_count.eq(w_need),
+                             self.run_params.thresh_base.eq(view[Opcode.RUN].thresh_base),
+                             self.run_params.thresh_count.eq(rp.n)]
+
+            with m.State("RUN"):
+                with m.If(self.run_done):
+                    m.d.sync += [stored_beats.eq(Mux(self.run_error, 0, self.run_beats)),
+                                 stored_thr.eq(rp.threshold),
+                                 run_info[0].eq(self.run_beats),
+                                 run_info[1].eq(self.core_counters.busy),
+                                 respond(Mux(self.run_error, Status.FAULT, Status.OK),
+                                         _Reply.WORDS, 4 * len(run_info)),
+                                 words_sel.eq(0)]
+                    m.next = "HEADER"
+
+            with m.State("HEADER"):
+                m.d.comb += [self.header.valid.eq(1),
+                             self.header.payload.opcode.eq(opcode | 0x80),
+                             self.header.payload.length.eq(
+                                 Mux(status == Status.OK, reply_len, 0) + 2)]
+                with m.If(self.header.ready):
+                    with m.If(status != Status.OK):
+                        m.d.sync += link["errors"].eq(link["errors"] + 1)
+                    m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(status)]
+                with m.If(self.data.ready):
+                    m.next = "TAG"
+            with m.State("TAG"):
+                m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(tag)]
+                with m.If(self.data.ready):
+                    m.d.sync += [bidx.eq(0), widx.eq(0), sent.eq(0)]
+                    m.next = "RECV"
+                    with m.If(status == Status.OK):
+                        with m.Switch(reply):
+                            with m.Case(_Reply.IDENT):
+                                m.next = "IDENT"
+                            with m.Case(_Reply.WORDS, _Reply.RESULTS):
+                                m.next = "FETCH"
+            with m.State("IDENT"):
+                m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(ident[bidx])]
+                with m.If(self.data.ready):
+                    m.d.sync += bidx.eq(bidx + 1)
+                    with m.If(bidx == len(self._identify) - 1):
+                        m.next = "RECV"
+            with m.State("FETCH"):
+                m.d.comb += [self.res_raddr.eq(offset + widx), self.res_ren.eq(1)]
+                m.next = "LATCH"
+            with m.State("LATCH"):
+                words_word = word_src[Mux(words_sel, widx + len(run_info), widx)]
+                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata, words_word)),
+                             n_bytes.eq(Mux(reply == _Reply.RESULTS, bpb, 4)), bidx.eq(0)]
+                m.next = "BYTES"
+            with m.State("BYTES"):
+                m.d.comb += [self.data.valid.eq(1),
+                             self.data.payload.eq(word.word_select(bidx, 8))]
+                with m.If(self.data.ready):
+                    m.d.sync += [bidx.eq(bidx + 1), sent.eq(sent + 1)]
+                    with m.If(sent == reply_len - 1):
+                        m.next = "RECV"
+                    with m.Elif(bidx == n_bytes - 1):
+                        m.d.sync += widx.eq(widx + 1)
+                        m.next = "FETCH"
+
+        with m.If(~fsm.ongoing("RECV") & ~clear_link):
+            m.d.sync += link["exec"].eq(link["exec"] + 1)
+        return m

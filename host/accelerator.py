@@ -1,0 +1,258 @@
+"""The user's handle on an accelerator: ``Accelerator.open(...)``, ``linear``, ``counters``.
+
+The same driver runs against the gateware in simulation (``"sim"``, the default) and against a
+board over a serial port (``"serial:///dev/ttyUSB1?baud=3000000"``). It learns the device's
+parameters from IDENTIFY and tiles any product to fit the device's stores and limits::
+
+    from onebit.host import Accelerator
+
+    with Accelerator.open("sim") as acc:
+        y = acc.linear(x_bits, w_bits)                 # (T, N) integers, like golden
+        b = acc.linear(x_bits, w_bits, thresholds)     # (T, N) bits
+        print(acc.counters())
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+from .core_config import Op
+from .device_config import RESULT_INT_BYTES, THRESHOLD_BYTES, DeviceConfig
+from .link import DeviceError, LinkClient, LinkError, Transport
+from .packing import check_bits
+from .protocol import COUNTERS, RUN_THRESHOLD, Opcode
+
+__all__ = ["Accelerator", "DeviceError", "LinkError"]
+
+
+class Accelerator:
+    """A connected device. Use :meth:`open`; close it (or use ``with``) when done."""
+
+    def __init__(self, transport: Transport, *, timeout: float = 30.0, retries: int = 3):
+        self._client = LinkClient(transport, timeout=timeout, retries=retries)
+        self._closed = False
+        try:
+            self.config: DeviceConfig = self._client.identify()
+        except BaseException:
+            self._client.close()
+            raise
+
+    # ------------------------------------------------------------------ opening and closing
+    @classmethod
+    def open(cls, url: str = "sim", *, timeout: float | None = None, retries: int = 3,
+             **options) -> Accelerator:
+        """Open a device.
+
+        ``"sim"``: the gateware on a simulator. Options: ``simulator`` (``"amaranth"``, the
+        default; ``"verilator"`` or ``"icarus"`` through cocotb), ``config`` (a
+        ``DeviceConfig``) or ``rows``/``cols``/``lanes`` to change the default one.
+
+        ``"serial://PORT?baud=N"``: a board on a serial port (``baud`` defaults to 3000000).
+        """
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a string, not {url!r}")
+        parsed = urlparse(url)
+        if url == "sim" or parsed.scheme == "sim":
+            try:
+                from ..sim.transports import open_sim
+            except ImportError as e:       # pragma: no cover - depends on the install
+                raise ImportError("simulation needs the 'sim' extra: "
+                                  "pip install 'onebit[sim]'") from e
+            transport = open_sim(**options)
+            default_timeout = 600.0
+        elif parsed.scheme == "serial":
+            if options:
+                raise TypeError(f"serial devices take no options, not {sorted(options)}")
+            from .serial_transport import SerialTransport
+
+            query = parse_qs(parsed.query)
+            baud = query.pop("baud", ["3000000"])[0]
+            if query:
+                raise ValueError(f"unknown serial URL parameters {sorted(query)} in {url!r}")
+            if not baud.isdigit():
+                raise ValueError(f"baud must be an integer, not {baud!r} in {url!r}")
+            port = parsed.netloc + parsed.path
+            if not port:
+                raise ValueError(f"serial URL names no port: {url!r}")
+            transport = SerialTransport(port, baud=int(baud))
+            default_timeout = 10.0
+        else:
+            raise ValueError(f"unknown device URL {url!r}: use 'sim' or "
+                             f"'serial:///dev/ttyUSB1?baud=3000000'")
+        return cls(transport, timeout=default_timeout if timeout is None else timeout,
+                   retries=retries)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._client.close()
+
+    def __enter__(self) -> Accelerator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def link(self) -> LinkClient:
+        """The link client (its ``stats`` count retries and skipped frames)."""
+        return self._client
+
+    def _request(self, opcode: Opcode, data: bytes = b"", **args: int) -> bytes:
+        if self._closed:
+            raise LinkError("the accelerator is closed")
+        return self._client.request(opcode, data, **args)
+
+    # ------------------------------------------------------------------ commands
+    def reset(self) -> None:
+        """Clear the device's results and link counters."""
+        self._request(Opcode.RESET)
+
+    def counters(self) -> dict[str, int]:
+        """The device's performance counters: ``core_*`` of the last RUN (cycles busy,
+        computing, stalled, waiting for weights, held by backpressure) and ``link_*`` since
+        reset (see ``onebit.host.protocol.LINK_COUNTERS``)."""
+        data = self._request(Opcode.READ_COUNTERS)
+        if len(data) != 4 * len(COUNTERS):
+            raise LinkError(f"READ_COUNTERS answered {len(data)} bytes, not {4 * len(COUNTERS)}")
+        return dict(zip(COUNTERS, struct.unpack(f"<{len(COUNTERS)}I", data), strict=True))
+
+    def linear(self, x_bits: np.ndarray, w_bits: np.ndarray,
+               thresholds: np.ndarray | None = None) -> np.ndarray:
+        """The spec's ``BinaryLinear`` on the device: ``dot(x[t], w[n])`` for every token and
+        output, as an ``int64`` array ``(T, N)``, or with ``thresholds`` (``(N,)`` integers in
+        ``[-K, K + 1]``) the bits ``dot >= thresholds[n]`` as ``uint8``.
+
+        ``x_bits`` ``(T, K)`` and ``w_bits`` ``(N, K)`` hold 0/1 (bit 1 is +1, bit 0 is -1).
+        Any size is tiled to the device: tokens and outputs in blocks its stores hold, and K
+        beyond the core's ``max_k`` in segments whose integer results the host adds (it then
+        applies the thresholds itself).
+        """
+        x = check_bits("x_bits", x_bits)
+        w = check_bits("w_bits", w_bits)
+        if x.ndim != 2:
+            raise ValueError(f"x_bits must be 2-D (tokens, K), not shape {x.shape}")
+        if w.ndim != 2:
+            raise ValueError(f"w_bits must be 2-D (outputs, K), not shape {w.shape}")
+        if 0 in x.shape or 0 in w.shape:
+            raise ValueError(f"x_bits {x.shape} and w_bits {w.shape} must not be empty")
+        if x.shape[1] != w.shape[1]:
+            raise ValueError(f"x_bits has K = {x.shape[1]} but w_bits has K = {w.shape[1]}")
+        k = x.shape[1]
+        thr = None if thresholds is None else _check_thresholds(thresholds, w.shape[0], k)
+        c = self.config.core
+        if k <= c.max_k:
+            return self._product(Op.XOR, x, w, thr)
+        total = np.zeros((x.shape[0], w.shape[0]), np.int64)
+        for k0 in range(0, k, c.max_k):
+            total += self._product(Op.XOR, x[:, k0:k0 + c.max_k], w[:, k0:k0 + c.max_k], None)
+        return total if thr is None else (total >= thr).astype(np.uint8)
+
+    # ------------------------------------------------------------------ tiling
+    def _product(self, op: Op, x: np.ndarray, w: np.ndarray, thr: np.ndarray | None):
+        dev, c = self.config, self.config.core
+        t_all, k = x.shape
+        n_all = w.shape[0]
+        kw = -(-k // c.lanes)
+        out = np.zeros((t_all, n_all), np.uint8 if thr is not None else np.int64)
+        t_block = min(c.max_t, dev.act_words // kw)
+        for t0 in range(0, t_all, t_block):
+            xs = x[t0:t0 + t_block]
+            t = xs.shape[0]
+            self._load(Opcode.LOAD_ACTIVATIONS, _words(xs, c.lanes))
+            for n0, n in _blocks(n_all, self._n_block(t, kw, thr is not None)):
+                self._load(Opcode.LOAD_WEIGHTS, _words(w[n0:n0 + n], c.lanes))
+                if thr is not None:
+                    th = c.clamp_thresholds(thr[n0:n0 + n]).astype("<i2")
+                    self._load(Opcode.LOAD_THRESHOLDS, th.tobytes())
+                info = self._request(Opcode.RUN, op=int(op),
+                                     flags=RUN_THRESHOLD if thr is not None else 0,
+                                     t=t, n=n, k=k, act_base=0, weight_base=0, thresh_base=0)
+                beats = dev.result_beats_for(t, n, thr is not None)
+                got = struct.unpack("<II", info)[0] if len(info) == 8 else None
+                if got != beats:
+                    raise LinkError(f"RUN wrote {got} result beats, expected {beats}")
+                raw = self._read_results(beats, thr is not None)
+                out[t0:t0 + t, n0:n0 + n] = _decode(dev, raw, t, n, thr is not None)
+        return out
+
+    def _n_block(self, t: int, kw: int, thresholded: bool) -> int:
+        """Outputs per RUN: within max N and the weight, threshold and result stores."""
+        dev, c = self.config, self.config.core
+        per_tile = -(-t // c.rows) if thresholded else t
+        n = min(c.max_n, dev.weight_words // kw, (dev.result_beats // per_tile) * c.cols)
+        if thresholded:
+            n = min(n, dev.thresh_words)
+        if n < 1:
+            raise LinkError(f"the device's result store ({dev.result_beats} beats) cannot hold "
+                            f"one tile of {t} tokens")
+        return n
+
+    def _load(self, opcode: Opcode, data: bytes) -> None:
+        unit = THRESHOLD_BYTES if opcode == Opcode.LOAD_THRESHOLDS else self.config.word_bytes
+        step = self.config.frame_bytes
+        for start in range(0, len(data), step):
+            self._request(opcode, data[start:start + step], offset=start // unit)
+
+    def _read_results(self, beats: int, thresholded: bool) -> bytes:
+        bpb = self.config.result_beat_bytes(thresholded)
+        per_read = min(beats, (0xFFFF - 2) // bpb)
+        out = bytearray()
+        for b0, count in _blocks(beats, per_read):
+            data = self._request(Opcode.READ_RESULTS, offset=b0, count=count)
+            if len(data) != count * bpb:
+                raise LinkError(f"READ_RESULTS answered {len(data)} bytes, not {count * bpb}")
+            out += data
+        return bytes(out)
+
+
+def _check_thresholds(thresholds, n: int, k: int) -> np.ndarray:
+    th = np.asarray(thresholds)
+    if th.shape != (n,):
+        raise ValueError(f"thresholds must have shape ({n},) (one per output), not {th.shape}")
+    if th.dtype == np.bool_ or not np.issubdtype(th.dtype, np.integer):
+        raise TypeError(f"thresholds must be integers, not dtype {th.dtype}")
+    bad = np.flatnonzero((th < -k) | (th > k + 1))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"thresholds must lie in [-K, K + 1] = [{-k}, {k + 1}], but "
+                         f"thresholds[{i}] = {int(th[i])}")
+    return th.astype(np.int64)
+
+
+def _blocks(total: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, total, size):
+        yield start, min(size, total - start)
+
+
+def _words(bits: np.ndarray, lanes: int) -> bytes:
+    """Rows of 0/1 as ``ceil(K / lanes)`` little-endian words each (1 bit per value)."""
+    m, k = bits.shape
+    kw = -(-k // lanes)
+    padded = np.zeros((m, kw * lanes), np.uint8)
+    padded[:, :k] = bits
+    return np.packbits(padded, axis=1, bitorder="little").tobytes()
+
+
+def _decode(dev: DeviceConfig, raw: bytes, t: int, n: int, thresholded: bool) -> np.ndarray:
+    """Result bytes of one RUN as ``(T, N)`` integers or bits; padding must be zero."""
+    c = dev.core
+    tiles = -(-n // c.cols)
+    if thresholded:
+        tt = -(-t // c.rows)
+        flat = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")
+        grid = flat.reshape(tiles, tt, dev.tile_bytes * 8)[..., :c.rows * c.cols]
+        full = grid.reshape(tiles, tt, c.rows, c.cols).transpose(1, 2, 0, 3).reshape(
+            tt * c.rows, tiles * c.cols)
+    else:
+        vals = np.frombuffer(raw, f"<i{RESULT_INT_BYTES}").astype(np.int64)
+        full = vals.reshape(tiles, t, c.cols).transpose(1, 0, 2).reshape(t, tiles * c.cols)
+    body = full[:t, :n]
+    if full[t:].any() or full[:, n:].any():
+        raise LinkError("the device's results have non-zero padding beyond the tokens or "
+                        "outputs asked for")
+    return body

@@ -1,0 +1,54 @@
+"""cocotb test module: DeviceLink in Verilator or Icarus, its byte streams bridged to a socket.
+
+``onebit.sim.cocotb_link.CocotbLinkTransport`` starts the simulator with this module; the test
+connects back to the host process's socket and moves bytes both ways, with random idle cycles
+on the input stream and random backpressure on the output stream, whose handshake rules the
+sink checks. It ends when the host closes the socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge
+
+from .cocotb_gemm import StreamSink, StreamSource
+
+
+@cocotb.test()
+async def serve(dut):
+    params = json.loads(os.environ["ONEBIT_LINK_SERVER"])
+    rng = random.Random(params["seed"])
+    dut.rst.value = 1
+    Clock(dut.clk, 10, unit="ns").start()
+    source = StreamSource(dut, "i", dut.clk, rng, params["idle"])
+    sink = StreamSink(dut, "o", dut.clk, rng, params["stall"])
+    await ClockCycles(dut.clk, 2)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    sock = socket.create_connection(("127.0.0.1", params["port"]), timeout=30)
+    sock.setblocking(False)
+    try:
+        while True:
+            await ClockCycles(dut.clk, params["poll_cycles"])
+            try:
+                data = sock.recv(1 << 16)
+            except BlockingIOError:
+                data = None
+            if data == b"":
+                return                       # the host closed the link
+            if data:
+                source.send(data)
+            if sink.items:
+                out = bytes(sink.items)
+                sink.items.clear()
+                sock.setblocking(True)
+                sock.sendall(out)
+                sock.setblocking(False)
+    finally:
+        sock.close()

@@ -1,0 +1,25 @@
+"""Fault injection on the simulated link: every fault is detected (its attempt fails and the
+command is sent again) or harmless; no result is ever wrong; the link recovers each time."""
+
+from onebit.host.core_config import CoreConfig
+from onebit.host.device_config import DeviceConfig
+from onebit.sim.fault_injection import FAULT_KINDS, run_campaign
+
+DEV = DeviceConfig(core=CoreConfig(rows=2, cols=3, lanes=8, max_k=24, max_t=4, max_n=12),
+                   frame_bytes=8, act_words=16, weight_words=24, thresh_words=8,
+                   result_beats=16)
+
+
+def test_fault_campaign():
+    report = run_campaign(DEV, products=16, rate=0.35, seed=3)
+    print("\n" + report.table())
+    assert report.wrong_results == 0
+    assert report.products == 16
+    injected = sum(report.injected.values())
+    assert injected >= 40 and set(report.injected) == set(FAULT_KINDS)
+    for kind in FAULT_KINDS:
+        n = report.injected[kind]
+        assert report.detected.get(kind, 0) + report.harmless.get(kind, 0) == n, kind
+        if kind != "garbage":        # a damaged frame can never succeed
+            assert report.detected.get(kind, 0) == n, kind
+    assert report.retries >= injected - report.injected["garbage"]
