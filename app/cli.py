@@ -19,7 +19,8 @@ def _bench(args: argparse.Namespace) -> int:
         return run(json_out=args.json, repeats=args.repeats)
     if args.what == "link":
         from .bench_link import run
-        return run(json_out=args.json, frame_payload=args.frame_payload)
+        return run(json_out=args.json, frame_bytes=args.frame_bytes, faults=args.faults,
+                   d_model=args.d_model)
     from .bench_core import run
     return run(json_out=args.json, rows=args.rows, cols=args.cols, lanes=args.lanes,
                sim=args.sim, synth=not args.no_synth)
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="print performance figures")
     bench.add_argument("what", choices=["golden", "core", "link"],
                        help="golden: NumPy golden model time; core: GEMM cycles on the array; "
-                            "link: framing efficiency and host packing speed")
+                            "link: wire efficiency, host packing speed, fault injection")
     bench.add_argument("--json", action="store_true", help="print JSON for machines")
     bench.add_argument("--repeats", type=int, default=5, help="timing repeats (best is kept)")
     bench.add_argument("--rows", type=int, default=4, help="core: array rows")
@@ -48,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--sim", choices=["verilator", "icarus"], default="verilator",
                        help="core: simulator")
     bench.add_argument("--no-synth", action="store_true", help="core: skip the synthesis")
-    bench.add_argument("--frame-payload", type=int, default=4096,
-                       help="link: payload bytes per frame")
+    bench.add_argument("--frame-bytes", type=int, default=4096,
+                       help="link: data bytes per LOAD frame (the device's staging buffer)")
+    bench.add_argument("--d-model", type=int, default=256, help="link: layer width D")
+    bench.add_argument("--faults", type=int, default=0,
+                       help="link: also run a fault-injection campaign of this many products")
     bench.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)

@@ -1,5 +1,6 @@
 """The host package imports with NumPy alone, and the command line runs."""
 
+import json
 import subprocess
 import sys
 
@@ -23,6 +24,9 @@ def test_bench_golden_json(capsys):
 
 
 def test_bench_link_json(capsys):
-    assert main(["bench", "link", "--json", "--frame-payload", "1000"]) == 0
-    out = capsys.readouterr().out
-    assert '"layer_weight_bytes": 98304' in out and '"token_bytes": 32' in out
+    assert main(["bench", "link", "--json", "--frame-bytes", "1000", "--d-model", "64"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["layer_weights"]["payload_bytes"] == 12 * 64 * 64 // 8
+    # Each 1000-byte frame costs 14 bytes more (framing 9, tag and offset 5).
+    assert r["layer_weights"]["sent_bytes"] == 6144 + 7 * 14
+    assert r["token"]["payload_bytes"] == 8 and r["token"]["sent_bytes"] == 8 + 14
