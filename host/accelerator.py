@@ -26,7 +26,7 @@ from .link import DeviceError, LinkClient, LinkError, Transport
 from .packing import check_bits
 from .protocol import COUNTERS, RUN_THRESHOLD, Opcode
 
-__all__ = ["Accelerator", "DeviceError", "LinkError"]
+__all__ = ["Accelerator", "DeviceError", "LinkError", "check_linear_inputs"]
 
 
 class Accelerator:
@@ -132,18 +132,8 @@ class Accelerator:
         beyond the core's ``max_k`` in segments whose integer results the host adds (it then
         applies the thresholds itself).
         """
-        x = check_bits("x_bits", x_bits)
-        w = check_bits("w_bits", w_bits)
-        if x.ndim != 2:
-            raise ValueError(f"x_bits must be 2-D (tokens, K), not shape {x.shape}")
-        if w.ndim != 2:
-            raise ValueError(f"w_bits must be 2-D (outputs, K), not shape {w.shape}")
-        if 0 in x.shape or 0 in w.shape:
-            raise ValueError(f"x_bits {x.shape} and w_bits {w.shape} must not be empty")
-        if x.shape[1] != w.shape[1]:
-            raise ValueError(f"x_bits has K = {x.shape[1]} but w_bits has K = {w.shape[1]}")
+        x, w, thr = check_linear_inputs(x_bits, w_bits, thresholds)
         k = x.shape[1]
-        thr = None if thresholds is None else _check_thresholds(thresholds, w.shape[0], k)
         c = self.config.core
         if k <= c.max_k:
             return self._product(Op.XOR, x, w, thr)
@@ -208,6 +198,24 @@ class Accelerator:
                 raise LinkError(f"READ_RESULTS answered {len(data)} bytes, not {count * bpb}")
             out += data
         return bytes(out)
+
+
+def check_linear_inputs(x_bits, w_bits, thresholds=None):
+    """Validate ``linear``'s arguments; return them as ``uint8``, ``uint8`` and ``int64`` (or
+    None). Raise ``TypeError`` or ``ValueError`` naming the argument and the problem."""
+    x = check_bits("x_bits", x_bits)
+    w = check_bits("w_bits", w_bits)
+    if x.ndim != 2:
+        raise ValueError(f"x_bits must be 2-D (tokens, K), not shape {x.shape}")
+    if w.ndim != 2:
+        raise ValueError(f"w_bits must be 2-D (outputs, K), not shape {w.shape}")
+    if 0 in x.shape or 0 in w.shape:
+        raise ValueError(f"x_bits {x.shape} and w_bits {w.shape} must not be empty")
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"x_bits has K = {x.shape[1]} but w_bits has K = {w.shape[1]}")
+    k = x.shape[1]
+    thr = None if thresholds is None else _check_thresholds(thresholds, w.shape[0], k)
+    return x, w, thr
 
 
 def _check_thresholds(thresholds, n: int, k: int) -> np.ndarray:

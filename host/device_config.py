@@ -46,7 +46,7 @@ class DeviceConfig:
     -------
     core : CoreConfig
         The GEMM core. Its lanes must be a multiple of 8 (words travel as whole bytes) and its
-        results and thresholds must fit 16 bits (``max_k <= 16383``).
+        results and thresholds must fit 16 bits (``max_k <= 32766``).
     frame_bytes : int
         Data bytes one LOAD frame may carry (the staging buffer); a multiple of the word size.
     act_words, weight_words, thresh_words, result_beats : int
@@ -72,7 +72,7 @@ class DeviceConfig:
                              f"not {c.lanes}")
         if max(c.result_width, c.threshold_width) > 16:
             raise ValueError(f"Results and thresholds travel as 16-bit integers: max_k must be "
-                             f"at most 16383, not {c.max_k}")
+                             f"at most 32766, not {c.max_k}")
         _count("Frame data size", self.frame_bytes, self.word_bytes)
         if self.frame_bytes > MAX_FRAME_BYTES or self.frame_bytes % self.word_bytes:
             raise ValueError(f"Frame data size must be a multiple of {self.word_bytes} bytes "
