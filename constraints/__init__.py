@@ -1,0 +1,1 @@
+"""Board constraints: one module per board, each defining ``BOARD`` (``onebit.boards.Board``)."""

@@ -1,0 +1,28 @@
+"""iCEBreaker: iCE40UP5K-SG48, 12 MHz oscillator on pin 35, FTDI UART on pins 6 (rx), 9 (tx).
+
+Pins come from amaranth-boards' ``ICEBreakerPlatform``; the design runs at 48 MHz from the
+SB_PLL40 (12 MHz x 64 / 16).
+"""
+
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+from ..boards import Board
+from ..host.core_config import CoreConfig
+from ..host.device_config import DeviceConfig
+
+BOARD = Board(
+    name="icebreaker",
+    description="iCEBreaker (iCE40UP5K-SG48)",
+    platform=ICEBreakerPlatform,
+    family="ice40",
+    clock_resource="clk12",
+    oscillator_hz=12e6,
+    target_hz=48e6,
+    pll="ice40",
+    baud=3_000_000,
+    device=DeviceConfig(core=CoreConfig(rows=2, cols=2, lanes=16, max_k=1024, max_t=32,
+                                        max_n=1024),
+                        frame_bytes=256, act_words=512, weight_words=16384,
+                        thresh_words=256, result_beats=128, weight_store="ice40_spram"),
+    totals={"LUT4": 5280, "FF": 5280, "BRAM": 30, "SPRAM": 4, "DSP": 8, "CARRY": 5280},
+)

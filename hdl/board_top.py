@@ -1,0 +1,54 @@
+"""The full design for a board: clock (and PLL), UART, and ``DeviceLink`` between them.
+
+The board's UART carries the host link at ``board.baud`` (8N1); the UART receiver has no flow
+control, which the protocol does not need: the host sends one command and waits for its answer.
+"""
+
+from amaranth.hdl import ClockDomain, Module
+from amaranth.lib import io, wiring
+
+from .clocking import ClockReset, ice40_pll
+from .link import DeviceLink
+from .uart import UARTRx, UARTTx, divisor_for
+
+__all__ = ["BoardTop"]
+
+
+class BoardTop(wiring.Component):
+    """Parameters
+    ----------
+    board : onebit.boards.Board
+        The board (``constraints/<name>.py``): platform, clock target, PLL, baud, device.
+    """
+
+    def __init__(self, board):
+        self._board = board
+        self.clk_hz = board.clock_hz() if callable(board.clock_hz) else board.clock_hz
+        self.divisor = divisor_for(int(self.clk_hz), board.baud)
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        b = self._board
+        pll = ice40_pll(b.oscillator_hz, b.target_hz) if b.pll == "ice40" else None
+        if pll is None:
+            m.submodules.clocking = clocking = ClockReset()
+            m.submodules.clk_buf = clk_buf = io.Buffer(
+                "i", platform.request(b.clock_resource, 0, dir="-"))
+            m.d.comb += clocking.clk_in.eq(clk_buf.i)
+        else:
+            pad = platform.request(b.clock_resource, 0, dir="-")
+            m.submodules.clocking = clocking = ClockReset(pll=pll, pad=pad.io)
+        platform.add_clock_constraint(clocking.clk, self.clk_hz)
+
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.submodules.uart_rx = rx = UARTRx(divisor=self.divisor)
+        m.submodules.uart_tx = tx = UARTTx(divisor=self.divisor)
+        m.submodules.link = link = DeviceLink(b.device, timeout=max(1 << 12, 40 * self.divisor))
+        m.d.comb += [rx.rx.eq(rx_buf.i), tx_buf.o.eq(tx.tx)]
+        wiring.connect(m, rx.o, link.i)
+        wiring.connect(m, link.o, tx.i)
+        return m

@@ -1,0 +1,85 @@
+"""The ``sync`` clock domain of a board design: the board's oscillator, or a PLL from it.
+
+``ice40_pll(f_in, f_out)`` finds SB_PLL40 divider settings the way ``icepll`` does: the PFD
+frequency ``f_in / (DIVR + 1)`` in 10..133 MHz, the VCO ``f_pfd * (DIVF + 1)`` in 533..1066 MHz,
+``f_out = f_vco / 2**DIVQ``, closest to the target. ``ClockReset`` drives ``sync`` and holds
+its reset until the PLL locks (through ``ResetSynchronizer``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.hdl import ClockSignal, Instance, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.cdc import ResetSynchronizer
+
+__all__ = ["Ice40Pll", "ice40_pll", "ClockReset"]
+
+
+@dataclass(frozen=True)
+class Ice40Pll:
+    divr: int
+    divf: int
+    divq: int
+    filter_range: int
+    f_out: float
+
+
+def ice40_pll(f_in: float, f_out: float) -> Ice40Pll:
+    """The SB_PLL40 settings whose output is closest to ``f_out``; ``ValueError`` if none is
+    within 1%."""
+    best = None
+    for divr in range(16):
+        f_pfd = f_in / (divr + 1)
+        if not 10e6 <= f_pfd <= 133e6:
+            continue
+        for divf in range(128):
+            f_vco = f_pfd * (divf + 1)
+            if not 533e6 <= f_vco <= 1066e6:
+                continue
+            for divq in range(1, 7):
+                out = f_vco / (1 << divq)
+                if best is None or abs(out - f_out) < abs(best[0] - f_out):
+                    best = (out, divr, divf, divq, f_pfd)
+    if best is None or abs(best[0] - f_out) > 0.01 * f_out:
+        raise ValueError(f"no iCE40 PLL setting makes {f_out / 1e6:g} MHz from "
+                         f"{f_in / 1e6:g} MHz within 1%")
+    out, divr, divf, divq, f_pfd = best
+    filter_range = next(i for i, top in enumerate((17e6, 26e6, 44e6, 66e6, 101e6, 134e6), 1)
+                        if f_pfd < top)
+    return Ice40Pll(divr, divf, divq, filter_range, out)
+
+
+class ClockReset(wiring.Component):
+    """Create the ``sync`` domain from the board clock: ``clk_in`` directly, or the clock pin
+    ``pad`` (the raw port) through an iCE40 PLL (SB_PLL40_PAD, which owns the pin's input)
+    when ``pll`` is given. ``sync`` stays in reset until the PLL locks. The parent defines
+    the ``sync`` domain."""
+
+    def __init__(self, *, pll: Ice40Pll | None = None, pad=None):
+        if pll is not None and pad is None:
+            raise ValueError("An iCE40 PLL needs the clock pin's port (pad)")
+        self._pll = pll
+        self.pad = pad
+        super().__init__({})
+        self.clk_in = Signal()
+        #: The ``sync`` clock (for a clock constraint).
+        self.clk = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += ClockSignal("sync").eq(self.clk)
+        locked = Signal()
+        if self._pll is None:
+            m.d.comb += [self.clk.eq(self.clk_in), locked.eq(1)]
+        else:
+            p = self._pll
+            m.submodules.pll = Instance(
+                "SB_PLL40_PAD",
+                p_FEEDBACK_PATH="SIMPLE", p_DIVR=p.divr, p_DIVF=p.divf, p_DIVQ=p.divq,
+                p_FILTER_RANGE=p.filter_range,
+                i_PACKAGEPIN=self.pad, i_RESETB=1, i_BYPASS=0,
+                o_PLLOUTGLOBAL=self.clk, o_LOCK=locked)
+        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
+        return m

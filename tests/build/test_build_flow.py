@@ -1,0 +1,51 @@
+# amaranth: UnusedElaboratable=no
+"""The build flow's pieces: board discovery, PLL settings, nextpnr report and log parsing on
+real tool output, and the error path of a design that does not fit (a real nextpnr run)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from onebit.boards import board, boards
+from onebit.build import BuildError, _failure, build, over_capacity, parse_report
+from onebit.hdl.clocking import ice40_pll
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_boards_are_found_in_constraints():
+    assert {"icebreaker", "ulx3s-25f", "ulx3s-85f"} <= set(boards())
+    assert board("icebreaker").family == "ice40"
+    with pytest.raises(ValueError, match="unknown board 'nope'; boards: icebreaker"):
+        board("nope")
+
+
+def test_ice40_pll_matches_icepll():
+    # yowasp-icepll -i 12 -o 48: DIVR 0, DIVF 63, DIVQ 4, FILTER_RANGE 1.
+    p = ice40_pll(12e6, 48e6)
+    assert (p.divr, p.divf, p.divq, p.filter_range, p.f_out) == (0, 63, 4, 1, 48e6)
+    with pytest.raises(ValueError, match="no iCE40 PLL setting makes 5 MHz"):
+        ice40_pll(12e6, 5e6)
+
+
+def test_parse_nextpnr_ecp5_report():
+    report = json.loads((DATA / "nextpnr_ecp5_ulx3s25f_report.json").read_text())
+    parsed = parse_report(report, "ecp5")
+    assert parsed["utilization"]["LUT4"]["available"] == 24288
+    assert parsed["utilization"]["LUT4"]["used"] > 0
+    (clock,) = parsed["fmax"].values()
+    assert clock["constraint_mhz"] == 25.0 and clock["achieved_mhz"] > 25.0
+
+
+def test_over_capacity_names_the_resource():
+    log = (DATA / "nextpnr_ice40_overfull.log").read_text()
+    assert over_capacity(log) == [("ICESTORM_LC", 5509, 5280)]
+    assert "does not fit iCEBreaker (iCE40UP5K-SG48): ICESTORM_LC 5509 used of 5280" in \
+        _failure(log, board("icebreaker"))
+
+
+@pytest.mark.synth
+def test_a_design_too_big_for_the_part_fails_clearly():
+    with pytest.raises(BuildError, match="does not fit iCEBreaker.*ICESTORM_LC \\d+ used of 5280"):
+        build("icebreaker", rows=4, cols=4, lanes=16, out=lambda *_: None)
