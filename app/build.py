@@ -57,9 +57,8 @@ def _versions(family: str) -> dict[str, str]:
     return {p: metadata.version(p) for p in PACKAGES[family]}
 
 
-def parse_report(report: dict, family: str, log: str = "") -> dict:
-    """Resource use and Fmax from nextpnr's ``--report`` JSON (and its log for LUT/FF/carry
-    counts on iCE40, where one logic cell holds a LUT4, a flip-flop and a carry)."""
+def parse_report(report: dict, family: str) -> dict:
+    """Resource use and Fmax from nextpnr's ``--report`` JSON."""
     util = {}
     for cell, use in report.get("utilization", {}).items():
         name = CELLS[family].get(cell)
@@ -141,7 +140,7 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
         (folder / "build.log").write_text(log)
         if proc.returncode:
             raise BuildError(_failure(log, b) + f"\n(full log: {folder / 'build.log'})")
-        parsed = parse_report(json.loads((folder / "report.json").read_text()), b.family, log)
+        parsed = parse_report(json.loads((folder / "report.json").read_text()), b.family)
         report = _summarise(b, parsed, time.monotonic() - start, folder)
         report_path.write_text(json.dumps(report, indent=1))
     if json_out:

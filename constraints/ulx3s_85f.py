@@ -1,26 +1,9 @@
-"""ULX3S with an ECP5 LFE5U-85F (CABGA381): 25 MHz oscillator on G2, FTDI UART
-(amaranth-boards' ``ULX3S_85F_Platform``). The design runs at the oscillator's 25 MHz
-(no PLL yet)."""
+"""ULX3S with an ECP5 LFE5U-85F (CABGA381): amaranth-boards' ``ULX3S_85F_Platform``."""
 
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from ..boards import Board
-from ..host.core_config import CoreConfig
-from ..host.device_config import DeviceConfig
+from ._ulx3s import ulx3s_board
 
-BOARD = Board(
-    name="ulx3s-85f",
-    description="ULX3S (ECP5 LFE5U-85F)",
-    platform=ULX3S_85F_Platform,
-    family="ecp5",
-    clock_resource="clk25",
-    oscillator_hz=25e6,
-    target_hz=25e6,
-    pll=None,
-    baud=1_000_000,
-    device=DeviceConfig(core=CoreConfig(rows=4, cols=4, lanes=32, max_k=1024, max_t=64,
-                                        max_n=1024),
-                        frame_bytes=1024, act_words=2048, weight_words=8192,
-                        thresh_words=1024, result_beats=512),
-    totals={"LUT4": 83640, "FF": 83640, "BRAM": 208, "SPRAM": 0, "DSP": 156, "CARRY": 41820},
-)
+BOARD = ulx3s_board("85F", ULX3S_85F_Platform, {
+    "LUT4": 83640, "FF": 83640, "BRAM": 208,
+    "SPRAM": 0, "DSP": 156, "CARRY": 41820})

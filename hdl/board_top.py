@@ -23,7 +23,7 @@ class BoardTop(wiring.Component):
 
     def __init__(self, board):
         self._board = board
-        self.clk_hz = board.clock_hz() if callable(board.clock_hz) else board.clock_hz
+        self.clk_hz = board.clock_hz()
         self.divisor = divisor_for(int(self.clk_hz), board.baud)
         super().__init__({})
 

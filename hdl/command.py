@@ -22,7 +22,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..host.core_config import Op
+from ..host.core_config import CORE_COUNTERS, Op
 from ..host.device_config import THRESHOLD_BYTES, DeviceConfig
 from ..host.protocol import (
     ARGUMENTS,
@@ -35,7 +35,6 @@ from ..host.protocol import (
 )
 from .frame_rx import EventKind, event_layout
 from .frame_tx import header_layout
-from .gemm import COUNTERS as CORE_COUNTERS
 from .gemm import counters_layout
 from .gemm_runner import run_layout
 
@@ -303,18 +302,14 @@ class CommandProcessor(wiring.Component):
                     m.next = "HEADER"
 
             with m.State("SIZE"):
-                with m.If(si < rp.t):
-                    m.d.sync += [act_need.eq(act_need + kw), t_mod.eq(t_mod + 1)]
-                    with m.If(t_mod == 0):
-                        m.d.sync += t_tiles.eq(t_tiles + 1)
-                    with m.If(t_mod == R - 1):
-                        m.d.sync += t_mod.eq(0)
-                with m.If(si < rp.n):
-                    m.d.sync += [w_need.eq(w_need + kw), n_mod.eq(n_mod + 1)]
-                    with m.If(n_mod == 0):
-                        m.d.sync += n_tiles.eq(n_tiles + 1)
-                    with m.If(n_mod == C - 1):
-                        m.d.sync += n_mod.eq(0)
+                # Rows of the activations and weights (ceil(K / L) words each) and tiles of
+                # tokens and outputs, counted one row a cycle.
+                for size, need, mod, tiles, tile in ((rp.t, act_need, t_mod, t_tiles, R),
+                                                     (rp.n, w_need, n_mod, n_tiles, C)):
+                    with m.If(si < size):
+                        m.d.sync += [need.eq(need + kw), mod.eq(Mux(mod == tile - 1, 0, mod + 1))]
+                        with m.If(mod == 0):
+                            m.d.sync += tiles.eq(tiles + 1)
                 m.d.sync += si.eq(si + 1)
                 with m.If((si >= rp.t) & (si >= rp.n)):
                     m.d.sync += [si.eq(0), per_tile.eq(Mux(rp.threshold, t_tiles, rp.t))]

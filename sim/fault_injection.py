@@ -76,8 +76,7 @@ class FaultyTransport:
         elif kind == "reset_mid_frame":
             cut = rng.randrange(1, len(f))
             self.inner.write(bytes(f[:cut]))
-            while self.inner._to_device:          # let the first part in, then reset
-                self.inner._sim.advance()
+            self.inner.deliver()                  # let the first part in, then reset
             self.inner.reset_device()
             f = f[cut:]
         elif kind == "answer_flip":

@@ -72,10 +72,14 @@ class AmaranthLinkTransport:
         self._from_device.clear()
         return out
 
-    def drain(self) -> None:
-        """Deliver what is queued, stay idle past the device's timeout, discard the output."""
+    def deliver(self) -> None:
+        """Run the simulation until the device has taken every queued byte."""
         while self._to_device:
             self._sim.advance()
+
+    def drain(self) -> None:
+        """Deliver what is queued, stay idle past the device's timeout, discard the output."""
+        self.deliver()
         for _ in range(2 * self._timeout_cycles + 16):
             self._sim.advance()
         self._from_device.clear()
