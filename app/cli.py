@@ -10,7 +10,7 @@ from . import __version__
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    return run_demo(seed=args.seed, tokens=args.tokens)
+    return run_demo(seed=args.seed, tokens=args.tokens, random=args.random)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -29,12 +29,47 @@ def _bench(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from .build import BuildError, build
 
+    if args.asic:
+        import json
+        from dataclasses import replace
+
+        from .asic import asic_estimate, format_asic
+        from .boards import board
+
+        try:
+            core = board(args.board or "ulx3s-25f").device.core
+            changes = {k: v for k, v in (("rows", args.rows), ("cols", args.cols),
+                                         ("lanes", args.lanes)) if v is not None}
+            core = replace(core, **changes)
+        except ValueError as e:
+            print(f"onebit build: {e}", file=sys.stderr)
+            return 1
+        r = asic_estimate(core, out=lambda *a: print(*a, file=sys.stderr))
+        print(json.dumps(r) if args.json else format_asic(r))
+        return 0
+    if not args.board:
+        print("onebit build: --board is required (or --asic)", file=sys.stderr)
+        return 2
     try:
-        build(args.board, rows=args.rows, cols=args.cols, lanes=args.lanes, json_out=args.json)
+        build(args.board, rows=args.rows, cols=args.cols, lanes=args.lanes,
+              clock_mhz=args.clock_mhz, json_out=args.json)
     except (BuildError, ValueError) as e:
         print(f"onebit build: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train_command import run
+    return run(technique=args.technique, compare=args.compare, steps=args.steps, seed=args.seed,
+               out=args.out, json_out=args.json, d_model=args.d_model, heads=args.heads,
+               d_ff=args.d_ff, n_layers=args.layers, context=args.context, batch=args.batch)
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from .quantize import main as quantize_main
+    return quantize_main(args.input, args.output, method=args.method, seed=args.seed,
+                         heads=args.heads, json_out=args.json)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="generate tokens with the default 1-bit model")
     demo.add_argument("--seed", type=int, default=0, help="seed of the random default model")
     demo.add_argument("--tokens", type=int, default=16, help="how many tokens to generate")
+    demo.add_argument("--random", action="store_true",
+                      help="use a seeded random model instead of the shipped trained one")
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="print performance figures")
@@ -68,13 +105,45 @@ def main(argv: list[str] | None = None) -> int:
     bench.set_defaults(func=_bench)
 
     build = sub.add_parser("build", help="build the design into a bitstream for a board")
-    build.add_argument("--board", required=True,
+    build.add_argument("--board",
                        help="a board of constraints/: icebreaker, ulx3s-25f, ulx3s-85f")
     build.add_argument("--rows", type=int, help="array rows (default: the board's)")
     build.add_argument("--cols", type=int, help="array columns (default: the board's)")
     build.add_argument("--lanes", type=int, help="lanes per element (default: the board's)")
+    build.add_argument("--clock-mhz", type=float,
+                       help="clock target in MHz (boards with a PLL; default: the board's)")
     build.add_argument("--json", action="store_true", help="print the report as JSON")
+    build.add_argument("--asic", action="store_true",
+                       help="instead: an ASIC estimate of the core (Yosys synth, stat -tech cmos)")
     build.set_defaults(func=_build)
+
+    tr = sub.add_parser("train", help="train a 1-bit character LM (needs onebit[train])")
+    tr.add_argument("--technique", default="combined",
+                    help="ste, ste-clip, stochastic, error-feedback, grad-clip, distill, "
+                         "combined (default) or float")
+    tr.add_argument("--compare", action="store_true",
+                    help="train every technique under the same budget and print the table")
+    tr.add_argument("--steps", type=int, default=2000, help="optimiser steps per run")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", help="model file (.npz) or folder (default build/train)")
+    tr.add_argument("--d-model", type=int, default=128)
+    tr.add_argument("--heads", type=int, default=4)
+    tr.add_argument("--d-ff", type=int, default=512)
+    tr.add_argument("--layers", type=int, default=2)
+    tr.add_argument("--context", type=int, default=64)
+    tr.add_argument("--batch", type=int, default=32)
+    tr.add_argument("--json", action="store_true", help="print JSON for machines")
+    tr.set_defaults(func=_train)
+
+    qz = sub.add_parser("quantize", help="float weights (.npz) to a binary model file")
+    qz.add_argument("input", help="float .npz (the spec's names; see docs/quantize.md)")
+    qz.add_argument("-o", "--output", required=True, help="binary model file to write (.npz)")
+    qz.add_argument("--method", default="sign", choices=["sign", "stochastic", "error-feedback"])
+    qz.add_argument("--seed", type=int, default=0, help="seed of stochastic binarisation")
+    qz.add_argument("--heads", type=int, help="attention heads (else the file's heads entry)")
+    qz.add_argument("--json", action="store_true",
+                    help="print one JSON object (the summary or the error) on stdout")
+    qz.set_defaults(func=_quantize)
 
     args = parser.parse_args(argv)
     return args.func(args)

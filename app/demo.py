@@ -1,29 +1,58 @@
-"""``onebit demo``: generate tokens with the default model and check them against the golden
-model."""
+"""``onebit demo``: generate text with the default model and check it against the golden model.
+
+The default model is the trained character LM shipped in ``onebit/host/default_model.npz``
+(``onebit train``); without it, a seeded random model of the same kind of shape.
+"""
 
 from __future__ import annotations
 
 import time
+from importlib import resources
 
 import numpy as np
 
-from .host import golden, random_model
+from .host import ModelParams, golden, random_model
 
-DEFAULT = {"vocab": 64, "d_model": 64, "heads": 2, "d_ff": 128, "n_layers": 2}
+RANDOM_SHAPE = {"vocab": 64, "d_model": 64, "heads": 2, "d_ff": 128, "n_layers": 2}
+PROMPT = "The return statement"
 
 
-def run_demo(*, seed: int = 0, tokens: int = 16) -> int:
+def default_model() -> ModelParams | None:
+    """The shipped trained model, or None if this install has none."""
+    ref = resources.files("onebit.host") / "default_model.npz"
+    if not ref.is_file():
+        return None
+    with resources.as_file(ref) as path:
+        return ModelParams.load(path)
+
+
+def _describe(m: ModelParams) -> str:
+    p = m.layers[0]
+    return f"V={m.vocab} D={m.d_model} H={p.heads} F={p.d_ff} L={len(m.layers)}"
+
+
+def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False) -> int:
     """Run the demo; return 0 on bit-exact agreement, 1 otherwise."""
-    rng = np.random.default_rng(seed)
-    m = random_model(rng, **DEFAULT)
-    prompt = rng.integers(0, m.vocab, 8)
-    print(f"onebit demo: seeded random 1-bit LM (seed {seed}): V={m.vocab} D={m.d_model}"
-          f" H={m.layers[0].heads} F={m.layers[0].d_ff} L={len(m.layers)}")
-    print(f"prompt tokens:    {prompt.tolist()}")
+    m = None if random else default_model()
+    if m is not None and m.charset:
+        from .train.corpus import decode, encode
+        prompt = encode(m.charset, PROMPT)
+        print(f"onebit demo: trained 1-bit character LM ({_describe(m)})")
+        print(f"prompt: {PROMPT!r}")
+    else:
+        rng = np.random.default_rng(seed)
+        m = random_model(rng, **RANDOM_SHAPE)
+        prompt = rng.integers(0, m.vocab, 8)
+        decode = None
+        print(f"onebit demo: seeded random 1-bit LM (seed {seed}): {_describe(m)}")
+        print(f"prompt tokens:    {prompt.tolist()}")
     start = time.perf_counter()
     out = golden.generate(prompt, tokens, m)
     seconds = time.perf_counter() - start
-    print(f"generated tokens: {out.tolist()}")
+    if decode is not None:
+        print(f"generated: {decode(m.charset, out)!r}")
+    else:
+        print(f"generated tokens: {out.tolist()}")
     # Check greedy decoding with the KV cache against full-sequence logits recomputed each step.
     seq = list(prompt)
     for tok in out:

@@ -222,12 +222,19 @@ class ModelParams:
         Thresholds that binarise the final residual stream, in [-32768, 32768].
     Wout : uint8 (V, D)
         Binary LM head; ``logits = (X >= th_out) . Wout^T``.
+    charset : str
+        Optional: the character of each token id (``len(charset) == V``) for a character model.
+    logit_scale : float
+        Optional: the softmax temperature the model was trained with (``softmax(logits *
+        logit_scale)``); it never changes the argmax, only the reported loss.
     """
 
     E: np.ndarray
     layers: tuple
     th_out: np.ndarray
     Wout: np.ndarray
+    charset: str = ""
+    logit_scale: float = 1.0
 
     def __post_init__(self) -> None:
         own = "ModelParams"
@@ -250,6 +257,14 @@ class ModelParams:
         object.__setattr__(self, "th_out", _integers(own, "th_out", self.th_out, (d,), lo, hi,
                                                      why))
         object.__setattr__(self, "Wout", _weights(own, "Wout", self.Wout, (v, d)))
+        if not isinstance(self.charset, str) or (self.charset and len(self.charset) != v):
+            raise ValueError(f"{own}.charset must be empty or a string of {v} characters (one per"
+                             f" token), not {self.charset!r:.60}")
+        scale = self.logit_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) \
+                or not np.isfinite(scale) or scale <= 0:
+            raise ValueError(f"{own}.logit_scale must be a positive finite number, not {scale!r}")
+        object.__setattr__(self, "logit_scale", float(scale))
 
     @property
     def vocab(self) -> int:
@@ -265,7 +280,8 @@ class ModelParams:
         """Write the whole model to one ``.npz`` file."""
         entries: dict[str, np.ndarray] = {
             "n_layers": np.int64(len(self.layers)), "E": self.E, "th_out": self.th_out,
-            "Wout": pack_bits(self.Wout), "Wout.bits": np.int64(self.d_model)}
+            "Wout": pack_bits(self.Wout), "Wout.bits": np.int64(self.d_model),
+            "charset": np.str_(self.charset), "logit_scale": np.float64(self.logit_scale)}
         for i, layer in enumerate(self.layers):
             entries.update(layer._entries(f"layer{i}."))
         _save(path, "onebit-model", entries)
@@ -277,8 +293,10 @@ class ModelParams:
         n = int(z.get("n_layers"))
         layers = tuple(LayerParams._from_entries(z, f"layer{i}.") for i in range(n))
         wout = z.unpack("Wout", int(z.get("Wout.bits")))
+        charset = str(z.data.get("charset", ""))           # optional entries (older files)
+        scale = float(z.data.get("logit_scale", 1.0))
         return z.build(lambda: cls(E=z.get("E"), layers=layers, th_out=z.get("th_out"),
-                                   Wout=wout))
+                                   Wout=wout, charset=charset, logit_scale=scale))
 
 
 def _save(path: str | Path, fmt: str, entries: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,154 @@
+"""``onebit quantize``: float weights and batch-norm statistics to a binary layer or model file.
+
+The folded file run by the golden model must equal the float network it came from, evaluated
+with sign weights and its batch norms in floating point; bad inputs get named errors; ``--json``
+serves programs that call the command as a process."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from onebit.host import LayerParams, ModelParams, golden
+from onebit.quantize import QuantizeError, quantize
+
+D, H, F = 32, 2, 48
+EPS = 1e-5
+
+
+def _bn(rng, n, scale):
+    g = rng.normal(size=n)
+    return {"gamma": g, "beta": rng.normal(size=n) * 0.5, "mean": rng.normal(scale=scale, size=n),
+            "var": rng.uniform(0.2, 2.0, size=n) * scale ** 2}
+
+
+def _float_layer(rng):
+    entries = {n: rng.normal(size=s) for n, s in
+               (("Wq", (D, D)), ("Wk", (D, D)), ("Wv", (D, D)), ("Wo", (D, D)), ("W1", (F, D)),
+                ("W2", (D, F)))}
+    stats = {"th_attn": _bn(rng, D, 100), "tq": _bn(rng, D, 5), "tk": _bn(rng, D, 5),
+             "tv": _bn(rng, D, 5), "tc": _bn(rng, D, 3), "th_ffn": _bn(rng, D, 100),
+             "t1": _bn(rng, F, 5)}
+    for site, st in stats.items():
+        entries.update({f"{site}.{k}": v for k, v in st.items()})
+    entries["ta"] = np.array([0.5, -1.2])
+    entries["so"] = rng.integers(-100, 100, D) / 128      # exact in int8 with r = 7
+    entries["s2"] = rng.integers(-100, 100, D) / 128
+    entries["heads"] = np.int64(H)
+    return entries
+
+
+def _float_reference(e, x):
+    """The float network: sign weights, float batch norms, exact scales."""
+    def bits(site, v):
+        return (e[f"{site}.gamma"] * (v - e[f"{site}.mean"]) / np.sqrt(e[f"{site}.var"] + EPS)
+                + e[f"{site}.beta"]) >= 0
+
+    def pm(b):
+        return np.where(b, 1, -1)
+
+    def sign(w):
+        return pm(e[w] >= 0)
+
+    t = x.shape[0]
+    xb = pm(bits("th_attn", x))
+    q, k, v = (pm(bits(s, xb @ sign(w).T)) for s, w in (("tq", "Wq"), ("tk", "Wk"), ("tv", "Wv")))
+    dh = D // H
+    c = np.zeros((t, D))
+    for h in range(H):
+        sl = slice(h * dh, (h + 1) * dh)
+        s = q[:, sl] @ k[:, sl].T
+        a = (s >= np.ceil(e["ta"][h])) & np.tri(t, dtype=bool)
+        c[:, sl] = a @ v[:, sl]
+    cb = pm(bits("tc", c))
+    x1 = np.clip(x + np.floor((cb @ sign("Wo").T) * e["so"]), -32768, 32767)
+    hb = pm(bits("t1", pm(bits("th_ffn", x1)) @ sign("W1").T))
+    return np.clip(x1 + np.floor((hb @ sign("W2").T) * e["s2"]), -32768, 32767)
+
+
+def test_folded_layer_equals_the_float_network(tmp_path):
+    rng = np.random.default_rng(0)
+    e = _float_layer(rng)
+    np.savez(tmp_path / "f.npz", **e)
+    summary = quantize(tmp_path / "f.npz", tmp_path / "b.npz")
+    assert summary["format"] == "onebit-layer" and summary["r"] == 7
+    assert sum(summary["flipped"].values()) > 50           # negative gammas were folded
+    p = LayerParams.load(tmp_path / "b.npz")
+    x = rng.integers(-300, 300, size=(24, D)).astype(np.int16)
+    assert np.array_equal(golden.layer(x, p), _float_reference(e, x.astype(np.float64)))
+
+
+@pytest.mark.parametrize("method", ["sign", "stochastic", "error-feedback"])
+def test_model_file_and_methods(tmp_path, method):
+    rng = np.random.default_rng(1)
+    e = {f"layer{i}.{k}": v for i in range(2) for k, v in _float_layer(rng).items()}
+    e["E"] = rng.normal(scale=200, size=(11, D))
+    e["Wout"] = rng.normal(size=(11, D))
+    e.update({f"th_out.{k}": v for k, v in _bn(rng, D, 100).items()})
+    np.savez(tmp_path / "f.npz", **e)
+    s = quantize(tmp_path / "f.npz", tmp_path / "m.npz", method=method, seed=3)
+    m = ModelParams.load(tmp_path / "m.npz")
+    assert (s["format"], s["layers"], s["vocab"], len(m.layers)) == ("onebit-model", 2, 11, 2)
+    assert np.array_equal(m.E, np.round(e["E"]).astype(np.int16))
+    if method == "sign":
+        flip_in = s["flipped"]["layer0.tq"] > 0
+        assert flip_in
+    golden.generate(np.array([1, 2, 3]), 4, m)                # a usable model
+
+
+def _errors(tmp_path, entries, **kw):
+    np.savez(tmp_path / "f.npz", **entries)
+    with pytest.raises(QuantizeError) as info:
+        quantize(tmp_path / "f.npz", tmp_path / "o.npz", **kw)
+    return str(info.value)
+
+
+def test_bad_inputs_are_named(tmp_path):
+    rng = np.random.default_rng(2)
+    good = _float_layer(rng)
+    assert "entry 'Wv' is missing" in _errors(tmp_path, {k: v for k, v in good.items()
+                                                         if k != "Wv"})
+    assert "Wo must have shape (32, 32), not (32, 31)" in _errors(
+        tmp_path, {**good, "Wo": np.zeros((32, 31))})
+    bad = good["W1"].copy()
+    bad[3, 4] = np.inf
+    assert "W1[3, 4] = inf is not finite" in _errors(tmp_path, {**good, "W1": bad})
+    assert "batch-norm statistics of tq are incomplete: tq.var missing" in _errors(
+        tmp_path, {k: v for k, v in good.items() if k != "tq.var"})
+    assert "tq is given both as thresholds and as batch-norm statistics" in _errors(
+        tmp_path, {**good, "tq": np.zeros(D)})
+    assert "heads must divide d_model = 32, not 5" in _errors(tmp_path, {**good,
+                                                                         "heads": np.int64(5)})
+    assert "unknown entries Wz" in _errors(tmp_path, {**good, "Wz": np.zeros(3)})
+    assert "tk.var must be non-negative" in _errors(tmp_path, {**good, "tk.var": -np.ones(D)})
+    assert "does not fit signed 8 bits" in _errors(tmp_path, {**good, "so": np.full(D, 500.0)})
+    assert "method must be one of sign, stochastic, error-feedback, not 'round'" in _errors(
+        tmp_path, good, method="round")
+    ta = {k: v for k, v in good.items() if k != "ta"}
+    ta.update({"ta.gamma": np.array([1.0, -1.0]), "ta.beta": np.zeros(2), "ta.mean": np.zeros(2),
+               "ta.var": np.ones(2)})
+    assert "ta has a negative gamma, which cannot be folded" in _errors(tmp_path, ta)
+    model = {f"layer0.{k}": v for k, v in good.items()}
+    model.update(E=np.full((4, D), 40000.0), Wout=np.ones((4, D)))
+    assert "E holds 40000..40000, which does not fit int16" in _errors(tmp_path, model)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(QuantizeError, match="not a readable .npz file"):
+        quantize(tmp_path / "junk.npz", tmp_path / "o.npz")
+
+
+def test_json_process_interface(tmp_path):
+    """The way another runtime (a .NET Process, say) calls it: argv in, one JSON object out."""
+    np.savez(tmp_path / "f.npz", **_float_layer(np.random.default_rng(4)))
+    cmd = [sys.executable, "-m", "onebit.cli", "quantize", str(tmp_path / "f.npz"), "-o",
+           str(tmp_path / "b.npz"), "--method", "error-feedback", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["format"] == "onebit-layer" and out["method"] == "error-feedback"
+    assert len(out["sha256"]) == 64 and out["output"].endswith("b.npz")
+    done = subprocess.run(cmd[:4] + [str(tmp_path / "missing.npz")] + cmd[5:], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 2
+    assert json.loads(done.stdout) == {"error": f"{tmp_path / 'missing.npz'}: no such file"}
