@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .boards import Board, board
+from .host.device_config import DeviceConfig
 
 __all__ = ["build", "BuildError", "parse_report"]
 
@@ -102,11 +103,27 @@ def _failure(log: str, b: Board) -> str:
 
 
 def build(name: str, *, rows: int | None = None, cols: int | None = None,
-          lanes: int | None = None, json_out: bool = False, out=print) -> dict:
-    """Build the design for board ``name``; return the report (raise :class:`BuildError`)."""
+          lanes: int | None = None, device: DeviceConfig | None = None,
+          clock_mhz: float | None = None, json_out: bool = False, out=print) -> dict:
+    """Build the design for board ``name``; return the report (raise :class:`BuildError`).
+
+    ``device`` replaces the board's default device (array and stores); ``rows``, ``cols``,
+    ``lanes`` then change its array. ``clock_mhz`` replaces the clock target (boards with a PLL).
+    """
     from .hdl.board_top import BoardTop
 
     b = board(name)
+    if clock_mhz is not None:
+        if b.pll is None:
+            raise ValueError(f"{b.name} has no PLL in its constraints; it runs at its "
+                             f"oscillator's {b.oscillator_hz / 1e6:g} MHz")
+        if not isinstance(clock_mhz, (int, float)) or not clock_mhz > 0:
+            raise ValueError(f"clock_mhz must be a positive number, not {clock_mhz!r}")
+        b = replace(b, target_hz=clock_mhz * 1e6)
+    if device is not None:
+        if not isinstance(device, DeviceConfig):
+            raise TypeError(f"device must be a DeviceConfig, not {device!r}")
+        b = replace(b, device=device)
     core = b.device.core
     changes = {k: v for k, v in (("rows", rows), ("cols", cols), ("lanes", lanes))
                if v is not None}

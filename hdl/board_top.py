@@ -42,7 +42,9 @@ class BoardTop(wiring.Component):
             m.submodules.clocking = clocking = ClockReset(pll=pll, pad=pad.io)
         platform.add_clock_constraint(clocking.clk, self.clk_hz)
 
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        # Every subsignal raw (some boards' UARTs also have rts/dtr, which stay unused).
+        names = [sub.name for sub in platform.lookup("uart", 0).ios]
+        uart = platform.request("uart", 0, dir=dict.fromkeys(names, "-"))
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.submodules.uart_rx = rx = UARTRx(divisor=self.divisor)

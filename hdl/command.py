@@ -102,15 +102,17 @@ class CommandProcessor(wiring.Component):
         tag = view[Opcode.IDENTIFY].tag
         status = Signal(8)
 
-        known = Signal()
-        n_args = Signal(range(_ARGS_BYTES + 1))
-        m.d.comb += n_args.eq(1)
-        with m.Switch(opcode):
+        # Decoded from the header event's opcode and registered with it (timing: CHECK then
+        # starts from registers only).
+        known, hdr_known = Signal(), Signal()
+        n_args, hdr_n_args = Signal(range(_ARGS_BYTES + 1)), Signal(range(_ARGS_BYTES + 1))
+        short = Signal()                # length < n_args
+        data_len = Signal(16)           # length - n_args
+        m.d.comb += hdr_n_args.eq(1)
+        with m.Switch(self.events.payload.opcode):
             for op in ARGUMENTS:
                 with m.Case(op):
-                    m.d.comb += [known.eq(1), n_args.eq(args_size(op))]
-        data_len = Signal(16)
-        m.d.comb += data_len.eq(length - n_args)
+                    m.d.comb += [hdr_known.eq(1), hdr_n_args.eq(args_size(op))]
 
         # Staging buffer for a LOAD's data.
         m.submodules.staging = staging = memory.Memory(shape=8, depth=dev.frame_bytes, init=[])
@@ -150,6 +152,10 @@ class CommandProcessor(wiring.Component):
                           rr.count * dev.result_beat_bytes(False))
         sent = Signal(16)
 
+        # CHECK stage registers.
+        len_nz, len_bad, run_bad, out_of_range = Signal(), Signal(), Signal(), Signal()
+        region_end = Signal(34)
+
         # LOAD copy state.
         unit_mask = Signal(range(8))
         sel = Signal(3)                 # one-hot: act, weight, thresh
@@ -184,7 +190,9 @@ class CommandProcessor(wiring.Component):
                     with m.Switch(ev.kind):
                         with m.Case(EventKind.HEADER):
                             m.d.sync += [opcode.eq(ev.opcode), length.eq(ev.value), idx.eq(0),
-                                         args.eq(0)]
+                                         args.eq(0), known.eq(hdr_known), n_args.eq(hdr_n_args),
+                                         short.eq(ev.value < hdr_n_args),
+                                         data_len.eq(ev.value - hdr_n_args)]
                         with m.Case(EventKind.DATA):
                             m.d.sync += idx.eq(idx + 1)
                             with m.If(idx < n_args):
@@ -207,11 +215,48 @@ class CommandProcessor(wiring.Component):
                                 m.next = "HEADER"
 
             with m.State("CHECK"):
+                # Three stages so that every comparison starts and ends in a register: CHECK
+                # forms the sums and the compares against constants, CHECK_END compares the
+                # sums with the store depths, DECIDE acts on the flags.
+                m.next = "CHECK_END"
+                m.d.sync += [len_nz.eq(data_len != 0), run_bad.eq(0), len_bad.eq(0)]
+                with m.Switch(opcode):
+                    for op, store in ((Opcode.LOAD_ACTIVATIONS, 0), (Opcode.LOAD_WEIGHTS, 1),
+                                      (Opcode.LOAD_THRESHOLDS, 2)):
+                        with m.Case(op):
+                            unit = THRESHOLD_BYTES if store == 2 else dev.word_bytes
+                            sh = unit.bit_length() - 1
+                            m.d.sync += [len_bad.eq((data_len > dev.frame_bytes) |
+                                                    (data_len & (unit - 1)).any()),
+                                         region_end.eq(view[op].offset + (data_len >> sh))]
+                    with m.Case(Opcode.RUN):
+                        a = view[Opcode.RUN]
+                        m.d.sync += run_bad.eq(
+                            (a.op > max(Op)) | (a.flags & ~RUN_THRESHOLD & 0xFF).any() |
+                            (a.t == 0) | (a.t > c.max_t) | (a.n == 0) | (a.n > c.max_n) |
+                            (a.k == 0) | (a.k > c.max_k))
+                    with m.Case(Opcode.READ_RESULTS):
+                        m.d.sync += [region_end.eq(rr.offset + rr.count),
+                                     len_bad.eq(count_bytes > 0xFFFF - 2)]
+
+            with m.State("CHECK_END"):
+                m.next = "DECIDE"
+                m.d.sync += out_of_range.eq(0)
+                with m.Switch(opcode):
+                    for op, depth in ((Opcode.LOAD_ACTIVATIONS, dev.act_words),
+                                      (Opcode.LOAD_WEIGHTS, dev.weight_words),
+                                      (Opcode.LOAD_THRESHOLDS, dev.thresh_words)):
+                        with m.Case(op):
+                            m.d.sync += out_of_range.eq(region_end > depth)
+                    with m.Case(Opcode.READ_RESULTS):
+                        m.d.sync += out_of_range.eq((region_end > stored_beats) | len_bad)
+
+            with m.State("DECIDE"):
                 m.next = "HEADER"
                 m.d.sync += respond(Status.OK)
                 with m.If(~known):
                     m.d.sync += status.eq(Status.UNKNOWN_OPCODE)
-                with m.Elif(length < n_args):
+                with m.Elif(short):
                     m.d.sync += status.eq(Status.BAD_LENGTH)
                 with m.Else():
                     with m.Switch(opcode):
@@ -220,26 +265,20 @@ class CommandProcessor(wiring.Component):
                                           (Opcode.LOAD_THRESHOLDS, 2)):
                             with m.Case(op):
                                 unit = THRESHOLD_BYTES if store == 2 else dev.word_bytes
-                                sh = unit.bit_length() - 1
-                                depth = (dev.act_words, dev.weight_words, dev.thresh_words)[store]
-                                off = view[op].offset
-                                with m.If((data_len > dev.frame_bytes) |
-                                          (data_len & (unit - 1)).any()):
+                                with m.If(len_bad):
                                     m.d.sync += status.eq(Status.BAD_LENGTH)
-                                with m.Elif(off + (data_len >> sh) > depth):
+                                with m.Elif(out_of_range):
                                     m.d.sync += status.eq(Status.OUT_OF_RANGE)
                                 with m.Else():
                                     m.d.sync += [sel.eq(1 << store), unit_mask.eq(unit - 1),
-                                                 offset.eq(off), copy_i.eq(0), in_word.eq(0),
-                                                 word_i.eq(0), d_valid.eq(0)]
+                                                 offset.eq(view[op].offset), copy_i.eq(0),
+                                                 in_word.eq(0), word_i.eq(0), d_valid.eq(0)]
                                     m.next = "COPY"
                         with m.Case(Opcode.RUN):
                             a = view[Opcode.RUN]
-                            with m.If(length != n_args):
+                            with m.If(len_nz):
                                 m.d.sync += status.eq(Status.BAD_LENGTH)
-                            with m.Elif((a.op > max(Op)) | (a.flags & ~RUN_THRESHOLD & 0xFF).any() |
-                                        (a.t == 0) | (a.t > c.max_t) | (a.n == 0) |
-                                        (a.n > c.max_n) | (a.k == 0) | (a.k > c.max_k)):
+                            with m.Elif(run_bad):
                                 m.d.sync += status.eq(Status.OUT_OF_RANGE)
                             with m.Else():
                                 m.d.sync += [
@@ -251,17 +290,15 @@ class CommandProcessor(wiring.Component):
                                 ]
                                 m.next = "SIZE"
                         with m.Case(Opcode.READ_RESULTS):
-                            a = view[Opcode.READ_RESULTS]
-                            with m.If(length != n_args):
+                            with m.If(len_nz):
                                 m.d.sync += status.eq(Status.BAD_LENGTH)
-                            with m.Elif((a.offset + a.count > stored_beats) |
-                                        (count_bytes > 0xFFFF - 2)):
+                            with m.Elif(out_of_range):
                                 m.d.sync += status.eq(Status.OUT_OF_RANGE)
                             with m.Else():
                                 m.d.sync += [respond(Status.OK, _Reply.RESULTS, count_bytes),
-                                             offset.eq(a.offset)]
+                                             offset.eq(rr.offset)]
                         with m.Default():
-                            with m.If(length != n_args):
+                            with m.If(len_nz):
                                 m.d.sync += status.eq(Status.BAD_LENGTH)
                             with m.Elif(opcode == Opcode.IDENTIFY):
                                 m.d.sync += respond(Status.OK, _Reply.IDENT,
@@ -320,15 +357,20 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += [beats.eq(beats + per_tile), si.eq(si + 1)]
                 with m.Else():
                     a = view[Opcode.RUN]
-                    m.next = "HEADER"
-                    with m.If((a.act_base + act_need > dev.act_words) |
-                              (a.weight_base + w_need > dev.weight_words) |
-                              (rp.threshold & (a.thresh_base + rp.n > dev.thresh_words)) |
-                              (beats > dev.result_beats)):
-                        m.d.sync += status.eq(Status.OUT_OF_RANGE)
-                    with m.Else():
-                        m.d.comb += self.run_start.eq(1)
-                        m.next = "RUN"
+                    m.d.sync += run_bad.eq((a.act_base + act_need > dev.act_words) |
+                                           (a.weight_base + w_need > dev.weight_words) |
+                                           (rp.threshold & (a.thresh_base + rp.n >
+                                                            dev.thresh_words)) |
+                                           (beats > dev.result_beats))
+                    m.next = "LAUNCH"
+
+            with m.State("LAUNCH"):
+                m.next = "HEADER"
+                with m.If(run_bad):
+                    m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                with m.Else():
+                    m.d.comb += self.run_start.eq(1)
+                    m.next = "RUN"
                 m.d.comb += self.run_params.eq(rp)
                 m.d.comb += [self.run_params.act_base.eq(view[Opcode.RUN].act_base),
                              self.run_params.act_count.eq(act_need),

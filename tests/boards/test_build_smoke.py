@@ -1,0 +1,54 @@
+# amaranth: UnusedElaboratable=no
+"""Synthesis smoke tests (marker ``synth``): a small configuration of the whole design, host link
+and core, built into a bitstream for iCE40 and ECP5 with the pip-installed tools, its report
+checked; a cached rebuild; the ASIC estimate of a small core."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from onebit.asic import asic_estimate, format_asic
+from onebit.build import build, format_report
+from onebit.host.core_config import CoreConfig
+from onebit.host.device_config import DeviceConfig
+
+pytestmark = pytest.mark.synth
+
+SMALL = DeviceConfig(core=CoreConfig(rows=1, cols=2, lanes=8, max_k=256, max_t=8, max_n=64),
+                     frame_bytes=64, act_words=64, weight_words=512, thresh_words=64,
+                     result_beats=32)
+
+
+# The iCE40 build runs at 18 MHz (a multiple of its 3 Mbaud): the control logic does not yet meet
+# the board's 48 MHz target (docs/build.md says where it stands). This test is about the flow.
+@pytest.mark.parametrize("board, lut_total, clock_mhz", [("icebreaker", 5280, 18.0),
+                                                         ("ulx3s-25f", 24288, None)])
+def test_small_design_builds_and_meets_timing(board, lut_total, clock_mhz):
+    lines = []
+    report = build(board, device=SMALL, clock_mhz=clock_mhz, out=lines.append)
+    lut = report["utilization"]["LUT4"]
+    assert lut["available"] == lut_total and 0 < lut["used"] < lut_total
+    (clock,) = report["fmax"].values()
+    assert clock["achieved_mhz"] >= clock["constraint_mhz"]     # build() raises otherwise
+    assert report["peak_gops"] == pytest.approx(2 * 16 * report["clock_mhz"] / 1e3)
+    assert Path(report["bitstream"]).stat().st_size > 10_000
+    assert Path(report["bitstream"]).with_name("onebit-report.json").exists()
+    assert "binary GOPS" in lines[-1] and lines[-1] == format_report(report)
+    start = time.monotonic()                                     # unchanged: cached
+    assert build(board, device=SMALL, clock_mhz=clock_mhz, out=lambda *_: None) == report
+    assert time.monotonic() - start < 30
+
+
+def test_clock_option_needs_a_pll():
+    with pytest.raises(ValueError, match="ulx3s-25f has no PLL in its constraints; it runs at its"
+                                         " oscillator's 25 MHz"):
+        build("ulx3s-25f", clock_mhz=50, out=lambda *_: None)
+
+
+def test_asic_estimate_of_a_small_core():
+    cfg = CoreConfig(rows=1, cols=2, lanes=8, max_k=64, max_t=4, max_n=8)
+    r = asic_estimate(cfg, out=lambda *_: None)
+    assert r["transistors"] > 1000 and r["memories"] > 0
+    assert r["memory_bits"] > 0 and set(r["cells_by_type"]) >= {"$_NAND_", "$_DFF_P_"}
+    assert "logic transistors" in format_asic(r)
