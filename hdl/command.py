@@ -140,6 +140,8 @@ class CommandProcessor(wiring.Component):
         words_sel = Signal()            # 0: run info, 1: counters
         word_src = Array(run_info + counter_words)
         word = Signal(max(32, dev.result_word_bits))
+        wsel = Signal(range(len(run_info) + len(counter_words) + 1))   # word_src index
+        word_pick = Signal(32)
         widx = Signal(16)
         bidx = Signal(range(max(len(self._identify), word.shape().width // 8) + 1))
         n_bytes = Signal(range(word.shape().width // 8 + 1))
@@ -406,7 +408,8 @@ class CommandProcessor(wiring.Component):
             with m.State("TAG"):
                 m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(tag)]
                 with m.If(self.data.ready):
-                    m.d.sync += [bidx.eq(0), widx.eq(0), sent.eq(0)]
+                    m.d.sync += [bidx.eq(0), widx.eq(0), sent.eq(0),
+                                 wsel.eq(Mux(words_sel, len(run_info), 0))]
                     m.next = "RECV"
                     with m.If(status == Status.OK):
                         with m.Switch(reply):
@@ -422,10 +425,10 @@ class CommandProcessor(wiring.Component):
                         m.next = "RECV"
             with m.State("FETCH"):
                 m.d.comb += [self.res_raddr.eq(offset + widx), self.res_ren.eq(1)]
+                m.d.sync += word_pick.eq(word_src[wsel])
                 m.next = "LATCH"
             with m.State("LATCH"):
-                words_word = word_src[Mux(words_sel, widx + len(run_info), widx)]
-                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata, words_word)),
+                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata, word_pick)),
                              n_bytes.eq(Mux(reply == _Reply.RESULTS, bpb, 4)), bidx.eq(0)]
                 m.next = "BYTES"
             with m.State("BYTES"):
@@ -436,7 +439,7 @@ class CommandProcessor(wiring.Component):
                     with m.If(sent == reply_len - 1):
                         m.next = "RECV"
                     with m.Elif(bidx == n_bytes - 1):
-                        m.d.sync += widx.eq(widx + 1)
+                        m.d.sync += [widx.eq(widx + 1), wsel.eq(wsel + 1)]
                         m.next = "FETCH"
 
         with m.If(~fsm.ongoing("RECV") & ~clear_link):

@@ -178,9 +178,7 @@ class GemmCore(wiring.Component):
         a_base = Signal(range(cfg.act_depth + KWM + 1))
         a_tok = Signal(range(cfg.max_t + 1))
         i_j = Signal(range(KWM))
-        i_tb = Signal(range(cfg.max_t + R + 1))
         i_abase = Signal(range(cfg.act_depth + KWM + 1))
-        i_nb = Signal(range(cfg.max_n + C + 1))
         i_half = Signal()
         s0_valid = Signal()
         s0 = Signal(_tile_layout(cfg))
@@ -189,13 +187,24 @@ class GemmCore(wiring.Component):
         idle = Signal()
         computing = Signal()
 
+        # The issue position, kept so that issue decisions start from registers and compare
+        # with constants only: tokens and channels left in the tile walk, the activation rows
+        # the current token tile needs (``min(first token + R, t)``), whether ``i_j`` is the
+        # row's last chunk.
+        i_tleft = Signal(range(cfg.max_t + 1))
+        i_nleft = Signal(range(cfg.max_n + 1))
+        i_need = Signal(range(cfg.max_t + 1))
+        first_need = Signal(range(cfg.max_t + 1))
+        i_jlast = Signal()
+        kw_one = Signal()
+        kw_m1 = Signal(range(KWM + 1))
         m.d.comb += [
-            s0.rows.eq(Mux(i_tb + R <= t, R, t - i_tb)),
-            s0.cols.eq(Mux(i_nb + C <= n, C, n - i_nb)),
+            s0.rows.eq(Mux(i_tleft >= R, R, i_tleft)),
+            s0.cols.eq(Mux(i_nleft >= C, C, i_nleft)),
             s0.half.eq(i_half),
-            s0.last_tt.eq(i_tb + R >= t),
-            s0.last_nt.eq(i_nb + C >= n),
-            s0_last.eq(i_j == kw - 1),
+            s0.last_tt.eq(i_tleft <= R),
+            s0.last_nt.eq(i_nleft <= C),
+            s0_last.eq(i_jlast),
         ]
         for r in range(R):
             m.d.comb += [act_rd[r].addr.eq(i_abase + i_j), act_rd[r].en.eq(adv)]
@@ -221,7 +230,11 @@ class GemmCore(wiring.Component):
                         kw.eq((p.k + L - 1) >> cfg.lane_bits),
                         last_mask.eq(Cat(*(top >= i for i in range(L)))),
                         a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0),
-                        i_j.eq(0), i_tb.eq(0), i_abase.eq(0), i_nb.eq(0), i_half.eq(0),
+                        i_j.eq(0), i_abase.eq(0), i_half.eq(0),
+                        i_tleft.eq(p.t), i_nleft.eq(p.n),
+                        i_need.eq(Mux(p.t >= R, R, p.t)), first_need.eq(Mux(p.t >= R, R, p.t)),
+                        kw_m1.eq(((p.k + L - 1) >> cfg.lane_bits) - 1),
+                        i_jlast.eq(p.k <= L), kw_one.eq(p.k <= L),
                     ]
                     m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
                     m.d.comb += start.eq(1)
@@ -230,22 +243,25 @@ class GemmCore(wiring.Component):
             with m.State("COMPUTE"):
                 # A token tile may issue once its rows are in the activation buffer, so the
                 # first channel tile overlaps the activation load.
-                rows_in = a_tok >= i_tb + s0.rows
+                rows_in = a_tok >= i_need
                 m.d.comb += [s0_valid.eq(full.bit_select(i_half, 1) & rows_in),
                              computing.eq(1)]
                 with m.If(s0_valid & adv):
                     with m.If(s0_last):
-                        m.d.sync += i_j.eq(0)
+                        m.d.sync += [i_j.eq(0), i_jlast.eq(kw_one)]
                         with m.If(s0.last_tt):
                             m.d.comb += full_clr.bit_select(i_half, 1).eq(1)
-                            m.d.sync += [i_tb.eq(0), i_abase.eq(0), i_nb.eq(i_nb + C),
-                                         i_half.eq(~i_half)]
+                            m.d.sync += [i_abase.eq(0),
+                                         i_half.eq(~i_half), i_tleft.eq(t),
+                                         i_nleft.eq(i_nleft - C), i_need.eq(first_need)]
                             with m.If(s0.last_nt):
                                 m.next = "FINISH"
                         with m.Else():
-                            m.d.sync += [i_tb.eq(i_tb + R), i_abase.eq(i_abase + kw)]
+                            m.d.sync += [i_abase.eq(i_abase + kw),
+                                         i_tleft.eq(i_tleft - R),
+                                         i_need.eq(Mux(i_tleft >= 2 * R, i_need + R, t))]
                     with m.Else():
-                        m.d.sync += i_j.eq(i_j + 1)
+                        m.d.sync += [i_j.eq(i_j + 1), i_jlast.eq(i_j + 1 == kw_m1)]
 
             with m.State("FINISH"):
                 with m.If(final_taken):
@@ -286,8 +302,25 @@ class GemmCore(wiring.Component):
         l_last_tile = Signal()
         l_pop = Signal(cfg.acc_width)
         l_chunk = Signal(L)
-        m.d.comb += l_chunk.eq(self.weight.payload & Mux(l_j == kw - 1, last_mask, (1 << L) - 1))
-        chunk_pop = popcount_tree(m, [l_chunk[i] for i in range(L)], name="wpop")
+        l_jlast = Signal()
+        m.d.comb += [l_jlast.eq(l_j == kw_m1),
+                     l_chunk.eq(self.weight.payload & Mux(l_jlast, last_mask, (1 << L) - 1))]
+        # popcount(w) of each row, one stage behind the loader (registered chunk, then the
+        # popcount and the row sum): wpop is read only when the tile's results leave the
+        # array, many cycles after its last chunk is loaded.
+        p_valid, p_first, p_last = Signal(), Signal(), Signal()
+        p_chunk = Signal(L)
+        p_half, p_c = Signal(), Signal(range(C))
+        m.d.sync += p_valid.eq(0)
+        chunk_pop = popcount_tree(m, [p_chunk[i] for i in range(L)], name="wpop")
+        with m.If(p_valid):
+            row_pop = Mux(p_first, 0, l_pop) + chunk_pop
+            m.d.sync += l_pop.eq(row_pop)
+            with m.If(p_last):
+                for h in range(2):
+                    for col in range(C):
+                        with m.If((p_half == h) & (p_c == col)):
+                            m.d.sync += wpop[h][col].eq(row_pop)
         m.d.comb += [l_last_row.eq((l_c == C - 1) | (l_nb + l_c + 1 == n)),
                      l_last_tile.eq(l_nb + C >= n)]
         for h in range(2):
@@ -309,13 +342,9 @@ class GemmCore(wiring.Component):
                         m.d.comb += w_bank[h][col].wen.eq(self.weight.valid & (l_c == col) &
                                                           (l_half == h))
                 with m.If(self.weight.valid):
-                    row_pop = Mux(l_j == 0, 0, l_pop) + chunk_pop
-                    m.d.sync += l_pop.eq(row_pop)
-                    with m.If(l_j == kw - 1):
-                        for h in range(2):
-                            for col in range(C):
-                                with m.If((l_half == h) & (l_c == col)):
-                                    m.d.sync += wpop[h][col].eq(row_pop)
+                    m.d.sync += [p_valid.eq(1), p_first.eq(l_j == 0), p_last.eq(l_jlast),
+                                 p_chunk.eq(l_chunk), p_half.eq(l_half), p_c.eq(l_c)]
+                    with m.If(l_jlast):
                         m.d.sync += l_j.eq(0)
                         with m.If(l_last_row):
                             m.d.sync += l_c.eq(0)
