@@ -17,6 +17,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "golden":
         from .bench_golden import run
         return run(json_out=args.json, repeats=args.repeats)
+    if args.what == "scaling":
+        from .bench_scaling import run
+        return run(json_out=args.json, boards=args.boards)
     if args.what == "link":
         from .bench_link import run
         return run(json_out=args.json, frame_bytes=args.frame_bytes, faults=args.faults,
@@ -86,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="print performance figures")
-    bench.add_argument("what", choices=["golden", "core", "link"],
+    bench.add_argument("what", choices=["golden", "core", "link", "scaling"],
                        help="golden: NumPy golden model time; core: GEMM cycles on the array; "
-                            "link: wire efficiency, host packing speed, fault injection")
+                            "link: wire efficiency, host packing speed, fault injection; "
+                            "scaling: builds at several array sizes per board")
     bench.add_argument("--json", action="store_true", help="print JSON for machines")
     bench.add_argument("--repeats", type=int, default=5, help="timing repeats (best is kept)")
     bench.add_argument("--rows", type=int, default=4, help="core: array rows")
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--d-model", type=int, default=256, help="link: layer width D")
     bench.add_argument("--faults", type=int, default=0,
                        help="link: also run a fault-injection campaign of this many products")
+    bench.add_argument("--boards", nargs="+", help="scaling: boards (default: all)")
     bench.set_defaults(func=_bench)
 
     build = sub.add_parser("build", help="build the design into a bitstream for a board")

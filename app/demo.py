@@ -26,6 +26,14 @@ def default_model() -> ModelParams | None:
         return ModelParams.load(path)
 
 
+def default_model_card() -> dict | None:
+    """What the shipped model's training measured (``default_model.json``), if present."""
+    import json
+
+    ref = resources.files("onebit.host") / "default_model.json"
+    return json.loads(ref.read_text()) if ref.is_file() else None
+
+
 def _describe(m: ModelParams) -> str:
     p = m.layers[0]
     return f"V={m.vocab} D={m.d_model} H={p.heads} F={p.d_ff} L={len(m.layers)}"
@@ -38,6 +46,11 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False) -> int:
         from .train.corpus import decode, encode
         prompt = encode(m.charset, PROMPT)
         print(f"onebit demo: trained 1-bit character LM ({_describe(m)})")
+        card = default_model_card()
+        if card:
+            print(f"  validation {card['valid_loss']:.3f} nats/char ({card['bits_per_char']:.3f}"
+                  f" bits/char); float twin {card['float_valid_loss']:.3f}, same budget "
+                  f"(docs/training.md)")
         print(f"prompt: {PROMPT!r}")
     else:
         rng = np.random.default_rng(seed)

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from onebit.cli import main
 
 
@@ -15,7 +17,24 @@ def test_host_imports_without_amaranth_or_cocotb():
 
 def test_demo_runs_and_agrees(capsys):
     assert main(["demo", "--tokens", "4"]) == 0
-    assert "bit-exact" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trained 1-bit character LM" in out and "bit-exact" in out
+    assert main(["demo", "--tokens", "4", "--random"]) == 0
+    assert "seeded random 1-bit LM" in capsys.readouterr().out
+
+
+def test_shipped_model_is_small_and_described():
+    from importlib import resources
+
+    from onebit.demo import default_model, default_model_card
+
+    m, card = default_model(), default_model_card()
+    assert m is not None and card is not None
+    size = (resources.files("onebit.host") / "default_model.npz").stat().st_size
+    assert size < 1_000_000 // 4
+    assert len(m.charset) == m.vocab and m.logit_scale > 0
+    assert card["bits_per_char"] == pytest.approx(card["valid_loss"] / 0.693147, rel=1e-3)
+    assert card["config"]["d_model"] == m.d_model and card["config"]["n_layers"] == len(m.layers)
 
 
 def test_bench_golden_json(capsys):

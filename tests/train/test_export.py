@@ -123,3 +123,12 @@ def test_train_command_writes_a_model(tmp_path, capsys):
     assert summary["model"] == str(out) and summary["valid_loss"] > 0
     assert m.d_model == 32 and len(m.layers) == 1 and m.charset
     assert main(["train", "--technique", "nope"]) == 2
+
+
+def test_shipped_model_golden_equals_emulation():
+    from onebit.demo import default_model
+    from onebit.train.corpus import encode
+
+    m = default_model()
+    prompt = encode(m.charset, "The return statement")
+    assert np.array_equal(golden.generate(prompt, 12, m), emulate.generate(prompt, 12, m))
