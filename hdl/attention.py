@@ -1,0 +1,143 @@
+"""Binary thresholded causal attention with the KV cache on chip: steps 3 to 5 of the spec.
+
+The cache holds the ``Kb`` and ``Vb`` rows (``D = heads * head_dim`` bits each, bit ``d`` is
+channel ``d``) of up to ``capacity`` tokens. For a query row ``Qb`` of token ``pos`` the unit
+computes, for every cached token ``j <= pos`` and every head ``h``,
+``S = dot(Qb_h, Kb_h[j]) = Dh - 2 * popcount(Qb_h ^ Kb_h[j])`` and ``A = S >= ta[h]``, sums
+``C[d] = sum_j A[h(d), j] * (Vb[j, d] ? +1 : -1)`` (which is the spec's
+``mdot(A, Vb[:, d]) = 2 * popcount(A & V) - popcount(A)``) and answers ``Cb = C >= tc``.
+
+Prefill and decode are the same operation: append the new tokens' rows, then query each new
+token with its position. All heads and channels work in parallel, one cached token per cycle:
+a query of token ``pos`` takes ``pos + 1`` cycles plus 4.
+
+Streams (``lib.stream``): ``kv`` appends one token (refused rows are not written: when the cache
+is full the row is taken, dropped, and ``overflow`` stays set until ``clear``); ``q`` takes a
+query; ``c`` answers each query with ``bits`` and ``error`` (set, with zero bits, when ``pos`` is
+not a cached token). Appends and queries are served one at a time, appends first. ``ta``, ``tc``
+are static inputs (hold them while a query runs). ``clear`` (one cycle) empties the cache.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .popcount import popcount_tree
+
+__all__ = ["AttentionUnit"]
+
+
+class AttentionUnit(wiring.Component):
+    """Members
+    -------
+    kv : In(stream.Signature({"k": D, "v": D}))
+    q : In(stream.Signature({"q": D, "pos": range(capacity)}))
+    c : Out(stream.Signature({"bits": D, "error": 1}))
+    ta : In(ArrayLayout(signed, heads));  tc : In(ArrayLayout(signed(16), D))
+    clear : In(1);  length : Out(range(capacity + 1));  overflow : Out(1)
+    """
+
+    def __init__(self, *, heads: int, head_dim: int, capacity: int):
+        for name, v in (("heads", heads), ("head_dim", head_dim), ("capacity", capacity)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"AttentionUnit {name} must be a positive integer, not {v!r}")
+        if capacity > 32767:
+            raise ValueError(f"AttentionUnit capacity must be at most 32767 (the context sum is "
+                             f"compared with int16 thresholds), not {capacity!r}")
+        self._h, self._dh, self._cap = heads, head_dim, capacity
+        d = heads * head_dim
+        self._ta_shape = signed((head_dim + 1).bit_length() + 1)   # [-Dh, Dh + 1]
+        super().__init__({
+            "kv": In(stream.Signature(data.StructLayout({"k": d, "v": d}))),
+            "q": In(stream.Signature(data.StructLayout({"q": d, "pos": range(capacity)}))),
+            "c": Out(stream.Signature(data.StructLayout({"bits": d, "error": 1}))),
+            "ta": In(data.ArrayLayout(self._ta_shape, heads)),
+            "tc": In(data.ArrayLayout(signed(16), d)),
+            "clear": In(1),
+            "length": Out(range(capacity + 1)),
+            "overflow": Out(1),
+        })
+
+    @property
+    def ta_shape(self):
+        return self._ta_shape
+
+    def elaborate(self, platform):
+        m = Module()
+        h_n, dh, cap = self._h, self._dh, self._cap
+        d = h_n * dh
+        m.submodules.keys = keys = memory.Memory(shape=d, depth=cap, init=[])
+        m.submodules.values = values = memory.Memory(shape=d, depth=cap, init=[])
+        k_w, k_r = keys.write_port(), keys.read_port()
+        v_w, v_r = values.write_port(), values.read_port()
+
+        length = Signal(range(cap + 1))
+        m.d.comb += self.length.eq(length)
+        with m.If(self.clear):
+            m.d.sync += [length.eq(0), self.overflow.eq(0)]
+
+        q = Signal(d)
+        pos = Signal(range(cap))
+        j = Signal(range(cap + 1))
+        acc_shape = signed((cap + 1).bit_length() + 1)
+        acc = [Signal(acc_shape, name=f"c{i}") for i in range(d)]
+
+        # Scan pipeline: read token j (cycle 0), scores and mask bits (cycle 1), accumulate
+        # (cycle 2).
+        rd_valid = Signal()
+        a_valid = Signal()
+        a_bits = Signal(h_n)
+        a_v = Signal(d)
+        m.d.sync += [rd_valid.eq(0), a_valid.eq(0)]
+        m.d.comb += [k_r.addr.eq(j), v_r.addr.eq(j), k_r.en.eq(1), v_r.en.eq(1)]
+
+        scores = []
+        for h in range(h_n):
+            sl = slice(h * dh, (h + 1) * dh)
+            mism = popcount_tree(m, [(q[sl] ^ k_r.data[sl])[i] for i in range(dh)], name=f"s{h}")
+            s = Signal(signed(dh.bit_length() + 2), name=f"score{h}")
+            m.d.comb += s.eq(dh - 2 * mism)
+            scores.append(s >= self.ta[h])
+        with m.If(rd_valid):
+            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(v_r.data)]
+        with m.If(a_valid):
+            for i in range(d):
+                with m.If(a_bits[i // dh]):
+                    m.d.sync += acc[i].eq(Mux(a_v[i], acc[i] + 1, acc[i] - 1))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.kv.ready.eq(~self.clear)
+                with m.If(self.kv.valid & ~self.clear):
+                    with m.If(length < cap):
+                        m.d.comb += [k_w.addr.eq(length), k_w.data.eq(self.kv.payload.k),
+                                     k_w.en.eq(1), v_w.addr.eq(length),
+                                     v_w.data.eq(self.kv.payload.v), v_w.en.eq(1)]
+                        m.d.sync += length.eq(length + 1)
+                    with m.Else():
+                        m.d.sync += self.overflow.eq(1)
+                with m.Elif(self.q.valid & ~self.clear):
+                    m.d.comb += self.q.ready.eq(1)
+                    m.d.sync += [q.eq(self.q.payload.q), pos.eq(self.q.payload.pos), j.eq(0)]
+                    m.d.sync += [a.eq(0) for a in acc]
+                    with m.If(self.q.payload.pos >= length):
+                        m.d.sync += [self.c.payload.error.eq(1), self.c.payload.bits.eq(0),
+                                     self.c.valid.eq(1)]
+                        m.next = "ANSWER"
+                    with m.Else():
+                        m.next = "SCAN"
+            with m.State("SCAN"):
+                m.d.sync += [rd_valid.eq(1), j.eq(j + 1)]
+                with m.If(j == pos):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(~rd_valid & ~a_valid):
+                    m.d.sync += [self.c.payload.error.eq(0), self.c.valid.eq(1),
+                                 self.c.payload.bits.eq(
+                                     Cat(*[acc[i] >= self.tc[i] for i in range(d)]))]
+                    m.next = "ANSWER"
+            with m.State("ANSWER"):
+                with m.If(self.c.ready):
+                    m.d.sync += self.c.valid.eq(0)
+                    m.next = "IDLE"
+        return m
