@@ -1,7 +1,8 @@
 """iCEBreaker: iCE40UP5K-SG48, 12 MHz oscillator on pin 35, FTDI UART on pins 6 (rx), 9 (tx).
 
 Pins come from amaranth-boards' ``ICEBreakerPlatform``; the design runs at 48 MHz from the
-SB_PLL40 (12 MHz x 64 / 16).
+SB_PLL40 (12 MHz x 64 / 16). The weight store is three SPRAM blocks deep (49152 words of 16
+bits = 786 Kbit: the reference layer's D=256, H=4, F=1024 weights stay resident).
 """
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
@@ -22,7 +23,7 @@ BOARD = Board(
     baud=3_000_000,
     device=DeviceConfig(core=CoreConfig(rows=2, cols=2, lanes=16, max_k=1024, max_t=32,
                                         max_n=1024),
-                        frame_bytes=256, act_words=512, weight_words=16384,
+                        frame_bytes=256, act_words=512, weight_words=49152,
                         thresh_words=256, result_beats=128, weight_store="ice40_spram"),
     totals={"LUT4": 5280, "FF": 5280, "BRAM": 30, "SPRAM": 4, "DSP": 8, "CARRY": 5280},
 )

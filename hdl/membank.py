@@ -7,17 +7,25 @@ reads a word in the cycle it writes it.
 - ``"bram"``: an ``amaranth.lib.memory.Memory``; Yosys maps it to EBR (iCE40, ECP5) or
   distributed RAM.
 - ``"ice40_spram"``: ``SB_SPRAM256KA`` blocks (16384 x 16 bits each, the iCE40 UP5K has four,
-  1 Mbit in all), ``ceil(width / 16)`` side by side. An SPRAM has one port: a cycle with ``wen``
-  writes and does not read, and the block's output is undefined after a write, so the caller
-  must not use ``rdata`` of a bank it wrote since its last read (GemmCore reads and writes
-  different halves of its ping-pong buffer, which are different banks).
+  1 Mbit in all), ``ceil(width / 16)`` side by side and ``ceil(depth / 16384)`` deep (the high
+  address bits select a block row; a register remembers which row the last read used, so
+  ``rdata`` holds while ``ren`` is low). At most 4 blocks. An SPRAM has one port: a cycle with
+  ``wen`` writes and does not read, and the block's output is undefined after a write, so the
+  caller must not use ``rdata`` of a bank it wrote since its last read (GemmCore reads and
+  writes different halves of its ping-pong buffer, which are different banks).
 """
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Signal
+from amaranth.hdl import Array, ClockSignal, Const, Instance, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..host.core_config import MEMORY_KINDS, SPRAM_DEPTH, SPRAM_WIDTH
+from ..host.core_config import (
+    MEMORY_KINDS,
+    SPRAM_BLOCKS,
+    SPRAM_DEPTH,
+    SPRAM_WIDTH,
+    spram_blocks,
+)
 
 __all__ = ["MemoryBank"]
 
@@ -37,8 +45,10 @@ class MemoryBank(wiring.Component):
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         if kind not in MEMORY_KINDS:
             raise ValueError(f"Memory kind must be one of {', '.join(MEMORY_KINDS)}, not {kind!r}")
-        if kind == "ice40_spram" and depth > SPRAM_DEPTH:
-            raise ValueError(f"An SPRAM bank holds at most {SPRAM_DEPTH} words, not {depth}")
+        if kind == "ice40_spram" and spram_blocks(width, depth) > SPRAM_BLOCKS:
+            raise ValueError(f"A {width}-bit SPRAM bank of {depth} words needs "
+                             f"{spram_blocks(width, depth)} SB_SPRAM256KA blocks; the iCE40 "
+                             f"UP5K has {SPRAM_BLOCKS}")
         self._width, self._depth, self._kind = width, depth, kind
         super().__init__({
             "waddr": In(range(depth)), "wdata": In(width), "wen": In(1),
@@ -48,7 +58,7 @@ class MemoryBank(wiring.Component):
     @property
     def spram_blocks(self) -> int:
         """SB_SPRAM256KA blocks this bank uses (0 for block RAM)."""
-        return -(-self._width // SPRAM_WIDTH) if self._kind == "ice40_spram" else 0
+        return spram_blocks(self._width, self._depth) if self._kind == "ice40_spram" else 0
 
     def elaborate(self, platform):
         m = Module()
@@ -58,19 +68,32 @@ class MemoryBank(wiring.Component):
             m.d.comb += [wr.addr.eq(self.waddr), wr.data.eq(self.wdata), wr.en.eq(self.wen),
                          rd.addr.eq(self.raddr), rd.en.eq(self.ren), self.rdata.eq(rd.data)]
             return m
-        address = Signal(14)
-        m.d.comb += address.eq(Mux(self.wen, self.waddr, self.raddr))
-        for b in range(self.spram_blocks):
-            lo = b * SPRAM_WIDTH
-            hi = min(lo + SPRAM_WIDTH, self._width)
-            dout = self.rdata[lo:hi]
-            m.submodules[f"spram{b}"] = Instance(
-                "SB_SPRAM256KA",
-                i_ADDRESS=address,
-                i_DATAIN=self.wdata[lo:hi], i_MASKWREN=Const(0b1111, 4), i_WREN=self.wen,
-                i_CHIPSELECT=self.wen | self.ren, i_CLOCK=ClockSignal("sync"),
-                i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
-                o_DATAOUT=dout if hi - lo == SPRAM_WIDTH else _pad(m, dout, SPRAM_WIDTH))
+        cols = -(-self._width // SPRAM_WIDTH)
+        rows = -(-self._depth // SPRAM_DEPTH)
+        addr = Signal(range(max(self._depth, SPRAM_DEPTH)))
+        m.d.comb += addr.eq(Mux(self.wen, self.waddr, self.raddr))
+        row_sel = addr[14:] if rows > 1 else Const(0, 1)
+        read_row = Signal(range(max(rows, 2)))
+        with m.If(self.ren & ~self.wen):
+            m.d.sync += read_row.eq(row_sel)
+        outs = []
+        for r in range(rows):
+            select = (row_sel == r) if rows > 1 else Const(1, 1)
+            dout = Signal(self._width, name=f"dout{r}")
+            outs.append(dout)
+            for b in range(cols):
+                lo = b * SPRAM_WIDTH
+                hi = min(lo + SPRAM_WIDTH, self._width)
+                part = dout[lo:hi]
+                m.submodules[f"spram{r}_{b}"] = Instance(
+                    "SB_SPRAM256KA",
+                    i_ADDRESS=addr[:14],
+                    i_DATAIN=self.wdata[lo:hi], i_MASKWREN=Const(0b1111, 4),
+                    i_WREN=self.wen & select,
+                    i_CHIPSELECT=(self.wen | self.ren) & select, i_CLOCK=ClockSignal("sync"),
+                    i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
+                    o_DATAOUT=part if hi - lo == SPRAM_WIDTH else _pad(m, part, SPRAM_WIDTH))
+        m.d.comb += self.rdata.eq(Array(outs)[read_row] if rows > 1 else outs[0])
         return m
 
 

@@ -16,12 +16,19 @@ import numpy as np
 from .packing import check_bits
 
 __all__ = ["Op", "CoreConfig", "to_chunks", "MEMORY_KINDS", "SPRAM_DEPTH", "SPRAM_WIDTH",
+           "SPRAM_BLOCKS", "spram_blocks",
            "CORE_COUNTERS"]
 
 #: Where the weight buffer lives: inferred block RAM, or iCE40 UP5K SPRAM (SB_SPRAM256KA).
 MEMORY_KINDS = ("bram", "ice40_spram")
 #: Geometry of one iCE40 SPRAM block.
 SPRAM_DEPTH, SPRAM_WIDTH = 16384, 16
+SPRAM_BLOCKS = 4        # SB_SPRAM256KA blocks on the iCE40 UP5K
+
+
+def spram_blocks(width: int, depth: int) -> int:
+    """SB_SPRAM256KA blocks (16384 x 16 bits) that a ``width`` x ``depth`` memory needs."""
+    return -(-width // SPRAM_WIDTH) * -(-depth // SPRAM_DEPTH)
 #: The core's performance counters (32 bits each, cleared when a command starts): cycles busy,
 #: computing, stalled by the result drain, waiting for a weight tile, held by the result sink.
 CORE_COUNTERS = ("busy", "active", "stall", "weight_wait", "backpressure")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .core_config import MEMORY_KINDS, SPRAM_DEPTH, CoreConfig
+from .core_config import MEMORY_KINDS, SPRAM_BLOCKS, CoreConfig, spram_blocks
 
 __all__ = ["DeviceConfig", "THRESHOLD_BYTES", "RESULT_INT_BYTES"]
 
@@ -52,7 +52,8 @@ class DeviceConfig:
     act_words, weight_words, thresh_words, result_beats : int
         Sizes of the stores.
     weight_store : str
-        ``"bram"`` or ``"ice40_spram"`` for the weight store (at most 16384 words on SPRAM).
+        ``"bram"`` or ``"ice40_spram"`` for the weight store (SPRAM blocks side by side and deep, at
+        most four with the core's own).
     """
 
     core: CoreConfig = field(default_factory=CoreConfig)
@@ -84,9 +85,13 @@ class DeviceConfig:
         if self.weight_store not in MEMORY_KINDS:
             raise ValueError(f"Weight store must be one of {', '.join(MEMORY_KINDS)}, "
                              f"not {self.weight_store!r}")
-        if self.weight_store == "ice40_spram" and self.weight_words > SPRAM_DEPTH:
-            raise ValueError(f"An SPRAM weight store holds at most {SPRAM_DEPTH} words, "
-                             f"not {self.weight_words}")
+        if self.weight_store == "ice40_spram":
+            blocks = spram_blocks(c.lanes, self.weight_words) + c.spram_blocks
+            if blocks > SPRAM_BLOCKS:
+                raise ValueError(f"An SPRAM weight store of {self.weight_words} words of "
+                                 f"{c.lanes} bits (plus the core's {c.spram_blocks}) needs "
+                                 f"{blocks} SB_SPRAM256KA blocks; the iCE40 UP5K has "
+                                 f"{SPRAM_BLOCKS}")
 
     @property
     def word_bytes(self) -> int:

@@ -16,7 +16,8 @@ from ..host.core_config import CoreConfig
 from .toolchain import BUILD_ROOT, check_simulator
 from .verilog import write_verilog
 
-__all__ = ["run_gemm_tb", "build_design", "ice40_cell_models", "failure_lines"]
+__all__ = ["run_gemm_tb", "run_membank_tb", "build_design", "ice40_cell_models",
+           "failure_lines"]
 
 
 def ice40_cell_models() -> Path:
@@ -69,6 +70,29 @@ def run_gemm_tb(sim: str, cfg: CoreConfig, *, seed: int = 0, cases: int = 5, idl
     if failed or total <= 0:
         raise AssertionError(f"{failed} of {total} cocotb tests failed on {sim} "
                              f"(log: {log}):\n" + failure_lines(log))
+    return total
+
+
+def run_membank_tb(*, width: int, depth: int, seed: int = 0) -> int:
+    """Run the SPRAM MemoryBank testbench on Icarus; return the number of tests that passed."""
+    from cocotb_tools.check_results import get_results
+
+    from ..hdl.membank import MemoryBank
+
+    verilog = write_verilog(MemoryBank(width=width, depth=depth, kind="ice40_spram"), "membank")
+    runner, build_dir = build_design("icarus", verilog, "membank", [ice40_cell_models()])
+    params = {"width": width, "depth": depth, "seed": seed}
+    test_dir = build_dir / f"run-{seed}"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    log = test_dir / "sim.log"
+    xml = runner.test(test_module="onebit.sim.cocotb_membank", hdl_toplevel="membank",
+                      build_dir=build_dir, test_dir=test_dir,
+                      extra_env={"ONEBIT_MEMBANK_TB": json.dumps(params)},
+                      results_xml=str(test_dir / "results.xml"), log_file=log)
+    total, failed = get_results(Path(xml))
+    if failed or total <= 0:
+        raise AssertionError(f"{failed} of {total} cocotb tests failed on icarus (log: {log}):\n"
+                             + failure_lines(log))
     return total
 
 

@@ -127,7 +127,11 @@ def test_memory_bank_read_latency_and_hold():
 def test_memory_bank_validation():
     with pytest.raises(ValueError, match="Memory kind must be one of bram, ice40_spram, not 'x'"):
         MemoryBank(width=8, depth=8, kind="x")
-    with pytest.raises(ValueError, match="An SPRAM bank holds at most 16384 words, not 20000"):
-        MemoryBank(width=8, depth=20000, kind="ice40_spram")
+    with pytest.raises(ValueError, match="A 8-bit SPRAM bank of 70000 words needs 5 "
+                                         "SB_SPRAM256KA blocks; the iCE40 UP5K has 4"):
+        MemoryBank(width=8, depth=70000, kind="ice40_spram")
+    assert MemoryBank(width=32, depth=20000, kind="ice40_spram").spram_blocks == 4
+    with pytest.raises(ValueError, match="A 33-bit SPRAM bank of 20000 words needs 6"):
+        MemoryBank(width=33, depth=20000, kind="ice40_spram")
     with pytest.raises(ValueError, match="Weight memory must be one of bram, ice40_spram"):
         CoreConfig(weight_memory="sram")

@@ -5,7 +5,7 @@ reset in the middle of a command, and a rejected command; all exact against the 
 import pytest
 
 from onebit.host.core_config import CoreConfig
-from onebit.sim.cocotb_runner import run_gemm_tb
+from onebit.sim.cocotb_runner import run_gemm_tb, run_membank_tb
 from onebit.sim.toolchain import SIMULATORS
 
 CONFIGS = {
@@ -31,3 +31,9 @@ def test_gemm_cocotb_spram_weights():
     cfg = CoreConfig(rows=2, cols=2, lanes=16, max_k=100, max_t=9, max_n=11,
                      weight_memory="ice40_spram")
     assert run_gemm_tb("icarus", cfg, seed=5, cases=10, idle=0.4, stall=0.4) == 3
+
+
+@pytest.mark.parametrize("width, depth", [(16, 49152), (24, 20000), (8, 300)])
+def test_spram_bank_in_depth_on_icarus(width, depth):
+    """SPRAM blocks side by side and deep (49152 x 16: the reference layer's 786 Kbit)."""
+    assert run_membank_tb(width=width, depth=depth, seed=width) == 1

@@ -85,8 +85,9 @@ def test_encode_args_names_missing_fields():
     (dict(weight_words=True), "Weight store size must be an integer"),
     (dict(result_beats=0), "Result store size must be an integer of at least 1, not 0"),
     (dict(weight_store="dram"), "Weight store must be one of bram, ice40_spram, not 'dram'"),
-    (dict(weight_store="ice40_spram", weight_words=20000),
-     "An SPRAM weight store holds at most 16384 words, not 20000"),
+    (dict(weight_store="ice40_spram", weight_words=40000),
+     r"An SPRAM weight store of 40000 words of 32 bits \(plus the core's 0\) needs 6 "
+     "SB_SPRAM256KA blocks; the iCE40 UP5K has 4"),
     (dict(core="big"), "core must be a CoreConfig, not 'big'"),
 ])
 def test_device_config_is_checked(kwargs, message):
