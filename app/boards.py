@@ -26,7 +26,7 @@ class Board:
     clock_resource: str
     oscillator_hz: float
     target_hz: float                # the sync clock: the PLL's output, or the oscillator
-    pll: str | None                 # "ice40" or None (run at the oscillator's frequency)
+    pll: str | None                 # "ice40", "ecp5" or None (run at the oscillator's frequency)
     baud: int
     device: DeviceConfig
     totals: dict[str, int] = field(default_factory=dict)   # the part's LUT, FF, BRAM, ...
@@ -37,6 +37,10 @@ class Board:
             from .hdl.clocking import ice40_pll
 
             return ice40_pll(self.oscillator_hz, self.target_hz).f_out
+        if self.pll == "ecp5":
+            from .hdl.clocking import ecp5_pll
+
+            return ecp5_pll(self.oscillator_hz, self.target_hz).f_out
         return self.oscillator_hz
 
 

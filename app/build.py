@@ -123,6 +123,7 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
         if not isinstance(clock_mhz, (int, float)) or not clock_mhz > 0:
             raise ValueError(f"clock_mhz must be a positive number, not {clock_mhz!r}")
         b = replace(b, target_hz=clock_mhz * 1e6)
+    b.clock_hz()              # an impossible clock raises here, before any design is made
     if device is not None:
         if not isinstance(device, DeviceConfig):
             raise TypeError(f"device must be a DeviceConfig, not {device!r}")

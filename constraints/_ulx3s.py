@@ -1,4 +1,4 @@
-"""What the ULX3S variants share: 25 MHz oscillator, FTDI UART, the default device."""
+"""What the ULX3S variants share: 25 MHz oscillator and PLL, FTDI UART, the default device."""
 
 from ..boards import Board
 from ..host.core_config import CoreConfig
@@ -6,12 +6,12 @@ from ..host.device_config import DeviceConfig
 
 
 def ulx3s_board(size: str, platform: type, totals: dict[str, int]) -> Board:
-    """The ULX3S with an LFE5U-``size`` (``"25F"``, ``"85F"``), run at the oscillator's
-    25 MHz (no PLL yet)."""
+    """The ULX3S with an LFE5U-``size`` (``"25F"``, ``"85F"``), run at 75 MHz from the
+    EHXPLLL (25 MHz x 3)."""
     return Board(
         name=f"ulx3s-{size.lower()}", description=f"ULX3S (ECP5 LFE5U-{size})",
         platform=platform, family="ecp5", clock_resource="clk25", oscillator_hz=25e6,
-        target_hz=25e6, pll=None, baud=1_000_000,
+        target_hz=75e6, pll="ecp5", baud=1_000_000,
         device=DeviceConfig(core=CoreConfig(rows=4, cols=4, lanes=32, max_k=1024, max_t=64,
                                             max_n=1024),
                             frame_bytes=1024, act_words=2048, weight_words=8192,

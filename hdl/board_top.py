@@ -7,7 +7,7 @@ control, which the protocol does not need: the host sends one command and waits 
 from amaranth.hdl import ClockDomain, Module
 from amaranth.lib import io, wiring
 
-from .clocking import ClockReset, ice40_pll
+from .clocking import ClockReset, Ice40Pll, ecp5_pll, ice40_pll
 from .link import DeviceLink
 from .uart import UARTRx, UARTTx, divisor_for
 
@@ -31,9 +31,14 @@ class BoardTop(wiring.Component):
         m = Module()
         m.domains.sync = ClockDomain("sync")
         b = self._board
-        pll = ice40_pll(b.oscillator_hz, b.target_hz) if b.pll == "ice40" else None
-        if pll is None:
-            m.submodules.clocking = clocking = ClockReset()
+        if b.pll == "ice40":
+            pll = ice40_pll(b.oscillator_hz, b.target_hz)
+        elif b.pll == "ecp5":
+            pll = ecp5_pll(b.oscillator_hz, b.target_hz)
+        else:
+            pll = None
+        if not isinstance(pll, Ice40Pll):
+            m.submodules.clocking = clocking = ClockReset(pll=pll)
             m.submodules.clk_buf = clk_buf = io.Buffer(
                 "i", platform.request(b.clock_resource, 0, dir="-"))
             m.d.comb += clocking.clk_in.eq(clk_buf.i)

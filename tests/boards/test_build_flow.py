@@ -9,7 +9,7 @@ import pytest
 
 from onebit.boards import board, boards
 from onebit.build import BuildError, _failure, build, over_capacity, parse_report
-from onebit.hdl.clocking import ice40_pll
+from onebit.hdl.clocking import ecp5_pll, ice40_pll
 
 DATA = Path(__file__).parent / "data"
 
@@ -27,6 +27,18 @@ def test_ice40_pll_matches_icepll():
     assert (p.divr, p.divf, p.divq, p.filter_range, p.f_out) == (0, 63, 4, 1, 48e6)
     with pytest.raises(ValueError, match="no iCE40 PLL setting makes 5 MHz"):
         ice40_pll(12e6, 5e6)
+
+
+def test_ecp5_pll_settings():
+    # ecppll -i 25 -o 75 and -o 304.167 (projf's 720p clock): f = 25 * CLKFB_DIV / CLKI_DIV,
+    # VCO = f * CLKOP_DIV in 400..800 MHz.
+    p = ecp5_pll(25e6, 75e6)
+    assert (p.clki_div, p.clkfb_div, p.clkop_div, p.f_out) == (1, 3, 6, 75e6)
+    p = ecp5_pll(25e6, 304.167e6)
+    assert p.f_out == pytest.approx(304.167e6, rel=1e-4) and 400e6 <= p.f_out * p.clkop_div <= 800e6
+    assert board("ulx3s-25f").clock_hz() == 75e6
+    with pytest.raises(ValueError, match="no ECP5 PLL setting makes 1 MHz"):
+        ecp5_pll(25e6, 1e6)
 
 
 def test_parse_nextpnr_ecp5_report():

@@ -40,10 +40,11 @@ def test_small_design_builds_and_meets_timing(board, lut_total, clock_mhz):
     assert time.monotonic() - start < 30
 
 
-def test_clock_option_needs_a_pll():
-    with pytest.raises(ValueError, match="ulx3s-25f has no PLL in its constraints; it runs at its"
-                                         " oscillator's 25 MHz"):
-        build("ulx3s-25f", clock_mhz=50, out=lambda *_: None)
+def test_clock_option_is_checked():
+    with pytest.raises(ValueError, match="no ECP5 PLL setting makes 1000 MHz from 25 MHz"):
+        build("ulx3s-25f", clock_mhz=1000, out=lambda *_: None)
+    with pytest.raises(ValueError, match="clock_mhz must be a positive number, not -5"):
+        build("icebreaker", clock_mhz=-5, out=lambda *_: None)
 
 
 def test_asic_estimate_of_a_small_core():
