@@ -43,6 +43,15 @@ def _matrix(name: str, w: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _vector(name: str, v) -> np.ndarray:
+    a = np.asarray(v, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (channels,), not shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} holds a value that is not a finite number")
+    return a
+
+
 def binarize_sign(w: np.ndarray, *, name: str = "w") -> np.ndarray:
     """Return ``w >= 0`` as ``uint8`` bits (deterministic sign, zero to +1)."""
     return (_matrix(name, w) >= 0).astype(np.uint8)
@@ -93,14 +102,8 @@ def fold_batchnorm(gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: n
 
     ``gamma == 0`` gives a constant bit (``beta >= 0``) and no flip.
     """
-    arrays = {}
-    for key, v in (("gamma", gamma), ("beta", beta), ("mean", mean), ("var", var)):
-        a = np.asarray(v, dtype=np.float64)
-        if a.ndim != 1:
-            raise ValueError(f"{name}.{key} must be 1-D (channels,), not shape {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name}.{key} holds a value that is not a finite number")
-        arrays[key] = a
+    arrays = {key: _vector(f"{name}.{key}", v) for key, v in
+              (("gamma", gamma), ("beta", beta), ("mean", mean), ("var", var))}
     n = arrays["gamma"].shape[0]
     for key, a in arrays.items():
         if a.shape != (n,):
@@ -130,16 +133,8 @@ def quantize_scales(scales: dict[str, np.ndarray], *, max_shift: int = 15) -> tu
     Picks the largest ``r`` (at most ``max_shift``) for which every ``round(s * 2**r)`` fits in
     [-128, 127], so that ``(y * s_int) >> r`` approximates ``y * s`` as closely as int8 allows.
     """
-    biggest = 0.0
-    arrays = {}
-    for name, v in scales.items():
-        a = np.asarray(v, dtype=np.float64)
-        if a.ndim != 1:
-            raise ValueError(f"{name} must be 1-D (channels,), not shape {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name} holds a value that is not a finite number")
-        arrays[name] = a
-        biggest = max(biggest, float(np.abs(a).max(initial=0.0)))
+    arrays = {name: _vector(name, v) for name, v in scales.items()}
+    biggest = max((float(np.abs(a).max(initial=0.0)) for a in arrays.values()), default=0.0)
     if biggest == 0.0:
         r = max_shift
     else:
