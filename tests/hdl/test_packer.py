@@ -80,3 +80,57 @@ def test_packer_checks_its_parameters():
         ResultPacker(CoreConfig(rows=1, cols=3, lanes=8, max_k=8, max_t=4, max_n=8), depth=8)
     with pytest.raises(ValueError, match="depth must be a positive integer, not 0"):
         ResultPacker(CoreConfig(rows=1, cols=2, lanes=8, max_k=8, max_t=4, max_n=8), depth=0)
+
+
+@pytest.mark.parametrize("rows, cols, lanes, t, n, k", [(2, 2, 8, 5, 11, 20), (3, 4, 8, 7, 9, 40)])
+def test_core_results_pack_into_golden_rows(rows, cols, lanes, t, n, k):
+    """The real GemmCore's thresholded beats (not a model of them) through the packer."""
+    from amaranth.lib import wiring
+
+    from onebit.hdl.gemm import GemmCore
+    from onebit.host.core_config import Op
+    from onebit.host.core_streams import encode_gemm
+    from onebit.host.golden import binary_linear
+
+    cfg = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=64, max_t=16, max_n=16)
+    rng = np.random.default_rng(k)
+    x, w = rng.integers(0, 2, (t, k), dtype=np.uint8), rng.integers(0, 2, (n, k), dtype=np.uint8)
+    thr = rng.integers(-4, 5, n)
+    want = binary_linear(pack_bits(x), pack_bits(w), k, thr)          # (T, N) bits
+    streams = encode_gemm(cfg, Op.XOR, x, w, thr)
+    depth = 32
+    top = Module()
+    top.submodules.core = core = GemmCore(cfg)
+    top.submodules.packer = dut = ResultPacker(cfg, depth=depth)
+    top.submodules.mem = mem = memory.Memory(shape=lanes, depth=depth, init=[])
+    wp = mem.write_port(granularity=cols)
+    wiring.connect(top, core.result, dut.i)
+    top.d.comb += [wp.addr.eq(dut.waddr), wp.data.eq(dut.wdata), wp.en.eq(dut.wen)]
+    prng = random.Random(k)
+    seen = {}
+
+    def feeder(stream, items):
+        async def feed(ctx):
+            await put_all(ctx, stream, items, rng=prng, idle=0.3)
+        return feed
+
+    async def control(ctx):
+        await put_all(ctx, dut.cmd, [{"t": t, "n": n, "base": 0}], rng=prng)
+        await put_all(ctx, core.cmd, [streams.cmd], rng=prng)
+        await ctx.tick().until(dut.done)
+        await ctx.tick()
+        seen["words"] = [ctx.get(mem.data[a]) for a in range(depth)]
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(control)
+    for stream, items in ((core.act, streams.act), (core.weight, streams.weight),
+                          (core.thresh, streams.thresh)):
+        sim.add_testbench(feeder(stream, items))
+    sim.run()
+    wpr = -(-n // lanes)
+    packed = pack_bits(want)
+    for tok in range(t):
+        row = int(sum(int(v) << (32 * i) for i, v in enumerate(packed[tok])))
+        got = sum(seen["words"][tok * wpr + j] << (lanes * j) for j in range(wpr))
+        assert got == row, f"token {tok}"
