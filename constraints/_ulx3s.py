@@ -5,13 +5,13 @@ from ..host.core_config import CoreConfig
 from ..host.device_config import DeviceConfig
 
 
-def ulx3s_board(size: str, platform: type, totals: dict[str, int]) -> Board:
-    """The ULX3S with an LFE5U-``size`` (``"25F"``, ``"85F"``), run at 75 MHz from the
-    EHXPLLL (25 MHz x 3)."""
+def ulx3s_board(size: str, platform: type, totals: dict[str, int], *,
+                target_hz: float) -> Board:
+    """The ULX3S with an LFE5U-``size`` (``"25F"``, ``"85F"``), its clock from the EHXPLLL."""
     return Board(
         name=f"ulx3s-{size.lower()}", description=f"ULX3S (ECP5 LFE5U-{size})",
         platform=platform, family="ecp5", clock_resource="clk25", oscillator_hz=25e6,
-        target_hz=75e6, pll="ecp5", baud=1_000_000,
+        target_hz=target_hz, pll="ecp5", baud=1_000_000,
         device=DeviceConfig(core=CoreConfig(rows=4, cols=4, lanes=32, max_k=1024, max_t=64,
                                             max_n=1024),
                             frame_bytes=1024, act_words=2048, weight_words=8192,
