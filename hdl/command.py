@@ -152,7 +152,7 @@ class CommandProcessor(wiring.Component):
         rr = view[Opcode.READ_RESULTS]
         count_bytes = Mux(stored_thr, rr.count * dev.result_beat_bytes(True),
                           rr.count * dev.result_beat_bytes(False))
-        sent = Signal(16)
+        left = Signal(16)               # answer bytes still to send (a down-counter: timing)
 
         # CHECK stage registers.
         len_nz, len_bad, run_bad, out_of_range = Signal(), Signal(), Signal(), Signal()
@@ -408,7 +408,7 @@ class CommandProcessor(wiring.Component):
             with m.State("TAG"):
                 m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(tag)]
                 with m.If(self.data.ready):
-                    m.d.sync += [bidx.eq(0), widx.eq(0), sent.eq(0),
+                    m.d.sync += [bidx.eq(0), widx.eq(0), left.eq(reply_len),
                                  wsel.eq(Mux(words_sel, len(run_info), 0))]
                     m.next = "RECV"
                     with m.If(status == Status.OK):
@@ -435,8 +435,8 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += [self.data.valid.eq(1),
                              self.data.payload.eq(word.word_select(bidx, 8))]
                 with m.If(self.data.ready):
-                    m.d.sync += [bidx.eq(bidx + 1), sent.eq(sent + 1)]
-                    with m.If(sent == reply_len - 1):
+                    m.d.sync += [bidx.eq(bidx + 1), left.eq(left - 1)]
+                    with m.If(left == 1):
                         m.next = "RECV"
                     with m.Elif(bidx == n_bytes - 1):
                         m.d.sync += [widx.eq(widx + 1), wsel.eq(wsel + 1)]

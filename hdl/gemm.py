@@ -213,8 +213,12 @@ class GemmCore(wiring.Component):
                 m.d.comb += [w_bank[h][col].raddr.eq(i_j), w_bank[h][col].ren.eq(adv)]
 
         m.d.sync += self.cmd_error.eq(0)
+        pend = Signal(command_layout(cfg))
         with m.FSM(name="control"):
             with m.State("IDLE"):
+                # Take the command into registers; it is checked now (cmd_error the next
+                # cycle) and acted on from the registers in ACCEPT, so no wide enable depends
+                # on the incoming payload (timing).
                 m.d.comb += [self.cmd.ready.eq(1), idle.eq(1)]
                 p = self.cmd.payload
                 bad = ((p.t == 0) | (p.t > cfg.max_t) | (p.n == 0) | (p.n > cfg.max_n) |
@@ -222,23 +226,27 @@ class GemmCore(wiring.Component):
                 with m.If(self.cmd.valid & bad):
                     m.d.sync += self.cmd_error.eq(1)
                 with m.Elif(self.cmd.valid):
-                    # The last chunk of a row holds bits 0..top valid, top = (K - 1) mod L.
-                    top = Signal(range(L))
-                    m.d.comb += top.eq((p.k + (L - 1))[:cfg.lane_bits] if L > 1 else 0)
-                    m.d.sync += [
-                        op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n), k.eq(p.k),
-                        kw.eq((p.k + L - 1) >> cfg.lane_bits),
-                        last_mask.eq(Cat(*(top >= i for i in range(L)))),
-                        a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0),
-                        i_j.eq(0), i_abase.eq(0), i_half.eq(0),
-                        i_tleft.eq(p.t), i_nleft.eq(p.n),
-                        i_need.eq(Mux(p.t >= R, R, p.t)), first_need.eq(Mux(p.t >= R, R, p.t)),
-                        kw_m1.eq(((p.k + L - 1) >> cfg.lane_bits) - 1),
-                        i_jlast.eq(p.k <= L), kw_one.eq(p.k <= L),
-                    ]
-                    m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
-                    m.d.comb += start.eq(1)
-                    m.next = "COMPUTE"
+                    m.d.sync += pend.eq(p)
+                    m.next = "ACCEPT"
+            with m.State("ACCEPT"):
+                p = pend
+                # The last chunk of a row holds bits 0..top valid, top = (K - 1) mod L.
+                top = Signal(range(L))
+                m.d.comb += top.eq((p.k + (L - 1))[:cfg.lane_bits] if L > 1 else 0)
+                m.d.sync += [
+                    op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n), k.eq(p.k),
+                    kw.eq((p.k + L - 1) >> cfg.lane_bits),
+                    last_mask.eq(Cat(*(top >= i for i in range(L)))),
+                    a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0),
+                    i_j.eq(0), i_abase.eq(0), i_half.eq(0),
+                    i_tleft.eq(p.t), i_nleft.eq(p.n),
+                    i_need.eq(Mux(p.t >= R, R, p.t)), first_need.eq(Mux(p.t >= R, R, p.t)),
+                    kw_m1.eq(((p.k + L - 1) >> cfg.lane_bits) - 1),
+                    i_jlast.eq(p.k <= L), kw_one.eq(p.k <= L),
+                ]
+                m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
+                m.d.comb += start.eq(1)
+                m.next = "COMPUTE"
 
             with m.State("COMPUTE"):
                 # A token tile may issue once its rows are in the activation buffer, so the
