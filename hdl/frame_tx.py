@@ -42,7 +42,7 @@ class FrameSender(wiring.Component):
         m.submodules.crc32 = crc32 = catalog.CRC32_ISO_HDLC(8).create()
         opcode = Signal(8)
         length = Signal(16)
-        count = Signal(16)
+        left = Signal(16)               # data bytes still to send (a down-counter: timing)
         sent = self.o.valid & self.o.ready
         m.d.comb += [crc8.data.eq(self.o.payload), crc32.data.eq(self.o.payload)]
 
@@ -59,7 +59,8 @@ class FrameSender(wiring.Component):
                 m.d.comb += self.header.ready.eq(1)
                 with m.If(self.header.valid):
                     m.d.sync += [opcode.eq(self.header.payload.opcode),
-                                 length.eq(self.header.payload.length), count.eq(0)]
+                                 length.eq(self.header.payload.length),
+                                 left.eq(self.header.payload.length)]
                     m.d.comb += [crc8.start.eq(1), crc32.start.eq(1)]
                     m.next = "START"
             header_byte("START", START, "OPCODE", crc=False)
@@ -77,8 +78,8 @@ class FrameSender(wiring.Component):
                              self.data.ready.eq(self.o.ready)]
                 with m.If(sent):
                     m.d.comb += crc32.valid.eq(1)
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == length - 1):
+                    m.d.sync += left.eq(left - 1)
+                    with m.If(left == 1):
                         m.next = "CRC0"
             for i in range(4):
                 with m.State(f"CRC{i}"):
