@@ -71,7 +71,8 @@ class FrameReceiver(wiring.Component):
         byte = self.i.payload
         opcode = Signal(8)
         length = Signal(16)
-        count = Signal(16)
+        count = Signal(3)               # CRC bytes taken
+        left = Signal(16)               # data bytes still to come (a down-counter: timing)
         idle = Signal(range(self._timeout + 1))
         take = Signal()
         emit = Signal()
@@ -131,7 +132,7 @@ class FrameReceiver(wiring.Component):
                     with m.If(self.i.valid & out_free):
                         m.d.comb += [emit.eq(1), event.kind.eq(EventKind.HEADER),
                                      event.value.eq(length)]
-                        m.d.sync += count.eq(0)
+                        m.d.sync += [count.eq(0), left.eq(length)]
                         m.next = "DATA"
                         with m.If(length == 0):
                             m.next = "CRC"
@@ -145,9 +146,8 @@ class FrameReceiver(wiring.Component):
                     with m.If(self.i.valid & out_free):
                         m.d.comb += [crc32.valid.eq(1), emit.eq(1),
                                      event.kind.eq(EventKind.DATA), event.value.eq(byte)]
-                        m.d.sync += count.eq(count + 1)
-                        with m.If(count == length - 1):
-                            m.d.sync += count.eq(0)
+                        m.d.sync += left.eq(left - 1)
+                        with m.If(left == 1):
                             m.next = "CRC"
             with m.State("CRC"):
                 m.d.comb += in_frame.eq(1)
