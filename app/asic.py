@@ -64,7 +64,6 @@ def asic_estimate(cfg: CoreConfig, *, out=print) -> dict:
         "transistors": int(re.sub(r"\D", "", transistors) or 0),
         "memories": len(mems),
         "memory_bits": sum(_param(c, "WIDTH") * _param(c, "SIZE") for c in mems),
-        "transistors_per_lane": 0.0,
     }
     report["transistors_per_lane"] = round(report["transistors"] /
                                            (cfg.rows * cfg.cols * cfg.lanes), 1)

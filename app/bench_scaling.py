@@ -3,8 +3,9 @@ tabulate LUT4 per lane, Fmax and GOPS per 1000 LUT4 (minutes per build; builds a
 
 LUT4 per lane is the whole design's LUT4 (host link, stores' logic, controller and array)
 divided by the lanes, so it falls as the array grows over the fixed link and control logic; the
-marginal cost, between two sizes on one board, is the array's own. GOPS are at
-``min(Fmax, clock)``: 2 operations per lane per cycle.
+marginal cost, between two sizes on one board, is the array's own. GOPS are 2 operations per
+lane per cycle at Fmax (what the array could do with a clock at Fmax; the build report's
+``peak_gops`` uses ``min(Fmax, clock)``).
 """
 
 from __future__ import annotations

@@ -73,9 +73,7 @@ class _Input:
             raise QuantizeError(f"{self.path}: {key}{list(idx)} = {float(a[idx])} is not finite")
         return a.astype(np.float64)
 
-    def scalar_int(self, key: str, default: int | None = None) -> int:
-        if default is not None and key not in self.data:
-            return default
+    def scalar_int(self, key: str) -> int:
         a = self.get(key)
         if a.ndim != 0 or not np.issubdtype(a.dtype, np.integer):
             raise QuantizeError(f"{self.path}: {key} must be one integer, not {a!r}")
@@ -138,8 +136,10 @@ class _Quantizer:
         shapes = {"Wq": (d, d), "Wk": (d, d), "Wv": (d, d), "Wo": (d, d), "W1": (f, d),
                   "W2": (d, f)}
         w = {n: self.bits(prefix + n, s) for n, s in shapes.items()}
-        h = heads if heads is not None else inp.scalar_int(prefix + "heads",
-                                                          inp.scalar_int("heads", 0) or None)
+        if heads is not None:
+            h = heads
+        else:
+            h = inp.scalar_int(prefix + "heads" if inp.has(prefix + "heads") else "heads")
         if h <= 0 or d % h:
             raise QuantizeError(f"{inp.path}: heads must divide d_model = {d}, not {h}")
         res = dict(lo=INT16_MIN, hi=INT16_MAX + 1, negate=False, eps=eps)
@@ -195,8 +195,6 @@ def quantize(src: str | Path, dst: str | Path, *, method: str = "sign", seed: in
     inp = _load(Path(src))
     q = _Quantizer(inp, method, seed)
     eps = float(inp.get("eps")) if inp.has("eps") else 1e-5
-    if inp.has("eps"):
-        inp.used.add("eps")
     if inp.has("E"):
         n_layers = 0
         while any(k.startswith(f"layer{n_layers}.") for k in inp.data):
@@ -227,8 +225,8 @@ def quantize(src: str | Path, dst: str | Path, *, method: str = "sign", seed: in
         layers = (_layer(inp, spec, ints, "", r),)
         params = layers[0]
         kind = "onebit-layer"
-    unused = sorted(set(inp.data) - inp.used - {"heads"} - {k for k in inp.data
-                                                           if k.endswith("heads")})
+    # heads entries are read only when --heads is not given; they are never unknown.
+    unused = sorted(k for k in set(inp.data) - inp.used if not k.endswith("heads"))
     if unused:
         raise QuantizeError(f"{inp.path}: unknown entries {', '.join(unused)}")
     dst = Path(dst)

@@ -3,7 +3,9 @@ the training techniques under one budget (needs the ``onebit[train]`` extra: PyT
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -12,9 +14,7 @@ from pathlib import Path
 def run(*, technique: str, compare: bool, steps: int, seed: int, out: str | None,
         json_out: bool, d_model: int, heads: int, d_ff: int, n_layers: int,
         context: int, batch: int) -> int:
-    try:
-        import torch
-    except ImportError:
+    if importlib.util.find_spec("torch") is None:
         print("onebit train needs PyTorch: pip install 'onebit[train]' (torch==2.13.0, a CPU "
               "build)", file=sys.stderr)
         return 2
@@ -24,7 +24,6 @@ def run(*, technique: str, compare: bool, steps: int, seed: int, out: str | None
     from .train.export import export_model
     from .train.loop import RunConfig, train
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         base = RunConfig(technique=technique, steps=steps, seed=seed, d_model=d_model,
                          heads=heads, d_ff=d_ff, n_layers=n_layers, context=context, batch=batch)
@@ -61,7 +60,7 @@ def run(*, technique: str, compare: bool, steps: int, seed: int, out: str | None
     model.save(path)
     loss = golden_valid_loss(model, corpus, base)
     summary = {"technique": technique, "model": str(path), "valid_loss": round(loss, 4),
-               "bits_per_char": round(loss / 0.6931471805599453, 4),
+               "bits_per_char": round(loss / math.log(2), 4),
                "float_valid_loss": None if float_loss is None else round(float_loss, 4),
                "bytes": path.stat().st_size, "train_seconds": round(r.seconds, 1)}
     if json_out:

@@ -46,21 +46,17 @@ class AttentionUnit(wiring.Component):
                              f"compared with int16 thresholds), not {capacity!r}")
         self._h, self._dh, self._cap = heads, head_dim, capacity
         d = heads * head_dim
-        self._ta_shape = signed((head_dim + 1).bit_length() + 1)   # [-Dh, Dh + 1]
+        ta_shape = signed((head_dim + 1).bit_length() + 1)   # [-Dh, Dh + 1]
         super().__init__({
             "kv": In(stream.Signature(data.StructLayout({"k": d, "v": d}))),
             "q": In(stream.Signature(data.StructLayout({"q": d, "pos": range(capacity)}))),
             "c": Out(stream.Signature(data.StructLayout({"bits": d, "error": 1}))),
-            "ta": In(data.ArrayLayout(self._ta_shape, heads)),
+            "ta": In(data.ArrayLayout(ta_shape, heads)),
             "tc": In(data.ArrayLayout(signed(16), d)),
             "clear": In(1),
             "length": Out(range(capacity + 1)),
             "overflow": Out(1),
         })
-
-    @property
-    def ta_shape(self):
-        return self._ta_shape
 
     def elaborate(self, platform):
         m = Module()

@@ -95,7 +95,6 @@ class CommandProcessor(wiring.Component):
         R, C = c.rows, c.cols
 
         opcode = Signal(8)
-        length = Signal(16)
         idx = Signal(16)
         args = Signal(8 * _ARGS_BYTES)
         view = {op: data.View(_args_layout(op), args[:8 * args_size(op)]) for op in ARGUMENTS}
@@ -191,7 +190,7 @@ class CommandProcessor(wiring.Component):
                 with m.If(self.events.valid):
                     with m.Switch(ev.kind):
                         with m.Case(EventKind.HEADER):
-                            m.d.sync += [opcode.eq(ev.opcode), length.eq(ev.value), idx.eq(0),
+                            m.d.sync += [opcode.eq(ev.opcode), idx.eq(0),
                                          args.eq(0), known.eq(hdr_known), n_args.eq(hdr_n_args),
                                          short.eq(ev.value < hdr_n_args),
                                          data_len.eq(ev.value - hdr_n_args)]

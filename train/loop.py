@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -116,18 +116,16 @@ def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, corpus: Corpus, cfg: RunConfig,
-             logits_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+def evaluate(model: nn.Module, corpus: Corpus, cfg: RunConfig) -> float:
     """Mean validation cross-entropy (nats per character) over fixed, seeded windows."""
     was = model.training
     model.eval()
     gen = batches(corpus.valid, batch=cfg.batch, context=cfg.context,
                   rng=np.random.default_rng(12345))
-    fn = logits_fn or model
     total = 0.0
     for _ in range(cfg.eval_batches):
         x, y = next(gen)
-        total += float(_loss(fn(torch.from_numpy(x)), torch.from_numpy(y)))
+        total += float(_loss(model(torch.from_numpy(x)), torch.from_numpy(y)))
     model.train(was)
     return total / cfg.eval_batches
 
@@ -181,6 +179,3 @@ def train(cfg: RunConfig, corpus: Corpus, *, teacher: nn.Module | None = None,
     seconds = time.perf_counter() - start
     return RunResult(cfg, model, evaluate(model, corpus, cfg), seconds, history)
 
-
-def with_technique(cfg: RunConfig, technique: str) -> RunConfig:
-    return replace(cfg, technique=technique)

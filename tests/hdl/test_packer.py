@@ -33,6 +33,27 @@ def _beats(bits: np.ndarray, rows: int, cols: int) -> list[dict]:
     return beats
 
 
+def _packer_with_memory(cfg: CoreConfig, depth: int, init: list[int]):
+    """The packer writing into a memory of ``depth`` words with ``C``-bit write enables."""
+    top = Module()
+    top.submodules.packer = dut = ResultPacker(cfg, depth=depth)
+    top.submodules.mem = mem = memory.Memory(shape=cfg.lanes, depth=depth, init=init)
+    wp = mem.write_port(granularity=cfg.cols)
+    top.d.comb += [wp.addr.eq(dut.waddr), wp.data.eq(dut.wdata), wp.en.eq(dut.wen)]
+    return top, dut, mem
+
+
+async def _words_when_done(ctx, dut, mem) -> list[int]:
+    await ctx.tick().until(dut.done)
+    await ctx.tick()
+    return [ctx.get(mem.data[a]) for a in range(mem.depth)]
+
+
+def _row_int(packed_row: np.ndarray) -> int:
+    """A spec-packed row (uint32 words) as one integer, bit k = element k."""
+    return int(sum(int(w) << (32 * i) for i, w in enumerate(packed_row)))
+
+
 @pytest.mark.parametrize("rows, cols, lanes, t, n, base, idle", [
     (2, 2, 8, 5, 13, 3, 0.0), (4, 4, 32, 9, 70, 0, 0.4), (1, 8, 8, 3, 8, 1, 0.3),
     (3, 1, 4, 7, 9, 2, 0.5),
@@ -42,21 +63,15 @@ def test_packer_writes_spec_rows(rows, cols, lanes, t, n, base, idle):
     depth = 64
     rng = np.random.default_rng(t * n)
     bits = rng.integers(0, 2, size=(t, n), dtype=np.uint8)
-    top = Module()
-    top.submodules.packer = dut = ResultPacker(cfg, depth=depth)
     init = [int(v) for v in rng.integers(0, 1 << lanes, size=depth, dtype=np.uint64)]
-    top.submodules.mem = mem = memory.Memory(shape=lanes, depth=depth, init=init)
-    wp = mem.write_port(granularity=cols)
-    top.d.comb += [wp.addr.eq(dut.waddr), wp.data.eq(dut.wdata), wp.en.eq(dut.wen)]
+    top, dut, mem = _packer_with_memory(cfg, depth, init)
     prng = random.Random(n)
     seen = {}
 
     async def bench(ctx):
         await put_all(ctx, dut.cmd, [{"t": t, "n": n, "base": base}], rng=prng)
         await put_all(ctx, dut.i, _beats(bits, rows, cols), rng=prng, idle=idle)
-        await ctx.tick().until(dut.done)
-        await ctx.tick()
-        seen["words"] = [ctx.get(mem.data[a]) for a in range(depth)]
+        seen["words"] = await _words_when_done(ctx, dut, mem)
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
@@ -67,7 +82,7 @@ def test_packer_writes_spec_rows(rows, cols, lanes, t, n, base, idle):
     want = list(init)
     packed = pack_bits(bits)                          # (T, ceil(N / 32)) uint32, spec packing
     for tok in range(t):
-        row = int(sum(int(w) << (32 * i) for i, w in enumerate(packed[tok])))
+        row = _row_int(packed[tok])
         for n0 in range(0, n, cols):
             addr, shift = base + tok * wpr + n0 // lanes, n0 % lanes
             group = (row >> n0) & ((1 << cols) - 1)
@@ -99,13 +114,9 @@ def test_core_results_pack_into_golden_rows(rows, cols, lanes, t, n, k):
     want = binary_linear(pack_bits(x), pack_bits(w), k, thr)          # (T, N) bits
     streams = encode_gemm(cfg, Op.XOR, x, w, thr)
     depth = 32
-    top = Module()
+    top, dut, mem = _packer_with_memory(cfg, depth, [])
     top.submodules.core = core = GemmCore(cfg)
-    top.submodules.packer = dut = ResultPacker(cfg, depth=depth)
-    top.submodules.mem = mem = memory.Memory(shape=lanes, depth=depth, init=[])
-    wp = mem.write_port(granularity=cols)
     wiring.connect(top, core.result, dut.i)
-    top.d.comb += [wp.addr.eq(dut.waddr), wp.data.eq(dut.wdata), wp.en.eq(dut.wen)]
     prng = random.Random(k)
     seen = {}
 
@@ -117,9 +128,7 @@ def test_core_results_pack_into_golden_rows(rows, cols, lanes, t, n, k):
     async def control(ctx):
         await put_all(ctx, dut.cmd, [{"t": t, "n": n, "base": 0}], rng=prng)
         await put_all(ctx, core.cmd, [streams.cmd], rng=prng)
-        await ctx.tick().until(dut.done)
-        await ctx.tick()
-        seen["words"] = [ctx.get(mem.data[a]) for a in range(depth)]
+        seen["words"] = await _words_when_done(ctx, dut, mem)
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
@@ -131,6 +140,6 @@ def test_core_results_pack_into_golden_rows(rows, cols, lanes, t, n, k):
     wpr = -(-n // lanes)
     packed = pack_bits(want)
     for tok in range(t):
-        row = int(sum(int(v) << (32 * i) for i, v in enumerate(packed[tok])))
+        row = _row_int(packed[tok])
         got = sum(seen["words"][tok * wpr + j] << (lanes * j) for j in range(wpr))
         assert got == row, f"token {tok}"
