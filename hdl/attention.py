@@ -11,14 +11,18 @@ Prefill and decode are the same operation: append the new tokens' rows, then que
 token with its position. All heads and channels work in parallel, one cached token per cycle:
 a query of token ``pos`` takes ``pos + 1`` cycles plus 4.
 
+The cache has ``slots`` independent parts (one per layer of a model), each of ``capacity``
+tokens; the static input ``slot`` picks the part that appends and queries use, ``length`` is that
+part's token count, and ``clear_slot`` (one cycle) empties that part only.
+
 Streams (``lib.stream``): ``kv`` appends one token (refused rows are not written: when the cache
 is full the row is taken, dropped, and ``overflow`` stays set until ``clear``); ``q`` takes a
 query; ``c`` answers each query with ``bits`` and ``error`` (set, with zero bits, when ``pos`` is
 not a cached token). Appends and queries are served one at a time, appends first. ``ta``, ``tc``
-are static inputs (hold them while a query runs). ``clear`` (one cycle) empties the cache.
+are static inputs (hold them while a query runs). ``clear`` (one cycle) empties every slot.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,16 +39,18 @@ class AttentionUnit(wiring.Component):
     c : Out(stream.Signature({"bits": D, "error": 1}))
     ta : In(ArrayLayout(signed, heads));  tc : In(ArrayLayout(signed(16), D))
     clear : In(1);  length : Out(range(capacity + 1));  overflow : Out(1)
+    slot : In(range(slots));  clear_slot : In(1)
     """
 
-    def __init__(self, *, heads: int, head_dim: int, capacity: int):
-        for name, v in (("heads", heads), ("head_dim", head_dim), ("capacity", capacity)):
+    def __init__(self, *, heads: int, head_dim: int, capacity: int, slots: int = 1):
+        for name, v in (("heads", heads), ("head_dim", head_dim), ("capacity", capacity),
+                        ("slots", slots)):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"AttentionUnit {name} must be a positive integer, not {v!r}")
         if capacity > 32767:
             raise ValueError(f"AttentionUnit capacity must be at most 32767 (the context sum is "
                              f"compared with int16 thresholds), not {capacity!r}")
-        self._h, self._dh, self._cap = heads, head_dim, capacity
+        self._h, self._dh, self._cap, self._slots = heads, head_dim, capacity, slots
         d = heads * head_dim
         ta_shape = signed((head_dim + 1).bit_length() + 1)   # [-Dh, Dh + 1]
         super().__init__({
@@ -56,21 +62,27 @@ class AttentionUnit(wiring.Component):
             "clear": In(1),
             "length": Out(range(capacity + 1)),
             "overflow": Out(1),
+            "slot": In(range(slots)),
+            "clear_slot": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        h_n, dh, cap = self._h, self._dh, self._cap
+        h_n, dh, cap, n_slots = self._h, self._dh, self._cap, self._slots
         d = h_n * dh
-        m.submodules.keys = keys = memory.Memory(shape=d, depth=cap, init=[])
-        m.submodules.values = values = memory.Memory(shape=d, depth=cap, init=[])
+        m.submodules.keys = keys = memory.Memory(shape=d, depth=cap * n_slots, init=[])
+        m.submodules.values = values = memory.Memory(shape=d, depth=cap * n_slots, init=[])
         k_w, k_r = keys.write_port(), keys.read_port()
         v_w, v_r = values.write_port(), values.read_port()
 
-        length = Signal(range(cap + 1))
-        m.d.comb += self.length.eq(length)
+        lengths = Array(Signal(range(cap + 1), name=f"length{i}") for i in range(n_slots))
+        length = lengths[self.slot]
+        slot_base = Signal(range(cap * n_slots))
+        m.d.comb += [self.length.eq(length), slot_base.eq(self.slot * cap)]
         with m.If(self.clear):
-            m.d.sync += [length.eq(0), self.overflow.eq(0)]
+            m.d.sync += [ln.eq(0) for ln in lengths] + [self.overflow.eq(0)]
+        with m.Elif(self.clear_slot):
+            m.d.sync += length.eq(0)
 
         q = Signal(d)
         pos = Signal(range(cap))
@@ -85,7 +97,8 @@ class AttentionUnit(wiring.Component):
         a_bits = Signal(h_n)
         a_v = Signal(d)
         m.d.sync += [rd_valid.eq(0), a_valid.eq(0)]
-        m.d.comb += [k_r.addr.eq(j), v_r.addr.eq(j), k_r.en.eq(1), v_r.en.eq(1)]
+        m.d.comb += [k_r.addr.eq(slot_base + j), v_r.addr.eq(slot_base + j),
+                     k_r.en.eq(1), v_r.en.eq(1)]
 
         scores = []
         for h in range(h_n):
@@ -103,16 +116,18 @@ class AttentionUnit(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.kv.ready.eq(~self.clear)
-                with m.If(self.kv.valid & ~self.clear):
+                busy_clear = self.clear | self.clear_slot
+                m.d.comb += self.kv.ready.eq(~busy_clear)
+                with m.If(self.kv.valid & ~busy_clear):
                     with m.If(length < cap):
-                        m.d.comb += [k_w.addr.eq(length), k_w.data.eq(self.kv.payload.k),
-                                     k_w.en.eq(1), v_w.addr.eq(length),
+                        m.d.comb += [k_w.addr.eq(slot_base + length),
+                                     k_w.data.eq(self.kv.payload.k),
+                                     k_w.en.eq(1), v_w.addr.eq(slot_base + length),
                                      v_w.data.eq(self.kv.payload.v), v_w.en.eq(1)]
                         m.d.sync += length.eq(length + 1)
                     with m.Else():
                         m.d.sync += self.overflow.eq(1)
-                with m.Elif(self.q.valid & ~self.clear):
+                with m.Elif(self.q.valid & ~busy_clear):
                     m.d.comb += self.q.ready.eq(1)
                     m.d.sync += [q.eq(self.q.payload.q), pos.eq(self.q.payload.pos), j.eq(0)]
                     m.d.sync += [a.eq(0) for a in acc]

@@ -14,12 +14,12 @@ thresholds; ``res_waddr``/``res_wdata``/``res_wen`` for results.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host.core_config import Op
 from ..host.device_config import RESULT_INT_BYTES, DeviceConfig
-from .gemm import GemmCore, counters_layout
+from .gemm import GemmCore, counters_layout, result_layout
 from .stream_reader import MemoryStreamReader
 
 __all__ = ["GemmRunner", "run_layout"]
@@ -28,7 +28,7 @@ __all__ = ["GemmRunner", "run_layout"]
 def run_layout(dev: DeviceConfig) -> data.StructLayout:
     c = dev.core
     return data.StructLayout({
-        "op": Op, "threshold": 1,
+        "op": Op, "threshold": 1, "stream": 1,
         "t": range(c.max_t + 1), "n": range(c.max_n + 1), "k": range(c.max_k + 1),
         "act_base": range(dev.act_words), "act_count": range(dev.act_words + 1),
         "weight_base": range(dev.weight_words), "weight_count": range(dev.weight_words + 1),
@@ -44,6 +44,7 @@ class GemmRunner(wiring.Component):
     counters : Out(counters_layout())
     act_raddr, act_ren, act_rdata;  weight_raddr, ...;  thresh_raddr, ...
     res_waddr : Out(range(result_beats));  res_wdata : Out(result_word_bits);  res_wen : Out(1)
+    result : Out(stream.Signature(result_layout(core)))
     """
 
     def __init__(self, dev: DeviceConfig):
@@ -57,6 +58,7 @@ class GemmRunner(wiring.Component):
             "beats": Out(range(dev.result_beats + 1)), "counters": Out(counters_layout()),
             "res_waddr": Out(range(dev.result_beats)), "res_wdata": Out(dev.result_word_bits),
             "res_wen": Out(1),
+            "result": Out(stream.Signature(result_layout(c))),
         }
         for name, width, depth in (("act", c.lanes, dev.act_words),
                                    ("weight", c.lanes, dev.weight_words),
@@ -97,10 +99,15 @@ class GemmRunner(wiring.Component):
             m.d.comb += v.eq(r.ints[i])
             ext.append(v)
         addr = Signal(range(dev.result_beats + 1))
+        taken = Signal()
         m.d.comb += [self.res_waddr.eq(addr),
                      self.res_wdata.eq(Mux(p.threshold, r.bits, Cat(*ext))),
-                     self.res_wen.eq(core.result.valid & (addr < dev.result_beats)),
-                     core.result.ready.eq(1), self.beats.eq(addr)]
+                     self.res_wen.eq(core.result.valid & ~p.stream & (addr < dev.result_beats)),
+                     self.result.payload.eq(r),
+                     self.result.valid.eq(core.result.valid & p.stream),
+                     core.result.ready.eq(~p.stream | self.result.ready),
+                     taken.eq(core.result.valid & core.result.ready),
+                     self.beats.eq(addr)]
         m.d.sync += [self.done.eq(0), self.error.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
@@ -123,7 +130,7 @@ class GemmRunner(wiring.Component):
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(core.result.valid):
+                with m.If(taken):
                     m.d.sync += addr.eq(addr + 1)
                     with m.If(r.last):
                         m.d.sync += self.done.eq(1)

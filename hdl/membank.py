@@ -35,11 +35,13 @@ class MemoryBank(wiring.Component):
 
     Members
     -------
-    waddr : In(range(depth));  wdata : In(width);  wen : In(1)
+    waddr : In(range(depth));  wdata : In(width);  wen : In(1), or one enable per
+        ``granularity`` bits (block RAM only)
     raddr : In(range(depth));  ren : In(1);  rdata : Out(width)
     """
 
-    def __init__(self, *, width: int, depth: int, kind: str = "bram"):
+    def __init__(self, *, width: int, depth: int, kind: str = "bram",
+                 granularity: int | None = None):
         for name, v in (("Bank width", width), ("Bank depth", depth)):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -49,9 +51,18 @@ class MemoryBank(wiring.Component):
             raise ValueError(f"A {width}-bit SPRAM bank of {depth} words needs "
                              f"{spram_blocks(width, depth)} SB_SPRAM256KA blocks; the iCE40 "
                              f"UP5K has {SPRAM_BLOCKS}")
+        if granularity is not None:
+            if isinstance(granularity, bool) or not isinstance(granularity, int) or \
+                    granularity <= 0 or width % granularity:
+                raise ValueError(f"Write granularity must be a positive divisor of the width "
+                                 f"{width}, not {granularity!r}")
+            if kind != "bram":
+                raise ValueError(f"Write granularity needs a block RAM bank, not {kind!r}")
         self._width, self._depth, self._kind = width, depth, kind
+        self._gran = granularity
         super().__init__({
-            "waddr": In(range(depth)), "wdata": In(width), "wen": In(1),
+            "waddr": In(range(depth)), "wdata": In(width),
+            "wen": In(width // granularity if granularity else 1),
             "raddr": In(range(depth)), "ren": In(1), "rdata": Out(width),
         })
 
@@ -64,7 +75,7 @@ class MemoryBank(wiring.Component):
         m = Module()
         if self._kind == "bram":
             m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
-            wr, rd = mem.write_port(), mem.read_port()
+            wr, rd = mem.write_port(granularity=self._gran), mem.read_port()
             m.d.comb += [wr.addr.eq(self.waddr), wr.data.eq(self.wdata), wr.en.eq(self.wen),
                          rd.addr.eq(self.raddr), rd.en.eq(self.ren), self.rdata.eq(rd.data)]
             return m

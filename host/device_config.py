@@ -21,12 +21,20 @@ from dataclasses import dataclass, field
 
 from .core_config import MEMORY_KINDS, SPRAM_BLOCKS, CoreConfig, spram_blocks
 
-__all__ = ["DeviceConfig", "THRESHOLD_BYTES", "RESULT_INT_BYTES"]
+__all__ = ["DeviceConfig", "LayerConfig", "THRESHOLD_BYTES", "RESULT_INT_BYTES", "PARAM_BYTES",
+           "RESIDUAL_BYTES", "PARAM_BITS"]
 
 #: Bytes of one threshold on the wire (little-endian two's complement).
 THRESHOLD_BYTES = 2
 #: Bytes of one integer result on the wire (little-endian two's complement).
 RESULT_INT_BYTES = 2
+#: Bytes of one residual-stream integer on the wire (int16, little-endian).
+RESIDUAL_BYTES = 2
+#: Bytes of one layer parameter (residual and context thresholds, scales, attention thresholds)
+#: on the wire (int32, little-endian); the device saturates it into ``PARAM_BITS`` signed bits,
+#: which holds every value the spec allows (residual thresholds lie in [-32768, 32768]).
+PARAM_BYTES = 4
+PARAM_BITS = 17
 #: Largest frame payload data a device may stage (the frame's length field is 16 bits and the
 #: command arguments take up to 32 bytes).
 MAX_FRAME_BYTES = 0xFFFF - 32
@@ -36,6 +44,57 @@ def _count(name: str, value: object, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer of at least {low}, not {value!r}")
     return value
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """The layer engine's parameters (``onebit.hdl.layer``), checked at construction.
+
+    The model width and heads are fixed by the build (the attention unit works on all heads and
+    channels at once); the feed-forward width is given per command, up to ``max_ff``.
+
+    Members
+    -------
+    d_model, heads : int
+        D and H; D must be a multiple of the core's lanes.
+    max_ff : int
+        Largest F.
+    kv_capacity : int
+        Tokens the KV cache holds per slot.
+    kv_slots : int
+        Cache slots: one per layer of a model that runs on the device.
+    res_words : int
+        Residual store size in words of ``cols`` int16 values (a row of D is ``D / cols``).
+    param_words : int
+        Parameter store size in words of ``cols`` values of ``PARAM_BITS`` bits.
+    """
+
+    d_model: int = 64
+    heads: int = 2
+    max_ff: int = 256
+    kv_capacity: int = 64
+    kv_slots: int = 2
+    res_words: int = 1024
+    param_words: int = 512
+
+    def __post_init__(self) -> None:
+        _count("Model width", self.d_model)
+        _count("Head count", self.heads)
+        _count("Maximum feed-forward width", self.max_ff)
+        _count("KV cache capacity", self.kv_capacity)
+        _count("KV cache slots", self.kv_slots)
+        _count("Residual store size", self.res_words)
+        _count("Parameter store size", self.param_words)
+        if self.d_model % self.heads:
+            raise ValueError(f"Model width {self.d_model} is not a multiple of the head count "
+                             f"{self.heads}")
+        if self.kv_capacity > 32766:
+            raise ValueError(f"KV cache capacity must be at most 32766 (context sums are "
+                             f"compared with int16 thresholds), not {self.kv_capacity}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.heads
 
 
 @dataclass(frozen=True)
@@ -54,6 +113,9 @@ class DeviceConfig:
     weight_store : str
         ``"bram"`` or ``"ice40_spram"`` for the weight store (SPRAM blocks side by side and deep, at
         most four with the core's own).
+    layer : LayerConfig or None
+        The layer engine (``LAYER`` and ``HEAD`` commands); ``None`` builds a GEMM-only device.
+        Its sizes must fit the core and the activation store (``onebit.host.layer_layout``).
     """
 
     core: CoreConfig = field(default_factory=CoreConfig)
@@ -63,6 +125,7 @@ class DeviceConfig:
     thresh_words: int = 1024
     result_beats: int = 1024
     weight_store: str = "bram"
+    layer: LayerConfig | None = None
 
     def __post_init__(self) -> None:
         c = self.core
@@ -92,6 +155,38 @@ class DeviceConfig:
                                  f"{c.lanes} bits (plus the core's {c.spram_blocks}) needs "
                                  f"{blocks} SB_SPRAM256KA blocks; the iCE40 UP5K has "
                                  f"{SPRAM_BLOCKS}")
+        if self.layer is not None:
+            self._check_layer()
+
+    def _check_layer(self) -> None:
+        from .layer_layout import act_regions, param_words_per_layer
+
+        c, ly = self.core, self.layer
+        if not isinstance(ly, LayerConfig):
+            raise TypeError(f"layer must be a LayerConfig or None, not {ly!r}")
+        if c.lanes % c.cols:
+            raise ValueError(f"The layer engine packs results in groups of cols bits: lanes "
+                             f"({c.lanes}) must be a multiple of cols ({c.cols})")
+        if ly.d_model % c.lanes:
+            raise ValueError(f"Model width {ly.d_model} must be a multiple of the lanes "
+                             f"({c.lanes})")
+        for what, need, top, name in (("3 x model width", 3 * ly.d_model, c.max_n, "max_n"),
+                                      ("Maximum feed-forward width", ly.max_ff, c.max_n, "max_n"),
+                                      ("Model width", ly.d_model, c.max_k, "max_k"),
+                                      ("Maximum feed-forward width", ly.max_ff, c.max_k, "max_k")):
+            if need > top:
+                raise ValueError(f"{what} ({need}) exceeds the core's {name} ({top})")
+        need = act_regions(self)["end"]
+        if self.act_words < need:
+            raise ValueError(f"The layer engine needs {need} activation words for max_t = "
+                             f"{c.max_t}, D = {ly.d_model}, F = {ly.max_ff}; the store has "
+                             f"{self.act_words}")
+        if ly.res_words < c.max_t * ly.d_model // c.cols:
+            raise ValueError(f"Residual store of {ly.res_words} words cannot hold max_t = "
+                             f"{c.max_t} rows of {ly.d_model // c.cols} words")
+        if ly.param_words < param_words_per_layer(self):
+            raise ValueError(f"Parameter store of {ly.param_words} words cannot hold one "
+                             f"layer's {param_words_per_layer(self)}")
 
     @property
     def word_bytes(self) -> int:

@@ -28,7 +28,8 @@ __all__ = [
     "START", "MAX_PAYLOAD", "HEADER_BYTES", "TRAILER_BYTES", "Opcode", "Status", "Frame",
     "FrameError", "encode_frame", "FrameDecoder", "crc32", "crc8", "PROTOCOL_VERSION",
     "encode_identify", "decode_identify", "ARGUMENTS", "args_size", "encode_args",
-    "LINK_COUNTERS", "COUNTERS", "DATA_UNIT", "RUN_THRESHOLD",
+    "LINK_COUNTERS", "COUNTERS", "DATA_UNIT", "RUN_THRESHOLD", "LAYER_OPCODES", "LAYER_FRESH",
+    "LAYER_HEAD",
 ]
 
 PROTOCOL_VERSION = 2
@@ -54,6 +55,11 @@ class Opcode(enum.IntEnum):
     READ_RESULTS = 0x06
     READ_COUNTERS = 0x07
     LOAD_THRESHOLDS = 0x08
+    LOAD_RESIDUAL = 0x09
+    READ_RESIDUAL = 0x0A
+    LOAD_PARAMS = 0x0B
+    LAYER = 0x0C
+    CLEAR_CACHE = 0x0D
 
     @property
     def response(self) -> int:
@@ -64,7 +70,8 @@ class Opcode(enum.IntEnum):
 class Status(enum.IntEnum):
     """First payload byte of every response: ``OK``; the frame failed its CRC; the opcode is
     not a command; the payload has the wrong size; a field or region is out of range; the frame
-    stopped half-way (inter-byte timeout); the core rejected a checked command (a device fault).
+    stopped half-way (inter-byte timeout); the core rejected a checked command (a device fault);
+    a LAYER would take the KV cache slot beyond its capacity (nothing was run).
     """
 
     OK = 0x00
@@ -74,6 +81,7 @@ class Status(enum.IntEnum):
     OUT_OF_RANGE = 0x04
     TIMED_OUT = 0x05
     FAULT = 0x06
+    CACHE_FULL = 0x07
 
 
 #: Each command's argument fields, ``(name, bytes)``, little-endian, at the start of its payload.
@@ -90,11 +98,28 @@ ARGUMENTS: dict[Opcode, tuple[tuple[str, int], ...]] = {
                  ("act_base", 4), ("weight_base", 4), ("thresh_base", 4)),
     Opcode.READ_RESULTS: (("tag", 1), ("offset", 4), ("count", 2)),
     Opcode.READ_COUNTERS: (("tag", 1),),
+    Opcode.LOAD_RESIDUAL: (("tag", 1), ("offset", 4)),
+    Opcode.READ_RESIDUAL: (("tag", 1), ("offset", 4), ("count", 2)),
+    Opcode.LOAD_PARAMS: (("tag", 1), ("offset", 4)),
+    Opcode.LAYER: (("tag", 1), ("flags", 1), ("slot", 1), ("shift", 1), ("t", 2), ("f", 2),
+                   ("n", 2), ("res_base", 4), ("w_base", 4), ("th_base", 4), ("p_base", 4)),
+    Opcode.CLEAR_CACHE: (("tag", 1),),
 }
+
+#: Commands that only a device with a layer engine knows (others answer UNKNOWN_OPCODE).
+LAYER_OPCODES = (Opcode.LOAD_RESIDUAL, Opcode.READ_RESIDUAL, Opcode.LOAD_PARAMS, Opcode.LAYER,
+                 Opcode.CLEAR_CACHE)
+
+#: LAYER's ``flags``: bit 0 empties the layer's KV cache slot first (a prefill from position 0;
+#: without it the tokens continue the cached sequence: decode); bit 1 runs the LM head instead
+#: of a layer: ``(X >= th_out) . Wout^T`` as integers into the result store (``n`` = V rows).
+LAYER_FRESH = 0x01
+LAYER_HEAD = 0x02
 
 #: Commands whose payload continues with data after the arguments, and the store they fill.
 DATA_UNIT = {Opcode.LOAD_WEIGHTS: "weight", Opcode.LOAD_ACTIVATIONS: "act",
-             Opcode.LOAD_THRESHOLDS: "thresh"}
+             Opcode.LOAD_THRESHOLDS: "thresh", Opcode.LOAD_RESIDUAL: "res",
+             Opcode.LOAD_PARAMS: "param"}
 
 #: RUN's ``flags``: bit 0 asks for thresholded (bit) results.
 RUN_THRESHOLD = 0x01

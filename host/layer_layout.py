@@ -1,0 +1,120 @@
+"""Where a layer lives on the device: one definition for the layer engine and the host driver.
+
+Plain Python and NumPy. For a device with a layer engine (``DeviceConfig.layer``), with
+``D = d_model``, ``L = lanes``, ``C = cols``, ``Dw = D / L`` words per binary row and ``Dc = D / C``
+words per residual or parameter row:
+
+- weight store, from a layer's ``w_base``: ``Wq``, ``Wk``, ``Wv`` (3D rows), ``Wo`` (D rows),
+  ``W1`` (F rows), each row ``Dw`` words, then ``W2`` (D rows of ``ceil(F / L)`` words);
+- threshold store, from ``th_base``: ``tq``, ``tk``, ``tv`` (3D), then ``t1`` (F);
+- parameter store, from ``p_base``, ``Dc`` words each: ``th_attn``, ``tc``, ``so``, ``th_ffn``,
+  ``s2``, then ``ta`` in ``ceil(H / C)`` words (zero padded). The LM head's parameters are
+  ``th_out`` (``Dc`` words);
+- activation store: the engine's scratch regions (``act_regions``), sized for ``max_t`` tokens;
+  LAYER overwrites them (and whatever LOAD_ACTIVATIONS put there);
+- residual store: the rows ``X`` of the tokens, ``Dc`` words each, from ``res_base``; LAYER
+  replaces them with ``X2`` in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .core_config import to_chunks
+from .packing import check_bits
+
+__all__ = ["PARAM_ROWS", "act_regions", "check_layer", "param_words_per_layer",
+           "layer_weight_words",
+           "layer_thresh_count", "layer_weights", "layer_thresholds", "layer_param_values",
+           "head_weights", "head_param_values"]
+
+#: The parameter store's per-layer rows (``Dc`` words each), in order; ``ta`` follows them.
+PARAM_ROWS = ("th_attn", "tc", "so", "th_ffn", "s2")
+
+
+def _dims(dev) -> tuple[int, int, int, int]:
+    c, ly = dev.core, dev.layer
+    if ly is None:
+        raise ValueError("this device has no layer engine (DeviceConfig.layer is None)")
+    return ly.d_model, c.lanes, c.cols, ly.heads
+
+
+def act_regions(dev) -> dict[str, int]:
+    """First word of each scratch region in the activation store, and ``end`` (words used):
+    ``xb`` (binarised input, ``Dw`` a token), ``qkv`` (``Qb|Kb|Vb``, ``3 Dw``), ``cb`` (context
+    bits, ``Dw``), ``x1b`` (``X1 >= th_ffn``, ``Dw``), ``hb`` (``ceil(max_ff / L)``)."""
+    d, lanes, _, _ = _dims(dev)
+    t, dw = dev.core.max_t, d // lanes
+    r = {"xb": 0}
+    r["qkv"] = r["xb"] + t * dw
+    r["cb"] = r["qkv"] + 3 * t * dw
+    r["x1b"] = r["cb"] + t * dw
+    r["hb"] = r["x1b"] + t * dw
+    r["end"] = r["hb"] + t * -(-dev.layer.max_ff // lanes)
+    return r
+
+
+def param_words_per_layer(dev) -> int:
+    d, _, cols, heads = _dims(dev)
+    return len(PARAM_ROWS) * (d // cols) + -(-heads // cols)
+
+
+def layer_weight_words(dev, f: int) -> int:
+    """Weight words of one layer with feed-forward width ``f``."""
+    d, lanes, _, _ = _dims(dev)
+    dw, fw = d // lanes, -(-f // lanes)
+    return (4 * d + f) * dw + d * fw
+
+
+def layer_thresh_count(dev, f: int) -> int:
+    d, _, _, _ = _dims(dev)
+    return 3 * d + f
+
+
+def layer_weights(dev, p) -> np.ndarray:
+    """The weight store words (``lanes``-bit integers, ``uint64`` or Python ints) of a
+    ``LayerParams``, in the order above."""
+    check_layer(dev, p)
+    lanes = dev.core.lanes
+    rows = []
+    for name in ("Wq", "Wk", "Wv", "Wo", "W1", "W2"):
+        rows.extend(to_chunks(check_bits(name, getattr(p, name)), lanes, name=name))
+    return np.asarray([w for row in rows for w in row], dtype=object)
+
+
+def check_layer(dev, p) -> None:
+    """Raise ``ValueError`` naming the mismatch if ``LayerParams`` ``p`` cannot run on ``dev``."""
+    d, _, _, heads = _dims(dev)
+    if (p.d_model, p.heads) != (d, heads):
+        raise ValueError(f"the device's layer engine is built for D = {d}, H = {heads}; this "
+                         f"layer has D = {p.d_model}, H = {p.heads}")
+    if p.d_ff > dev.layer.max_ff:
+        raise ValueError(f"the layer's feed-forward width F = {p.d_ff} exceeds the device's "
+                         f"max_ff = {dev.layer.max_ff}")
+
+
+def layer_thresholds(dev, p) -> np.ndarray:
+    """The threshold store entries of a layer, clamped into the core's field (same bits)."""
+    check_layer(dev, p)
+    t = np.concatenate([p.tq, p.tk, p.tv, p.t1]).astype(np.int64)
+    return dev.core.clamp_thresholds(t)
+
+
+def layer_param_values(dev, p) -> np.ndarray:
+    """The parameter store values of a layer (``param_words_per_layer * cols`` integers)."""
+    check_layer(dev, p)
+    _, _, cols, heads = _dims(dev)
+    ta = np.zeros(-(-heads // cols) * cols, np.int64)
+    ta[:heads] = p.ta
+    return np.concatenate([np.asarray(getattr(p, n), np.int64) for n in PARAM_ROWS] + [ta])
+
+
+def head_weights(dev, wout: np.ndarray) -> np.ndarray:
+    """The weight store words of the LM head ``Wout`` (V x D)."""
+    return np.asarray([w for row in to_chunks(wout, dev.core.lanes, name="Wout") for w in row],
+                      dtype=object)
+
+
+def head_param_values(dev, th_out: np.ndarray) -> np.ndarray:
+    _dims(dev)
+    return np.asarray(th_out, np.int64)
