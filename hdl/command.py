@@ -23,9 +23,17 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host.core_config import CORE_COUNTERS, Op
-from ..host.device_config import THRESHOLD_BYTES, DeviceConfig
+from ..host.device_config import (
+    PARAM_BITS,
+    PARAM_BYTES,
+    RESIDUAL_BYTES,
+    THRESHOLD_BYTES,
+    DeviceConfig,
+)
 from ..host.protocol import (
     ARGUMENTS,
+    LAYER_HEAD,
+    LAYER_OPCODES,
     LINK_COUNTERS,
     RUN_THRESHOLD,
     Opcode,
@@ -33,10 +41,12 @@ from ..host.protocol import (
     args_size,
     encode_identify,
 )
+from .datapath import store_word_bits
 from .frame_rx import EventKind, event_layout
 from .frame_tx import header_layout
 from .gemm import counters_layout
 from .gemm_runner import run_layout
+from .layer import layer_layout
 
 __all__ = ["CommandProcessor"]
 
@@ -47,11 +57,35 @@ def _args_layout(opcode: Opcode) -> data.StructLayout:
     return data.StructLayout({name: 8 * size for name, size in ARGUMENTS[opcode]})
 
 
-class _Reply(enum.Enum, shape=2):
+class _Reply(enum.Enum, shape=3):
     NONE = 0
     IDENT = 1
     WORDS = 2
     RESULTS = 3
+    RESIDUAL = 4
+
+
+def _opcodes(dev: DeviceConfig) -> list[Opcode]:
+    """The commands this device knows."""
+    return [op for op in ARGUMENTS if dev.layer is not None or op not in LAYER_OPCODES]
+
+
+def _loads(dev: DeviceConfig) -> list[tuple[Opcode, str, int, int]]:
+    """``(opcode, store, bytes per word, store depth)`` of every LOAD this device knows."""
+    loads = [(Opcode.LOAD_ACTIVATIONS, "act", dev.word_bytes, dev.act_words),
+             (Opcode.LOAD_WEIGHTS, "weight", dev.word_bytes, dev.weight_words),
+             (Opcode.LOAD_THRESHOLDS, "thresh", THRESHOLD_BYTES, dev.thresh_words)]
+    if dev.layer is not None:
+        loads += [(Opcode.LOAD_RESIDUAL, "resid", RESIDUAL_BYTES * dev.core.cols,
+                   dev.layer.res_words),
+                  (Opcode.LOAD_PARAMS, "param", PARAM_BYTES * dev.core.cols,
+                   dev.layer.param_words)]
+    return loads
+
+
+def _saturate(value, bits: int):
+    top = (1 << (bits - 1)) - 1
+    return Mux(value > top, top, Mux(value < -top - 1, -top - 1, value))[:bits]
 
 
 class CommandProcessor(wiring.Component):
@@ -73,21 +107,31 @@ class CommandProcessor(wiring.Component):
             raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
         self._dev = dev
         self._identify = encode_identify(dev)
-        c = dev.core
-        depth = max(dev.act_words, dev.weight_words, dev.thresh_words)
-        super().__init__({
+        depth = max(d for *_, d in _loads(dev))
+        ports = {
             "events": In(stream.Signature(event_layout())),
             "header": Out(stream.Signature(header_layout())),
             "data": Out(stream.Signature(8)),
-            "st_waddr": Out(range(depth)), "st_wdata": Out(max(c.lanes, c.threshold_width)),
-            "act_wen": Out(1), "weight_wen": Out(1), "thresh_wen": Out(1),
+            "st_waddr": Out(range(depth)), "st_wdata": Out(store_word_bits(dev)),
             "res_raddr": Out(range(dev.result_beats)), "res_ren": Out(1),
             "res_rdata": In(dev.result_word_bits),
             "run_start": Out(1), "run_params": Out(run_layout(dev)),
             "run_done": In(1), "run_error": In(1), "run_beats": In(range(dev.result_beats + 1)),
             "core_counters": In(counters_layout()),
             "bad_header": In(1), "tx_stall": In(1),
-        })
+        }
+        for _, store, _, _ in _loads(dev):
+            ports[f"{store}_wen"] = Out(1)
+        if dev.layer is not None:
+            ports.update({
+                "resid_raddr": Out(range(dev.layer.res_words)), "resid_ren": Out(1),
+                "resid_rdata": In(16 * dev.core.cols),
+                "layer_start": Out(1), "layer_params": Out(layer_layout()),
+                "clear_cache": Out(1),
+                "layer_done": In(1), "layer_status": In(8),
+                "layer_cycles": In(32), "layer_active": In(32),
+            })
+        super().__init__(ports)
 
     def elaborate(self, platform):  # noqa: C901 (one FSM, one state per step)
         m = Module()
@@ -97,7 +141,7 @@ class CommandProcessor(wiring.Component):
         opcode = Signal(8)
         idx = Signal(16)
         args = Signal(8 * _ARGS_BYTES)
-        view = {op: data.View(_args_layout(op), args[:8 * args_size(op)]) for op in ARGUMENTS}
+        view = {op: data.View(_args_layout(op), args[:8 * args_size(op)]) for op in _opcodes(dev)}
         tag = view[Opcode.IDENTIFY].tag
         status = Signal(8)
 
@@ -109,7 +153,7 @@ class CommandProcessor(wiring.Component):
         data_len = Signal(16)           # length - n_args
         m.d.comb += hdr_n_args.eq(1)
         with m.Switch(self.events.payload.opcode):
-            for op in ARGUMENTS:
+            for op in _opcodes(dev):
                 with m.Case(op):
                     m.d.comb += [hdr_known.eq(1), hdr_n_args.eq(args_size(op))]
 
@@ -158,15 +202,17 @@ class CommandProcessor(wiring.Component):
         region_end = Signal(34)
 
         # LOAD copy state.
-        unit_mask = Signal(range(8))
-        sel = Signal(3)                 # one-hot: act, weight, thresh
+        loads = _loads(dev)
+        max_unit = max(u for _, _, u, _ in loads)
+        unit_mask = Signal(range(max_unit))
+        sel = Signal(len(loads))        # one-hot, in the order of ``loads``
         copy_i = Signal(16)
-        in_word = Signal(range(8))
+        in_word = Signal(range(max_unit))
         word_i = Signal(16)
         d_valid, d_last = Signal(), Signal()
         d_addr = Signal.like(self.st_waddr)
         offset = Signal(32)
-        acc = Signal(max(c.lanes, 16))
+        acc = Signal(8 * max_unit)
 
         # RUN sizing state.
         rp = Signal(run_layout(dev))
@@ -180,6 +226,9 @@ class CommandProcessor(wiring.Component):
         per_tile = Signal(range(c.max_t + 1))
 
         ev = self.events.payload
+        layer = dev.layer is not None
+        rres = view.get(Opcode.READ_RESIDUAL)
+        resid_bytes = RESIDUAL_BYTES * c.cols
 
         def respond(code, kind=_Reply.NONE, n=0):
             return [status.eq(code), reply.eq(kind), reply_len.eq(n)]
@@ -222,10 +271,8 @@ class CommandProcessor(wiring.Component):
                 m.next = "CHECK_END"
                 m.d.sync += [len_nz.eq(data_len != 0), run_bad.eq(0), len_bad.eq(0)]
                 with m.Switch(opcode):
-                    for op, store in ((Opcode.LOAD_ACTIVATIONS, 0), (Opcode.LOAD_WEIGHTS, 1),
-                                      (Opcode.LOAD_THRESHOLDS, 2)):
+                    for op, _, unit, _ in loads:
                         with m.Case(op):
-                            unit = THRESHOLD_BYTES if store == 2 else dev.word_bytes
                             sh = unit.bit_length() - 1
                             m.d.sync += [len_bad.eq((data_len > dev.frame_bytes) |
                                                     (data_len & (unit - 1)).any()),
@@ -239,18 +286,24 @@ class CommandProcessor(wiring.Component):
                     with m.Case(Opcode.READ_RESULTS):
                         m.d.sync += [region_end.eq(rr.offset + rr.count),
                                      len_bad.eq(count_bytes > 0xFFFF - 2)]
+                    if layer:
+                        with m.Case(Opcode.READ_RESIDUAL):
+                            m.d.sync += [region_end.eq(rres.offset + rres.count),
+                                         len_bad.eq(rres.count * resid_bytes > 0xFFFF - 2)]
 
             with m.State("CHECK_END"):
                 m.next = "DECIDE"
                 m.d.sync += out_of_range.eq(0)
                 with m.Switch(opcode):
-                    for op, depth in ((Opcode.LOAD_ACTIVATIONS, dev.act_words),
-                                      (Opcode.LOAD_WEIGHTS, dev.weight_words),
-                                      (Opcode.LOAD_THRESHOLDS, dev.thresh_words)):
+                    for op, _, _, depth in loads:
                         with m.Case(op):
                             m.d.sync += out_of_range.eq(region_end > depth)
                     with m.Case(Opcode.READ_RESULTS):
                         m.d.sync += out_of_range.eq((region_end > stored_beats) | len_bad)
+                    if layer:
+                        with m.Case(Opcode.READ_RESIDUAL):
+                            m.d.sync += out_of_range.eq((region_end > dev.layer.res_words) |
+                                                        len_bad)
 
             with m.State("DECIDE"):
                 m.next = "HEADER"
@@ -261,11 +314,8 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += status.eq(Status.BAD_LENGTH)
                 with m.Else():
                     with m.Switch(opcode):
-                        for op, store in ((Opcode.LOAD_ACTIVATIONS, 0),
-                                          (Opcode.LOAD_WEIGHTS, 1),
-                                          (Opcode.LOAD_THRESHOLDS, 2)):
+                        for store, (op, _, unit, _) in enumerate(loads):
                             with m.Case(op):
-                                unit = THRESHOLD_BYTES if store == 2 else dev.word_bytes
                                 with m.If(len_bad):
                                     m.d.sync += status.eq(Status.BAD_LENGTH)
                                 with m.Elif(out_of_range):
@@ -298,6 +348,21 @@ class CommandProcessor(wiring.Component):
                             with m.Else():
                                 m.d.sync += [respond(Status.OK, _Reply.RESULTS, count_bytes),
                                              offset.eq(rr.offset)]
+                        if layer:
+                            with m.Case(Opcode.READ_RESIDUAL):
+                                with m.If(len_nz):
+                                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                                with m.Elif(out_of_range):
+                                    m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                                with m.Else():
+                                    m.d.sync += [respond(Status.OK, _Reply.RESIDUAL,
+                                                         rres.count * resid_bytes),
+                                                 offset.eq(rres.offset)]
+                            with m.Case(Opcode.LAYER):
+                                with m.If(len_nz):
+                                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                                with m.Else():
+                                    m.next = "LAYER"
                         with m.Default():
                             with m.If(len_nz):
                                 m.d.sync += status.eq(Status.BAD_LENGTH)
@@ -311,6 +376,11 @@ class CommandProcessor(wiring.Component):
                             with m.Elif(opcode == Opcode.RESET):
                                 m.d.comb += clear_link.eq(1)
                                 m.d.sync += stored_beats.eq(0)
+                                if layer:
+                                    m.d.comb += self.clear_cache.eq(1)
+                            if layer:
+                                with m.Elif(opcode == Opcode.CLEAR_CACHE):
+                                    m.d.comb += self.clear_cache.eq(1)
 
             with m.State("COPY"):
                 # Read staging byte copy_i; a cycle later shift it into the word and write the
@@ -324,18 +394,23 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += [copy_i.eq(copy_i + 1), in_word.eq(Mux(word_end, 0, in_word + 1))]
                     with m.If(word_end):
                         m.d.sync += word_i.eq(word_i + 1)
-                byte = stage_r.data
-                wide = Cat(acc[8:c.lanes], byte)
-                thr16 = Cat(acc[8:16], byte).as_signed()
-                top = (1 << (c.threshold_width - 1)) - 1
-                thr_sat = Mux(thr16 > top, top, Mux(thr16 < -top - 1, -top - 1, thr16))
+                # Bytes enter at the top of ``acc``: a word of ``unit`` bytes is its top bits.
+                nxt = Cat(acc[8:], stage_r.data)
+                aw = len(acc)
                 with m.If(d_valid):
-                    m.d.sync += acc.eq(Mux(sel[2], Cat(acc[8:16], byte), wide))
+                    m.d.sync += acc.eq(nxt)
                     with m.If(d_last):
-                        m.d.comb += [self.st_waddr.eq(d_addr),
-                                     self.st_wdata.eq(Mux(sel[2], thr_sat, wide)),
-                                     self.act_wen.eq(sel[0]), self.weight_wen.eq(sel[1]),
-                                     self.thresh_wen.eq(sel[2])]
+                        m.d.comb += self.st_waddr.eq(d_addr)
+                        for store, (_, name, unit, _) in enumerate(loads):
+                            w_in = nxt[aw - 8 * unit:]
+                            if name == "thresh":
+                                w_in = _saturate(w_in.as_signed(), c.threshold_width)
+                            elif name == "param":
+                                w_in = Cat(*(_saturate(w_in[32 * i:32 * i + 32].as_signed(),
+                                                       PARAM_BITS) for i in range(c.cols)))
+                            with m.If(sel[store]):
+                                m.d.comb += [self.st_wdata.eq(w_in),
+                                             getattr(self, f"{name}_wen").eq(1)]
                 with m.If(last_i & ~d_valid):
                     m.next = "HEADER"
 
@@ -391,6 +466,24 @@ class CommandProcessor(wiring.Component):
                                  words_sel.eq(0)]
                     m.next = "HEADER"
 
+            if layer:
+                with m.State("LAYER"):
+                    m.d.comb += self.layer_start.eq(1)
+                    a = view[Opcode.LAYER]
+                    for name, _ in ARGUMENTS[Opcode.LAYER]:
+                        if name != "tag":
+                            m.d.comb += getattr(self.layer_params, name).eq(getattr(a, name))
+                    m.next = "LAYER_WAIT"
+                with m.State("LAYER_WAIT"):
+                    with m.If(self.layer_done):
+                        m.d.sync += [respond(self.layer_status, _Reply.WORDS, 4 * len(run_info)),
+                                     run_info[0].eq(self.layer_cycles),
+                                     run_info[1].eq(self.layer_active), words_sel.eq(0)]
+                        with m.If((self.layer_status == Status.OK) &
+                                  (view[Opcode.LAYER].flags & LAYER_HEAD).any()):
+                            m.d.sync += [stored_beats.eq(self.run_beats), stored_thr.eq(0)]
+                        m.next = "HEADER"
+
             with m.State("HEADER"):
                 m.d.comb += [self.header.valid.eq(1),
                              self.header.payload.opcode.eq(opcode | 0x80),
@@ -414,7 +507,7 @@ class CommandProcessor(wiring.Component):
                         with m.Switch(reply):
                             with m.Case(_Reply.IDENT):
                                 m.next = "IDENT"
-                            with m.Case(_Reply.WORDS, _Reply.RESULTS):
+                            with m.Case(_Reply.WORDS, _Reply.RESULTS, _Reply.RESIDUAL):
                                 m.next = "FETCH"
             with m.State("IDENT"):
                 m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(ident[bidx])]
@@ -424,11 +517,16 @@ class CommandProcessor(wiring.Component):
                         m.next = "RECV"
             with m.State("FETCH"):
                 m.d.comb += [self.res_raddr.eq(offset + widx), self.res_ren.eq(1)]
+                if layer:
+                    m.d.comb += [self.resid_raddr.eq(offset + widx), self.resid_ren.eq(1)]
                 m.d.sync += word_pick.eq(word_src[wsel])
                 m.next = "LATCH"
             with m.State("LATCH"):
                 m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata, word_pick)),
                              n_bytes.eq(Mux(reply == _Reply.RESULTS, bpb, 4)), bidx.eq(0)]
+                if layer:
+                    with m.If(reply == _Reply.RESIDUAL):
+                        m.d.sync += [word.eq(self.resid_rdata), n_bytes.eq(resid_bytes)]
                 m.next = "BYTES"
             with m.State("BYTES"):
                 m.d.comb += [self.data.valid.eq(1),

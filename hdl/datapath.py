@@ -81,7 +81,8 @@ class Datapath(wiring.Component):
         if layer:
             m.submodules.engine = eng = LayerEngine(dev)
 
-        act = MemoryBank(width=c.lanes, depth=dev.act_words, granularity=c.cols)
+        act = MemoryBank(width=c.lanes, depth=dev.act_words,
+                         granularity=c.cols if layer else None)
         stores = {
             "weight": MemoryBank(width=c.lanes, depth=dev.weight_words, kind=dev.weight_store),
             "thresh": MemoryBank(width=c.threshold_width, depth=dev.thresh_words),
@@ -94,7 +95,7 @@ class Datapath(wiring.Component):
                          bank.raddr.eq(getattr(run, f"{name}_raddr")),
                          bank.ren.eq(getattr(run, f"{name}_ren")),
                          getattr(run, f"{name}_rdata").eq(bank.rdata)]
-        all_groups = (1 << (c.lanes // c.cols)) - 1
+        all_groups = (1 << (c.lanes // c.cols)) - 1 if layer else 1
         m.d.comb += [act.waddr.eq(self.st_waddr), act.wdata.eq(self.st_wdata),
                      act.wen.eq(Mux(self.act_wen, all_groups, 0)),
                      act.raddr.eq(run.act_raddr), act.ren.eq(run.act_ren),

@@ -21,7 +21,8 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 
 from .core_config import Op
-from .device_config import RESULT_INT_BYTES, THRESHOLD_BYTES, DeviceConfig
+from .device_config import RESULT_INT_BYTES, DeviceConfig
+from .layer_driver import LayerCommands, load_unit
 from .link import DeviceError, LinkClient, LinkError, Transport
 from .packing import check_bits
 from .protocol import COUNTERS, RUN_THRESHOLD, Opcode
@@ -29,8 +30,10 @@ from .protocol import COUNTERS, RUN_THRESHOLD, Opcode
 __all__ = ["Accelerator", "DeviceError", "LinkError", "check_linear_inputs"]
 
 
-class Accelerator:
-    """A connected device. Use :meth:`open`; close it (or use ``with``) when done."""
+class Accelerator(LayerCommands):
+    """A connected device. Use :meth:`open`; close it (or use ``with``) when done. The layer
+    and model methods (``load_layer``, ``layer``, ``decode``, ``load_model``, ``generate``)
+    come from :class:`onebit.host.layer_driver.LayerCommands`."""
 
     def __init__(self, transport: Transport, *, timeout: float = 30.0, retries: int = 3):
         self._client = LinkClient(transport, timeout=timeout, retries=retries)
@@ -109,8 +112,9 @@ class Accelerator:
 
     # ------------------------------------------------------------------ commands
     def reset(self) -> None:
-        """Clear the device's results and link counters."""
+        """Clear the device's results, link counters and KV caches."""
         self._request(Opcode.RESET)
+        self._forget_caches()
 
     def counters(self) -> dict[str, int]:
         """The device's performance counters: ``core_*`` of the last RUN (cycles busy,
@@ -182,11 +186,11 @@ class Accelerator:
                             f"one tile of {t} tokens")
         return n
 
-    def _load(self, opcode: Opcode, data: bytes) -> None:
-        unit = THRESHOLD_BYTES if opcode == Opcode.LOAD_THRESHOLDS else self.config.word_bytes
+    def _load(self, opcode: Opcode, data: bytes, base: int = 0) -> None:
+        unit = load_unit(self.config, opcode)
         step = self.config.frame_bytes
         for start in range(0, len(data), step):
-            self._request(opcode, data[start:start + step], offset=start // unit)
+            self._request(opcode, data[start:start + step], offset=base + start // unit)
 
     def _read_results(self, beats: int, thresholded: bool) -> bytes:
         bpb = self.config.result_beat_bytes(thresholded)

@@ -164,6 +164,11 @@ class DeviceConfig:
         c, ly = self.core, self.layer
         if not isinstance(ly, LayerConfig):
             raise TypeError(f"layer must be a LayerConfig or None, not {ly!r}")
+        unit = max(RESIDUAL_BYTES, PARAM_BYTES) * c.cols
+        if self.frame_bytes % unit:
+            raise ValueError(f"Frame data size must be a multiple of a parameter word "
+                             f"({unit} bytes) on a device with a layer engine, not "
+                             f"{self.frame_bytes}")
         if c.lanes % c.cols:
             raise ValueError(f"The layer engine packs results in groups of cols bits: lanes "
                              f"({c.lanes}) must be a multiple of cols ({c.cols})")

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core_config import to_chunks
 from .packing import check_bits
 
-__all__ = ["PARAM_ROWS", "act_regions", "check_layer", "param_words_per_layer",
+__all__ = ["PARAM_ROWS", "WEIGHT_ORDER", "act_regions", "check_layer", "param_words_per_layer",
            "layer_weight_words",
            "layer_thresh_count", "layer_weights", "layer_thresholds", "layer_param_values",
            "head_weights", "head_param_values"]
@@ -71,15 +70,23 @@ def layer_thresh_count(dev, f: int) -> int:
     return 3 * d + f
 
 
-def layer_weights(dev, p) -> np.ndarray:
-    """The weight store words (``lanes``-bit integers, ``uint64`` or Python ints) of a
-    ``LayerParams``, in the order above."""
+#: The order of a layer's weight matrices in the weight store.
+WEIGHT_ORDER = ("Wq", "Wk", "Wv", "Wo", "W1", "W2")
+
+
+def _word_bytes(bits: np.ndarray, lanes: int) -> bytes:
+    """Rows of 0/1 as ``ceil(K / lanes)`` little-endian ``lanes``-bit words each."""
+    m, k = bits.shape
+    padded = np.zeros((m, -(-k // lanes) * lanes), np.uint8)
+    padded[:, :k] = bits
+    return np.packbits(padded, axis=1, bitorder="little").tobytes()
+
+
+def layer_weights(dev, p) -> bytes:
+    """The weight store words of a ``LayerParams`` as little-endian bytes, in the order above."""
     check_layer(dev, p)
-    lanes = dev.core.lanes
-    rows = []
-    for name in ("Wq", "Wk", "Wv", "Wo", "W1", "W2"):
-        rows.extend(to_chunks(check_bits(name, getattr(p, name)), lanes, name=name))
-    return np.asarray([w for row in rows for w in row], dtype=object)
+    return b"".join(_word_bytes(check_bits(n, getattr(p, n)), dev.core.lanes)
+                    for n in WEIGHT_ORDER)
 
 
 def check_layer(dev, p) -> None:
@@ -109,10 +116,10 @@ def layer_param_values(dev, p) -> np.ndarray:
     return np.concatenate([np.asarray(getattr(p, n), np.int64) for n in PARAM_ROWS] + [ta])
 
 
-def head_weights(dev, wout: np.ndarray) -> np.ndarray:
-    """The weight store words of the LM head ``Wout`` (V x D)."""
-    return np.asarray([w for row in to_chunks(wout, dev.core.lanes, name="Wout") for w in row],
-                      dtype=object)
+def head_weights(dev, wout: np.ndarray) -> bytes:
+    """The weight store words of the LM head ``Wout`` (V x D) as little-endian bytes."""
+    _dims(dev)
+    return _word_bytes(check_bits("Wout", wout), dev.core.lanes)
 
 
 def head_param_values(dev, th_out: np.ndarray) -> np.ndarray:

@@ -10,7 +10,9 @@ Every command carries a tag its response echoes; a response with another tag or 
 answer to an earlier command) is skipped. A command whose frame was damaged on the way
 (``BAD_CRC``, ``TIMED_OUT``) or whose answer did not arrive in time is sent again, at most
 ``retries`` times, after a drain: every command is idempotent (a LOAD writes the same data to
-the same place, a RUN computes the same results), so a retry never changes a result.
+the same place, a RUN computes the same results), so a retry never changes a result. LAYER
+is the exception (it updates rows in place and appends to a KV cache): it is sent again only
+after a damaged-frame answer, which says it did not run (``NOT_REPEATABLE``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ def _name(opcode: int) -> str:
 
 #: Statuses that mean the command frame was damaged on the way: safe to send again.
 RETRYABLE = (Status.BAD_CRC, Status.TIMED_OUT)
+#: Commands that change the device's state beyond what they write (LAYER replaces the residual
+#: rows in place and appends to a KV cache): when their answer is lost the command may have run,
+#: so it is not sent again; the caller must restore the state (load the rows, prefill again).
+NOT_REPEATABLE = (Opcode.LAYER,)
 
 
 @dataclass
@@ -110,8 +116,12 @@ class LinkClient:
             self._transport.write(frame)
             try:
                 status, payload = self._await(opcode)
-            except LinkTimeout:
+            except LinkTimeout as e:
                 self.stats.timeouts += 1
+                if opcode in NOT_REPEATABLE:
+                    raise LinkTimeout(f"{e}; {opcode.name} may have run, so it is not sent "
+                                      f"again: restore the residual rows and KV cache "
+                                      f"(prefill again)") from e
                 if attempt == self.retries:
                     raise
                 continue

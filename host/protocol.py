@@ -32,10 +32,12 @@ __all__ = [
     "LAYER_HEAD",
 ]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 # magic, version, rows, cols, lanes, max K, max T, max N, core weight memory, weight store,
-# frame data bytes, activation words, weight words, thresholds, result beats
-_IDENTIFY = struct.Struct("<4sBHHHHHHBBHIIII")
+# frame data bytes, activation words, weight words, thresholds, result beats, then the layer
+# engine (all zero without one): D, H, max F, KV capacity, KV slots, residual words, parameter
+# words
+_IDENTIFY = struct.Struct("<4sBHHHHHHBBHIIIIHHHHBII")
 _MAGIC = b"1BIT"
 
 START = 0xA5
@@ -284,23 +286,26 @@ def encode_identify(dev) -> bytes:
     this same function, so host and device cannot disagree."""
     from .core_config import MEMORY_KINDS
 
-    c = dev.core
+    c, ly = dev.core, dev.layer
+    engine = (0,) * 7 if ly is None else (ly.d_model, ly.heads, ly.max_ff, ly.kv_capacity,
+                                          ly.kv_slots, ly.res_words, ly.param_words)
     return _IDENTIFY.pack(_MAGIC, PROTOCOL_VERSION, c.rows, c.cols, c.lanes, c.max_k,
                           c.max_t, c.max_n, MEMORY_KINDS.index(c.weight_memory),
                           MEMORY_KINDS.index(dev.weight_store), dev.frame_bytes,
-                          dev.act_words, dev.weight_words, dev.thresh_words, dev.result_beats)
+                          dev.act_words, dev.weight_words, dev.thresh_words, dev.result_beats,
+                          *engine)
 
 
 def decode_identify(data: bytes):
     """Return the ``DeviceConfig`` an IDENTIFY response describes; ``ValueError`` if
     malformed."""
     from .core_config import MEMORY_KINDS, CoreConfig
-    from .device_config import DeviceConfig
+    from .device_config import DeviceConfig, LayerConfig
 
     if len(data) != _IDENTIFY.size:
         raise ValueError(f"IDENTIFY data must be {_IDENTIFY.size} bytes, not {len(data)}")
     (magic, version, rows, cols, lanes, k, t, n, mem, store, frame, acts, weights, thresholds,
-     results) = _IDENTIFY.unpack(data)
+     results, *engine) = _IDENTIFY.unpack(data)
     if magic != _MAGIC:
         raise ValueError(f"not a onebit device: magic {magic!r}")
     if version != PROTOCOL_VERSION:
@@ -310,6 +315,11 @@ def decode_identify(data: bytes):
         raise ValueError(f"unknown memory kind {max(mem, store)}")
     core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=k, max_t=t, max_n=n,
                       weight_memory=MEMORY_KINDS[mem])
+    layer = None
+    if any(engine):
+        d, h, f, cap, slots, res, par = engine
+        layer = LayerConfig(d_model=d, heads=h, max_ff=f, kv_capacity=cap, kv_slots=slots,
+                            res_words=res, param_words=par)
     return DeviceConfig(core=core, frame_bytes=frame, act_words=acts, weight_words=weights,
                         thresh_words=thresholds, result_beats=results,
-                        weight_store=MEMORY_KINDS[store])
+                        weight_store=MEMORY_KINDS[store], layer=layer)

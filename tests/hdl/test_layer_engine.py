@@ -47,6 +47,11 @@ def _unwords(words, t: int, d: int) -> np.ndarray:
     return np.asarray(out, np.int64).reshape(t, d)
 
 
+def _lane_words(data: bytes) -> list[int]:
+    n = DEV.word_bytes
+    return [int.from_bytes(data[i:i + n], "little") for i in range(0, len(data), n)]
+
+
 class Bench:
     """The datapath with async helpers to fill stores, start a LAYER and read stores."""
 
@@ -63,7 +68,7 @@ class Bench:
         ctx.set(getattr(d, f"{store}_wen"), 0)
 
     async def load_layer(self, ctx, p, *, w_base=0, th_base=0, p_base=0) -> None:
-        await self.write(ctx, "weight", w_base, layer_weights(DEV, p))
+        await self.write(ctx, "weight", w_base, _lane_words(layer_weights(DEV, p)))
         await self.write(ctx, "thresh", th_base,
                          [int(v) & ((1 << DEV.core.threshold_width) - 1)
                           for v in layer_thresholds(DEV, p)])
@@ -170,7 +175,7 @@ def test_head_equals_golden():
     got = {}
 
     async def body(ctx):
-        await bench.write(ctx, "weight", 4, head_weights(DEV, m.Wout))
+        await bench.write(ctx, "weight", 4, _lane_words(head_weights(DEV, m.Wout)))
         await bench.write(ctx, "param", 9, _words(head_param_values(DEV, m.th_out), PARAM_BITS))
         got["status"] = await bench.layer(ctx, x, flags=LAYER_HEAD, n=11, w_base=4, p_base=9)
         got["beats"] = await bench.read_results(ctx, 3 * 6)

@@ -1,0 +1,316 @@
+"""The whole layer and the language model on the device: ``load_layer``, ``layer``, ``decode``,
+``load_model``, ``logits``, ``generate``.
+
+A device with a layer engine (``DeviceConfig.layer``) runs every step of the spec's layer on
+chip, the KV cache included; the host sends residual rows and reads residual rows back. Layer
+``index`` lives in fixed regions of the stores (``store_plan``) and uses KV cache slot
+``index``; the LM head's ``Wout`` and ``th_out`` follow the last slot's regions. Embedding
+lookup and the argmax stay on the host; the layers and the head's binary product do not::
+
+    with Accelerator.open("sim", config=dev) as acc:
+        acc.load_model(model)
+        tokens = acc.generate(prompt, 20)            # equals golden.generate(prompt, 20, model)
+        print(acc.stats)                             # cycles, array utilization
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .device_config import PARAM_BYTES, RESIDUAL_BYTES, DeviceConfig
+from .golden import _check_rows, _check_tokens
+from .layer_layout import (
+    check_layer,
+    head_param_values,
+    head_weights,
+    layer_param_values,
+    layer_thresh_count,
+    layer_thresholds,
+    layer_weight_words,
+    layer_weights,
+    param_words_per_layer,
+)
+from .link import LinkError
+from .params import LayerParams, ModelParams
+from .protocol import LAYER_FRESH, LAYER_HEAD, Opcode
+
+__all__ = ["LayerCommands", "LayerStats", "StorePlan", "store_plan"]
+
+
+@dataclass(frozen=True)
+class StorePlan:
+    """Where layer ``i`` and the LM head live: ``w_base``, ``th_base``, ``p_base`` per layer
+    slot (strides sized for ``max_ff``), then the head's weights and parameters."""
+
+    layer_w: tuple[int, ...]
+    layer_th: tuple[int, ...]
+    layer_p: tuple[int, ...]
+    head_w: int
+    head_p: int
+
+
+def store_plan(dev: DeviceConfig) -> StorePlan:
+    ly = dev.layer
+    if ly is None:
+        raise ValueError("this device has no layer engine: build it with a LayerConfig")
+    sw, st, sp = (layer_weight_words(dev, ly.max_ff), layer_thresh_count(dev, ly.max_ff),
+                  param_words_per_layer(dev))
+    slots = range(ly.kv_slots)
+    return StorePlan(tuple(i * sw for i in slots), tuple(i * st for i in slots),
+                     tuple(i * sp for i in slots), ly.kv_slots * sw, ly.kv_slots * sp)
+
+
+@dataclass
+class LayerStats:
+    """Totals over the device's LAYER commands since the last ``reset_stats``: commands,
+    cycles, cycles the array computed, and the array's ideal cycles for the same GEMMs (the
+    work at peak), so ``utilization = ideal / cycles``; ``tokens`` counts rows through layers."""
+
+    commands: int = 0
+    cycles: int = 0
+    active: int = 0
+    ideal: float = 0.0
+    tokens: int = 0
+    per_command: list[tuple[int, int, int]] = field(default_factory=list)  # (T, cycles, active)
+
+    @property
+    def utilization(self) -> float:
+        return self.ideal / self.cycles if self.cycles else 0.0
+
+
+class LayerCommands:
+    """Mixed into ``Accelerator``; needs its ``config``, ``_request`` and ``_load``."""
+
+    config: DeviceConfig
+
+    def _plan(self) -> StorePlan:
+        plan = getattr(self, "_store_plan", None)
+        if plan is None:
+            plan = self._store_plan = store_plan(self.config)
+            self._loaded: dict[int, LayerParams] = {}
+            self._cache_len: dict[int, int] = {}
+            self._head: ModelParams | None = None
+            self.stats = LayerStats()
+        return plan
+
+    def _slot(self, index: int) -> int:
+        self._plan()
+        slots = self.config.layer.kv_slots
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
+                not 0 <= index < slots:
+            raise ValueError(f"layer index must be in 0..{slots - 1} (the device has {slots} "
+                             f"KV cache slots), not {index!r}")
+        return int(index)
+
+    def _forget_caches(self) -> None:
+        if getattr(self, "_store_plan", None) is not None:
+            self._cache_len.clear()
+
+    def reset_stats(self) -> None:
+        self._plan()
+        self.stats = LayerStats()
+
+    # ------------------------------------------------------------------ loading
+    def load_layer(self, params: LayerParams, index: int = 0) -> None:
+        """Load a layer's weights, thresholds and parameters into slot ``index`` and empty its
+        KV cache."""
+        if not isinstance(params, LayerParams):
+            raise TypeError(f"params must be LayerParams, not {type(params).__name__}")
+        plan, i = self._plan(), self._slot(index)
+        dev = self.config
+        check_layer(dev, params)
+        self._load(Opcode.LOAD_WEIGHTS, layer_weights(dev, params), base=plan.layer_w[i])
+        self._load(Opcode.LOAD_THRESHOLDS, layer_thresholds(dev, params).astype("<i2").tobytes(),
+                   base=plan.layer_th[i])
+        self._load(Opcode.LOAD_PARAMS, layer_param_values(dev, params).astype("<i4").tobytes(),
+                   base=plan.layer_p[i])
+        self._loaded[i] = params
+
+    def load_model(self, model: ModelParams) -> None:
+        """Load every layer of a language model (layer ``i`` in slot ``i``) and its LM head."""
+        if not isinstance(model, ModelParams):
+            raise TypeError(f"model must be ModelParams, not {type(model).__name__}")
+        plan, dev = self._plan(), self.config
+        if len(model.layers) > dev.layer.kv_slots:
+            raise ValueError(f"the model has {len(model.layers)} layers; the device holds "
+                             f"{dev.layer.kv_slots} (one KV cache slot each)")
+        need = plan.head_w + model.vocab * (dev.layer.d_model // dev.core.lanes)
+        if need > dev.weight_words:
+            raise ValueError(f"the LM head ({model.vocab} x {model.d_model}) does not fit the "
+                             f"weight store: {need} words needed, {dev.weight_words} there")
+        if model.vocab > dev.core.max_n:
+            raise ValueError(f"vocabulary of {model.vocab} exceeds the core's max_n "
+                             f"{dev.core.max_n}")
+        for i, p in enumerate(model.layers):
+            self.load_layer(p, i)
+        self._load(Opcode.LOAD_WEIGHTS, head_weights(dev, model.Wout), base=plan.head_w)
+        self._load(Opcode.LOAD_PARAMS, head_param_values(dev, model.th_out).astype("<i4")
+                   .tobytes(), base=plan.head_p)
+        self._head = model
+
+    def reset_cache(self) -> None:
+        """Empty every KV cache slot."""
+        self._plan()
+        self._request(Opcode.CLEAR_CACHE)
+        self._cache_len.clear()
+
+    # ------------------------------------------------------------------ running
+    def layer(self, x: np.ndarray, index: int = 0) -> np.ndarray:
+        """Prefill: the layer on rows ``x`` (T, D) int16 from position 0 (the slot's cache is
+        emptied first, then holds these T tokens). Returns ``X2`` (T, D) int16, equal to
+        ``golden.layer(x, params)``."""
+        return self._run_layer(x, index, fresh=True)
+
+    def decode(self, x_row: np.ndarray, index: int = 0) -> np.ndarray:
+        """One token (or a few) after the tokens already in the slot's KV cache: ``x_row``
+        (D,) or (n, D) int16. Returns the output row(s) in the same shape."""
+        arr = np.asarray(x_row)
+        one = arr.ndim == 1
+        out = self._run_layer(arr[None, :] if one else arr, index, fresh=False)
+        return out[0] if one else out
+
+    def _run_layer(self, x, index: int, *, fresh: bool) -> np.ndarray:
+        i = self._slot(index)
+        p = self._layer_params(i)
+        ly = self.config.layer
+        rows = self._rows(x, ly.d_model)
+        self._check_room(i, rows.shape[0], fresh)
+        out = np.empty(rows.shape, np.int16)
+        for t0, block in self._blocks(rows):
+            self._load_residual(block)
+            self._layer_command(i, p, len(block), fresh=fresh and t0 == 0)
+            out[t0:t0 + len(block)] = self._read_residual(len(block))
+        return out
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """The LM head on the device: ``(x >= th_out) . Wout^T`` (T, V) integers."""
+        m = self._model()
+        rows = self._rows(x, m.d_model)
+        out = np.empty((rows.shape[0], m.vocab), np.int64)
+        for t0, block in self._blocks(rows):
+            self._load_residual(block)
+            for j in range(len(block)):
+                out[t0 + j] = self._head_command(j, 1)[0]
+        return out
+
+    def generate(self, prompt_tokens, n: int) -> np.ndarray:
+        """Greedy generation like ``golden.generate``: the prompt through every layer (prefill,
+        in blocks of ``max_t`` tokens), then one token at a time with the KV caches. The residual
+        rows stay on the device from layer to layer and into the LM head; the host looks up
+        embeddings and takes the argmax of the last row's logits."""
+        m = self._model()
+        tok = _check_tokens(prompt_tokens, m.vocab)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, not {n!r}")
+        for i in range(len(m.layers)):
+            self._check_room(i, len(tok) + max(n - 1, 0), True)
+        x = m.E[tok]
+        out: list[int] = []
+        for step in range(n):
+            for t0, block in self._blocks(x):
+                self._load_residual(block)
+                for i, p in enumerate(m.layers):
+                    self._layer_command(i, p, len(block), fresh=step == 0 and t0 == 0)
+            logits = self._head_command(len(block) - 1, 1)[0]
+            nxt = int(np.argmax(logits))        # the lowest index wins a tie
+            out.append(nxt)
+            x = m.E[[nxt]]
+        return np.asarray(out, dtype=np.int64)
+
+    # ------------------------------------------------------------------ helpers
+    def _layer_params(self, i: int) -> LayerParams:
+        p = self._loaded.get(i)
+        if p is None:
+            raise ValueError(f"no layer is loaded in slot {i}: call load_layer first")
+        return p
+
+    def _model(self) -> ModelParams:
+        self._plan()
+        if self._head is None:
+            raise ValueError("no model is loaded: call load_model first")
+        return self._head
+
+    @staticmethod
+    def _rows(x, d: int) -> np.ndarray:
+        rows = _check_rows("x", x, d)
+        if rows.shape[0] == 0:
+            raise ValueError("x must hold at least one row")
+        return rows
+
+    def _blocks(self, rows: np.ndarray):
+        step = self.config.core.max_t
+        for t0 in range(0, rows.shape[0], step):
+            yield t0, rows[t0:t0 + step]
+
+    def _check_room(self, i: int, t: int, fresh: bool) -> None:
+        cap = self.config.layer.kv_capacity
+        start = 0 if fresh else self._cache_len.get(i, 0)
+        if start + t > cap:
+            raise ValueError(f"{t} tokens after {start} cached ones exceed the KV cache's "
+                             f"capacity of {cap} tokens")
+
+    def _ideal(self, t: int, f: int) -> float:
+        c, d = self.config.core, self.config.layer.d_model
+        return (c.ideal_cycles(t, 3 * d, d) + c.ideal_cycles(t, d, d) +
+                c.ideal_cycles(t, f, d) + c.ideal_cycles(t, d, f))
+
+    def _load_residual(self, rows: np.ndarray) -> None:
+        self._load(Opcode.LOAD_RESIDUAL, rows.astype("<i2").tobytes(), base=0)
+
+    def _read_residual(self, t: int) -> np.ndarray:
+        words = t * self.config.layer.d_model // self.config.core.cols
+        unit = RESIDUAL_BYTES * self.config.core.cols
+        raw = bytearray()
+        per_read = (0xFFFF - 2) // unit
+        for w0 in range(0, words, per_read):
+            count = min(per_read, words - w0)
+            got = self._request(Opcode.READ_RESIDUAL, offset=w0, count=count)
+            if len(got) != count * unit:
+                raise LinkError(f"READ_RESIDUAL answered {len(got)} bytes, not {count * unit}")
+            raw += got
+        return np.frombuffer(bytes(raw), "<i2").reshape(t, -1).copy()
+
+    def _layer_command(self, i: int, p: LayerParams, t: int, *, fresh: bool) -> None:
+        plan = self._plan()
+        self._send(t, self._ideal(t, p.d_ff), flags=LAYER_FRESH if fresh else 0, slot=i,
+                   shift=p.r, f=p.d_ff, n=0, res_base=0, w_base=plan.layer_w[i],
+                   th_base=plan.layer_th[i], p_base=plan.layer_p[i])
+        self._cache_len[i] = (0 if fresh else self._cache_len.get(i, 0)) + t
+        self.stats.tokens += t
+
+    def _head_command(self, row: int, t: int) -> np.ndarray:
+        """Logits (t, V) of residual rows ``row .. row + t - 1`` already on the device."""
+        m, plan, c = self._head, self._plan(), self.config.core
+        d = self.config.layer.d_model
+        self._send(t, c.ideal_cycles(t, m.vocab, d), flags=LAYER_HEAD, slot=0, shift=0, f=0,
+                   n=m.vocab, res_base=row * d // c.cols, w_base=plan.head_w, th_base=0,
+                   p_base=plan.head_p)
+        tiles = -(-m.vocab // c.cols)
+        raw = self._read_results(tiles * t, False)
+        vals = np.frombuffer(raw, "<i2").astype(np.int64).reshape(tiles, t, c.cols)
+        return vals.transpose(1, 0, 2).reshape(t, tiles * c.cols)[:, :m.vocab]
+
+    def _send(self, t: int, ideal: float, **args: int) -> None:
+        info = self._request(Opcode.LAYER, t=t, **args)
+        if len(info) != 8:
+            raise LinkError(f"LAYER answered {len(info)} bytes, not 8")
+        cycles, active = struct.unpack("<II", info)
+        st = self.stats
+        st.commands += 1
+        st.cycles += cycles
+        st.active += active
+        st.ideal += ideal
+        st.per_command.append((t, cycles, active))
+
+
+#: Bytes per store word of each LOAD, for ``Accelerator._load``.
+def load_unit(dev: DeviceConfig, opcode: Opcode) -> int:
+    from .device_config import THRESHOLD_BYTES
+
+    return {Opcode.LOAD_ACTIVATIONS: dev.word_bytes, Opcode.LOAD_WEIGHTS: dev.word_bytes,
+            Opcode.LOAD_THRESHOLDS: THRESHOLD_BYTES,
+            Opcode.LOAD_RESIDUAL: RESIDUAL_BYTES * dev.core.cols,
+            Opcode.LOAD_PARAMS: PARAM_BYTES * dev.core.cols}[Opcode(opcode)]
