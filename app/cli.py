@@ -10,7 +10,8 @@ from . import __version__
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    return run_demo(seed=args.seed, tokens=args.tokens, random=args.random)
+    return run_demo(seed=args.seed, tokens=args.tokens, random=args.random,
+                    simulator=args.simulator)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--tokens", type=int, default=16, help="how many tokens to generate")
     demo.add_argument("--random", action="store_true",
                       help="use a seeded random model instead of the shipped trained one")
+    demo.add_argument("--simulator", choices=["verilator", "icarus", "amaranth"],
+                      help="simulator for the gateware (default: the fastest installed)")
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="print performance figures")

@@ -37,7 +37,7 @@ from .link import LinkError
 from .params import LayerParams, ModelParams
 from .protocol import LAYER_FRESH, LAYER_HEAD, Opcode
 
-__all__ = ["LayerCommands", "LayerStats", "StorePlan", "store_plan"]
+__all__ = ["LayerCommands", "LayerStats", "StorePlan", "store_plan", "device_for"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,38 @@ def store_plan(dev: DeviceConfig) -> StorePlan:
     slots = range(ly.kv_slots)
     return StorePlan(tuple(i * sw for i in slots), tuple(i * st for i in slots),
                      tuple(i * sp for i in slots), ly.kv_slots * sw, ly.kv_slots * sp)
+
+
+def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int = 32,
+               max_t: int = 32, kv_capacity: int = 128, frame_bytes: int = 4096) -> DeviceConfig:
+    """A device whose layer engine and stores hold ``model`` (every layer and the head), with
+    an ``rows x cols x lanes`` array; the KV cache holds ``kv_capacity`` tokens per layer."""
+    from dataclasses import replace
+
+    from .core_config import CoreConfig
+    from .device_config import LayerConfig
+    from .layer_layout import act_regions
+
+    if not isinstance(model, ModelParams):
+        raise TypeError(f"model must be ModelParams, not {type(model).__name__}")
+    d, v, n_layers = model.d_model, model.vocab, len(model.layers)
+    heads, f = model.layers[0].heads, max(p.d_ff for p in model.layers)
+    core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=max(d, f), max_t=max_t,
+                      max_n=max(3 * d, f, v))
+    ly = LayerConfig(d_model=d, heads=heads, max_ff=f, kv_capacity=kv_capacity,
+                     kv_slots=n_layers, res_words=max_t * d // cols,
+                     param_words=1)
+    # Plan with roomy stores first, then size each store to what the plan uses.
+    sized = DeviceConfig(core=core, frame_bytes=frame_bytes, act_words=1 << 20,
+                         weight_words=1 << 24, thresh_words=1 << 20, result_beats=1 << 16,
+                         layer=replace(ly, param_words=1 << 16))
+    plan = store_plan(sized)
+    weight_words = plan.head_w + v * (d // lanes)
+    params = plan.head_p + d // cols
+    return DeviceConfig(
+        core=core, frame_bytes=frame_bytes, act_words=act_regions(sized)["end"],
+        weight_words=weight_words, thresh_words=n_layers * layer_thresh_count(sized, f),
+        result_beats=max(64, -(-v // cols)), layer=replace(ly, param_words=params))
 
 
 @dataclass
@@ -196,11 +228,12 @@ class LayerCommands:
                 out[t0 + j] = self._head_command(j, 1)[0]
         return out
 
-    def generate(self, prompt_tokens, n: int) -> np.ndarray:
+    def generate(self, prompt_tokens, n: int, *, progress=None) -> np.ndarray:
         """Greedy generation like ``golden.generate``: the prompt through every layer (prefill,
         in blocks of ``max_t`` tokens), then one token at a time with the KV caches. The residual
         rows stay on the device from layer to layer and into the LM head; the host looks up
-        embeddings and takes the argmax of the last row's logits."""
+        embeddings and takes the argmax of the last row's logits. ``progress(done, n)`` is
+        called after each token."""
         m = self._model()
         tok = _check_tokens(prompt_tokens, m.vocab)
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
@@ -218,6 +251,8 @@ class LayerCommands:
             nxt = int(np.argmax(logits))        # the lowest index wins a tie
             out.append(nxt)
             x = m.E[[nxt]]
+            if progress is not None:
+                progress(step + 1, n)
         return np.asarray(out, dtype=np.int64)
 
     # ------------------------------------------------------------------ helpers

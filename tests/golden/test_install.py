@@ -15,12 +15,15 @@ def test_host_imports_without_amaranth_or_cocotb():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_demo_runs_and_agrees(capsys):
+def test_demo_runs_on_the_gateware_and_agrees(capsys):
     assert main(["demo", "--tokens", "4"]) == 0
     out = capsys.readouterr().out
-    assert "trained 1-bit character LM" in out and "bit-exact" in out
-    assert main(["demo", "--tokens", "4", "--random"]) == 0
-    assert "seeded random 1-bit LM" in capsys.readouterr().out
+    assert "trained 1-bit character LM" in out and "on verilator" in out
+    assert "bit-exact with the golden model: yes" in out
+    assert "cycles per token" in out and "utilization" in out and "tokens/s decode" in out
+    assert main(["demo", "--tokens", "3", "--random", "--simulator", "icarus"]) == 0
+    out = capsys.readouterr().out
+    assert "seeded random 1-bit LM" in out and "bit-exact with the golden model: yes" in out
 
 
 def test_shipped_model_is_small_and_described():
