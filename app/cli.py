@@ -21,6 +21,10 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "scaling":
         from .bench_scaling import run
         return run(json_out=args.json, boards=args.boards)
+    if args.what == "layer":
+        from .bench_layer import run
+        return run(json_out=args.json, rows=args.rows, cols=args.layer_cols, lanes=args.lanes,
+                   sim=args.sim, decode=args.decode)
     if args.what == "link":
         from .bench_link import run
         return run(json_out=args.json, frame_bytes=args.frame_bytes, faults=args.faults,
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="print performance figures")
-    bench.add_argument("what", choices=["golden", "core", "link", "scaling"],
+    bench.add_argument("what", choices=["golden", "core", "link", "scaling", "layer"],
                        help="golden: NumPy golden model time; core: GEMM cycles on the array; "
                             "link: wire efficiency, host packing speed, fault injection; "
                             "scaling: builds at several array sizes per board")
@@ -110,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--faults", type=int, default=0,
                        help="link: also run a fault-injection campaign of this many products")
     bench.add_argument("--boards", nargs="+", help="scaling: boards (default: all)")
+    bench.add_argument("--layer-cols", type=int, default=4,
+                       help="layer: array columns (must divide the lanes)")
+    bench.add_argument("--decode", type=int, default=4, help="layer: decode tokens")
     bench.set_defaults(func=_bench)
 
     build = sub.add_parser("build", help="build the design into a bitstream for a board")

@@ -250,6 +250,9 @@ class LayerEngine(wiring.Component):
         for h in range(H):
             m.d.comb += att.ta[h].eq(ta_regs[h // C][h % C])
         cbits = Signal(D)
+        q_start, in_query, w_busy = Signal(), Signal(), Signal()
+        wi = Signal(range(c.max_t + 1))
+        wcount2 = Signal(range(Dw + 1))
         tl = Signal(range(Dc + n_ta + 2))
         tl_prev = Signal(range(Dc + n_ta + 2))
         tl_v = Signal()
@@ -383,39 +386,31 @@ class LayerEngine(wiring.Component):
                     m.next = "KV_READ"
                     with m.If(i == p.t - 1):
                         m.d.sync += [i.eq(0), row_addr.eq(reg["qkv"]), rd_addr.eq(reg["qkv"]),
-                                     cb_addr.eq(reg["cb"])]
-                        m.next = "Q_READ"
-            with m.State("Q_READ"):
-                m.d.comb += self.act_ren.eq(1)
-                m.d.sync += [rd_addr.eq(rd_addr + 1), wcount.eq(wcount + 1)]
-                with m.If(wcount == Dw - 1):
-                    m.next = "Q_LAST"
-            with m.State("Q_LAST"):
-                m.next = "Q_PUSH"
-            with m.State("Q_PUSH"):
-                m.d.comb += [att.q.valid.eq(1), att.q.payload.q.eq(row[D:]),
-                             att.q.payload.pos.eq(len0 + i)]
-                with m.If(att.q.ready):
-                    m.next = "Q_WAIT"
-            with m.State("Q_WAIT"):
-                m.d.comb += att.c.ready.eq(1)
-                with m.If(att.c.valid):
-                    m.d.sync += [cbits.eq(att.c.payload.bits), wcount.eq(0)]
-                    m.next = "C_WRITE"
-                    with m.If(att.c.payload.error):
-                        m.d.sync += err.eq(Status.FAULT)
-                        m.next = "DONE"
-            with m.State("C_WRITE"):
-                m.d.comb += [cb_wen.eq(1), cb_word.eq(cbits.word_select(wcount, L))]
-                m.d.sync += [cb_addr.eq(cb_addr + 1), wcount.eq(wcount + 1)]
-                with m.If(wcount == Dw - 1):
-                    m.d.sync += [i.eq(i + 1), wcount.eq(0), row_addr.eq(row_addr + 3 * Dw),
-                                 rd_addr.eq(row_addr + 3 * Dw)]
-                    m.next = "Q_READ"
-                    with m.If(i == p.t - 1):
-                        m.d.sync += gemm(thr=0, n=D, k=D, act=reg["cb"], act_count=t_dw,
-                                         w=w_o, w_count=D * Dw)
-                        m.next = "O_RUN"
+                                     cb_addr.eq(reg["cb"]), wi.eq(0), w_busy.eq(0)]
+                        m.d.comb += q_start.eq(1)
+                        m.next = "QUERY"
+            with m.State("QUERY"):
+                # The query reader (below) fetches and pushes Qb rows while the attention unit
+                # scans; here each answer is taken and its Cb row written, overlapping the next
+                # query's fetch and scan.
+                m.d.comb += in_query.eq(1)
+                with m.If(w_busy):
+                    m.d.comb += [cb_wen.eq(1), cb_word.eq(cbits.word_select(wcount2, L))]
+                    m.d.sync += [cb_addr.eq(cb_addr + 1), wcount2.eq(wcount2 + 1)]
+                    with m.If(wcount2 == Dw - 1):
+                        m.d.sync += [w_busy.eq(0), wi.eq(wi + 1)]
+                        with m.If(wi == p.t - 1):
+                            m.d.sync += gemm(thr=0, n=D, k=D, act=reg["cb"], act_count=t_dw,
+                                             w=w_o, w_count=D * Dw)
+                            m.next = "O_RUN"
+                with m.Else():
+                    m.d.comb += att.c.ready.eq(1)
+                    with m.If(att.c.valid):
+                        m.d.sync += [cbits.eq(att.c.payload.bits), wcount2.eq(0),
+                                     w_busy.eq(1)]
+                        with m.If(att.c.payload.error):
+                            m.d.sync += err.eq(Status.FAULT)
+                            m.next = "DONE"
 
             # Step 6: O through the residual unit.
             with m.State("O_RUN"):
@@ -466,4 +461,34 @@ class LayerEngine(wiring.Component):
             with m.State("DONE"):
                 m.d.sync += [self.done.eq(1), self.status.eq(err)]
                 m.next = "IDLE"
+
+        # The query reader: token i's Qb row (Dw words) into ``row``, then pushed with its
+        # position; it stops with the QUERY state.
+        with m.FSM(name="qreader"):
+            with m.State("IDLE"):
+                with m.If(q_start):
+                    m.d.sync += wcount.eq(0)
+                    m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += self.act_ren.eq(1)
+                m.d.sync += [rd_addr.eq(rd_addr + 1), wcount.eq(wcount + 1)]
+                with m.If(wcount == Dw - 1):
+                    m.next = "LAST"
+                with m.If(~in_query):
+                    m.next = "IDLE"
+            with m.State("LAST"):
+                m.next = "PUSH"
+                with m.If(~in_query):
+                    m.next = "IDLE"
+            with m.State("PUSH"):
+                m.d.comb += [att.q.valid.eq(1), att.q.payload.q.eq(row[D:]),
+                             att.q.payload.pos.eq(len0 + i)]
+                with m.If(att.q.ready):
+                    m.d.sync += [i.eq(i + 1), wcount.eq(0), row_addr.eq(row_addr + 3 * Dw),
+                                 rd_addr.eq(row_addr + 3 * Dw)]
+                    m.next = "READ"
+                    with m.If(i == p.t - 1):
+                        m.next = "IDLE"
+                with m.If(~in_query):
+                    m.next = "IDLE"
         return m

@@ -52,3 +52,14 @@ def test_bench_link_json(capsys):
     # Each 1000-byte frame costs 14 bytes more (framing 9, tag and offset 5).
     assert r["layer_weights"]["sent_bytes"] == 6144 + 7 * 14
     assert r["token"]["payload_bytes"] == 8 and r["token"]["sent_bytes"] == 8 + 14
+
+
+def test_bench_layer_measures_a_small_layer():
+    from onebit.bench_layer import measure, reference_device
+
+    dev = reference_device(2, 2, 16, decode=2, t=6, d=32, heads=2, f=64)
+    r = measure(dev, sim="icarus", decode=2, t=6, repeats=1)
+    assert r["bit_exact"] and r["layer"] == {"tokens": 6, "d_model": 32, "heads": 2, "d_ff": 64}
+    assert 0 < r["prefill"]["utilization"] <= 1 and 0 < r["decode"]["utilization"] <= 1
+    assert r["prefill"]["cycles"] > r["prefill"]["ideal"] > 0
+    assert {b["board"] for b in r["boards"]} == {"icebreaker", "ulx3s-25f", "ulx3s-85f"}
