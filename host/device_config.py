@@ -113,6 +113,11 @@ class DeviceConfig:
     weight_store : str
         ``"bram"`` or ``"ice40_spram"`` for the weight store (SPRAM blocks side by side and deep, at
         most four with the core's own).
+    weight_banks : int
+        Block RAM banks the weight store is split into (a power of two; word ``a`` in bank
+        ``a mod weight_banks``). With more than one, the layer engine decodes single tokens with
+        the GEMV unit, which reads a line of ``weight_banks`` words a cycle (``onebit.hdl.gemv``),
+        and the threshold store is split into ``cols`` banks.
     layer : LayerConfig or None
         The layer engine (``LAYER`` and ``HEAD`` commands); ``None`` builds a GEMM-only device.
         Its sizes must fit the core and the activation store (``onebit.host.layer_layout``).
@@ -125,6 +130,7 @@ class DeviceConfig:
     thresh_words: int = 1024
     result_beats: int = 1024
     weight_store: str = "bram"
+    weight_banks: int = 1
     layer: LayerConfig | None = None
 
     def __post_init__(self) -> None:
@@ -155,6 +161,17 @@ class DeviceConfig:
                                  f"{c.lanes} bits (plus the core's {c.spram_blocks}) needs "
                                  f"{blocks} SB_SPRAM256KA blocks; the iCE40 UP5K has "
                                  f"{SPRAM_BLOCKS}")
+        _count("Weight bank count", self.weight_banks)
+        if self.weight_banks & (self.weight_banks - 1):
+            raise ValueError(f"Weight bank count must be a power of two, not "
+                             f"{self.weight_banks}")
+        if self.weight_banks > 1:
+            if self.weight_store != "bram":
+                raise ValueError("A banked weight store needs block RAM, not "
+                                 f"{self.weight_store!r}")
+            if self.layer is None:
+                raise ValueError("Weight banks serve the layer engine's decode: a device with "
+                                 "weight_banks > 1 needs a layer (LayerConfig)")
         if self.layer is not None:
             self._check_layer()
 
@@ -186,12 +203,34 @@ class DeviceConfig:
             raise ValueError(f"The layer engine needs {need} activation words for max_t = "
                              f"{c.max_t}, D = {ly.d_model}, F = {ly.max_ff}; the store has "
                              f"{self.act_words}")
+        if self.weight_banks > 1:
+            why = self.gemv_problem(ly.d_model)
+            if why:
+                raise ValueError(f"Model width {ly.d_model}: {why}")
         if ly.res_words < c.max_t * ly.d_model // c.cols:
             raise ValueError(f"Residual store of {ly.res_words} words cannot hold max_t = "
                              f"{c.max_t} rows of {ly.d_model // c.cols} words")
         if ly.param_words < param_words_per_layer(self):
             raise ValueError(f"Parameter store of {ly.param_words} words cannot hold one "
                              f"layer's {param_words_per_layer(self)}")
+
+    def gemv_problem(self, k: int) -> str | None:
+        """Why the GEMV unit cannot take rows of ``k`` bits (None if it can): a row's
+        ``ceil(k / lanes)`` words must be a power of two or a multiple of ``weight_banks``, and
+        at least ``weight_banks / cols`` (a line holds at most ``cols`` rows)."""
+        p, kw = self.weight_banks, -(-k // self.core.lanes)
+        if kw & (kw - 1) and kw % p:
+            return (f"{kw} words per row is neither a power of two nor a multiple of the "
+                    f"{p} weight banks")
+        if kw * self.core.cols < p:
+            return (f"{kw} words per row is fewer than weight_banks / cols = "
+                    f"{p // self.core.cols}")
+        return None
+
+    @property
+    def thresh_banks(self) -> int:
+        """Banks of the threshold store: ``cols`` with a banked weight store, else 1."""
+        return self.core.cols if self.weight_banks > 1 else 1
 
     @property
     def word_bytes(self) -> int:

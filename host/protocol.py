@@ -34,10 +34,10 @@ __all__ = [
 
 PROTOCOL_VERSION = 3
 # magic, version, rows, cols, lanes, max K, max T, max N, core weight memory, weight store,
-# frame data bytes, activation words, weight words, thresholds, result beats, then the layer
-# engine (all zero without one): D, H, max F, KV capacity, KV slots, residual words, parameter
-# words
-_IDENTIFY = struct.Struct("<4sBHHHHHHBBHIIIIHHHHBII")
+# frame data bytes, activation words, weight words, thresholds, result beats, weight banks,
+# then the layer engine (all zero without one): D, H, max F, KV capacity, KV slots, residual
+# words, parameter words
+_IDENTIFY = struct.Struct("<4sBHHHHHHBBHIIIIHHHHHBII")
 _MAGIC = b"1BIT"
 
 START = 0xA5
@@ -293,7 +293,7 @@ def encode_identify(dev) -> bytes:
                           c.max_t, c.max_n, MEMORY_KINDS.index(c.weight_memory),
                           MEMORY_KINDS.index(dev.weight_store), dev.frame_bytes,
                           dev.act_words, dev.weight_words, dev.thresh_words, dev.result_beats,
-                          *engine)
+                          dev.weight_banks, *engine)
 
 
 def decode_identify(data: bytes):
@@ -305,7 +305,7 @@ def decode_identify(data: bytes):
     if len(data) != _IDENTIFY.size:
         raise ValueError(f"IDENTIFY data must be {_IDENTIFY.size} bytes, not {len(data)}")
     (magic, version, rows, cols, lanes, k, t, n, mem, store, frame, acts, weights, thresholds,
-     results, *engine) = _IDENTIFY.unpack(data)
+     results, banks, *engine) = _IDENTIFY.unpack(data)
     if magic != _MAGIC:
         raise ValueError(f"not a onebit device: magic {magic!r}")
     if version != PROTOCOL_VERSION:
@@ -322,4 +322,4 @@ def decode_identify(data: bytes):
                             res_words=res, param_words=par)
     return DeviceConfig(core=core, frame_bytes=frame, act_words=acts, weight_words=weights,
                         thresh_words=thresholds, result_beats=results,
-                        weight_store=MEMORY_KINDS[store], layer=layer)
+                        weight_store=MEMORY_KINDS[store], weight_banks=banks, layer=layer)
