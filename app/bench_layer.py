@@ -26,7 +26,8 @@ REFERENCE = {"tokens": 64, "d_model": 256, "heads": 4, "d_ff": 1024}
 
 def reference_device(rows: int = 4, cols: int = 4, lanes: int = 32, *, decode: int = 4,
                      t: int = 64, d: int = 256, heads: int = 4, f: int = 1024) -> DeviceConfig:
-    """A device holding one reference layer and a KV cache for ``t + decode`` tokens."""
+    """A device holding one reference layer and a KV cache for ``t + decode`` tokens; its
+    weight store has ``rows x cols`` banks (when a power of two) for decode on the GEMV unit."""
     from dataclasses import replace
 
     from .host.layer_layout import act_regions, layer_thresh_count, layer_weight_words
@@ -35,8 +36,9 @@ def reference_device(rows: int = 4, cols: int = 4, lanes: int = 32, *, decode: i
                       max_n=max(3 * d, f))
     ly = LayerConfig(d_model=d, heads=heads, max_ff=f, kv_capacity=t + decode, kv_slots=1,
                      res_words=t * d // cols, param_words=1 << 12)
+    banks = rows * cols if (rows * cols) & (rows * cols - 1) == 0 else 1
     roomy = DeviceConfig(core=core, frame_bytes=4096, act_words=1 << 20, weight_words=1 << 20,
-                         thresh_words=1 << 16, result_beats=64, layer=ly)
+                         thresh_words=1 << 16, result_beats=64, weight_banks=banks, layer=ly)
     return replace(roomy, act_words=act_regions(roomy)["end"],
                    weight_words=layer_weight_words(roomy, f),
                    thresh_words=layer_thresh_count(roomy, f))

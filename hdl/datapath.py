@@ -16,6 +16,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host.device_config import PARAM_BITS, DeviceConfig
+from .banked_store import BankedStore
 from .gemm import counters_layout
 from .gemm_runner import GemmRunner, run_layout
 from .layer import LayerEngine, layer_layout
@@ -83,10 +84,19 @@ class Datapath(wiring.Component):
 
         act = MemoryBank(width=c.lanes, depth=dev.act_words,
                          granularity=c.cols if layer else None)
-        stores = {
-            "weight": MemoryBank(width=c.lanes, depth=dev.weight_words, kind=dev.weight_store),
-            "thresh": MemoryBank(width=c.threshold_width, depth=dev.thresh_words),
-        }
+        if dev.weight_banks > 1:
+            stores = {
+                "weight": BankedStore(width=c.lanes, depth=dev.weight_words,
+                                      banks=dev.weight_banks),
+                "thresh": BankedStore(width=c.threshold_width, depth=dev.thresh_words,
+                                      banks=dev.thresh_banks),
+            }
+        else:
+            stores = {
+                "weight": MemoryBank(width=c.lanes, depth=dev.weight_words,
+                                     kind=dev.weight_store),
+                "thresh": MemoryBank(width=c.threshold_width, depth=dev.thresh_words),
+            }
         m.submodules.act_store = act
         for name, bank in stores.items():
             m.submodules[f"{name}_store"] = bank
@@ -121,6 +131,12 @@ class Datapath(wiring.Component):
                      eng.run_done.eq(run.done), eng.run_error.eq(run.error),
                      eng.run_active.eq(run.counters.active)]
         wiring.connect(m, run.result, eng.run_result)
+        if dev.weight_banks > 1:
+            for name, prefix in (("weight", "w"), ("thresh", "th")):
+                st = stores[name]
+                m.d.comb += [st.laddr.eq(getattr(eng, f"{prefix}_laddr")),
+                             st.lren.eq(getattr(eng, f"{prefix}_lren")),
+                             getattr(eng, f"{prefix}_ldata").eq(st.ldata)]
         with m.If(eng.busy):
             m.d.comb += [run.start.eq(eng.run_start), run.params.eq(eng.run_params)]
         # The activation store: the engine's group writes, or the host's whole words.

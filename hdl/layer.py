@@ -32,11 +32,12 @@ from amaranth.lib.wiring import In, Out
 
 from ..host.core_config import Op
 from ..host.device_config import PARAM_BITS, DeviceConfig
-from ..host.layer_layout import PARAM_ROWS, act_regions, param_words_per_layer
+from ..host.layer_layout import PARAM_ROWS, act_regions, matrix_offsets, param_words_per_layer
 from ..host.protocol import ARGUMENTS, LAYER_FRESH, LAYER_HEAD, Opcode, Status
 from .attention import AttentionUnit
 from .gemm import result_layout
 from .gemm_runner import run_layout
+from .gemv import Gemv, gemv_layout
 from .packer import ResultPacker
 from .residual import ResidualUnit
 
@@ -90,6 +91,13 @@ class LayerEngine(wiring.Component):
         for i in range(2):
             ports.update({f"par_raddr{i}": Out(range(ly.param_words)), f"par_ren{i}": Out(1),
                           f"par_rdata{i}": In(PARAM_BITS * c.cols)})
+        if dev.weight_banks > 1:
+            ports.update({
+                "w_laddr": Out(range(-(-dev.weight_words // dev.weight_banks))),
+                "w_lren": Out(1), "w_ldata": In(c.lanes * dev.weight_banks),
+                "th_laddr": Out(range(-(-dev.thresh_words // dev.thresh_banks))),
+                "th_lren": Out(1), "th_ldata": In(c.threshold_width * c.cols),
+            })
         super().__init__(ports)
 
     def elaborate(self, platform):  # noqa: C901 (one sequencer, one state per step)
@@ -112,6 +120,37 @@ class LayerEngine(wiring.Component):
                                                      slots=ly.kv_slots)
         m.d.comb += att.clear.eq(self.clear_cache)
 
+        # Decode (T = 1) runs its products on the GEMV unit when the weight store is banked.
+        P = dev.weight_banks
+        banked = P > 1
+        use_gemv = Signal()
+        src = stream.Signature(result_layout(c)).create(path=("src",))
+        if banked:
+            m.submodules.gemv = gv = Gemv(dev)
+            m.d.comb += [self.w_laddr.eq(gv.w_laddr), self.w_lren.eq(gv.w_lren),
+                         gv.w_ldata.eq(self.w_ldata), self.th_laddr.eq(gv.th_laddr),
+                         self.th_lren.eq(gv.th_lren), gv.th_ldata.eq(self.th_ldata),
+                         gv.act_rdata.eq(self.act_rdata)]
+            gq = Signal(gemv_layout(dev))
+            m.d.comb += gv.params.eq(gq)
+            with m.If(use_gemv):
+                m.d.comb += [src.valid.eq(gv.result.valid), src.payload.eq(gv.result.payload),
+                             gv.result.ready.eq(src.ready)]
+            with m.Else():
+                m.d.comb += [src.valid.eq(self.run_result.valid),
+                             src.payload.eq(self.run_result.payload),
+                             self.run_result.ready.eq(src.ready)]
+            with m.If(gv.w_lren):
+                m.d.sync += self.active.eq(self.active + 1)
+        else:
+            wiring.connect(m, wiring.flipped(self.run_result), src)
+
+        def launch():
+            """Start the product prepared by ``gemm``: on the GEMV unit or the runner."""
+            if banked:
+                return [self.run_start.eq(~use_gemv), gv.start.eq(use_gemv)]
+            return [self.run_start.eq(1)]
+
         # ------------------------------------------------------------ command and its sizes
         p = Signal(layer_layout())
         head = p.flags[1]
@@ -128,6 +167,12 @@ class LayerEngine(wiring.Component):
         w_o, w_1, w_2 = (Signal(range(dev.weight_words), name=n) for n in ("w_o", "w_1", "w_2"))
         i = Signal(range(c.max_t + 1))           # token index of the attention steps
 
+        mo = matrix_offsets(dev, 0)
+        o_wo, o_w1 = mo["Wo"], mo["W1"]
+
+        def pad(words):
+            return (words + P - 1) & ~(P - 1) if P > 1 else words
+
         # Counters.
         m.d.sync += [self.done.eq(0)]
         with m.If(self.busy):
@@ -140,11 +185,16 @@ class LayerEngine(wiring.Component):
         m.d.comb += self.run_params.eq(rq)
 
         def gemm(*, thr, n, k, act, act_count, w, w_count, th=0, th_count=0, to_stream=1):
-            return [rq.op.eq(Op.XOR), rq.threshold.eq(thr), rq.stream.eq(to_stream),
-                    rq.t.eq(p.t), rq.n.eq(n), rq.k.eq(k), rq.act_base.eq(act),
-                    rq.act_count.eq(act_count), rq.weight_base.eq(w),
-                    rq.weight_count.eq(w_count), rq.thresh_base.eq(th),
-                    rq.thresh_count.eq(th_count)]
+            ops = [rq.op.eq(Op.XOR), rq.threshold.eq(thr), rq.stream.eq(to_stream),
+                   rq.t.eq(p.t), rq.n.eq(n), rq.k.eq(k), rq.act_base.eq(act),
+                   rq.act_count.eq(act_count), rq.weight_base.eq(w),
+                   rq.weight_count.eq(w_count), rq.thresh_base.eq(th),
+                   rq.thresh_count.eq(th_count)]
+            if banked:
+                ops += [gq.threshold.eq(thr), gq.n.eq(n), gq.k.eq(k), gq.act_base.eq(act),
+                        gq.w_line.eq(w >> (P.bit_length() - 1)),
+                        gq.th_line.eq(th >> (C.bit_length() - 1))]
+            return ops
 
         # ------------------------------------------------------------ residual pass
         # Beats in the core's order (group of C channels outer, token inner); each beat reads
@@ -189,7 +239,7 @@ class LayerEngine(wiring.Component):
                                                                   "d2_meta"))
         m.d.sync += [b_valid.eq(fire), d1_meta.eq(b_meta), d2_meta.eq(d1_meta)]
         with m.If(fire):
-            m.d.sync += [b_y.eq(Mux(rp_gen, 0, self.run_result.payload.ints)),
+            m.d.sync += [b_y.eq(Mux(rp_gen, 0, src.payload.ints)),
                          b_meta.ra.eq(ra), b_meta.aa.eq(aa), b_meta.gsel.eq(gsel)]
         x_in = data.View(data.ArrayLayout(signed(16), C), self.res_rdata)
         s_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata0)
@@ -224,11 +274,10 @@ class LayerEngine(wiring.Component):
         # GEMM results: to the packer (``packing``) or the residual pass (``fire`` takes them).
         to_res = Signal()
         with m.If(packing):
-            m.d.comb += [pk.i.valid.eq(self.run_result.valid),
-                         pk.i.payload.eq(self.run_result.payload),
-                         self.run_result.ready.eq(pk.i.ready)]
+            m.d.comb += [pk.i.valid.eq(src.valid), pk.i.payload.eq(src.payload),
+                         src.ready.eq(pk.i.ready)]
         with m.Elif(to_res):
-            m.d.comb += [self.run_result.ready.eq(1), fire.eq(self.run_result.valid)]
+            m.d.comb += [src.ready.eq(1), fire.eq(src.valid)]
 
         # ------------------------------------------------------------ attention row moves
         row = Signal(2 * D)                       # act words shifted in at the top
@@ -238,6 +287,9 @@ class LayerEngine(wiring.Component):
         wcount = Signal(range(2 * Dw + 1))
         m.d.sync += rd_v.eq(self.act_ren)
         m.d.comb += self.act_raddr.eq(rd_addr)
+        if banked:
+            with m.If(gv.act_ren):
+                m.d.comb += [self.act_raddr.eq(gv.act_raddr), self.act_ren.eq(1)]
         with m.If(rd_v):
             m.d.sync += row.eq(Cat(row[L:], self.act_rdata))
         tc_regs = [Signal(data.ArrayLayout(signed(16), C), name=f"tc{g}") for g in range(Dc)]
@@ -283,7 +335,7 @@ class LayerEngine(wiring.Component):
                           (p.flags & ~(LAYER_FRESH | LAYER_HEAD) & 0xFF).any() |
                           (p.res_base + t_dc > ly.res_words))
                 layer_bad = ((p.slot >= ly.kv_slots) | (p.f == 0) | (p.f > ly.max_ff) |
-                             (p.w_base + 4 * D * Dw + f_dw + d_fw > dev.weight_words) |
+                             (p.w_base + o_w1 + pad(f_dw) + pad(d_fw) > dev.weight_words) |
                              (p.th_base + 3 * D + p.f > dev.thresh_words) |
                              (p.p_base + PW > ly.param_words))
                 head_bad = ((p.n == 0) | (p.n > c.max_n) |
@@ -291,9 +343,14 @@ class LayerEngine(wiring.Component):
                             (p.p_base + Dc > ly.param_words) | (h_beats > dev.result_beats))
                 m.d.sync += [bad.eq(common | Mux(head, head_bad, layer_bad)),
                              full.eq(~head & (len0 + p.t > cap)),
-                             pb.eq(p.p_base), w_o.eq(p.w_base + 3 * D * Dw),
-                             w_1.eq(p.w_base + 4 * D * Dw),
-                             w_2.eq(p.w_base + 4 * D * Dw + f_dw)]
+                             pb.eq(p.p_base), w_o.eq(p.w_base + o_wo),
+                             w_1.eq(p.w_base + o_w1),
+                             w_2.eq(p.w_base + o_w1 + pad(f_dw))]
+                if banked:
+                    fw_ok = ((fw & (fw - 1)) == 0) | (fw[:P.bit_length() - 1] == 0)
+                    m.d.sync += use_gemv.eq(
+                        (p.t == 1) & (p.w_base[:P.bit_length() - 1] == 0) &
+                        ((p.th_base & (C - 1)) == 0) & fw_ok & (fw * C >= P))
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 with m.If(bad):
@@ -334,7 +391,8 @@ class LayerEngine(wiring.Component):
 
             # Step 2: Qb|Kb|Vb rows.
             with m.State("QKV_RUN"):
-                m.d.comb += [self.run_start.eq(1), pk.cmd.valid.eq(1),
+                m.d.comb += launch()
+                m.d.comb += [pk.cmd.valid.eq(1),
                              pk.cmd.payload.t.eq(p.t), pk.cmd.payload.n.eq(3 * D),
                              pk.cmd.payload.base.eq(reg["qkv"])]
                 m.d.sync += [i.eq(0), wcount.eq(0)]
@@ -414,7 +472,7 @@ class LayerEngine(wiring.Component):
 
             # Step 6: O through the residual unit.
             with m.State("O_RUN"):
-                m.d.comb += self.run_start.eq(1)
+                m.d.comb += launch()
                 m.d.sync += rp_setup(gen=0, write=1, bits=1, soff=off["so"], toff=off["th_ffn"],
                                      region=reg["x1b"])
                 m.next = "O_WAIT"
@@ -430,7 +488,8 @@ class LayerEngine(wiring.Component):
 
             # Step 7: Hb rows.
             with m.State("F1_RUN"):
-                m.d.comb += [self.run_start.eq(1), pk.cmd.valid.eq(1),
+                m.d.comb += launch()
+                m.d.comb += [pk.cmd.valid.eq(1),
                              pk.cmd.payload.t.eq(p.t), pk.cmd.payload.n.eq(p.f),
                              pk.cmd.payload.base.eq(reg["hb"])]
                 m.next = "F1_WAIT"
@@ -446,7 +505,7 @@ class LayerEngine(wiring.Component):
 
             # Step 8: Y through the residual unit.
             with m.State("F2_RUN"):
-                m.d.comb += self.run_start.eq(1)
+                m.d.comb += launch()
                 m.d.sync += rp_setup(gen=0, write=1, bits=0, soff=off["s2"], toff=0,
                                      region=reg["xb"])
                 m.next = "F2_WAIT"

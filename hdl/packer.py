@@ -9,8 +9,8 @@ The packer writes row ``r`` of a beat as one ``C``-bit group of word
 ``C``-bit group (``L`` must be a multiple of ``C``). Tokens beyond ``T`` are not written.
 
 Streams: ``cmd`` ``{t, n, base}`` starts a walk; ``i`` takes result beats (``ready`` is low
-while a beat's rows are written, ``R`` cycles a beat); ``done`` pulses after the beat marked
-``last``. Multiplier-free: addresses advance by additions.
+while a beat's rows are written, ``min(R, T - first token)`` cycles a beat); ``done`` pulses
+after the beat marked ``last``. Multiplier-free: addresses advance by additions.
 """
 
 from amaranth.hdl import Module, Signal
@@ -91,7 +91,8 @@ class ResultPacker(wiring.Component):
                              self.wdata.eq(bits.word_select(row, C).replicate(groups)),
                              self.wen.eq((token < t).replicate(groups) & (1 << group))]
                 m.d.sync += [row.eq(row + 1), row_addr.eq(row_addr + wpr)]
-                with m.If(row == R - 1):
+                # A tile's rows end at R or at the last token (T = 1 takes one cycle a beat).
+                with m.If((row == R - 1) | (token + 1 >= t)):
                     m.next = "BEAT"
                     with m.If(last):
                         m.d.sync += self.done.eq(1)

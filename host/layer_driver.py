@@ -66,7 +66,9 @@ def store_plan(dev: DeviceConfig) -> StorePlan:
 def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int = 32,
                max_t: int = 32, kv_capacity: int = 128, frame_bytes: int = 4096) -> DeviceConfig:
     """A device whose layer engine and stores hold ``model`` (every layer and the head), with
-    an ``rows x cols x lanes`` array; the KV cache holds ``kv_capacity`` tokens per layer."""
+    an ``rows x cols x lanes`` array; the KV cache holds ``kv_capacity`` tokens per layer. Its
+    weight store has ``rows x cols`` banks (when a power of two and the model's rows suit the
+    GEMV unit), so decode runs at the array's width."""
     from dataclasses import replace
 
     from .core_config import CoreConfig
@@ -86,13 +88,17 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
     sized = DeviceConfig(core=core, frame_bytes=frame_bytes, act_words=1 << 20,
                          weight_words=1 << 24, thresh_words=1 << 20, result_beats=1 << 16,
                          layer=replace(ly, param_words=1 << 16))
+    banks = rows * cols
+    if banks & (banks - 1) == 0 and sized.gemv_problem(d) is None and banks > 1:
+        sized = replace(sized, weight_banks=banks)
     plan = store_plan(sized)
     weight_words = plan.head_w + v * (d // lanes)
     params = plan.head_p + d // cols
     return DeviceConfig(
         core=core, frame_bytes=frame_bytes, act_words=act_regions(sized)["end"],
         weight_words=weight_words, thresh_words=n_layers * layer_thresh_count(sized, f),
-        result_beats=max(64, -(-v // cols)), layer=replace(ly, param_words=params))
+        result_beats=max(64, -(-v // cols)), weight_banks=sized.weight_banks,
+        layer=replace(ly, param_words=params))
 
 
 @dataclass

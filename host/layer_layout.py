@@ -5,7 +5,9 @@ Plain Python and NumPy. For a device with a layer engine (``DeviceConfig.layer``
 words per residual or parameter row:
 
 - weight store, from a layer's ``w_base``: ``Wq``, ``Wk``, ``Wv`` (3D rows), ``Wo`` (D rows),
-  ``W1`` (F rows), each row ``Dw`` words, then ``W2`` (D rows of ``ceil(F / L)`` words);
+  ``W1`` (F rows), each row ``Dw`` words, then ``W2`` (D rows of ``ceil(F / L)`` words); each
+  of ``[Wq; Wk; Wv]``, ``Wo``, ``W1``, ``W2`` starts on a line of the banked store
+  (``matrix_offsets``; ``weight_banks`` words a line);
 - threshold store, from ``th_base``: ``tq``, ``tk``, ``tv`` (3D), then ``t1`` (F);
 - parameter store, from ``p_base``, ``Dc`` words each: ``th_attn``, ``tc``, ``so``, ``th_ffn``,
   ``s2``, then ``ta`` in ``ceil(H / C)`` words (zero padded). The LM head's parameters are
@@ -22,8 +24,8 @@ import numpy as np
 
 from .packing import check_bits
 
-__all__ = ["PARAM_ROWS", "WEIGHT_ORDER", "act_regions", "check_layer", "param_words_per_layer",
-           "layer_weight_words",
+__all__ = ["PARAM_ROWS", "WEIGHT_ORDER", "matrix_offsets", "act_regions", "check_layer",
+           "param_words_per_layer", "layer_weight_words",
            "layer_thresh_count", "layer_weights", "layer_thresholds", "layer_param_values",
            "head_weights", "head_param_values"]
 
@@ -58,16 +60,35 @@ def param_words_per_layer(dev) -> int:
     return len(PARAM_ROWS) * (d // cols) + -(-heads // cols)
 
 
-def layer_weight_words(dev, f: int) -> int:
-    """Weight words of one layer with feed-forward width ``f``."""
+def _line(dev, words: int) -> int:
+    """``words`` rounded up to whole lines of the banked weight store."""
+    p = dev.weight_banks
+    return -(-words // p) * p
+
+
+def matrix_offsets(dev, f: int) -> dict[str, int]:
+    """Word offsets of a layer's matrices from its ``w_base`` (each starts on a line of the
+    banked weight store, so the GEMV unit can read it), and ``end``."""
     d, lanes, _, _ = _dims(dev)
     dw, fw = d // lanes, -(-f // lanes)
-    return (4 * d + f) * dw + d * fw
+    o = {"Wqkv": 0}
+    o["Wo"] = _line(dev, 3 * d * dw)
+    o["W1"] = o["Wo"] + _line(dev, d * dw)
+    o["W2"] = o["W1"] + _line(dev, f * dw)
+    o["end"] = o["W2"] + _line(dev, d * fw)
+    return o
+
+
+def layer_weight_words(dev, f: int) -> int:
+    """Weight words of one layer with feed-forward width ``f`` (line padding included)."""
+    return matrix_offsets(dev, f)["end"]
 
 
 def layer_thresh_count(dev, f: int) -> int:
+    """Threshold entries of a layer (rounded up to whole lines of the banked store)."""
     d, _, _, _ = _dims(dev)
-    return 3 * d + f
+    b = dev.thresh_banks
+    return -(-(3 * d + f) // b) * b
 
 
 #: The order of a layer's weight matrices in the weight store.
@@ -83,10 +104,20 @@ def _word_bytes(bits: np.ndarray, lanes: int) -> bytes:
 
 
 def layer_weights(dev, p) -> bytes:
-    """The weight store words of a ``LayerParams`` as little-endian bytes, in the order above."""
+    """The weight store words of a ``LayerParams`` as little-endian bytes, in the order above,
+    each matrix starting at its ``matrix_offsets`` (zero words between)."""
     check_layer(dev, p)
-    return b"".join(_word_bytes(check_bits(n, getattr(p, n)), dev.core.lanes)
-                    for n in WEIGHT_ORDER)
+    off = matrix_offsets(dev, p.d_ff)
+    wb = dev.word_bytes
+    out = bytearray(off["end"] * wb)
+    parts = {"Wqkv": b"".join(_word_bytes(check_bits(n, getattr(p, n)), dev.core.lanes)
+                              for n in ("Wq", "Wk", "Wv")),
+             "Wo": _word_bytes(check_bits("Wo", p.Wo), dev.core.lanes),
+             "W1": _word_bytes(check_bits("W1", p.W1), dev.core.lanes),
+             "W2": _word_bytes(check_bits("W2", p.W2), dev.core.lanes)}
+    for name, blob in parts.items():
+        out[off[name] * wb:off[name] * wb + len(blob)] = blob
+    return bytes(out)
 
 
 def check_layer(dev, p) -> None:

@@ -26,9 +26,12 @@ from onebit.host.random_model import random_activations, random_layer, random_mo
 
 DEV = DeviceConfig(
     core=CoreConfig(rows=2, cols=2, lanes=8, max_k=32, max_t=8, max_n=64),
-    act_words=256, weight_words=1024, thresh_words=256, result_beats=64,
-    layer=LayerConfig(d_model=16, heads=2, max_ff=24, kv_capacity=12, kv_slots=2,
+    act_words=256, weight_words=1024, thresh_words=256, result_beats=64, weight_banks=4,
+    layer=LayerConfig(d_model=16, heads=2, max_ff=32, kv_capacity=12, kv_slots=2,
                       res_words=80, param_words=128))
+#: Array-equivalent cycles of one decode token on the GEMV unit at F = 32 (P = 4 words a line):
+#: QKV 48 rows / 2 a line, Wo 16 / 2, W1 32 / 2, W2 16 rows of 4 words (one a line).
+GEMV_LINES = 24 + 8 + 16 + 16
 C = DEV.core.cols
 
 
@@ -84,7 +87,8 @@ class Bench:
         ctx.set(d.layer_start, 1)
         await ctx.tick()
         ctx.set(d.layer_start, 0)
-        (status,) = await ctx.tick().sample(d.layer_status).until(d.layer_done)
+        status, self.active = await ctx.tick().sample(d.layer_status, d.layer_active).until(
+            d.layer_done)
         return Status(status)
 
     async def read_resid(self, ctx, base: int, count: int) -> list[int]:
@@ -114,9 +118,9 @@ class Bench:
         sim.run()
 
 
-def _layer(seed: int):
+def _layer(seed: int, d_ff: int = 24):
     rng = np.random.default_rng(seed)
-    return rng, random_layer(rng, d_model=16, heads=2, d_ff=24, r=3)
+    return rng, random_layer(rng, d_model=16, heads=2, d_ff=d_ff, r=3)
 
 
 @pytest.mark.parametrize("t", [1, 5, 8])
@@ -138,8 +142,9 @@ def test_prefill_equals_golden(t):
     assert np.array_equal(got["x2"], want)
 
 
-def test_decode_equals_prefill_and_cache_full():
-    rng, p = _layer(11)
+@pytest.mark.parametrize("d_ff", [32, 24])   # decode on the GEMV unit; F = 24 on the core
+def test_decode_equals_prefill_and_cache_full(d_ff):
+    rng, p = _layer(11, d_ff)
     t = 6
     x = random_activations(rng, t, 16)
     want = golden.layer(x, p)
@@ -149,14 +154,15 @@ def test_decode_equals_prefill_and_cache_full():
     async def body(ctx):
         await bench.load_layer(ctx, p)
         # Prefill of two tokens, then decode one at a time on the cache.
-        st = await bench.layer(ctx, x[:2], flags=LAYER_FRESH, r=3)
+        st = await bench.layer(ctx, x[:2], flags=LAYER_FRESH, r=3, f=d_ff)
         got["rows"].append((st, _unwords(await bench.read_resid(ctx, 0, 2 * 16 // C), 2, 16)))
         for i in range(2, t):
-            st = await bench.layer(ctx, x[i:i + 1], r=3)
+            st = await bench.layer(ctx, x[i:i + 1], r=3, f=d_ff)
+            got["active"] = bench.active
             got["rows"].append((st, _unwords(await bench.read_resid(ctx, 0, 16 // C), 1, 16)))
         # 6 cached tokens + 7 > capacity 12: refused, and the cache is unchanged.
-        got["full"] = await bench.layer(ctx, random_activations(rng, 7, 16), r=3)
-        st = await bench.layer(ctx, x[:1], flags=LAYER_FRESH, r=3)
+        got["full"] = await bench.layer(ctx, random_activations(rng, 7, 16), r=3, f=d_ff)
+        st = await bench.layer(ctx, x[:1], flags=LAYER_FRESH, r=3, f=d_ff)
         got["again"] = (st, _unwords(await bench.read_resid(ctx, 0, 16 // C), 1, 16))
 
     bench.run(body)
@@ -164,6 +170,7 @@ def test_decode_equals_prefill_and_cache_full():
     assert np.array_equal(np.concatenate([r for _, r in got["rows"]]), want)
     assert got["full"] == Status.CACHE_FULL
     assert got["again"][0] == Status.OK and np.array_equal(got["again"][1], want[:1])
+    assert (got["active"] == GEMV_LINES) == (d_ff == 32)
 
 
 def test_head_equals_golden():
@@ -192,7 +199,7 @@ def test_head_equals_golden():
 
 
 @pytest.mark.parametrize("fields", [
-    {"t": 0}, {"t": 9}, {"f": 0}, {"f": 25}, {"slot": 2}, {"shift": 16}, {"flags": 4},
+    {"t": 0}, {"t": 9}, {"f": 0}, {"f": 33}, {"slot": 2}, {"shift": 16}, {"flags": 4},
     {"res_base": 76}, {"w_base": 1000}, {"th_base": 200}, {"p_base": 128 - param_words_per_layer(
         DEV) + 1},
 ])

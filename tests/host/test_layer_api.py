@@ -17,7 +17,7 @@ from onebit.host.random_model import random_activations, random_layer, random_mo
 LAYER_DEV = DeviceConfig(
     core=CoreConfig(rows=2, cols=2, lanes=16, max_k=128, max_t=8, max_n=192),
     frame_bytes=1024, act_words=512, weight_words=8192, thresh_words=1024, result_beats=64,
-    layer=LayerConfig(d_model=64, heads=2, max_ff=128, kv_capacity=32, kv_slots=2,
+    weight_banks=4, layer=LayerConfig(d_model=64, heads=2, max_ff=128, kv_capacity=32, kv_slots=2,
                       res_words=256, param_words=512))
 
 
