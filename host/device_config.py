@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from .core_config import MEMORY_KINDS, SPRAM_BLOCKS, CoreConfig, spram_blocks
 
-__all__ = ["DeviceConfig", "LayerConfig", "THRESHOLD_BYTES", "RESULT_INT_BYTES", "PARAM_BYTES",
+__all__ = ["DeviceConfig", "LayerConfig", "gemv_problem", "THRESHOLD_BYTES", "RESULT_INT_BYTES",
+           "PARAM_BYTES",
            "RESIDUAL_BYTES", "PARAM_BITS"]
 
 #: Bytes of one threshold on the wire (little-endian two's complement).
@@ -44,6 +45,19 @@ def _count(name: str, value: object, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer of at least {low}, not {value!r}")
     return value
+
+
+def gemv_problem(k: int, *, lanes: int, cols: int, banks: int) -> str | None:
+    """Why a GEMV unit reading ``banks`` words a line cannot take rows of ``k`` bits (None if
+    it can): a row's ``ceil(k / lanes)`` words must be a power of two or a multiple of
+    ``banks``, and at least ``banks / cols`` (a line holds at most ``cols`` rows)."""
+    kw = -(-k // lanes)
+    if kw & (kw - 1) and kw % banks:
+        return (f"{kw} words per row is neither a power of two nor a multiple of the "
+                f"{banks} weight banks")
+    if kw * cols < banks:
+        return f"{kw} words per row is fewer than weight_banks / cols = {banks // cols}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -215,17 +229,9 @@ class DeviceConfig:
                              f"layer's {param_words_per_layer(self)}")
 
     def gemv_problem(self, k: int) -> str | None:
-        """Why the GEMV unit cannot take rows of ``k`` bits (None if it can): a row's
-        ``ceil(k / lanes)`` words must be a power of two or a multiple of ``weight_banks``, and
-        at least ``weight_banks / cols`` (a line holds at most ``cols`` rows)."""
-        p, kw = self.weight_banks, -(-k // self.core.lanes)
-        if kw & (kw - 1) and kw % p:
-            return (f"{kw} words per row is neither a power of two nor a multiple of the "
-                    f"{p} weight banks")
-        if kw * self.core.cols < p:
-            return (f"{kw} words per row is fewer than weight_banks / cols = "
-                    f"{p // self.core.cols}")
-        return None
+        """Why this device's GEMV unit cannot take rows of ``k`` bits (None if it can)."""
+        return gemv_problem(k, lanes=self.core.lanes, cols=self.core.cols,
+                            banks=self.weight_banks)
 
     @property
     def thresh_banks(self) -> int:

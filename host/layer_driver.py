@@ -68,11 +68,11 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
     """A device whose layer engine and stores hold ``model`` (every layer and the head), with
     an ``rows x cols x lanes`` array; the KV cache holds ``kv_capacity`` tokens per layer. Its
     weight store has ``rows x cols`` banks (when a power of two and the model's rows suit the
-    GEMV unit), so decode runs at the array's width."""
+    GEMV unit; fewer when they do not), so decode runs at up to the array's width."""
     from dataclasses import replace
 
     from .core_config import CoreConfig
-    from .device_config import LayerConfig
+    from .device_config import LayerConfig, gemv_problem
     from .layer_layout import act_regions
 
     if not isinstance(model, ModelParams):
@@ -88,8 +88,11 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
     sized = DeviceConfig(core=core, frame_bytes=frame_bytes, act_words=1 << 20,
                          weight_words=1 << 24, thresh_words=1 << 20, result_beats=1 << 16,
                          layer=replace(ly, param_words=1 << 16))
-    banks = rows * cols
-    if banks & (banks - 1) == 0 and sized.gemv_problem(d) is None and banks > 1:
+    # The most weight banks up to rows x cols (a power of two) whose lines suit the model.
+    banks = 1 << ((rows * cols).bit_length() - 1)
+    while banks > 1 and gemv_problem(d, lanes=lanes, cols=cols, banks=banks):
+        banks //= 2
+    if banks > 1:
         sized = replace(sized, weight_banks=banks)
     plan = store_plan(sized)
     weight_words = plan.head_w + v * (d // lanes)
