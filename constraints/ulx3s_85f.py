@@ -1,10 +1,23 @@
 """ULX3S with an ECP5 LFE5U-85F (CABGA381): amaranth-boards' ``ULX3S_85F_Platform``;
-the clock is 62.5 MHz (25 MHz x 5 / 2): the larger die routes slower, 71 MHz for 4 x 4 x 32."""
+the clock is 62.5 MHz (25 MHz x 5 / 2): the larger die routes slower, 71 MHz for 4 x 4 x 32.
+
+The device has the layer engine for models of the shipped one's shape (D = 128, H = 4,
+F <= 512, two layers, a 128-token KV cache each) and a 16-bank weight store for decode, so
+``onebit demo``'s model runs on this board whole."""
 
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
+from ..host.core_config import CoreConfig
+from ..host.device_config import DeviceConfig, LayerConfig
 from ._ulx3s import ulx3s_board
+
+DEVICE = DeviceConfig(
+    core=CoreConfig(rows=4, cols=4, lanes=32, max_k=512, max_t=32, max_n=512),
+    frame_bytes=1024, act_words=2048, weight_words=16384, thresh_words=2048, result_beats=512,
+    weight_banks=16,
+    layer=LayerConfig(d_model=128, heads=4, max_ff=512, kv_capacity=128, kv_slots=2,
+                      res_words=1024, param_words=512))
 
 BOARD = ulx3s_board("85F", ULX3S_85F_Platform, {
     "LUT4": 83640, "FF": 83640, "BRAM": 208,
-    "SPRAM": 0, "DSP": 156, "CARRY": 41820}, target_hz=62.5e6)
+    "SPRAM": 0, "DSP": 156, "CARRY": 41820}, target_hz=62.5e6, device=DEVICE)
