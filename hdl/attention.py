@@ -9,7 +9,7 @@ computes, for every cached token ``j <= pos`` and every head ``h``,
 
 Prefill and decode are the same operation: append the new tokens' rows, then query each new
 token with its position. All heads and channels work in parallel, one cached token per cycle:
-a query of token ``pos`` takes ``pos + 1`` cycles plus 4.
+a query of token ``pos`` takes ``pos + 1`` cycles plus 5.
 
 The cache has ``slots`` independent parts (one per layer of a model), each of ``capacity``
 tokens; the static input ``slot`` picks the part that appends and queries use, ``length`` is that
@@ -90,25 +90,31 @@ class AttentionUnit(wiring.Component):
         acc_shape = signed((cap + 1).bit_length() + 1)
         acc = [Signal(acc_shape, name=f"c{i}") for i in range(d)]
 
-        # Scan pipeline: read token j (cycle 0), scores and mask bits (cycle 1), accumulate
-        # (cycle 2).
+        # Scan pipeline: read token j (cycle 0), register q XOR k (cycle 1: the block RAM's
+        # output goes straight to a register), scores and mask bits (cycle 2), accumulate
+        # (cycle 3).
         rd_valid = Signal()
+        x_valid = Signal()
+        x_k = Signal(d)
+        x_v = Signal(d)
         a_valid = Signal()
         a_bits = Signal(h_n)
         a_v = Signal(d)
-        m.d.sync += [rd_valid.eq(0), a_valid.eq(0)]
+        m.d.sync += [rd_valid.eq(0), x_valid.eq(0), a_valid.eq(0)]
         m.d.comb += [k_r.addr.eq(slot_base + j), v_r.addr.eq(slot_base + j),
                      k_r.en.eq(1), v_r.en.eq(1)]
 
         scores = []
         for h in range(h_n):
             sl = slice(h * dh, (h + 1) * dh)
-            mism = popcount_tree(m, [(q[sl] ^ k_r.data[sl])[i] for i in range(dh)], name=f"s{h}")
+            mism = popcount_tree(m, [x_k[sl][i] for i in range(dh)], name=f"s{h}")
             s = Signal(signed(dh.bit_length() + 2), name=f"score{h}")
             m.d.comb += s.eq(dh - 2 * mism)
             scores.append(s >= self.ta[h])
         with m.If(rd_valid):
-            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(v_r.data)]
+            m.d.sync += [x_valid.eq(1), x_k.eq(q ^ k_r.data), x_v.eq(v_r.data)]
+        with m.If(x_valid):
+            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(x_v)]
         with m.If(a_valid):
             for i in range(d):
                 with m.If(a_bits[i // dh]):
@@ -142,7 +148,7 @@ class AttentionUnit(wiring.Component):
                 with m.If(j == pos):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                with m.If(~rd_valid & ~a_valid):
+                with m.If(~rd_valid & ~x_valid & ~a_valid):
                     m.d.sync += [self.c.payload.error.eq(0), self.c.valid.eq(1),
                                  self.c.payload.bits.eq(
                                      Cat(*[acc[i] >= self.tc[i] for i in range(d)]))]

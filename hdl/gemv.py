@@ -19,7 +19,7 @@ outputs, ``ints`` (dot products) or, with ``threshold``, ``bits`` (bit ``c`` is 
 thr``, thresholds read a tile at a time from the banked threshold store at ``th_line``).
 Channels beyond N are 0; ``last`` marks the final beat; ``done`` pulses when it is taken. The
 pipeline stalls under backpressure. Cycles: ``kw + 1`` to load the row, then one line a cycle,
-``ceil(N / G) * E`` lines, plus 4.
+``ceil(N / G) * E`` lines, plus 5.
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed
@@ -146,6 +146,14 @@ class Gemv(wiring.Component):
                     if g < len(lvl[k]):
                         with m.Case(k):
                             m.d.comb += part[g].eq(lvl[k][g])
+        # s3: the group sums registered (the adder tree is one stage, the accumulation the next).
+        s3_valid, s3_last, s3_first = Signal(), Signal(), Signal()
+        s3_row0 = Signal.like(row0)
+        s3_part = [Signal(acc_w, name=f"s3_part{g}") for g in range(C)]
+        with m.If(adv):
+            m.d.sync += [s3_valid.eq(s2_valid), s3_last.eq(s2_last), s3_first.eq(s2_first),
+                         s3_row0.eq(s2_row0)]
+            m.d.sync += [a.eq(b) for a, b in zip(s3_part, part, strict=True)]
         acc = [Signal(acc_w, name=f"acc{g}") for g in range(C)]
         total = [Signal(acc_w, name=f"total{g}") for g in range(C)]
         rw = c.result_width + 2
@@ -153,7 +161,7 @@ class Gemv(wiring.Component):
         k_s = Signal(signed(rw))
         m.d.comb += k_s.eq(p.k)
         for g in range(C):
-            m.d.comb += [total[g].eq(Mux(s2_first, 0, acc[g]) + part[g]),
+            m.d.comb += [total[g].eq(Mux(s3_first, 0, acc[g]) + s3_part[g]),
                          dotv[g].eq(k_s - 2 * total[g])]
 
         build = [Signal(signed(rw), name=f"build{b}") for b in range(C)]
@@ -161,7 +169,7 @@ class Gemv(wiring.Component):
         build_last = Signal()
         n_tiles = Signal(range(-(-c.max_n // C) + 1))
         pos = Signal(range(C))
-        m.d.comb += pos.eq(s2_row0[:max(1, (C - 1).bit_length())] if C > 1 else 0)
+        m.d.comb += pos.eq(s3_row0[:max(1, (C - 1).bit_length())] if C > 1 else 0)
         # ---------------------------------------------------------------- out
         thr = data.View(data.ArrayLayout(signed(c.threshold_width), C), self.th_ldata)
         with m.If(self.result.ready):
@@ -178,18 +186,18 @@ class Gemv(wiring.Component):
                 with m.Else():
                     m.d.sync += self.result.payload.ints[b].eq(Mux(live, build[b], 0))
 
-        with m.If(adv & s2_valid):
+        with m.If(adv & s3_valid):
             m.d.sync += [a.eq(t) for a, t in zip(acc, total, strict=True)]
-            with m.If(s2_last):
+            with m.If(s3_last):
                 for b in range(C):
                     g = b & g_mask
                     hit = ((b ^ pos) & ~g_mask & (C - 1)) == 0
                     with m.If(hit):
-                        m.d.sync += build[b].eq(Mux(s2_row0 + g < p.n, Array(dotv)[g], 0))
+                        m.d.sync += build[b].eq(Mux(s3_row0 + g < p.n, Array(dotv)[g], 0))
                 with m.If(pos == 0):
                     m.d.comb += self.th_lren.eq(1)
                 # The tile is complete when its last slot is written or the rows run out.
-                with m.If(((pos | g_mask) >= C - 1) | (s2_row0 + g_mask + 1 >= p.n)):
+                with m.If(((pos | g_mask) >= C - 1) | (s3_row0 + g_mask + 1 >= p.n)):
                     m.d.sync += [build_full.eq(1), build_last.eq(tile == n_tiles - 1),
                                  tile.eq(tile + 1)]
         m.d.comb += self.th_laddr.eq(p.th_line + tile)
