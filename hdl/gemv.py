@@ -19,7 +19,7 @@ outputs, ``ints`` (dot products) or, with ``threshold``, ``bits`` (bit ``c`` is 
 thr``, thresholds read a tile at a time from the banked threshold store at ``th_line``).
 Channels beyond N are 0; ``last`` marks the final beat; ``done`` pulses when it is taken. The
 pipeline stalls under backpressure. Cycles: ``kw + 1`` to load the row, then one line a cycle,
-``ceil(N / G) * E`` lines, plus 5.
+``ceil(N / G) * E`` lines, plus 6.
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed
@@ -120,14 +120,21 @@ class Gemv(wiring.Component):
         xsel = Signal(P * L)
         m.d.comb += xsel.eq(Array(xl)[s1_phase] if e_max > 1 else xl[0])
         pc_w = L.bit_length()
+        # sx: the line XOR the row, registered straight off the block RAM outputs (timing).
+        sx_valid, sx_last, sx_first = Signal(), Signal(), Signal()
+        sx_row0 = Signal.like(row0)
+        sx_xw = Signal(P * L)
+        with m.If(adv):
+            m.d.sync += [sx_valid.eq(s1_valid), sx_last.eq(s1_last), sx_first.eq(s1_first),
+                         sx_row0.eq(s1_row0), sx_xw.eq(xsel ^ self.w_ldata)]
         s2_valid, s2_last, s2_first = Signal(), Signal(), Signal()
         s2_row0 = Signal.like(row0)
         s2_pc = [Signal(pc_w, name=f"pc{i}") for i in range(P)]
         with m.If(adv):
-            m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_last), s2_first.eq(s1_first),
-                         s2_row0.eq(s1_row0)]
+            m.d.sync += [s2_valid.eq(sx_valid), s2_last.eq(sx_last), s2_first.eq(sx_first),
+                         s2_row0.eq(sx_row0)]
             for i in range(P):
-                word = (xsel[i * L:(i + 1) * L] ^ self.w_ldata[i * L:(i + 1) * L])
+                word = sx_xw[i * L:(i + 1) * L]
                 m.d.sync += s2_pc[i].eq(popcount_tree(m, [word[b] for b in range(L)],
                                                       name=f"gv{i}"))
 
