@@ -312,6 +312,16 @@ class LayerEngine(wiring.Component):
         # ------------------------------------------------------------ the sequencer
         m.d.comb += self.busy.eq(1)
         err = Signal(8)
+
+        def await_product(done, ops, nxt):
+            """In a state that waits for a product: a runner fault ends the command; ``done``
+            runs ``ops`` and moves on to ``nxt``."""
+            with m.If(self.run_done & self.run_error):
+                m.d.sync += err.eq(Status.FAULT)
+                m.next = "DONE"
+            with m.Elif(done):
+                m.d.sync += ops
+                m.next = nxt
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 m.d.comb += self.busy.eq(0)
@@ -384,10 +394,7 @@ class LayerEngine(wiring.Component):
                 m.d.comb += self.run_start.eq(1)
                 m.next = "HEAD_WAIT"
             with m.State("HEAD_WAIT"):
-                with m.If(self.run_done):
-                    with m.If(self.run_error):
-                        m.d.sync += err.eq(Status.FAULT)
-                    m.next = "DONE"
+                await_product(self.run_done, [], "DONE")
 
             # Step 2: Qb|Kb|Vb rows.
             with m.State("QKV_RUN"):
@@ -399,12 +406,7 @@ class LayerEngine(wiring.Component):
                 m.next = "QKV_WAIT"
             with m.State("QKV_WAIT"):
                 m.d.comb += packing.eq(1)
-                with m.If(self.run_done & self.run_error):
-                    m.d.sync += err.eq(Status.FAULT)
-                    m.next = "DONE"
-                with m.Elif(pk.done):
-                    m.d.sync += [tl.eq(0), tl_v.eq(0)]
-                    m.next = "TC_LOAD"
+                await_product(pk.done, [tl.eq(0), tl_v.eq(0)], "TC_LOAD")
 
             # Context and attention thresholds into registers (saturated into their fields).
             with m.State("TC_LOAD"):
@@ -478,13 +480,9 @@ class LayerEngine(wiring.Component):
                 m.next = "O_WAIT"
             with m.State("O_WAIT"):
                 m.d.comb += to_res.eq(1)
-                with m.If(self.run_done & self.run_error):
-                    m.d.sync += err.eq(Status.FAULT)
-                    m.next = "DONE"
-                with m.Elif(rp_left == 0):
-                    m.d.sync += gemm(thr=1, n=p.f, k=D, act=reg["x1b"], act_count=t_dw,
-                                     w=w_1, w_count=f_dw, th=p.th_base + 3 * D, th_count=p.f)
-                    m.next = "F1_RUN"
+                await_product(rp_left == 0,
+                              gemm(thr=1, n=p.f, k=D, act=reg["x1b"], act_count=t_dw, w=w_1,
+                                   w_count=f_dw, th=p.th_base + 3 * D, th_count=p.f), "F1_RUN")
 
             # Step 7: Hb rows.
             with m.State("F1_RUN"):
@@ -495,13 +493,8 @@ class LayerEngine(wiring.Component):
                 m.next = "F1_WAIT"
             with m.State("F1_WAIT"):
                 m.d.comb += packing.eq(1)
-                with m.If(self.run_done & self.run_error):
-                    m.d.sync += err.eq(Status.FAULT)
-                    m.next = "DONE"
-                with m.Elif(pk.done):
-                    m.d.sync += gemm(thr=0, n=D, k=p.f, act=reg["hb"], act_count=t_fw,
-                                     w=w_2, w_count=d_fw)
-                    m.next = "F2_RUN"
+                await_product(pk.done, gemm(thr=0, n=D, k=p.f, act=reg["hb"], act_count=t_fw,
+                                            w=w_2, w_count=d_fw), "F2_RUN")
 
             # Step 8: Y through the residual unit.
             with m.State("F2_RUN"):
@@ -511,11 +504,7 @@ class LayerEngine(wiring.Component):
                 m.next = "F2_WAIT"
             with m.State("F2_WAIT"):
                 m.d.comb += to_res.eq(1)
-                with m.If(self.run_done & self.run_error):
-                    m.d.sync += err.eq(Status.FAULT)
-                    m.next = "DONE"
-                with m.Elif(rp_left == 0):
-                    m.next = "DONE"
+                await_product(rp_left == 0, [], "DONE")
 
             with m.State("DONE"):
                 m.d.sync += [self.done.eq(1), self.status.eq(err)]

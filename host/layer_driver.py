@@ -350,8 +350,8 @@ class LayerCommands:
         st.per_command.append((t, cycles, active))
 
 
-#: Bytes per store word of each LOAD, for ``Accelerator._load``.
 def load_unit(dev: DeviceConfig, opcode: Opcode) -> int:
+    """Bytes per store word of a LOAD command (``Accelerator._load`` counts offsets in them)."""
     from .device_config import THRESHOLD_BYTES
 
     return {Opcode.LOAD_ACTIVATIONS: dev.word_bytes, Opcode.LOAD_WEIGHTS: dev.word_bytes,

@@ -91,24 +91,16 @@ class Bench:
             d.layer_done)
         return Status(status)
 
-    async def read_resid(self, ctx, base: int, count: int) -> list[int]:
+    async def read(self, ctx, store: str, base: int, count: int) -> list[int]:
+        """Words ``base .. base + count - 1`` of the residual (``resid``) or result (``res``)
+        store, through the datapath's read port."""
         d, out = self.dut, []
         for a in range(base, base + count):
-            ctx.set(d.resid_raddr, a)
-            ctx.set(d.resid_ren, 1)
+            ctx.set(getattr(d, f"{store}_raddr"), a)
+            ctx.set(getattr(d, f"{store}_ren"), 1)
             await ctx.tick()
-            out.append(ctx.get(d.resid_rdata))
-        ctx.set(d.resid_ren, 0)
-        return out
-
-    async def read_results(self, ctx, count: int) -> list[int]:
-        d, out = self.dut, []
-        for a in range(count):
-            ctx.set(d.res_raddr, a)
-            ctx.set(d.res_ren, 1)
-            await ctx.tick()
-            out.append(ctx.get(d.res_rdata))
-        ctx.set(d.res_ren, 0)
+            out.append(ctx.get(getattr(d, f"{store}_rdata")))
+        ctx.set(getattr(d, f"{store}_ren"), 0)
         return out
 
     def run(self, body) -> None:
@@ -135,7 +127,7 @@ def test_prefill_equals_golden(t):
         await bench.load_layer(ctx, p, w_base=7, th_base=3, p_base=5)
         got["status"] = await bench.layer(ctx, x, res_base=2, flags=LAYER_FRESH, slot=1, r=3,
                                           w_base=7, th_base=3, p_base=5)
-        got["x2"] = _unwords(await bench.read_resid(ctx, 2, t * 16 // C), t, 16)
+        got["x2"] = _unwords(await bench.read(ctx, "resid", 2, t * 16 // C), t, 16)
 
     bench.run(body)
     assert got["status"] == Status.OK
@@ -155,15 +147,15 @@ def test_decode_equals_prefill_and_cache_full(d_ff):
         await bench.load_layer(ctx, p)
         # Prefill of two tokens, then decode one at a time on the cache.
         st = await bench.layer(ctx, x[:2], flags=LAYER_FRESH, r=3, f=d_ff)
-        got["rows"].append((st, _unwords(await bench.read_resid(ctx, 0, 2 * 16 // C), 2, 16)))
+        got["rows"].append((st, _unwords(await bench.read(ctx, "resid", 0, 2 * 16 // C), 2, 16)))
         for i in range(2, t):
             st = await bench.layer(ctx, x[i:i + 1], r=3, f=d_ff)
             got["active"] = bench.active
-            got["rows"].append((st, _unwords(await bench.read_resid(ctx, 0, 16 // C), 1, 16)))
+            got["rows"].append((st, _unwords(await bench.read(ctx, "resid", 0, 16 // C), 1, 16)))
         # 6 cached tokens + 7 > capacity 12: refused, and the cache is unchanged.
         got["full"] = await bench.layer(ctx, random_activations(rng, 7, 16), r=3, f=d_ff)
         st = await bench.layer(ctx, x[:1], flags=LAYER_FRESH, r=3, f=d_ff)
-        got["again"] = (st, _unwords(await bench.read_resid(ctx, 0, 16 // C), 1, 16))
+        got["again"] = (st, _unwords(await bench.read(ctx, "resid", 0, 16 // C), 1, 16))
 
     bench.run(body)
     assert all(st == Status.OK for st, _ in got["rows"])
@@ -185,7 +177,7 @@ def test_head_equals_golden():
         await bench.write(ctx, "weight", 4, _lane_words(head_weights(DEV, m.Wout)))
         await bench.write(ctx, "param", 9, _words(head_param_values(DEV, m.th_out), PARAM_BITS))
         got["status"] = await bench.layer(ctx, x, flags=LAYER_HEAD, n=11, w_base=4, p_base=9)
-        got["beats"] = await bench.read_results(ctx, 3 * 6)
+        got["beats"] = await bench.read(ctx, "res", 0, 3 * 6)
 
     bench.run(body)
     assert got["status"] == Status.OK
