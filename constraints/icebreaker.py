@@ -1,8 +1,10 @@
 """iCEBreaker: iCE40UP5K-SG48, 12 MHz oscillator on pin 35, FTDI UART on pins 6 (rx), 9 (tx).
 
-Pins come from amaranth-boards' ``ICEBreakerPlatform``; the design runs at 48 MHz from the
-SB_PLL40 (12 MHz x 64 / 16). The weight store is three SPRAM blocks deep (49152 words of 16
-bits = 786 Kbit: the reference layer's D=256, H=4, F=1024 weights stay resident).
+Pins come from amaranth-boards' ``ICEBreakerPlatform``; the design runs at 24 MHz from the
+SB_PLL40 (12 MHz x 64 / 32), a clock it meets with margin (the 48 MHz goal is not met yet:
+``docs/build.md``). The weight store is three SPRAM blocks deep (49152 words of 16 bits =
+786 Kbit: the reference layer's D=256, H=4, F=1024 weights stay resident); the array is sized
+to fit the logic cells left beside the host link and controller.
 """
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
@@ -18,10 +20,10 @@ BOARD = Board(
     family="ice40",
     clock_resource="clk12",
     oscillator_hz=12e6,
-    target_hz=48e6,
+    target_hz=24e6,
     pll="ice40",
     baud=3_000_000,
-    device=DeviceConfig(core=CoreConfig(rows=2, cols=2, lanes=16, max_k=1024, max_t=32,
+    device=DeviceConfig(core=CoreConfig(rows=1, cols=2, lanes=8, max_k=1024, max_t=32,
                                         max_n=1024),
                         frame_bytes=256, act_words=512, weight_words=49152,
                         thresh_words=256, result_beats=128, weight_store="ice40_spram"),

@@ -41,6 +41,7 @@ from ..host.protocol import (
     args_size,
     encode_identify,
 )
+from .counter_bank import CounterBank
 from .datapath import store_word_bits
 from .frame_rx import EventKind, event_layout
 from .frame_tx import header_layout
@@ -161,29 +162,32 @@ class CommandProcessor(wiring.Component):
         m.submodules.staging = staging = memory.Memory(shape=8, depth=dev.frame_bytes, init=[])
         stage_w, stage_r = staging.write_port(), staging.read_port()
 
-        # Link counters.
-        link = {name: Signal(32, name=f"link_{name}") for name in LINK_COUNTERS}
+        # Link counters, in a block RAM: ``link[name]`` is the counter's increment this cycle.
+        m.submodules.link_counters = bank = CounterBank(count=len(LINK_COUNTERS))
+        link = {name: bank.inc[i] for i, name in enumerate(LINK_COUNTERS)}
         clear_link = Signal()
-        with m.If(clear_link):
-            m.d.sync += [v.eq(0) for v in link.values()]
-        with m.Else():
-            m.d.sync += link["uptime"].eq(link["uptime"] + 1)
-            with m.If(self.bad_header):
-                m.d.sync += link["bad_header"].eq(link["bad_header"] + 1)
-            with m.If(self.tx_stall):
-                m.d.sync += link["tx_stall"].eq(link["tx_stall"] + 1)
+        # (uptime counts every cycle; not a constant 1, which Yosys writes as an ``always @*``
+        # block without inputs that a Verilog simulator never runs.)
+        m.d.comb += [bank.clear.eq(clear_link), link["uptime"].eq(~clear_link)]
+        # (Inside ``If``: an input still X early in a Verilog simulation counts nothing.)
+        with m.If(self.bad_header):
+            m.d.comb += link["bad_header"].eq(1)
+        with m.If(self.tx_stall):
+            m.d.comb += link["tx_stall"].eq(1)
 
         # Reply sources.
         reply = Signal(_Reply)
         reply_len = Signal(16)
         ident = Array(Const(b, 8) for b in self._identify)
         run_info = [Signal(32, name="run_beats"), Signal(32, name="run_cycles")]
-        counter_words = [getattr(self.core_counters, n) for n in CORE_COUNTERS] + \
-            list(link.values())
+        core_words = [getattr(self.core_counters, n) for n in CORE_COUNTERS]
+        n_words = len(core_words) + len(LINK_COUNTERS)      # READ_COUNTERS' answer
         words_sel = Signal()            # 0: run info, 1: counters
-        word_src = Array(run_info + counter_words)
+        word_src = Array(run_info + core_words)
         word = Signal(max(32, dev.result_word_bits))
-        wsel = Signal(range(len(run_info) + len(counter_words) + 1))   # word_src index
+        wsel = Signal(range(len(run_info) + n_words + 1))   # word_src index, then the bank's
+        bank_sel = Signal()             # the word comes from the counter bank
+        bank_idx = Signal(range(len(LINK_COUNTERS)))
         word_pick = Signal(32)
         widx = Signal(16)
         bidx = Signal(range(max(len(self._identify), word.shape().width // 8) + 1))
@@ -253,14 +257,14 @@ class CommandProcessor(wiring.Component):
                                                        (idx - n_args < dev.frame_bytes))]
                         with m.Case(EventKind.END):
                             with m.If(ev.ok):
-                                m.d.sync += link["frames"].eq(link["frames"] + 1)
+                                m.d.comb += link["frames"].eq(1)
                                 m.next = "CHECK"
                             with m.Elif(ev.timed_out):
-                                m.d.sync += link["timeouts"].eq(link["timeouts"] + 1)
+                                m.d.comb += link["timeouts"].eq(1)
                                 m.d.sync += respond(Status.TIMED_OUT)
                                 m.next = "HEADER"
                             with m.Else():
-                                m.d.sync += link["bad_crc"].eq(link["bad_crc"] + 1)
+                                m.d.comb += link["bad_crc"].eq(1)
                                 m.d.sync += respond(Status.BAD_CRC)
                                 m.next = "HEADER"
 
@@ -370,8 +374,7 @@ class CommandProcessor(wiring.Component):
                                 m.d.sync += respond(Status.OK, _Reply.IDENT,
                                                     len(self._identify))
                             with m.Elif(opcode == Opcode.READ_COUNTERS):
-                                m.d.sync += [respond(Status.OK, _Reply.WORDS,
-                                                     4 * len(counter_words)),
+                                m.d.sync += [respond(Status.OK, _Reply.WORDS, 4 * n_words),
                                              words_sel.eq(1)]
                             with m.Elif(opcode == Opcode.RESET):
                                 m.d.comb += clear_link.eq(1)
@@ -491,7 +494,7 @@ class CommandProcessor(wiring.Component):
                                  Mux(status == Status.OK, reply_len, 0) + 2)]
                 with m.If(self.header.ready):
                     with m.If(status != Status.OK):
-                        m.d.sync += link["errors"].eq(link["errors"] + 1)
+                        m.d.comb += link["errors"].eq(1)
                     m.next = "STATUS"
             with m.State("STATUS"):
                 m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(status)]
@@ -501,7 +504,8 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(tag)]
                 with m.If(self.data.ready):
                     m.d.sync += [bidx.eq(0), widx.eq(0), left.eq(reply_len),
-                                 wsel.eq(Mux(words_sel, len(run_info), 0))]
+                                 wsel.eq(Mux(words_sel, len(run_info), 0)),
+                                 bank_sel.eq(0), bank_idx.eq(0)]
                     m.next = "RECV"
                     with m.If(status == Status.OK):
                         with m.Switch(reply):
@@ -519,10 +523,12 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += [self.res_raddr.eq(offset + widx), self.res_ren.eq(1)]
                 if layer:
                     m.d.comb += [self.resid_raddr.eq(offset + widx), self.resid_ren.eq(1)]
+                m.d.comb += [bank.raddr.eq(bank_idx), bank.ren.eq(bank_sel)]
                 m.d.sync += word_pick.eq(word_src[wsel])
                 m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata, word_pick)),
+                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata,
+                                         Mux(bank_sel, bank.rdata, word_pick))),
                              n_bytes.eq(Mux(reply == _Reply.RESULTS, bpb, 4)), bidx.eq(0)]
                 if layer:
                     with m.If(reply == _Reply.RESIDUAL):
@@ -537,8 +543,11 @@ class CommandProcessor(wiring.Component):
                         m.next = "RECV"
                     with m.Elif(bidx == n_bytes - 1):
                         m.d.sync += [widx.eq(widx + 1), wsel.eq(wsel + 1)]
+                        with m.If(wsel == len(run_info) + len(core_words) - 1):
+                            m.d.sync += bank_sel.eq(1)
+                        with m.If(bank_sel):
+                            m.d.sync += bank_idx.eq(bank_idx + 1)
                         m.next = "FETCH"
 
-        with m.If(~fsm.ongoing("RECV") & ~clear_link):
-            m.d.sync += link["exec"].eq(link["exec"] + 1)
+        m.d.comb += link["exec"].eq(~fsm.ongoing("RECV"))
         return m

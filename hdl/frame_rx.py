@@ -93,12 +93,14 @@ class FrameReceiver(wiring.Component):
         with m.If(emit):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(event)]
 
-        # Inter-byte timeout inside a frame.
+        # Inter-byte timeout inside a frame: ``expired`` is set (and stays set) the cycle the
+        # idle count reaches the timeout, so the decision starts from a register (timing).
+        expired = Signal()
         with m.If(~in_frame | (self.i.valid & self.i.ready)):
-            m.d.sync += idle.eq(0)
+            m.d.sync += [idle.eq(0), expired.eq(0)]
         with m.Else():
-            m.d.sync += idle.eq(idle + 1)
-        timed_out = in_frame & (idle == self._timeout)
+            m.d.sync += [idle.eq(idle + 1), expired.eq(expired | (idle == self._timeout - 1))]
+        timed_out = in_frame & expired
 
         with m.FSM():
             with m.State("HUNT"):

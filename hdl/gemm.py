@@ -142,6 +142,7 @@ class GemmCore(wiring.Component):
         thr_en = Signal()
         t = Signal(range(cfg.max_t + 1))
         n = Signal(range(cfg.max_n + 1))
+        l_rest = Signal(range(cfg.max_n + 1))   # weight rows not yet in a loaded tile
         k = Signal(range(cfg.max_k + 1))
         kw = Signal(range(KWM + 1))
         last_mask = Signal(L)
@@ -235,6 +236,7 @@ class GemmCore(wiring.Component):
                 m.d.comb += top.eq((p.k + (L - 1))[:cfg.lane_bits] if L > 1 else 0)
                 m.d.sync += [
                     op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n), k.eq(p.k),
+                    l_rest.eq(p.n),
                     kw.eq((p.k + L - 1) >> cfg.lane_bits),
                     last_mask.eq(Cat(*(top >= i for i in range(L)))),
                     a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0),
@@ -305,7 +307,10 @@ class GemmCore(wiring.Component):
         l_half = Signal()
         l_c = Signal(range(C))
         l_j = Signal(range(KWM))
-        l_nb = Signal(range(cfg.max_n + C + 1))
+        # Rows of the tile being loaded (set while waiting for it, from ``l_rest``), and a
+        # down-counter of its rows: the last-row and last-tile decisions start from registers.
+        l_tile_rows = Signal(range(C + 1))
+        l_rows = Signal(range(C + 1))
         l_last_row = Signal()
         l_last_tile = Signal()
         l_pop = Signal(cfg.acc_width)
@@ -329,8 +334,7 @@ class GemmCore(wiring.Component):
                     for col in range(C):
                         with m.If((p_half == h) & (p_c == col)):
                             m.d.sync += wpop[h][col].eq(row_pop)
-        m.d.comb += [l_last_row.eq((l_c == C - 1) | (l_nb + l_c + 1 == n)),
-                     l_last_tile.eq(l_nb + C >= n)]
+        m.d.comb += l_last_row.eq(l_rows == 1)
         for h in range(2):
             for col in range(C):
                 m.d.comb += [w_bank[h][col].waddr.eq(l_j),
@@ -338,9 +342,11 @@ class GemmCore(wiring.Component):
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [l_half.eq(0), l_c.eq(0), l_j.eq(0), l_nb.eq(0)]
+                    m.d.sync += [l_half.eq(0), l_c.eq(0), l_j.eq(0)]
                     m.next = "WAIT"
             with m.State("WAIT"):
+                rows = Mux(l_rest >= C, C, l_rest)
+                m.d.sync += [l_tile_rows.eq(rows), l_rows.eq(rows), l_last_tile.eq(l_rest <= C)]
                 with m.If(~held.bit_select(l_half, 1)):
                     m.next = "WEIGHTS"
             with m.State("WEIGHTS"):
@@ -355,12 +361,12 @@ class GemmCore(wiring.Component):
                     with m.If(l_jlast):
                         m.d.sync += l_j.eq(0)
                         with m.If(l_last_row):
-                            m.d.sync += l_c.eq(0)
+                            m.d.sync += [l_c.eq(0), l_rows.eq(l_tile_rows)]
                             m.next = "THRESH"
                             with m.If(~thr_en):
                                 m.next = "TILE_DONE"
                         with m.Else():
-                            m.d.sync += l_c.eq(l_c + 1)
+                            m.d.sync += [l_c.eq(l_c + 1), l_rows.eq(l_rows - 1)]
                     with m.Else():
                         m.d.sync += l_j.eq(l_j + 1)
             with m.State("THRESH"):
@@ -374,10 +380,10 @@ class GemmCore(wiring.Component):
                         m.d.sync += l_c.eq(0)
                         m.next = "TILE_DONE"
                     with m.Else():
-                        m.d.sync += l_c.eq(l_c + 1)
+                        m.d.sync += [l_c.eq(l_c + 1), l_rows.eq(l_rows - 1)]
             with m.State("TILE_DONE"):
                 m.d.comb += tile_loaded.bit_select(l_half, 1).eq(1)
-                m.d.sync += [l_half.eq(~l_half), l_nb.eq(l_nb + C)]
+                m.d.sync += [l_half.eq(~l_half), l_rest.eq(l_rest - C)]
                 with m.If(l_last_tile):
                     m.next = "IDLE"
                 with m.Else():
