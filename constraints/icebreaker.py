@@ -23,7 +23,7 @@ BOARD = Board(
     target_hz=24e6,
     pll="ice40",
     baud=3_000_000,
-    device=DeviceConfig(core=CoreConfig(rows=1, cols=2, lanes=8, max_k=1024, max_t=32,
+    device=DeviceConfig(core=CoreConfig(rows=2, cols=2, lanes=8, max_k=1024, max_t=32,
                                         max_n=1024),
                         frame_bytes=256, act_words=512, weight_words=49152,
                         thresh_words=256, result_beats=128, weight_store="ice40_spram"),

@@ -525,10 +525,14 @@ class CommandProcessor(wiring.Component):
                     m.d.comb += [self.resid_raddr.eq(offset + widx), self.resid_ren.eq(1)]
                 m.d.comb += [bank.raddr.eq(bank_idx), bank.ren.eq(bank_sel)]
                 m.d.sync += word_pick.eq(word_src[wsel])
+                m.next = "HOLD"
+            with m.State("HOLD"):
+                # The counter bank's adder lands in a register (timing); stores' data holds.
+                with m.If(bank_sel):
+                    m.d.sync += word_pick.eq(bank.rdata)
                 m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata,
-                                         Mux(bank_sel, bank.rdata, word_pick))),
+                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata, word_pick)),
                              n_bytes.eq(Mux(reply == _Reply.RESULTS, bpb, 4)), bidx.eq(0)]
                 if layer:
                     with m.If(reply == _Reply.RESIDUAL):

@@ -56,22 +56,19 @@ class CounterBank(wiring.Component):
         pend = Array(Signal(range(2 * n + 1), name=f"pend{i}") for i in range(n))
         fresh = Signal(n, init=(1 << n) - 1)   # cleared since its last write-back: RAM is stale
         sel = Signal(range(n))
-        # Write-back stage (b): the counter read last cycle, its pending count and staleness;
-        # then (c) the same a cycle later, for a read that missed the write-back's result.
+        # Write-back stage (b): the counter read last cycle, its pending count and staleness.
         b_valid, b_sel, b_add, b_fresh = Signal(), Signal(range(n)), Signal.like(pend[0]), Signal()
-        c_valid, c_sel, c_add, c_fresh = Signal(), Signal(range(n)), Signal.like(pend[0]), Signal()
 
         m.d.comb += [rd.addr.eq(Mux(self.ren, self.raddr, sel)), rd.en.eq(1),
                      wr.addr.eq(b_sel), wr.en.eq(b_valid),
                      wr.data.eq(Mux(b_fresh, 0, rd.data) + b_add)]
-        m.d.sync += [c_valid.eq(b_valid), c_sel.eq(b_sel), c_add.eq(b_add), c_fresh.eq(b_fresh),
-                     b_valid.eq(~self.ren)]
+        m.d.sync += b_valid.eq(~self.ren)
         with m.If(~self.ren):
             m.d.sync += [sel.eq(Mux(sel == n - 1, 0, sel + 1)), b_sel.eq(sel),
                          b_add.eq(pend[sel]), b_fresh.eq(fresh.bit_select(sel, 1))]
         with m.If(self.clear):
             m.d.sync += [p.eq(0) for p in pend]
-            m.d.sync += [fresh.eq((1 << n) - 1), b_valid.eq(0), c_valid.eq(0)]
+            m.d.sync += [fresh.eq((1 << n) - 1), b_valid.eq(0)]
         with m.Else():
             for i in range(n):
                 with m.If(~self.ren & (sel == i)):
@@ -79,12 +76,16 @@ class CounterBank(wiring.Component):
                 with m.Else():
                     m.d.sync += pend[i].eq(pend[i] + self.inc[i])
 
-        # Read: the RAM word (before the write-back of the read's cycle, which is stage c now),
-        # the pending count, that write-back if it was this counter's.
-        r_addr = Signal(range(n))
-        m.d.sync += r_addr.eq(self.raddr)
-        in_flight = c_valid & (c_sel == r_addr)
-        stale = Mux(in_flight, c_fresh, fresh.bit_select(r_addr, 1))
-        m.d.comb += self.rdata.eq(Mux(stale, 0, rd.data) + pend[r_addr] +
-                                  Mux(in_flight, c_add, 0))
+        # Read: the RAM word (before the write-back of the read's cycle), plus the small part,
+        # formed in the read's cycle from registers: the pending count with this cycle's
+        # increment (a read cycle writes nothing back), plus the write-back in flight if it is
+        # this counter's; and whether the RAM word is stale. rdata is then one adder.
+        i = self.raddr
+        in_flight = b_valid & (b_sel == i)
+        r_small = Signal(range(4 * n + 2))
+        r_stale = Signal()
+        m.d.sync += [r_small.eq(Mux(self.clear, 0, pend[i] + self.inc.bit_select(i, 1) +
+                                    Mux(in_flight, b_add, 0))),
+                     r_stale.eq(self.clear | Mux(in_flight, b_fresh, fresh.bit_select(i, 1)))]
+        m.d.comb += self.rdata.eq(Mux(r_stale, 0, rd.data) + r_small)
         return m
