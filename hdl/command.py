@@ -201,6 +201,13 @@ class CommandProcessor(wiring.Component):
                           rr.count * dev.result_beat_bytes(False))
         left = Signal(16)               # answer bytes still to send (a down-counter: timing)
 
+        # VERDICT stage registers: the status, what to do, and its set-up values.
+        v_status = Signal(8)
+        go = Signal(data.StructLayout({name: 1 for name in (
+            "load", "run", "results", "residual", "layer", "identify", "counters", "reset",
+            "clear_cache")}))
+        v_len = Signal(16)
+
         # CHECK stage registers.
         len_nz, len_bad, run_bad, out_of_range = Signal(), Signal(), Signal(), Signal()
         region_end = Signal(34)
@@ -210,6 +217,7 @@ class CommandProcessor(wiring.Component):
         max_unit = max(u for _, _, u, _ in loads)
         unit_mask = Signal(range(max_unit))
         sel = Signal(len(loads))        # one-hot, in the order of ``loads``
+        v_sel, v_unit_mask = Signal.like(sel), Signal(range(max_unit))
         copy_i = Signal(16)
         in_word = Signal(range(max_unit))
         word_i = Signal(16)
@@ -236,6 +244,17 @@ class CommandProcessor(wiring.Component):
 
         def respond(code, kind=_Reply.NONE, n=0):
             return [status.eq(code), reply.eq(kind), reply_len.eq(n)]
+
+        if layer:
+            # LAYER starts from a register (timing): high the first cycle of LAYER_WAIT. The
+            # parameters are fields of the argument register, steady while the command runs.
+            layer_go = Signal()
+            m.d.sync += layer_go.eq(0)
+            m.d.comb += self.layer_start.eq(layer_go)
+            a = view[Opcode.LAYER]
+            for name, _ in ARGUMENTS[Opcode.LAYER]:
+                if name != "tag":
+                    m.d.comb += getattr(self.layer_params, name).eq(getattr(a, name))
 
         with m.FSM() as fsm:
             with m.State("RECV"):
@@ -271,7 +290,8 @@ class CommandProcessor(wiring.Component):
             with m.State("CHECK"):
                 # Three stages so that every comparison starts and ends in a register: CHECK
                 # forms the sums and the compares against constants, CHECK_END compares the
-                # sums with the store depths, DECIDE acts on the flags.
+                # sums with the store depths, VERDICT turns the flags into a status and one go
+                # flag, DECIDE acts on that.
                 m.next = "CHECK_END"
                 m.d.sync += [len_nz.eq(data_len != 0), run_bad.eq(0), len_bad.eq(0)]
                 with m.Switch(opcode):
@@ -296,7 +316,7 @@ class CommandProcessor(wiring.Component):
                                          len_bad.eq(rres.count * resid_bytes > 0xFFFF - 2)]
 
             with m.State("CHECK_END"):
-                m.next = "DECIDE"
+                m.next = "VERDICT"
                 m.d.sync += out_of_range.eq(0)
                 with m.Switch(opcode):
                     for op, _, _, depth in loads:
@@ -309,81 +329,106 @@ class CommandProcessor(wiring.Component):
                             m.d.sync += out_of_range.eq((region_end > dev.layer.res_words) |
                                                         len_bad)
 
-            with m.State("DECIDE"):
-                m.next = "HEADER"
-                m.d.sync += respond(Status.OK)
+            with m.State("VERDICT"):
+                # The answer's status and one "go" flag, from the CHECK flags (timing: DECIDE's
+                # wide register loads then hang off one registered flag each).
+                m.next = "DECIDE"
+                m.d.sync += [v_status.eq(Status.OK), go.eq(0)]
                 with m.If(~known):
-                    m.d.sync += status.eq(Status.UNKNOWN_OPCODE)
+                    m.d.sync += v_status.eq(Status.UNKNOWN_OPCODE)
                 with m.Elif(short):
-                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                    m.d.sync += v_status.eq(Status.BAD_LENGTH)
                 with m.Else():
                     with m.Switch(opcode):
                         for store, (op, _, unit, _) in enumerate(loads):
                             with m.Case(op):
                                 with m.If(len_bad):
-                                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                                    m.d.sync += v_status.eq(Status.BAD_LENGTH)
                                 with m.Elif(out_of_range):
-                                    m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                                    m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
                                 with m.Else():
-                                    m.d.sync += [sel.eq(1 << store), unit_mask.eq(unit - 1),
-                                                 offset.eq(view[op].offset), copy_i.eq(0),
-                                                 in_word.eq(0), word_i.eq(0), d_valid.eq(0)]
-                                    m.next = "COPY"
+                                    m.d.sync += [go.load.eq(1), v_sel.eq(1 << store),
+                                                 v_unit_mask.eq(unit - 1)]
                         with m.Case(Opcode.RUN):
-                            a = view[Opcode.RUN]
                             with m.If(len_nz):
-                                m.d.sync += status.eq(Status.BAD_LENGTH)
+                                m.d.sync += v_status.eq(Status.BAD_LENGTH)
                             with m.Elif(run_bad):
-                                m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                                m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
                             with m.Else():
-                                m.d.sync += [
-                                    rp.op.eq(a.op), rp.threshold.eq(a.flags[0]),
-                                    rp.t.eq(a.t), rp.n.eq(a.n), rp.k.eq(a.k),
-                                    kw.eq((a.k + c.lanes - 1) >> c.lane_bits),
-                                    si.eq(0), t_mod.eq(0), t_tiles.eq(0), n_mod.eq(0),
-                                    n_tiles.eq(0), act_need.eq(0), w_need.eq(0), beats.eq(0),
-                                ]
-                                m.next = "SIZE"
+                                m.d.sync += go.run.eq(1)
                         with m.Case(Opcode.READ_RESULTS):
                             with m.If(len_nz):
-                                m.d.sync += status.eq(Status.BAD_LENGTH)
+                                m.d.sync += v_status.eq(Status.BAD_LENGTH)
                             with m.Elif(out_of_range):
-                                m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                                m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
                             with m.Else():
-                                m.d.sync += [respond(Status.OK, _Reply.RESULTS, count_bytes),
-                                             offset.eq(rr.offset)]
+                                m.d.sync += [go.results.eq(1), v_len.eq(count_bytes)]
                         if layer:
                             with m.Case(Opcode.READ_RESIDUAL):
                                 with m.If(len_nz):
-                                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                                    m.d.sync += v_status.eq(Status.BAD_LENGTH)
                                 with m.Elif(out_of_range):
-                                    m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                                    m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
                                 with m.Else():
-                                    m.d.sync += [respond(Status.OK, _Reply.RESIDUAL,
-                                                         rres.count * resid_bytes),
-                                                 offset.eq(rres.offset)]
+                                    m.d.sync += [go.residual.eq(1),
+                                                 v_len.eq(rres.count * resid_bytes)]
                             with m.Case(Opcode.LAYER):
                                 with m.If(len_nz):
-                                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                                    m.d.sync += v_status.eq(Status.BAD_LENGTH)
                                 with m.Else():
-                                    m.next = "LAYER"
+                                    m.d.sync += go.layer.eq(1)
                         with m.Default():
                             with m.If(len_nz):
-                                m.d.sync += status.eq(Status.BAD_LENGTH)
+                                m.d.sync += v_status.eq(Status.BAD_LENGTH)
                             with m.Elif(opcode == Opcode.IDENTIFY):
-                                m.d.sync += respond(Status.OK, _Reply.IDENT,
-                                                    len(self._identify))
+                                m.d.sync += go.identify.eq(1)
                             with m.Elif(opcode == Opcode.READ_COUNTERS):
-                                m.d.sync += [respond(Status.OK, _Reply.WORDS, 4 * n_words),
-                                             words_sel.eq(1)]
+                                m.d.sync += go.counters.eq(1)
                             with m.Elif(opcode == Opcode.RESET):
-                                m.d.comb += clear_link.eq(1)
-                                m.d.sync += stored_beats.eq(0)
-                                if layer:
-                                    m.d.comb += self.clear_cache.eq(1)
+                                m.d.sync += go.reset.eq(1)
                             if layer:
                                 with m.Elif(opcode == Opcode.CLEAR_CACHE):
-                                    m.d.comb += self.clear_cache.eq(1)
+                                    m.d.sync += go.clear_cache.eq(1)
+
+            with m.State("DECIDE"):
+                m.next = "HEADER"
+                m.d.sync += respond(v_status)
+                with m.If(go.load):
+                    # (Every LOAD's arguments are the tag, then the offset.)
+                    m.d.sync += [sel.eq(v_sel), unit_mask.eq(v_unit_mask),
+                                 offset.eq(view[loads[0][0]].offset), copy_i.eq(0),
+                                 in_word.eq(0), word_i.eq(0), d_valid.eq(0)]
+                    m.next = "COPY"
+                with m.If(go.run):
+                    a = view[Opcode.RUN]
+                    m.d.sync += [
+                        rp.op.eq(a.op), rp.threshold.eq(a.flags[0]),
+                        rp.t.eq(a.t), rp.n.eq(a.n), rp.k.eq(a.k),
+                        kw.eq((a.k + c.lanes - 1) >> c.lane_bits),
+                        si.eq(0), t_mod.eq(0), t_tiles.eq(0), n_mod.eq(0),
+                        n_tiles.eq(0), act_need.eq(0), w_need.eq(0), beats.eq(0),
+                    ]
+                    m.next = "SIZE"
+                with m.If(go.results):
+                    m.d.sync += [respond(Status.OK, _Reply.RESULTS, v_len), offset.eq(rr.offset)]
+                with m.If(go.identify):
+                    m.d.sync += respond(Status.OK, _Reply.IDENT, len(self._identify))
+                with m.If(go.counters):
+                    m.d.sync += [respond(Status.OK, _Reply.WORDS, 4 * n_words), words_sel.eq(1)]
+                with m.If(go.reset):
+                    m.d.comb += clear_link.eq(1)
+                    m.d.sync += stored_beats.eq(0)
+                    if layer:
+                        m.d.comb += self.clear_cache.eq(1)
+                if layer:
+                    with m.If(go.residual):
+                        m.d.sync += [respond(Status.OK, _Reply.RESIDUAL, v_len),
+                                     offset.eq(rres.offset)]
+                    with m.If(go.layer):
+                        m.d.sync += layer_go.eq(1)
+                        m.next = "LAYER_WAIT"
+                    with m.If(go.clear_cache):
+                        m.d.comb += self.clear_cache.eq(1)
 
             with m.State("COPY"):
                 # Read staging byte copy_i; a cycle later shift it into the word and write the
@@ -470,13 +515,6 @@ class CommandProcessor(wiring.Component):
                     m.next = "HEADER"
 
             if layer:
-                with m.State("LAYER"):
-                    m.d.comb += self.layer_start.eq(1)
-                    a = view[Opcode.LAYER]
-                    for name, _ in ARGUMENTS[Opcode.LAYER]:
-                        if name != "tag":
-                            m.d.comb += getattr(self.layer_params, name).eq(getattr(a, name))
-                    m.next = "LAYER_WAIT"
                 with m.State("LAYER_WAIT"):
                     with m.If(self.layer_done):
                         m.d.sync += [respond(self.layer_status, _Reply.WORDS, 4 * len(run_info)),
@@ -527,12 +565,15 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += word_pick.eq(word_src[wsel])
                 m.next = "HOLD"
             with m.State("HOLD"):
-                # The counter bank's adder lands in a register (timing); stores' data holds.
+                # The counter bank answers 3 cycles after the read; the stores' data holds.
+                m.next = "LATCH"
                 with m.If(bank_sel):
-                    m.d.sync += word_pick.eq(bank.rdata)
+                    m.next = "HOLD_BANK"
+            with m.State("HOLD_BANK"):
                 m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata, word_pick)),
+                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata,
+                                         Mux(bank_sel, bank.rdata, word_pick))),
                              n_bytes.eq(Mux(reply == _Reply.RESULTS, bpb, 4)), bidx.eq(0)]
                 if layer:
                     with m.If(reply == _Reply.RESIDUAL):

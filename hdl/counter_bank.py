@@ -4,10 +4,13 @@ Each counter ``i`` counts the cycles its ``inc[i]`` is high (modulo ``2 ** width
 sets them all to zero (an increment in the same cycle is dropped). A small pending count per
 counter collects increments; one counter a cycle, in turn, has its pending count added to its
 word in the RAM (read one cycle, written back the next: one shared adder). A read (``ren``) takes
-the RAM's read port for a cycle instead of a write-back; it is exact: ``raddr`` with ``ren`` in
-cycle ``t`` gives on ``rdata`` in cycle ``t + 1`` the count of every increment up to and including
-cycle ``t`` (the RAM word, plus the pending count, plus a write-back in flight). ``ren`` must not
-be high in two consecutive cycles (the pending counts are sized for that).
+the RAM's read port for a cycle instead of a write-back. Reads are exact: ``raddr`` with ``ren``
+in cycle ``t`` gives on ``rdata`` in cycle ``t + 3`` the count of every increment up to and
+including cycle ``t`` (the RAM word, plus the pending count, plus a write-back in flight).
+``ren`` must not be high in two consecutive cycles (the pending counts are sized for that).
+
+Every input is registered, and the read is two register stages (the parts, then one adder), so
+no path from the bank's user reaches deep into it (timing).
 
 Cost: ``n`` pending counts of ``bits(2n)`` bits and two adders, instead of ``n * width``
 flip-flops, ``n`` adders and a ``width``-bit ``n``-way read mux.
@@ -30,7 +33,7 @@ class CounterBank(wiring.Component):
     clear : In(1)
         All counters to zero.
     raddr : In(range(count));  ren : In(1);  rdata : Out(width)
-        Read latency 1; ``ren`` never two cycles in a row.
+        Read latency 3; ``ren`` never two cycles in a row.
     """
 
     def __init__(self, *, count: int, width: int = 32):
@@ -51,6 +54,9 @@ class CounterBank(wiring.Component):
         m.submodules.mem = mem = memory.Memory(shape=w, depth=n, init=[],
                                                attrs={"ram_style": "block"})
         wr, rd = mem.write_port(), mem.read_port()
+        inc, clear, ren, raddr = Signal(n), Signal(), Signal(), Signal(range(n))
+        m.d.sync += [inc.eq(self.inc), clear.eq(self.clear), ren.eq(self.ren),
+                     raddr.eq(self.raddr)]
 
         # Reads delay write-backs: a counter waits at most 2n cycles for its turn.
         pend = Array(Signal(range(2 * n + 1), name=f"pend{i}") for i in range(n))
@@ -59,33 +65,35 @@ class CounterBank(wiring.Component):
         # Write-back stage (b): the counter read last cycle, its pending count and staleness.
         b_valid, b_sel, b_add, b_fresh = Signal(), Signal(range(n)), Signal.like(pend[0]), Signal()
 
-        m.d.comb += [rd.addr.eq(Mux(self.ren, self.raddr, sel)), rd.en.eq(1),
+        m.d.comb += [rd.addr.eq(Mux(ren, raddr, sel)), rd.en.eq(1),
                      wr.addr.eq(b_sel), wr.en.eq(b_valid),
                      wr.data.eq(Mux(b_fresh, 0, rd.data) + b_add)]
-        m.d.sync += b_valid.eq(~self.ren)
-        with m.If(~self.ren):
+        m.d.sync += b_valid.eq(~ren)
+        with m.If(~ren):
             m.d.sync += [sel.eq(Mux(sel == n - 1, 0, sel + 1)), b_sel.eq(sel),
                          b_add.eq(pend[sel]), b_fresh.eq(fresh.bit_select(sel, 1))]
-        with m.If(self.clear):
+        with m.If(clear):
             m.d.sync += [p.eq(0) for p in pend]
             m.d.sync += [fresh.eq((1 << n) - 1), b_valid.eq(0)]
         with m.Else():
             for i in range(n):
-                with m.If(~self.ren & (sel == i)):
-                    m.d.sync += [pend[i].eq(self.inc[i]), fresh[i].eq(0)]
+                with m.If(~ren & (sel == i)):
+                    m.d.sync += [pend[i].eq(inc[i]), fresh[i].eq(0)]
                 with m.Else():
-                    m.d.sync += pend[i].eq(pend[i] + self.inc[i])
+                    m.d.sync += pend[i].eq(pend[i] + inc[i])
 
-        # Read: the RAM word (before the write-back of the read's cycle), plus the small part,
-        # formed in the read's cycle from registers: the pending count with this cycle's
-        # increment (a read cycle writes nothing back), plus the write-back in flight if it is
-        # this counter's; and whether the RAM word is stale. rdata is then one adder.
-        i = self.raddr
-        in_flight = b_valid & (b_sel == i)
-        r_small = Signal(range(4 * n + 2))
-        r_stale = Signal()
-        m.d.sync += [r_small.eq(Mux(self.clear, 0, pend[i] + self.inc.bit_select(i, 1) +
-                                    Mux(in_flight, b_add, 0))),
-                     r_stale.eq(self.clear | Mux(in_flight, b_fresh, fresh.bit_select(i, 1)))]
-        m.d.comb += self.rdata.eq(Mux(r_stale, 0, rd.data) + r_small)
+        # Read, stage c (the cycle after the RAM read): the RAM word is from before the
+        # write-back of the read's cycle, so that write-back (if it is this counter's and no
+        # clear came) is added here, with the pending count, which now includes the read cycle's
+        # increment (a read cycle writes nothing back). Stage d: one adder.
+        c_addr, c_valid, c_sel, c_add, c_fresh = (Signal(range(n)), Signal(), Signal(range(n)),
+                                                  Signal.like(pend[0]), Signal())
+        m.d.sync += [c_addr.eq(raddr), c_valid.eq(b_valid & ~clear), c_sel.eq(b_sel),
+                     c_add.eq(b_add), c_fresh.eq(b_fresh)]
+        in_flight = c_valid & (c_sel == c_addr)
+        d_data, d_small = Signal(w), Signal(range(4 * n + 1))
+        m.d.sync += [d_data.eq(Mux(Mux(in_flight, c_fresh, fresh.bit_select(c_addr, 1)), 0,
+                                   rd.data)),
+                     d_small.eq(pend[c_addr] + Mux(in_flight, c_add, 0))]
+        m.d.comb += self.rdata.eq(d_data + d_small)
         return m

@@ -78,6 +78,7 @@ class FrameReceiver(wiring.Component):
         emit = Signal()
         event = Signal(event_layout())
         in_frame = Signal()
+        hcrc_ok, no_data = Signal(), Signal()
 
         m.d.comb += [crc8.data.eq(byte), crc32.data.eq(byte), event.opcode.eq(opcode)]
 
@@ -121,23 +122,24 @@ class FrameReceiver(wiring.Component):
                         m.d.sync += field.eq(byte)
                         m.next = following
             with m.State("HCRC"):
-                m.d.comb += in_frame.eq(1)
+                # Take the header CRC byte; HCHECK compares it a cycle later (timing).
+                m.d.comb += [in_frame.eq(1), self.i.ready.eq(1)]
                 with m.If(timed_out):
                     m.next = "HUNT"
-                with m.Elif(byte != crc8.crc):
-                    m.d.comb += self.i.ready.eq(1)
-                    with m.If(self.i.valid):
-                        m.d.sync += self.bad_header.eq(1)
-                        m.next = "HUNT"
-                with m.Else():
-                    m.d.comb += self.i.ready.eq(out_free)
-                    with m.If(self.i.valid & out_free):
-                        m.d.comb += [emit.eq(1), event.kind.eq(EventKind.HEADER),
-                                     event.value.eq(length)]
-                        m.d.sync += [count.eq(0), left.eq(length)]
-                        m.next = "DATA"
-                        with m.If(length == 0):
-                            m.next = "CRC"
+                with m.Elif(self.i.valid):
+                    m.d.sync += [hcrc_ok.eq(byte == crc8.crc), count.eq(0), left.eq(length),
+                                 no_data.eq(length == 0)]
+                    m.next = "HCHECK"
+            with m.State("HCHECK"):
+                with m.If(~hcrc_ok):
+                    m.d.sync += self.bad_header.eq(1)
+                    m.next = "HUNT"
+                with m.Elif(out_free):
+                    m.d.comb += [emit.eq(1), event.kind.eq(EventKind.HEADER),
+                                 event.value.eq(length)]
+                    m.next = "DATA"
+                    with m.If(no_data):
+                        m.next = "CRC"
             with m.State("DATA"):
                 m.d.comb += in_frame.eq(1)
                 with m.If(timed_out & out_free):

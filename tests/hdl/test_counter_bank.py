@@ -17,18 +17,18 @@ def test_counter_bank_reads_exact_counts(count, width, p_inc):
 
     async def bench(ctx):
         model = [0] * count
-        pending_read = None
+        due = {}                            # cycle -> (counter, count) a read must show then
+        last_ren = False
         for cycle in range(3000):
-            # Check last cycle's read against the counts up to and including that cycle.
-            if pending_read is not None:
-                addr, expect = pending_read
+            if cycle in due:
+                addr, expect = due.pop(cycle)
                 assert ctx.get(dut.rdata) == expect, f"counter {addr} at cycle {cycle}"
                 seen.append(expect)
             inc = [rng.random() < p_inc for _ in range(count)]
             if cycle in (0, 1, 2):
                 inc = [True] * count        # increments before the first write-back
             clear = rng.random() < 0.004
-            ren = pending_read is None and rng.random() < 0.45
+            ren = not last_ren and rng.random() < 0.45
             addr = rng.randrange(count)
             ctx.set(dut.inc, sum(b << i for i, b in enumerate(inc)))
             ctx.set(dut.clear, clear)
@@ -38,7 +38,9 @@ def test_counter_bank_reads_exact_counts(count, width, p_inc):
                 model = [0] * count
             else:
                 model = [(v + b) % (1 << width) for v, b in zip(model, inc, strict=True)]
-            pending_read = (addr, model[addr]) if ren else None
+            if ren:                         # the counts after this cycle, three cycles later
+                due[cycle + 3] = (addr, model[addr])
+            last_ren = ren
             await ctx.tick()
 
     sim = Simulator(dut)
