@@ -12,7 +12,8 @@ Dataflow (output-stationary; ``x`` rows are tokens, ``w`` columns are output cha
 
 Operands reach a row or column over one registered bus per row and per column (the caller
 registers them), not PE-to-PE forwarding: every PE sees chunk j in the same cycle, so every
-accumulator of a tile finishes in the same cycle and the drain is a plain row multiplexer. A
+accumulator of a tile finishes in the same cycle and the drain is a plain row multiplexer. Each
+element registers its popcount before the accumulator's adder (one cycle of latency). A
 forwarded (skewed) array would add ``L`` flip-flops per lane-row per PE for the operand pipeline,
 plus (R + C) skew stages at the edges and a deskew on the results; at the array sizes that fit
 iCE40 and ECP5 parts (up to 16 x 16) the bus fan-out is at most 16 and does not limit Fmax.
@@ -33,9 +34,10 @@ __all__ = ["ComputeArray"]
 class ComputeArray(wiring.Component):
     """R x C processing elements, all enabled together.
 
-    For every r, c: ``sum[r][c] = acc[r][c] + popcount(x[r] XOR w[c])``; each cycle with
-    ``en & valid``: ``acc[r][c] <= last ? 0 : sum[r][c]``. A tile's results are ``sum`` in the
-    cycle of its last chunk.
+    For every r, c a ``ProcessingElement`` (latency 1): each cycle with ``en`` the chunk's count
+    ``popcount(x[r] XOR w[c])`` is registered, ``sum[r][c] = acc[r][c] + count``, and a
+    registered valid chunk updates ``acc[r][c] <= last ? 0 : sum[r][c]``. A tile's results are
+    ``sum`` in the first ``en`` cycle after its last chunk.
 
     Members
     -------

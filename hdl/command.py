@@ -95,7 +95,7 @@ class CommandProcessor(wiring.Component):
     events : In(stream.Signature(event_layout()))
     header : Out(stream.Signature(header_layout()));  data : Out(stream.Signature(8))
     st_waddr, st_wdata : Out;  act_wen, weight_wen, thresh_wen : Out(1)
-        One write port shared by the three stores.
+        One write port shared by the stores (registered outputs).
     res_raddr : Out;  res_ren : Out(1);  res_rdata : In(result_word_bits)
     run_start : Out(1);  run_params : Out(run_layout(dev))
     run_done, run_error : In(1);  run_beats : In;  core_counters : In(counters_layout())
@@ -244,6 +244,8 @@ class CommandProcessor(wiring.Component):
 
         def respond(code, kind=_Reply.NONE, n=0):
             return [status.eq(code), reply.eq(kind), reply_len.eq(n)]
+
+        m.d.sync += [getattr(self, f"{name}_wen").eq(0) for _, name, _, _ in loads]
 
         if layer:
             # LAYER starts from a register (timing): high the first cycle of LAYER_WAIT. The
@@ -448,7 +450,8 @@ class CommandProcessor(wiring.Component):
                 with m.If(d_valid):
                     m.d.sync += acc.eq(nxt)
                     with m.If(d_last):
-                        m.d.comb += self.st_waddr.eq(d_addr)
+                        # The store write is registered (timing: staging RAM to store RAM).
+                        m.d.sync += self.st_waddr.eq(d_addr)
                         for store, (_, name, unit, _) in enumerate(loads):
                             w_in = nxt[aw - 8 * unit:]
                             if name == "thresh":
@@ -457,7 +460,7 @@ class CommandProcessor(wiring.Component):
                                 w_in = Cat(*(_saturate(w_in[32 * i:32 * i + 32].as_signed(),
                                                        PARAM_BITS) for i in range(c.cols)))
                             with m.If(sel[store]):
-                                m.d.comb += [self.st_wdata.eq(w_in),
+                                m.d.sync += [self.st_wdata.eq(w_in),
                                              getattr(self, f"{name}_wen").eq(1)]
                 with m.If(last_i & ~d_valid):
                     m.next = "HEADER"

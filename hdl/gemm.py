@@ -165,13 +165,15 @@ class GemmCore(wiring.Component):
         wpop = [[Signal(cfg.acc_width, name=f"wpop_{h}_{col}") for col in range(C)]
                 for h in range(2)]
 
-        # Pipeline control: ``adv`` moves issue -> s1 -> s2 -> array together.
+        # Pipeline control: ``adv`` moves issue -> s1 -> s2 -> array (s3: its count register)
+        # together.
         s2_valid, s2_last = Signal(), Signal()
+        s3_valid, s3_last = Signal(), Signal()
         shadow_full = Signal()
         adv = Signal()
         # A tile's last chunk captures the array's sums into the shadow; it waits (and so does
         # the whole pipeline) while the shadow still holds the previous tile.
-        m.d.comb += adv.eq(~(s2_valid & s2_last & shadow_full))
+        m.d.comb += adv.eq(~(s3_valid & s3_last & shadow_full))
 
         # ---------------------------------------------------------------- main controller
         a_j = Signal(range(KWM))
@@ -393,6 +395,7 @@ class GemmCore(wiring.Component):
         s1_valid, s1_last = Signal(), Signal()
         s1 = Signal(_tile_layout(cfg))
         s2 = Signal(_tile_layout(cfg))
+        s3 = Signal(_tile_layout(cfg))
         x_bus = Signal(data.ArrayLayout(L, R))
         w_bus = Signal(data.ArrayLayout(L, C))
         mask = Signal(L)
@@ -400,7 +403,8 @@ class GemmCore(wiring.Component):
         with m.If(adv):
             m.d.sync += [s1_valid.eq(s0_valid), s1_last.eq(s0_last), s1.eq(s0),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
-                         s2.eq(s1)]
+                         s2.eq(s1),
+                         s3_valid.eq(s2_valid), s3_last.eq(s2_last), s3.eq(s2)]
             m.d.sync += [x_bus[r].eq(act_rd[r].data & mask) for r in range(R)]
             m.d.sync += [w_bus[col].eq(Mux(s1.half, w_bank[1][col].rdata, w_bank[0][col].rdata)
                                        & mask) for col in range(C)]
@@ -408,9 +412,9 @@ class GemmCore(wiring.Component):
                      arr.last.eq(s2_last), arr.en.eq(adv)]
 
         # ---------------------------------------------------------------- capture
-        done = s2
+        done = s3
         capture = Signal()
-        m.d.comb += capture.eq(adv & s2_valid & s2_last)
+        m.d.comb += capture.eq(adv & s3_valid & s3_last)
 
         shadow = Signal(data.ArrayLayout(data.ArrayLayout(cfg.acc_width, C), R))
         shadow_wpop = Signal(data.ArrayLayout(cfg.acc_width, C))

@@ -1,6 +1,6 @@
 """Processing element: ``lanes`` lanes of XOR-popcount into an accumulator."""
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,9 +12,12 @@ __all__ = ["ProcessingElement"]
 class ProcessingElement(wiring.Component):
     """One element of the array (output-stationary: the accumulator stays, operands stream).
 
-    ``sum = acc + popcount(x XOR w)`` (combinational). Each cycle with ``en & valid``:
-    ``acc <= last ? 0 : sum``; otherwise ``acc`` holds. So a row's count is ``sum`` in the cycle
-    its last chunk is presented (the caller captures it then), and the accumulator starts the
+    Two stages (timing: the popcount tree and the accumulator's adder are in different cycles).
+    Each cycle with ``en``, the count ``popcount(x XOR w)`` of the chunk presented, with its
+    ``valid`` and ``last``, moves into a register ``c`` (with ``c_valid``, ``c_last``);
+    ``sum = acc + c`` (combinational); and if ``c_valid``, ``acc <= c_last ? 0 : sum``. Without
+    ``en`` everything holds. So a row's count is ``sum`` in the first ``en`` cycle after its last
+    chunk was presented (latency 1: the caller captures it then), and the accumulator starts the
     next row at zero; clearing on ``last`` maps onto the flip-flops' synchronous reset, which a
     clear on the first chunk (``(first ? 0 : acc) + count``) cannot.
 
@@ -63,7 +66,11 @@ class ProcessingElement(wiring.Component):
         m = Module()
         diff = self.x ^ self.w
         count = popcount_tree(m, [diff[i] for i in range(self._lanes)])
-        m.d.comb += self.sum.eq(self.acc + count)
-        with m.If(self.en & self.valid):
-            m.d.sync += self.acc.eq(Mux(self.last, 0, self.sum))
+        c = Signal.like(count, name="c")
+        c_valid, c_last = Signal(), Signal()
+        m.d.comb += self.sum.eq(self.acc + c)
+        with m.If(self.en):
+            m.d.sync += [c.eq(count), c_valid.eq(self.valid), c_last.eq(self.last)]
+            with m.If(c_valid):
+                m.d.sync += self.acc.eq(Mux(c_last, 0, self.sum))
         return m

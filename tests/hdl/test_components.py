@@ -49,6 +49,7 @@ def test_pe_accumulate_clear_hold(lanes):
 
     async def bench(ctx):
         model = 0
+        reg = (0, False, False)             # the count register: (count, valid, last)
         for _ in range(400):
             x, w = rng.getrandbits(lanes), rng.getrandbits(lanes)
             valid, last, en = rng.random() < 0.8, rng.random() < 0.15, rng.random() < 0.8
@@ -57,11 +58,13 @@ def test_pe_accumulate_clear_hold(lanes):
             ctx.set(dut.valid, valid)
             ctx.set(dut.last, last)
             ctx.set(dut.en, en)
-            total = (model + bin(x ^ w).count("1")) % (1 << acc_width)
+            total = (model + reg[0]) % (1 << acc_width)
             assert ctx.get(dut.sum) == total
             await ctx.tick()
-            if valid and en:
-                model = 0 if last else total
+            if en:
+                if reg[1]:
+                    model = 0 if reg[2] else total
+                reg = (bin(x ^ w).count("1"), valid, last)
             assert ctx.get(dut.acc) == model
 
     run(dut, bench)
@@ -89,8 +92,8 @@ def test_array_every_pair():
                 ctx.set(dut.x[r], int(x[r, j]))
             for c in range(cfg.cols):
                 ctx.set(dut.w[c], int(w[c, j]))
-            if j < chunks - 1:
-                await ctx.tick()
+            await ctx.tick()
+        ctx.set(dut.valid, 0)                   # latency 1: the sums the cycle after
         for r in range(cfg.rows):
             for c in range(cfg.cols):
                 expect = sum(bin(int(x[r, j]) ^ int(w[c, j])).count("1") for j in range(chunks))
