@@ -223,6 +223,7 @@ class CommandProcessor(wiring.Component):
         word_i = Signal(16)
         d_valid, d_last = Signal(), Signal()
         d_addr = Signal.like(self.st_waddr)
+        e_valid, e_last, e_addr, e_byte = Signal(), Signal(), Signal.like(self.st_waddr), Signal(8)
         offset = Signal(32)
         acc = Signal(8 * max_unit)
 
@@ -399,7 +400,7 @@ class CommandProcessor(wiring.Component):
                     # (Every LOAD's arguments are the tag, then the offset.)
                     m.d.sync += [sel.eq(v_sel), unit_mask.eq(v_unit_mask),
                                  offset.eq(view[loads[0][0]].offset), copy_i.eq(0),
-                                 in_word.eq(0), word_i.eq(0), d_valid.eq(0)]
+                                 in_word.eq(0), word_i.eq(0), d_valid.eq(0), e_valid.eq(0)]
                     m.next = "COPY"
                 with m.If(go.run):
                     a = view[Opcode.RUN]
@@ -433,25 +434,28 @@ class CommandProcessor(wiring.Component):
                         m.d.comb += self.clear_cache.eq(1)
 
             with m.State("COPY"):
-                # Read staging byte copy_i; a cycle later shift it into the word and write the
-                # word when its last byte is in.
+                # Read staging byte copy_i; a cycle later register it (timing: a block RAM's
+                # output is slow), a cycle after that shift it into the word and write the word
+                # when its last byte is in.
                 last_i = copy_i == data_len
                 word_end = in_word == unit_mask
                 m.d.comb += [stage_r.addr.eq(copy_i), stage_r.en.eq(~last_i)]
                 m.d.sync += [d_valid.eq(~last_i), d_last.eq(word_end),
-                             d_addr.eq(offset + word_i)]
+                             d_addr.eq(offset + word_i),
+                             e_valid.eq(d_valid), e_last.eq(d_last), e_addr.eq(d_addr),
+                             e_byte.eq(stage_r.data)]
                 with m.If(~last_i):
                     m.d.sync += [copy_i.eq(copy_i + 1), in_word.eq(Mux(word_end, 0, in_word + 1))]
                     with m.If(word_end):
                         m.d.sync += word_i.eq(word_i + 1)
                 # Bytes enter at the top of ``acc``: a word of ``unit`` bytes is its top bits.
-                nxt = Cat(acc[8:], stage_r.data)
+                nxt = Cat(acc[8:], e_byte)
                 aw = len(acc)
-                with m.If(d_valid):
+                with m.If(e_valid):
                     m.d.sync += acc.eq(nxt)
-                    with m.If(d_last):
-                        # The store write is registered (timing: staging RAM to store RAM).
-                        m.d.sync += self.st_waddr.eq(d_addr)
+                    with m.If(e_last):
+                        # The store write is registered too.
+                        m.d.sync += self.st_waddr.eq(e_addr)
                         for store, (_, name, unit, _) in enumerate(loads):
                             w_in = nxt[aw - 8 * unit:]
                             if name == "thresh":
@@ -462,7 +466,7 @@ class CommandProcessor(wiring.Component):
                             with m.If(sel[store]):
                                 m.d.sync += [self.st_wdata.eq(w_in),
                                              getattr(self, f"{name}_wen").eq(1)]
-                with m.If(last_i & ~d_valid):
+                with m.If(last_i & ~d_valid & ~e_valid):
                     m.next = "HEADER"
 
             with m.State("SIZE"):
