@@ -3,11 +3,12 @@
 Each counter ``i`` counts the cycles its ``inc[i]`` is high (modulo ``2 ** width``); ``clear``
 sets them all to zero (an increment in the same cycle is dropped). A small pending count per
 counter collects increments; one counter a cycle, in turn, has its pending count added to its
-word in the RAM (read one cycle, written back the next: one shared adder). A read (``ren``) takes
-the RAM's read port for a cycle instead of a write-back. Reads are exact: ``raddr`` with ``ren``
-in cycle ``t`` gives on ``rdata`` in cycle ``t + 3`` the count of every increment up to and
-including cycle ``t`` (the RAM word, plus the pending count, plus a write-back in flight).
-``ren`` must not be high in two consecutive cycles (the pending counts are sized for that).
+word in the RAM (read one cycle, registered, written back the next: one shared adder). A read
+(``ren``) takes the RAM's read port for a cycle instead of a write-back. Reads are exact:
+``raddr`` with ``ren`` in cycle ``t`` gives on ``rdata`` in cycle ``t + 3`` the count of every
+increment up to and including cycle ``t`` (the RAM word, plus the pending count, plus the
+write-backs in flight). ``ren`` must not be high in two consecutive cycles (the pending counts
+are sized for that).
 
 Every input is registered, and the read is two register stages (the parts, then one adder), so
 no path from the bank's user reaches deep into it (timing).
@@ -37,8 +38,9 @@ class CounterBank(wiring.Component):
     """
 
     def __init__(self, *, count: int, width: int = 32):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 2:
-            raise ValueError(f"Counter count must be an integer of at least 2, not {count!r}")
+        # (Three or more: a counter's next write-back reads its word after the last one wrote.)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 3:
+            raise ValueError(f"Counter count must be an integer of at least 3, not {count!r}")
         if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
             raise ValueError(f"Counter width must be a positive integer, not {width!r}")
         self._count, self._width = count, width
@@ -62,19 +64,24 @@ class CounterBank(wiring.Component):
         pend = Array(Signal(range(2 * n + 1), name=f"pend{i}") for i in range(n))
         fresh = Signal(n, init=(1 << n) - 1)   # cleared since its last write-back: RAM is stale
         sel = Signal(range(n))
-        # Write-back stage (b): the counter read last cycle, its pending count and staleness.
+        # Write-back: stage a reads the counter's word, stage b (the counter read last cycle,
+        # its pending count and staleness) registers the word (timing: a block RAM's output is
+        # slow), stage x adds and writes it back.
         b_valid, b_sel, b_add, b_fresh = Signal(), Signal(range(n)), Signal.like(pend[0]), Signal()
+        x_valid, x_sel, x_add, x_fresh = Signal(), Signal(range(n)), Signal.like(pend[0]), Signal()
+        x_data = Signal(w)
 
         m.d.comb += [rd.addr.eq(Mux(ren, raddr, sel)), rd.en.eq(1),
-                     wr.addr.eq(b_sel), wr.en.eq(b_valid),
-                     wr.data.eq(Mux(b_fresh, 0, rd.data) + b_add)]
-        m.d.sync += b_valid.eq(~ren)
+                     wr.addr.eq(x_sel), wr.en.eq(x_valid),
+                     wr.data.eq(Mux(x_fresh, 0, x_data) + x_add)]
+        m.d.sync += [b_valid.eq(~ren), x_valid.eq(b_valid), x_sel.eq(b_sel), x_add.eq(b_add),
+                     x_fresh.eq(b_fresh), x_data.eq(rd.data)]
         with m.If(~ren):
             m.d.sync += [sel.eq(Mux(sel == n - 1, 0, sel + 1)), b_sel.eq(sel),
                          b_add.eq(pend[sel]), b_fresh.eq(fresh.bit_select(sel, 1))]
         with m.If(clear):
             m.d.sync += [p.eq(0) for p in pend]
-            m.d.sync += [fresh.eq((1 << n) - 1), b_valid.eq(0)]
+            m.d.sync += [fresh.eq((1 << n) - 1), b_valid.eq(0), x_valid.eq(0)]
         with m.Else():
             for i in range(n):
                 with m.If(~ren & (sel == i)):
@@ -83,17 +90,24 @@ class CounterBank(wiring.Component):
                     m.d.sync += pend[i].eq(pend[i] + inc[i])
 
         # Read, stage c (the cycle after the RAM read): the RAM word is from before the
-        # write-back of the read's cycle, so that write-back (if it is this counter's and no
-        # clear came) is added here, with the pending count, which now includes the read cycle's
-        # increment (a read cycle writes nothing back). Stage d: one adder.
-        c_addr, c_valid, c_sel, c_add, c_fresh = (Signal(range(n)), Signal(), Signal(range(n)),
-                                                  Signal.like(pend[0]), Signal())
-        m.d.sync += [c_addr.eq(raddr), c_valid.eq(b_valid & ~clear), c_sel.eq(b_sel),
-                     c_add.eq(b_add), c_fresh.eq(b_fresh)]
-        in_flight = c_valid & (c_sel == c_addr)
-        d_data, d_small = Signal(w), Signal(range(4 * n + 1))
-        m.d.sync += [d_data.eq(Mux(Mux(in_flight, c_fresh, fresh.bit_select(c_addr, 1)), 0,
-                                   rd.data)),
-                     d_small.eq(pend[c_addr] + Mux(in_flight, c_add, 0))]
+        # write-backs in stages b and x of the read's cycle, so those (if one is this counter's
+        # and no clear came) are added here, with the pending count, which now includes the read
+        # cycle's increment (a read cycle writes nothing back). Stage d: one adder.
+        c_addr = Signal(range(n))
+        cb_valid, cb_sel, cb_add, cb_fresh = (Signal(), Signal(range(n)), Signal.like(pend[0]),
+                                              Signal())
+        cx_valid, cx_sel, cx_add, cx_fresh = (Signal(), Signal(range(n)), Signal.like(pend[0]),
+                                              Signal())
+        m.d.sync += [c_addr.eq(raddr),
+                     cb_valid.eq(b_valid & ~clear), cb_sel.eq(b_sel), cb_add.eq(b_add),
+                     cb_fresh.eq(b_fresh),
+                     cx_valid.eq(x_valid & ~clear), cx_sel.eq(x_sel), cx_add.eq(x_add),
+                     cx_fresh.eq(x_fresh)]
+        in_b = cb_valid & (cb_sel == c_addr)
+        in_x = cx_valid & (cx_sel == c_addr)
+        stale = Mux(in_b, cb_fresh, Mux(in_x, cx_fresh, fresh.bit_select(c_addr, 1)))
+        d_data, d_small = Signal(w), Signal(range(6 * n + 1))
+        m.d.sync += [d_data.eq(Mux(stale, 0, rd.data)),
+                     d_small.eq(pend[c_addr] + Mux(in_b, cb_add, 0) + Mux(in_x, cx_add, 0))]
         m.d.comb += self.rdata.eq(d_data + d_small)
         return m

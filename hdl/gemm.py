@@ -320,21 +320,28 @@ class GemmCore(wiring.Component):
         l_jlast = Signal()
         m.d.comb += [l_jlast.eq(l_j == kw_m1),
                      l_chunk.eq(self.weight.payload & Mux(l_jlast, last_mask, (1 << L) - 1))]
-        # popcount(w) of each row, one stage behind the loader (registered chunk, then the
-        # popcount and the row sum): wpop is read only when the tile's results leave the
+        # popcount(w) of each row, two stages behind the loader (registered chunk, registered
+        # popcount, then the row sum): wpop is read only when the tile's results leave the
         # array, many cycles after its last chunk is loaded.
         p_valid, p_first, p_last = Signal(), Signal(), Signal()
         p_chunk = Signal(L)
         p_half, p_c = Signal(), Signal(range(C))
         m.d.sync += p_valid.eq(0)
-        chunk_pop = popcount_tree(m, [p_chunk[i] for i in range(L)], name="wpop")
-        with m.If(p_valid):
-            row_pop = Mux(p_first, 0, l_pop) + chunk_pop
+        # A second stage (q) holds the chunk's count (timing: the popcount tree and the row
+        # sum's adder in different cycles).
+        q_valid, q_first, q_last, q_half = Signal(), Signal(), Signal(), Signal()
+        q_c = Signal(range(C))
+        q_pop = Signal(L.bit_length())
+        m.d.sync += [q_valid.eq(p_valid), q_first.eq(p_first), q_last.eq(p_last),
+                     q_half.eq(p_half), q_c.eq(p_c),
+                     q_pop.eq(popcount_tree(m, [p_chunk[i] for i in range(L)], name="wpop"))]
+        with m.If(q_valid):
+            row_pop = Mux(q_first, 0, l_pop) + q_pop
             m.d.sync += l_pop.eq(row_pop)
-            with m.If(p_last):
+            with m.If(q_last):
                 for h in range(2):
                     for col in range(C):
-                        with m.If((p_half == h) & (p_c == col)):
+                        with m.If((q_half == h) & (q_c == col)):
                             m.d.sync += wpop[h][col].eq(row_pop)
         m.d.comb += l_last_row.eq(l_rows == 1)
         for h in range(2):

@@ -14,12 +14,14 @@ class ProcessingElement(wiring.Component):
 
     Two stages (timing: the popcount tree and the accumulator's adder are in different cycles).
     Each cycle with ``en``, the count ``popcount(x XOR w)`` of the chunk presented, with its
-    ``valid`` and ``last``, moves into a register ``c`` (with ``c_valid``, ``c_last``);
-    ``sum = acc + c`` (combinational); and if ``c_valid``, ``acc <= c_last ? 0 : sum``. Without
-    ``en`` everything holds. So a row's count is ``sum`` in the first ``en`` cycle after its last
-    chunk was presented (latency 1: the caller captures it then), and the accumulator starts the
-    next row at zero; clearing on ``last`` maps onto the flip-flops' synchronous reset, which a
-    clear on the first chunk (``(first ? 0 : acc) + count``) cannot.
+    ``valid`` and ``last``, moves into a register ``c`` (with ``c_valid``, ``c_last``; ``c`` is
+    kept as the two rows of the popcount's carry-save tree); ``sum = acc + c`` (combinational:
+    one level of full adders and one carry chain); and if ``c_valid``,
+    ``acc <= c_last ? 0 : sum``. Without ``en`` everything holds. So a row's count is ``sum`` in
+    the first ``en`` cycle after its last chunk was presented (latency 1: the caller captures it
+    then), and the accumulator starts the next row at zero; clearing on ``last`` maps onto the
+    flip-flops' synchronous reset, which a clear on the first chunk
+    (``(first ? 0 : acc) + count``) cannot.
 
     The count of mismatches gives both products of the spec over the K valid bits (padding is
     zero in both operands, so it never mismatches):
@@ -64,13 +66,19 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        aw = self._acc_width
         diff = self.x ^ self.w
-        count = popcount_tree(m, [diff[i] for i in range(self._lanes)])
-        c = Signal.like(count, name="c")
+        # The count is registered as the carry-save tree's two rows (its final adder merges
+        # into the accumulator's: one level of full adders, then one carry chain).
+        rows = popcount_tree(m, [diff[i] for i in range(self._lanes)], rows=True)
+        c0, c1 = Signal(len(rows[0]), name="c0"), Signal(len(rows[1]), name="c1")
         c_valid, c_last = Signal(), Signal()
-        m.d.comb += self.sum.eq(self.acc + c)
+        a, b, d = self.acc, Signal(aw), Signal(aw)
+        m.d.comb += [b.eq(c0), d.eq(c1)]
+        m.d.comb += self.sum.eq((a ^ b ^ d) + (((a & b) | (a & d) | (b & d)) << 1)[:aw])
         with m.If(self.en):
-            m.d.sync += [c.eq(count), c_valid.eq(self.valid), c_last.eq(self.last)]
+            m.d.sync += [c0.eq(rows[0]), c1.eq(rows[1]), c_valid.eq(self.valid),
+                         c_last.eq(self.last)]
             with m.If(c_valid):
                 m.d.sync += self.acc.eq(Mux(c_last, 0, self.sum))
         return m

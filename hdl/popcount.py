@@ -19,8 +19,10 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["Popcount", "popcount_tree"]
 
 
-def popcount_tree(m: Module, bits: list, name: str = "pc"):
-    """Return a ``len(bits).bit_length()``-bit value that counts the set bits of ``bits``."""
+def popcount_tree(m: Module, bits: list, name: str = "pc", *, rows: bool = False):
+    """Return a ``len(bits).bit_length()``-bit value that counts the set bits of ``bits``;
+    with ``rows``, the two rows of the carry-save tree instead (their sum is the count), so
+    that the caller can register them before the final adder."""
     width = len(bits).bit_length()
     columns: dict[int, list] = {0: [b for b in bits]}
     n = 0
@@ -40,10 +42,12 @@ def popcount_tree(m: Module, bits: list, name: str = "pc"):
                 i += 3
             reduced.setdefault(weight, []).extend(col[i:])
         columns = reduced
-    rows = [Cat(*(columns.get(w, [])[r] if len(columns.get(w, [])) > r else Const(0, 1)
-                  for w in range(width))) for r in range(2)]
+    two = [Cat(*(columns.get(w, [])[r] if len(columns.get(w, [])) > r else Const(0, 1)
+                 for w in range(width))) for r in range(2)]
+    if rows:
+        return two
     total = Signal(width, name=f"{name}_sum")
-    m.d.comb += total.eq(rows[0] + rows[1])
+    m.d.comb += total.eq(two[0] + two[1])
     return total
 
 

@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 from onebit.hdl.counter_bank import CounterBank
 
 
-@pytest.mark.parametrize("count, width, p_inc", [(2, 32, 0.5), (8, 32, 0.7), (13, 6, 0.9)])
+@pytest.mark.parametrize("count, width, p_inc", [(3, 32, 0.5), (8, 32, 0.7), (13, 6, 0.9)])
 def test_counter_bank_reads_exact_counts(count, width, p_inc):
     dut = CounterBank(count=count, width=width)
     rng = random.Random(count)
@@ -51,7 +51,7 @@ def test_counter_bank_reads_exact_counts(count, width, p_inc):
 
 
 def test_counter_bank_validation():
-    with pytest.raises(ValueError, match="Counter count must be an integer of at least 2, not 1"):
-        CounterBank(count=1)
+    with pytest.raises(ValueError, match="Counter count must be an integer of at least 3, not 2"):
+        CounterBank(count=2)
     with pytest.raises(ValueError, match="Counter width must be a positive integer, not 0"):
         CounterBank(count=4, width=0)
