@@ -33,4 +33,6 @@ def test_pe_cost_is_bounded(family):
     """Regression bound on the PE's logic (measured figures are in the README)."""
     stats = synth_stats(ProcessingElement(lanes=32, acc_width=11), "pe", family)
     assert 0 < lut4_count(stats, family) / 32 < 8
-    assert ff_count(stats) == 11
+    # The 11-bit accumulator, the registered count (the carry-save tree's two rows, at most
+    # 6 bits each for 32 lanes) and its valid and last flags.
+    assert 11 + 6 + 2 <= ff_count(stats) <= 11 + 2 * 6 + 2
