@@ -3,8 +3,9 @@
 Harnesses (each a component whose ports are free inputs to the solver):
 
 - :class:`PopcountHarness`: ``Popcount`` equals a linear sum of the bits, for every input.
-- :class:`PEHarness`: the processing element's accumulate/clear semantics equal a reference
-  register updated by a separately written model, over every input sequence.
+- :class:`PEHarness`: the processing element's accumulate/clear semantics (latency one ``en``
+  cycle) equal a reference register updated by a separately written model, over every input
+  sequence.
 - :class:`GemmStreamHarness`: the core's ``result`` stream obeys the stream rules (once valid,
   it stays valid with the same payload until taken), ``cmd`` is taken only when idle, and the
   activation and weight buffers and the threshold feeder never take more beats than the
@@ -70,17 +71,21 @@ class PEHarness(wiring.Component):
         m.submodules.dut = dut = ProcessingElement(lanes=lanes, acc_width=self._acc_width)
         m.d.comb += [dut.x.eq(self.x), dut.w.eq(self.w), dut.valid.eq(self.valid),
                      dut.last.eq(self.last), dut.en.eq(self.en)]
-        # Reference: count the lanes where the operands differ, one by one.
+        # Reference: count the lanes where the operands differ, one by one, into a register
+        # (the element's latency of one ``en`` cycle), then accumulate or clear on its ``last``.
         count = 0
         for i in range(lanes):
             count = count + (self.x[i] != self.w[i])
+        ref_c = Signal(lanes.bit_length())
+        ref_valid, ref_last = Signal(), Signal()
         ref = Signal(self._acc_width)
         ref_sum = Signal(self._acc_width)
-        m.d.comb += ref_sum.eq(ref + count)
-        step = self.en & self.valid
-        clear = self.last if not self._mutant else (self.last & ~self.x[0])
-        with m.If(step):
-            m.d.sync += ref.eq(Mux(clear, 0, ref_sum))
+        m.d.comb += ref_sum.eq(ref + ref_c)
+        last = self.last if not self._mutant else (self.last & ~self.x[0])
+        with m.If(self.en):
+            m.d.sync += [ref_c.eq(count), ref_valid.eq(self.valid), ref_last.eq(last)]
+            with m.If(ref_valid):
+                m.d.sync += ref.eq(Mux(ref_last, 0, ref_sum))
         m.d.comb += [Assert(dut.acc == ref), Assert(dut.sum == ref_sum)]
         return m
 
