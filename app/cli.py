@@ -60,7 +60,7 @@ def _build(args: argparse.Namespace) -> int:
         return 2
     try:
         build(args.board, rows=args.rows, cols=args.cols, lanes=args.lanes,
-              clock_mhz=args.clock_mhz, json_out=args.json)
+              clock_mhz=args.clock_mhz, json_out=args.json, rebuild=args.rebuild)
     except (BuildError, ValueError) as e:
         print(f"onebit build: {e}", file=sys.stderr)
         return 1
@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--clock-mhz", type=float,
                        help="clock target in MHz (boards with a PLL; default: the board's)")
     build.add_argument("--json", action="store_true", help="print the report as JSON")
+    build.add_argument("--rebuild", action="store_true",
+                       help="build again even if this design's build is cached")
     build.add_argument("--asic", action="store_true",
                        help="instead: an ASIC estimate of the core (Yosys synth, stat -tech cmos)")
     build.set_defaults(func=_build)

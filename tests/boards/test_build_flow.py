@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from onebit.boards import board, boards
-from onebit.build import BuildError, _failure, build, over_capacity, parse_report
+from onebit.build import BuildError, _failure, build, over_capacity, parse_report, synth_cells
+from onebit.build_steps import phases_in
 from onebit.hdl.clocking import ecp5_pll, ice40_pll
 
 DATA = Path(__file__).parent / "data"
@@ -52,11 +53,69 @@ def test_parse_nextpnr_ecp5_report():
     assert clock["constraint_mhz"] == 25.0 and clock["achieved_mhz"] > 25.0
 
 
+@pytest.mark.parametrize("family, cells", [
+    ("ice40", {"SB_LUT4": 3423, "SB_CARRY": 1114, "SB_DFFESR": 1398, "SB_DFF": 130}),
+    ("ecp5", {"LUT4": 2662, "CCU2C": 621, "TRELLIS_FF": 1960, "DP16KD": 3}),
+])
+def test_synthesis_cells_from_a_real_yosys_log(family, cells):
+    found = synth_cells((DATA / f"yosys_{family}_small_top.rpt.extract").read_text())
+    assert {k: found[k] for k in cells} == cells
+    assert synth_cells("no statistics here") == {}
+
+
+def test_report_has_every_resource_of_the_part():
+    report = json.loads((DATA / "nextpnr_ecp5_ulx3s25f_report.json").read_text())
+    b = board("ulx3s-25f")
+    cells = synth_cells((DATA / "yosys_ecp5_small_top.rpt.extract").read_text())
+    util = parse_report(report, "ecp5", cells=cells, totals=b.totals)["utilization"]
+    assert set(util) == {"LUT4", "FF", "CARRY", "BRAM", "DSP"}     # SPRAM: none on ECP5
+    assert util["CARRY"] == {"used": 621, "available": 12144}
+    assert util["FF"] == {"used": 3207, "available": 24288}        # nextpnr's count
+    assert util["DSP"] == {"used": 0, "available": 28}
+    ice = board("icebreaker")
+    cells = synth_cells((DATA / "yosys_ice40_small_top.rpt.extract").read_text())
+    util = parse_report({"utilization": {"ICESTORM_LC": {"used": 4741, "available": 5280}}},
+                        "ice40", cells=cells, totals=ice.totals)["utilization"]
+    assert util["FF"] == {"used": 130 + 159 + 1398 + 2 + 373, "available": 5280}
+    assert util["CARRY"] == {"used": 1114, "available": 5280}
+    assert util["SPRAM"] == {"used": 0, "available": 4}
+
+
+@pytest.mark.parametrize("name, phases", [
+    ("yosys_ice40_small_top.rpt.extract", ["synthesis: optimising", "synthesis: mapping to LUTs",
+                                           "synthesis: done"]),
+    ("nextpnr_ice40_small_top.tim", ["place and route: packing cells",
+                                     "place and route: placement",
+                                     "place and route: placement refinement",
+                                     "place and route: routing",
+                                     "place and route: timing analysis"]),
+    ("nextpnr_ecp5_small_top.tim", ["place and route: packing cells",
+                                    "place and route: placement",
+                                    "place and route: placement refinement",
+                                    "place and route: routing",
+                                    "place and route: timing analysis"]),
+])
+def test_progress_phases_in_real_logs(name, phases):
+    log = "top.rpt" if name.startswith("yosys") else "top.tim"
+    assert phases_in(log, (DATA / name).read_text()) == phases
+    assert phases_in("top.tim" if log == "top.rpt" else "top.rpt", (DATA / name).read_text()) \
+        == []
+
+
 def test_over_capacity_names_the_resource():
     log = (DATA / "nextpnr_ice40_overfull.log").read_text()
     assert over_capacity(log) == [("ICESTORM_LC", 5509, 5280)]
     assert "does not fit iCEBreaker (iCE40UP5K-SG48): ICESTORM_LC 5509 used of 5280" in \
         _failure(log, board("icebreaker"))
+
+
+def test_no_legal_placement_names_the_part_and_its_use():
+    # nextpnr exits 125 when a nearly full part does not place (here at a 30 MHz target).
+    log = (DATA / "nextpnr_ice40_no_legal_placement.log").read_text()
+    msg = _failure(log, board("icebreaker"))
+    assert msg.startswith("the design does not fit iCEBreaker (iCE40UP5K-SG48) (nextpnr found "
+                          "no legal placement with ICESTORM_LC 5101 of 5280 in use;")
+    assert "Unable to find legal placement for all cells" in msg
 
 
 @pytest.mark.synth

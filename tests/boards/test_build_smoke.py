@@ -26,9 +26,17 @@ SMALL = DeviceConfig(core=CoreConfig(rows=1, cols=2, lanes=8, max_k=256, max_t=8
                                                          ("ulx3s-25f", 24288, None)])
 def test_small_design_builds_and_meets_timing(board, lut_total, clock_mhz):
     lines = []
-    report = build(board, device=SMALL, clock_mhz=clock_mhz, out=lines.append)
+    report = build(board, device=SMALL, clock_mhz=clock_mhz, out=lines.append, rebuild=True)
     lut = report["utilization"]["LUT4"]
     assert lut["available"] == lut_total and 0 < lut["used"] < lut_total
+    assert {"LUT4", "FF", "CARRY", "BRAM", "DSP"} <= set(report["utilization"])
+    assert all(0 < report["utilization"][r]["used"] for r in ("FF", "CARRY", "BRAM"))
+    # Progress: every step and phase, once each, in order, while the tools ran.
+    said = [ln.split("] ", 1)[1] for ln in lines if ln.startswith("  [")]
+    steps = ["synthesis (Yosys", "synthesis: mapping to LUTs", "place and route (nextpnr)",
+             "place and route: placement", "place and route: routing", "bitstream (", "finished"]
+    at = [next(i for i, s in enumerate(said) if s.startswith(step)) for step in steps]
+    assert at == sorted(at), said
     (clock,) = report["fmax"].values()
     assert clock["achieved_mhz"] >= clock["constraint_mhz"]     # build() raises otherwise
     assert report["peak_gops"] == pytest.approx(2 * 16 * report["clock_mhz"] / 1e3)
