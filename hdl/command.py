@@ -259,9 +259,13 @@ class CommandProcessor(wiring.Component):
                 if name != "tag":
                     m.d.comb += getattr(self.layer_params, name).eq(getattr(a, name))
 
-        with m.FSM() as fsm:
+        # ``events.ready`` is a register, high exactly while the FSM is in RECV (timing: the
+        # receiver's next step waits on it, and a decoded state is several logic levels).
+        recv = Signal(init=1)
+        m.d.comb += self.events.ready.eq(recv)
+
+        with m.FSM():
             with m.State("RECV"):
-                m.d.comb += self.events.ready.eq(1)
                 with m.If(self.events.valid):
                     with m.Switch(ev.kind):
                         with m.Case(EventKind.HEADER):
@@ -278,6 +282,7 @@ class CommandProcessor(wiring.Component):
                                          stage_w.en.eq((idx >= n_args) &
                                                        (idx - n_args < dev.frame_bytes))]
                         with m.Case(EventKind.END):
+                            m.d.sync += recv.eq(0)       # every END leaves RECV
                             with m.If(ev.ok):
                                 m.d.comb += link["frames"].eq(1)
                                 m.next = "CHECK"
@@ -551,18 +556,22 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += [bidx.eq(0), widx.eq(0), left.eq(reply_len),
                                  wsel.eq(Mux(words_sel, len(run_info), 0)),
                                  bank_sel.eq(0), bank_idx.eq(0)]
+                    m.d.sync += recv.eq(1)
                     m.next = "RECV"
                     with m.If(status == Status.OK):
                         with m.Switch(reply):
                             with m.Case(_Reply.IDENT):
+                                m.d.sync += recv.eq(0)
                                 m.next = "IDENT"
                             with m.Case(_Reply.WORDS, _Reply.RESULTS, _Reply.RESIDUAL):
+                                m.d.sync += recv.eq(0)
                                 m.next = "FETCH"
             with m.State("IDENT"):
                 m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(ident[bidx])]
                 with m.If(self.data.ready):
                     m.d.sync += bidx.eq(bidx + 1)
                     with m.If(bidx == len(self._identify) - 1):
+                        m.d.sync += recv.eq(1)
                         m.next = "RECV"
             with m.State("FETCH"):
                 m.d.comb += [self.res_raddr.eq(offset + widx), self.res_ren.eq(1)]
@@ -592,6 +601,7 @@ class CommandProcessor(wiring.Component):
                 with m.If(self.data.ready):
                     m.d.sync += [bidx.eq(bidx + 1), left.eq(left - 1)]
                     with m.If(left == 1):
+                        m.d.sync += recv.eq(1)
                         m.next = "RECV"
                     with m.Elif(bidx == n_bytes - 1):
                         m.d.sync += [widx.eq(widx + 1), wsel.eq(wsel + 1)]
@@ -601,5 +611,5 @@ class CommandProcessor(wiring.Component):
                             m.d.sync += bank_idx.eq(bank_idx + 1)
                         m.next = "FETCH"
 
-        m.d.comb += link["exec"].eq(~fsm.ongoing("RECV"))
+        m.d.comb += link["exec"].eq(~recv)
         return m
