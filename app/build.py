@@ -131,7 +131,7 @@ def _failure(log: str, b: Board) -> str:
     if any(s in log for s in ("Unable to place", "Failed to expand region",
                               "Unable to find legal placement")):
         used = [(name, int(n), int(total)) for name, n, total in _UTIL.findall(log)
-                if name in CELLS[b.family] and CELLS[b.family][name] == "LUT4"]
+                if CELLS[b.family].get(name) == "LUT4"]
         at = (f" (nextpnr found no legal placement with {used[0][0]} {used[0][1]} of "
               f"{used[0][2]} in use; a lower clock target or a smaller array may place)"
               if used else "")
