@@ -1,4 +1,4 @@
-"""Run a board's build script step by step with progress lines.
+"""Run a board's build script with progress lines for each tool step and phase.
 
 Amaranth's ``build_top.sh`` runs three tools: Yosys (synthesis, log ``top.rpt``), nextpnr
 (place and route, log ``top.tim``) and the packer. ``run_build_script`` runs it with ``sh -x``
