@@ -211,6 +211,7 @@ class CommandProcessor(wiring.Component):
         # CHECK stage registers.
         len_nz, len_bad, run_bad, out_of_range = Signal(), Signal(), Signal(), Signal()
         region_end = Signal(34)
+        run_ends = [Signal(34, name=f"run_end_{name}") for name in ("act", "weight", "thresh")]
 
         # LOAD copy state.
         loads = _loads(dev)
@@ -492,13 +493,20 @@ class CommandProcessor(wiring.Component):
                 with m.If(si < n_tiles):
                     m.d.sync += [beats.eq(beats + per_tile), si.eq(si + 1)]
                 with m.Else():
+                    # The regions' ends into registers; SIZE_CHECK compares them (timing: no
+                    # path through an adder and a compare into the decision).
                     a = view[Opcode.RUN]
-                    m.d.sync += run_bad.eq((a.act_base + act_need > dev.act_words) |
-                                           (a.weight_base + w_need > dev.weight_words) |
-                                           (rp.threshold & (a.thresh_base + rp.n >
-                                                            dev.thresh_words)) |
-                                           (beats > dev.result_beats))
-                    m.next = "LAUNCH"
+                    m.d.sync += [run_ends[0].eq(a.act_base + act_need),
+                                 run_ends[1].eq(a.weight_base + w_need),
+                                 run_ends[2].eq(Mux(rp.threshold, a.thresh_base + rp.n, 0))]
+                    m.next = "SIZE_CHECK"
+
+            with m.State("SIZE_CHECK"):
+                m.d.sync += run_bad.eq((run_ends[0] > dev.act_words) |
+                                       (run_ends[1] > dev.weight_words) |
+                                       (run_ends[2] > dev.thresh_words) |
+                                       (beats > dev.result_beats))
+                m.next = "LAUNCH"
 
             with m.State("LAUNCH"):
                 m.next = "HEADER"

@@ -199,6 +199,7 @@ class GemmCore(wiring.Component):
         i_need = Signal(range(cfg.max_t + 1))
         first_need = Signal(range(cfg.max_t + 1))
         i_jlast = Signal()
+        rows_in, rows_ge, need_moves, loaded_all = Signal(), Signal(), Signal(), Signal()
         kw_one = Signal()
         kw_m1 = Signal(range(KWM + 1))
         m.d.comb += [
@@ -241,7 +242,7 @@ class GemmCore(wiring.Component):
                     l_rest.eq(p.n),
                     kw.eq((p.k + L - 1) >> cfg.lane_bits),
                     last_mask.eq(Cat(*(top >= i for i in range(L)))),
-                    a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0),
+                    a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0), loaded_all.eq(0),
                     i_j.eq(0), i_abase.eq(0), i_half.eq(0),
                     i_tleft.eq(p.t), i_nleft.eq(p.n),
                     i_need.eq(Mux(p.t >= R, R, p.t)), first_need.eq(Mux(p.t >= R, R, p.t)),
@@ -253,13 +254,17 @@ class GemmCore(wiring.Component):
                 m.next = "COMPUTE"
 
             with m.State("COMPUTE"):
-                # A token tile may issue once its rows are in the activation buffer, so the
+                # A token tile may issue once its rows are in the activation buffer
+                # (``a_tok >= i_need``). That compare is registered (timing: it fed every
+                # issue-stage enable): ``rows_ge`` is last cycle's answer, cleared the cycle
+                # after ``i_need`` moves, so it is never true too early (``a_tok`` only grows);
+                # it can be one cycle late, and not at all once the whole load is in. So the
                 # first channel tile overlaps the activation load.
-                rows_in = a_tok >= i_need
                 m.d.comb += [s0_valid.eq(full.bit_select(i_half, 1) & rows_in),
                              computing.eq(1)]
                 with m.If(s0_valid & adv):
                     with m.If(s0_last):
+                        m.d.comb += need_moves.eq(1)
                         m.d.sync += [i_j.eq(0), i_jlast.eq(kw_one)]
                         with m.If(s0.last_tt):
                             m.d.comb += full_clr.bit_select(i_half, 1).eq(1)
@@ -280,6 +285,8 @@ class GemmCore(wiring.Component):
                     m.next = "IDLE"
 
         m.d.comb += self.busy.eq(~idle)
+        m.d.sync += rows_ge.eq(~need_moves & ~start & (a_tok >= i_need))
+        m.d.comb += rows_in.eq(loaded_all | rows_ge)
 
         # ---------------------------------------------------------------- activation loader
         # Row t goes to bank t mod R at address (t div R) * ceil(K/L) + chunk.
@@ -301,6 +308,7 @@ class GemmCore(wiring.Component):
                         with m.Else():
                             m.d.sync += a_r.eq(a_r + 1)
                         with m.If(a_tok == t - 1):
+                            m.d.sync += loaded_all.eq(1)
                             m.next = "IDLE"
                     with m.Else():
                         m.d.sync += a_j.eq(a_j + 1)
