@@ -200,6 +200,19 @@ class CommandProcessor(wiring.Component):
         count_bytes = Mux(stored_thr, rr.count * dev.result_beat_bytes(True),
                           rr.count * dev.result_beat_bytes(False))
         left = Signal(16)               # answer bytes still to send (a down-counter: timing)
+        # The stores' read data, registered (timing: a block RAM's output is slow; not on
+        # iCE40, whose UP5K has no logic cells to spare). FETCH reads, the data shows in HOLD
+        # and holds; it is in these registers by LATCH.
+        def read_word(rdata):
+            if str(getattr(platform, "family", "")).lower() == "ice40":
+                return rdata
+            word = Signal.like(rdata)
+            m.d.sync += word.eq(rdata)
+            return word
+
+        res_word = read_word(self.res_rdata)
+        if dev.layer is not None:
+            resid_word = read_word(self.resid_rdata)
 
         # VERDICT stage registers: the status, what to do, and its set-up values.
         v_status = Signal(8)
@@ -211,7 +224,13 @@ class CommandProcessor(wiring.Component):
         # CHECK stage registers.
         len_nz, len_bad, run_bad, out_of_range = Signal(), Signal(), Signal(), Signal()
         region_end = Signal(34)
-        run_ends = [Signal(34, name=f"run_end_{name}") for name in ("act", "weight", "thresh")]
+        # A RUN's region ends (SIZE_BEATS), compared with the stores' depths in SIZE_CHECK:
+        # each as wide as its store's depth or its row count, whichever is wider, plus one.
+        run_ends = [Signal(max(depth.bit_length(), most.bit_length()) + 1, name=f"run_end_{name}")
+                    for name, depth, most in (
+                        ("act", dev.act_words, c.max_t * c.max_chunks),
+                        ("weight", dev.weight_words, c.max_n * c.max_chunks),
+                        ("thresh", dev.thresh_words, c.max_n))]
 
         # LOAD copy state.
         loads = _loads(dev)
@@ -496,9 +515,15 @@ class CommandProcessor(wiring.Component):
                     # The regions' ends into registers; SIZE_CHECK compares them (timing: no
                     # path through an adder and a compare into the decision).
                     a = view[Opcode.RUN]
-                    m.d.sync += [run_ends[0].eq(a.act_base + act_need),
-                                 run_ends[1].eq(a.weight_base + w_need),
-                                 run_ends[2].eq(Mux(rp.threshold, a.thresh_base + rp.n, 0))]
+                    for end, (base, need, depth) in zip(run_ends, (
+                            (a.act_base, act_need, dev.act_words),
+                            (a.weight_base, w_need, dev.weight_words),
+                            (a.thresh_base, rp.n, dev.thresh_words)), strict=True):
+                        # Only as wide as the store needs: a base beyond it ends past it.
+                        b = depth.bit_length()
+                        m.d.sync += end.eq(Mux((base >> b).any(), depth + 1, base[:b] + need))
+                    with m.If(~rp.threshold):
+                        m.d.sync += run_ends[2].eq(0)
                     m.next = "SIZE_CHECK"
 
             with m.State("SIZE_CHECK"):
@@ -596,12 +621,12 @@ class CommandProcessor(wiring.Component):
             with m.State("HOLD_BANK"):
                 m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, self.res_rdata,
+                m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, res_word,
                                          Mux(bank_sel, bank.rdata, word_pick))),
                              n_bytes.eq(Mux(reply == _Reply.RESULTS, bpb, 4)), bidx.eq(0)]
                 if layer:
                     with m.If(reply == _Reply.RESIDUAL):
-                        m.d.sync += [word.eq(self.resid_rdata), n_bytes.eq(resid_bytes)]
+                        m.d.sync += [word.eq(resid_word), n_bytes.eq(resid_bytes)]
                 m.next = "BYTES"
             with m.State("BYTES"):
                 m.d.comb += [self.data.valid.eq(1),

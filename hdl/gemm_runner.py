@@ -74,11 +74,15 @@ class GemmRunner(wiring.Component):
         m.d.comb += self.counters.eq(core.counters)
         p = Signal(run_layout(dev))
         readers = {}
+        # The stores' words are registered on their way in, except on iCE40, whose UP5K has no
+        # logic cells to spare and whose clock is limited elsewhere (``stream_reader.py``).
+        register = str(getattr(platform, "family", "")).lower() != "ice40"
         for name, width, depth, sink in (("act", c.lanes, dev.act_words, core.act),
                                          ("weight", c.lanes, dev.weight_words, core.weight),
                                          ("thresh", c.threshold_width, dev.thresh_words,
                                           core.thresh)):
-            rd = readers[name] = MemoryStreamReader(width=width, depth=depth)
+            rd = readers[name] = MemoryStreamReader(width=width, depth=depth,
+                                                    register_output=register)
             m.submodules[f"{name}_reader"] = rd
             m.d.comb += [getattr(self, f"{name}_raddr").eq(rd.raddr),
                          getattr(self, f"{name}_ren").eq(rd.ren),

@@ -83,6 +83,9 @@ def read(acc, beats):
                                     dict(act_base=19),                # 2 words from 19 > 20
                                     dict(weight_base=47, n=1),
                                     dict(flags=1, thresh_base=9, n=2),
+                                    # bases beyond every store, whatever their low bits
+                                    dict(act_base=1 << 20), dict(weight_base=0xFFFFFFFF),
+                                    dict(flags=1, thresh_base=(1 << 31) + 1),
                                     dict(t=6, n=13)])                 # 5 tiles x 6 > 24 beats
 def test_run_out_of_range_is_refused(acc, fields):
     args = dict(t=1, n=1, k=9)
