@@ -142,15 +142,19 @@ def _failure(log: str, b: Board) -> str:
 def build(name: str, *, rows: int | None = None, cols: int | None = None,
           lanes: int | None = None, device: DeviceConfig | None = None,
           clock_mhz: float | None = None, json_out: bool = False, out=print,
-          require_timing: bool = True, rebuild: bool = False) -> dict:
+          require_timing: bool = True, rebuild: bool = False, array_only: bool = False) -> dict:
     """Build the design for board ``name``; return the report (raise :class:`BuildError`).
 
     ``device`` replaces the board's default device (array and stores); ``rows``, ``cols``,
     ``lanes`` then change its array. ``clock_mhz`` replaces the clock target (boards with a PLL).
     ``require_timing=False`` returns the report of a design that misses timing instead of
     raising (for scaling measurements). ``rebuild`` ignores a cached build of the same design.
+    ``array_only`` builds the compute array alone (``hdl/array_bench_top.py``: operands from a
+    shift register, results folded to a pin) instead of the host link and accelerator, to
+    measure the array's own cost and Fmax.
     Progress lines of the tools' steps go to ``out`` while the build runs.
     """
+    from .hdl.array_bench_top import ArrayBenchTop
     from .hdl.board_top import BoardTop
 
     b = board(name)
@@ -172,12 +176,13 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
     if changes:
         b = replace(b, device=replace(b.device, core=replace(core, **changes)))
     platform = b.platform()
-    plan = platform.prepare(BoardTop(b), name="top", nextpnr_opts="--report report.json "
+    top = ArrayBenchTop(b, b.device.core) if array_only else BoardTop(b)
+    plan = platform.prepare(top, name="top", nextpnr_opts="--report report.json "
                             "--timing-allow-fail")
     digest = _design_hash(plan, b.family)
     from .sim.toolchain import BUILD_ROOT
 
-    folder = BUILD_ROOT / "boards" / f"{b.name}-{digest}"
+    folder = BUILD_ROOT / "boards" / f"{b.name}{'-array' if array_only else ''}-{digest}"
     report_path = folder / "onebit-report.json"
     if rebuild:
         report_path.unlink(missing_ok=True)
@@ -206,6 +211,7 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
         parsed = parse_report(json.loads((folder / "report.json").read_text()), b.family,
                               cells=cells, totals=b.totals)
         report = _summarise(b, parsed, time.monotonic() - start, folder)
+        report["design"] = "array only" if array_only else "host link and accelerator"
         report_path.write_text(json.dumps(report, indent=1))
     if json_out:
         out(json.dumps(report))

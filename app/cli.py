@@ -21,6 +21,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "scaling":
         from .bench_scaling import run
         return run(json_out=args.json, boards=args.boards)
+    if args.what == "array":
+        from .bench_array import run
+        return run(json_out=args.json, boards=args.boards)
     if args.what == "layer":
         from .bench_layer import run
         return run(json_out=args.json, rows=args.rows, cols=args.layer_cols, lanes=args.lanes,
@@ -96,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="print performance figures")
-    bench.add_argument("what", choices=["golden", "core", "link", "scaling", "layer"],
+    bench.add_argument("what", choices=["golden", "core", "link", "scaling", "array", "layer"],
                        help="golden: NumPy golden model time; core: GEMM cycles on the array; "
                             "link: wire efficiency, host packing speed, fault injection; "
-                            "scaling: builds at several array sizes per board")
+                            "scaling: builds at several array sizes per board; "
+                            "array: the array alone placed and routed at several sizes")
     bench.add_argument("--json", action="store_true", help="print JSON for machines")
     bench.add_argument("--repeats", type=int, default=5, help="timing repeats (best is kept)")
     bench.add_argument("--rows", type=int, default=4, help="core: array rows")
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--d-model", type=int, default=256, help="link: layer width D")
     bench.add_argument("--faults", type=int, default=0,
                        help="link: also run a fault-injection campaign of this many products")
-    bench.add_argument("--boards", nargs="+", help="scaling: boards (default: all)")
+    bench.add_argument("--boards", nargs="+", help="scaling, array: boards (default: all)")
     bench.add_argument("--layer-cols", type=int, default=4,
                        help="layer: array columns (must divide the lanes)")
     bench.add_argument("--decode", type=int, default=4, help="layer: decode tokens")

@@ -34,7 +34,8 @@ __all__ = ["ComputeArray"]
 class ComputeArray(wiring.Component):
     """R x C processing elements, all enabled together.
 
-    For every r, c a ``ProcessingElement`` (latency 1): each cycle with ``en`` the chunk's count
+    For every r, c a ``ProcessingElement`` (latency ``config.pe_stages``; on an ECP5 platform
+    its count on carry chains, else the LUT tree: same results): each cycle with ``en`` the chunk's count
     ``popcount(x[r] XOR w[c])`` is registered, ``sum[r][c] = acc[r][c] + count``, and a
     registered valid chunk updates ``acc[r][c] <= last ? 0 : sum[r][c]``. A tile's results are
     ``sum`` in the first ``en`` cycle after its last chunk.
@@ -64,9 +65,14 @@ class ComputeArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self._cfg
+        # On ECP5 the elements count on carry chains with the XOR folded in (about 2.5 LUT4
+        # a lane against 3.7 for the LUT tree); elsewhere (iCE40, simulation) the tree.
+        ecp5 = str(getattr(platform, "family", "")).lower() == "ecp5"
+        count = "chains" if ecp5 and c.lanes >= 4 else "tree"
         for r in range(c.rows):
             for col in range(c.cols):
-                pe = ProcessingElement(lanes=c.lanes, acc_width=c.acc_width)
+                pe = ProcessingElement(lanes=c.lanes, acc_width=c.acc_width,
+                                       stages=c.pe_stages, count=count)
                 m.submodules[f"pe_{r}_{col}"] = pe
                 m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[col]), pe.valid.eq(self.valid),
                              pe.last.eq(self.last), pe.en.eq(self.en),

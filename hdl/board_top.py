@@ -11,7 +11,29 @@ from .clocking import ClockReset, Ice40Pll, ecp5_pll, ice40_pll
 from .link import DeviceLink
 from .uart import UARTRx, UARTTx, divisor_for
 
-__all__ = ["BoardTop"]
+__all__ = ["BoardTop", "board_clock"]
+
+
+def board_clock(m: Module, platform, board) -> None:
+    """Add the ``sync`` domain to ``m``: the board's oscillator, or its PLL's output at
+    ``board.target_hz``, with a clock constraint at that frequency; held in reset until the
+    PLL locks."""
+    m.domains.sync = ClockDomain("sync")
+    if board.pll == "ice40":
+        pll = ice40_pll(board.oscillator_hz, board.target_hz)
+    elif board.pll == "ecp5":
+        pll = ecp5_pll(board.oscillator_hz, board.target_hz)
+    else:
+        pll = None
+    if not isinstance(pll, Ice40Pll):
+        m.submodules.clocking = clocking = ClockReset(pll=pll)
+        m.submodules.clk_buf = clk_buf = io.Buffer(
+            "i", platform.request(board.clock_resource, 0, dir="-"))
+        m.d.comb += clocking.clk_in.eq(clk_buf.i)
+    else:
+        pad = platform.request(board.clock_resource, 0, dir="-")
+        m.submodules.clocking = clocking = ClockReset(pll=pll, pad=pad.io)
+    platform.add_clock_constraint(clocking.clk, board.clock_hz())
 
 
 class BoardTop(wiring.Component):
@@ -29,23 +51,8 @@ class BoardTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain("sync")
+        board_clock(m, platform, self._board)
         b = self._board
-        if b.pll == "ice40":
-            pll = ice40_pll(b.oscillator_hz, b.target_hz)
-        elif b.pll == "ecp5":
-            pll = ecp5_pll(b.oscillator_hz, b.target_hz)
-        else:
-            pll = None
-        if not isinstance(pll, Ice40Pll):
-            m.submodules.clocking = clocking = ClockReset(pll=pll)
-            m.submodules.clk_buf = clk_buf = io.Buffer(
-                "i", platform.request(b.clock_resource, 0, dir="-"))
-            m.d.comb += clocking.clk_in.eq(clk_buf.i)
-        else:
-            pad = platform.request(b.clock_resource, 0, dir="-")
-            m.submodules.clocking = clocking = ClockReset(pll=pll, pad=pad.io)
-        platform.add_clock_constraint(clocking.clk, self.clk_hz)
 
         # Every subsignal raw (some boards' UARTs also have rts/dtr, which stay unused).
         names = [sub.name for sub in platform.lookup("uart", 0).ios]

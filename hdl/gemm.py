@@ -25,7 +25,8 @@ so the first channel tile overlaps the activation load (it is load-bound: ``T * 
 cycles). Every further channel tile takes ``ceil(T / R) * ceil(K / L)`` cycles; the drain of a
 token tile (R beats) overlaps the next token tile when ``ceil(K / L) > R``, otherwise a token
 tile takes ``R + 1`` cycles. Loading the next weight tile (``rows * ceil(K/L)`` cycles) overlaps
-compute when ``ceil(T / R) >= C``. Pipeline latency: 3 cycles from issue to the accumulators;
+compute when ``ceil(T / R) >= C``. Pipeline latency: ``2 + pe_stages`` cycles from issue to the
+accumulators (``CoreConfig.pe_stages``: the elements' registers before their adders);
 a tile's last chunk captures its sums; then one result beat per row (or per tile of bits).
 """
 
@@ -165,8 +166,8 @@ class GemmCore(wiring.Component):
         wpop = [[Signal(cfg.acc_width, name=f"wpop_{h}_{col}") for col in range(C)]
                 for h in range(2)]
 
-        # Pipeline control: ``adv`` moves issue -> s1 -> s2 -> array (s3: its count register)
-        # together.
+        # Pipeline control: ``adv`` moves issue -> s1 -> s2 -> array (s3: the stage whose sums
+        # the array gives, ``cfg.pe_stages`` after s2) together.
         s2_valid, s2_last = Signal(), Signal()
         s3_valid, s3_last = Signal(), Signal()
         shadow_full = Signal()
@@ -418,8 +419,15 @@ class GemmCore(wiring.Component):
         with m.If(adv):
             m.d.sync += [s1_valid.eq(s0_valid), s1_last.eq(s0_last), s1.eq(s0),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
-                         s2.eq(s1),
-                         s3_valid.eq(s2_valid), s3_last.eq(s2_last), s3.eq(s2)]
+                         s2.eq(s1)]
+            # The tile's tags follow its chunks through the elements' register stages.
+            prev_valid, prev_last, prev = s2_valid, s2_last, s2
+            for i in range(cfg.pe_stages - 1):
+                sv, sl = Signal(name=f"pe_valid{i}"), Signal(name=f"pe_last{i}")
+                st = Signal(_tile_layout(cfg), name=f"pe_tile{i}")
+                m.d.sync += [sv.eq(prev_valid), sl.eq(prev_last), st.eq(prev)]
+                prev_valid, prev_last, prev = sv, sl, st
+            m.d.sync += [s3_valid.eq(prev_valid), s3_last.eq(prev_last), s3.eq(prev)]
             m.d.sync += [x_bus[r].eq(act_rd[r].data & mask) for r in range(R)]
             m.d.sync += [w_bus[col].eq(Mux(s1.half, w_bank[1][col].rdata, w_bank[0][col].rdata)
                                        & mask) for col in range(C)]

@@ -1,10 +1,11 @@
 """Processing element: ``lanes`` lanes of XOR-popcount into an accumulator."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .popcount import popcount_tree
+from .carry_popcount import EXTRACT, FOLD2, INJECT, PLAIN, Half, emit_chain, plan
+from .popcount import reduce_columns, tree_depth, two_rows
 
 __all__ = ["ProcessingElement"]
 
@@ -12,16 +13,18 @@ __all__ = ["ProcessingElement"]
 class ProcessingElement(wiring.Component):
     """One element of the array (output-stationary: the accumulator stays, operands stream).
 
-    Two stages (timing: the popcount tree and the accumulator's adder are in different cycles).
-    Each cycle with ``en``, the count ``popcount(x XOR w)`` of the chunk presented, with its
-    ``valid`` and ``last``, moves into a register ``c`` (with ``c_valid``, ``c_last``; ``c`` is
-    kept as the two rows of the popcount's carry-save tree); ``sum = acc + c`` (combinational:
-    one level of full adders and one carry chain); and if ``c_valid``,
-    ``acc <= c_last ? 0 : sum``. Without ``en`` everything holds. So a row's count is ``sum`` in
-    the first ``en`` cycle after its last chunk was presented (latency 1: the caller captures it
-    then), and the accumulator starts the next row at zero; clearing on ``last`` maps onto the
-    flip-flops' synchronous reset, which a clear on the first chunk
-    (``(first ? 0 : acc) + count``) cannot.
+    ``stages`` pipeline stages (timing: the popcount tree and the accumulator's adder are in
+    different cycles). Each cycle with ``en``, the count ``popcount(x XOR w)`` of the chunk
+    presented, with its ``valid`` and ``last``, moves into a register ``c`` (with ``c_valid``,
+    ``c_last``; ``c`` is kept as the two rows of the popcount's carry-save tree); with
+    ``stages=2`` the tree is cut after about half its levels of full adders and the partial
+    columns are registered first, so the count reaches ``c`` one ``en`` cycle later.
+    ``sum = acc + c`` (combinational: one level of full adders and one carry chain); and if
+    ``c_valid``, ``acc <= c_last ? 0 : sum``. Without ``en`` everything holds. So a row's count
+    is ``sum`` in the ``stages``-th ``en`` cycle after its last chunk was presented (latency
+    ``stages``: the caller captures it then), and the accumulator starts the next row at zero;
+    clearing on ``last`` maps onto the flip-flops' synchronous reset, which a clear on the
+    first chunk (``(first ? 0 : acc) + count``) cannot.
 
     The count of mismatches gives both products of the spec over the K valid bits (padding is
     zero in both operands, so it never mismatches):
@@ -41,6 +44,16 @@ class ProcessingElement(wiring.Component):
     acc_width : int
         Accumulator width; the caller derives it from the longest row
         (``CoreConfig.acc_width``) so that no row can overflow it.
+    stages : int
+        1 or 2: register stages before the accumulator (the latency).
+    count : str
+        ``"tree"``: a carry-save tree of full adders in LUTs (``hdl/popcount.py``), any
+        family. ``"chains"`` (at least 4 lanes): ripple adders on ECP5 carry chains with the
+        XOR folded in (``hdl/carry_popcount.py``), the accumulator's adder one more chain; lowered
+        to ``CCU2C`` cells when the platform is ECP5 (or ``primitives`` is set), else to
+        the same cells' equations. Same ports, latency and results.
+    primitives : bool
+        ``"chains"`` only: emit ``CCU2C`` instances whatever the platform.
 
     Members
     -------
@@ -50,35 +63,134 @@ class ProcessingElement(wiring.Component):
     sum : Out(acc_width)
     """
 
-    def __init__(self, *, lanes: int, acc_width: int):
+    def __init__(self, *, lanes: int, acc_width: int, stages: int = 1, count: str = "tree",
+                 primitives: bool = False):
         for name, v in (("Lane count", lanes), ("Accumulator width", acc_width)):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         if acc_width < lanes.bit_length():
             raise ValueError(f"Accumulator width must hold one chunk's count of {lanes}, "
                              f"so be at least {lanes.bit_length()}, not {acc_width}")
-        self._lanes, self._acc_width = lanes, acc_width
+        if stages not in (1, 2):
+            raise ValueError(f"Pipeline stages must be 1 or 2, not {stages!r}")
+        if count not in ("tree", "chains"):
+            raise ValueError(f"Count must be 'tree' or 'chains', not {count!r}")
+        if count == "chains" and lanes < 4:
+            raise ValueError(f"A carry-chain count needs at least 4 lanes, not {lanes}")
+        self._lanes, self._acc_width, self._stages = lanes, acc_width, stages
+        self._count, self._primitives = count, primitives
         super().__init__({
             "x": In(lanes), "w": In(lanes),
             "valid": In(1), "last": In(1), "en": In(1),
             "acc": Out(acc_width), "sum": Out(acc_width),
         })
 
+    @property
+    def latency(self) -> int:
+        """``en`` cycles from a chunk to its count in ``sum``."""
+        return self._stages
+
     def elaborate(self, platform):
+        if self._count == "chains":
+            ecp5 = str(getattr(platform, "family", "")).lower() == "ecp5"
+            return self._elaborate_chains(self._primitives or ecp5)
         m = Module()
         aw = self._acc_width
         diff = self.x ^ self.w
+        width = self._lanes.bit_length()
+        columns = {0: [diff[i] for i in range(self._lanes)]}
+        valid, last = self.valid, self.last
+        if self._stages == 2:
+            # Cut the tree after half its levels; register the partial columns.
+            columns = reduce_columns(m, columns, width, "pa",
+                                     levels=tree_depth(self._lanes) // 2)
+            staged = {}
+            for weight, col in columns.items():
+                staged[weight] = [Signal(name=f"p{weight}_{i}") for i in range(len(col))]
+                with m.If(self.en):
+                    m.d.sync += [r.eq(b) for r, b in zip(staged[weight], col, strict=True)]
+            columns = staged
+            valid, last = Signal(), Signal()
+            with m.If(self.en):
+                m.d.sync += [valid.eq(self.valid), last.eq(self.last)]
         # The count is registered as the carry-save tree's two rows (its final adder merges
         # into the accumulator's: one level of full adders, then one carry chain).
-        rows = popcount_tree(m, [diff[i] for i in range(self._lanes)], rows=True)
+        rows = two_rows(reduce_columns(m, columns, width, "pc"), width)
         c0, c1 = Signal(len(rows[0]), name="c0"), Signal(len(rows[1]), name="c1")
         c_valid, c_last = Signal(), Signal()
         a, b, d = self.acc, Signal(aw), Signal(aw)
         m.d.comb += [b.eq(c0), d.eq(c1)]
         m.d.comb += self.sum.eq((a ^ b ^ d) + (((a & b) | (a & d) | (b & d)) << 1)[:aw])
         with m.If(self.en):
-            m.d.sync += [c0.eq(rows[0]), c1.eq(rows[1]), c_valid.eq(self.valid),
-                         c_last.eq(self.last)]
-            with m.If(c_valid):
-                m.d.sync += self.acc.eq(Mux(c_last, 0, self.sum))
+            m.d.sync += [c0.eq(rows[0]), c1.eq(rows[1]), c_valid.eq(valid),
+                         c_last.eq(last)]
+        # The clear is a synchronous reset over the enable (no LUT a bit where the flip-flops
+        # have one).
+        with m.If(self.en & c_valid & c_last):
+            m.d.sync += self.acc.eq(0)
+        with m.Elif(self.en & c_valid):
+            m.d.sync += self.acc.eq(self.sum)
+        return m
+
+    def _elaborate_chains(self, primitives: bool) -> Module:
+        m = Module()
+        lanes, aw, en = self._lanes, self._acc_width, self.en
+        # One lane may start the accumulator's chain (when that fills its last CCU2C).
+        acc_lane = (plan(lanes - 1).cost + (aw + 2) // 2) < (plan(lanes).cost + (aw + 1) // 2)
+        root = plan(lanes - acc_lane)
+        cut = root.height // 2 if self._stages == 2 else None
+        ids = iter(range(lanes))
+
+        def delay(values, n, name):
+            for k in range(n):
+                regs = [Signal(name=f"{name}_d{k}_{i}") for i in range(len(values))]
+                with m.If(en):
+                    m.d.sync += [r.eq(v) for r, v in zip(regs, values, strict=True)]
+                values = regs
+            return values
+
+        def lane(height):
+            # A lane's operands, registered once if the chain using them is past the cut.
+            i = next(ids)
+            late = cut is not None and height > cut
+            return delay([self.w[i], self.x[i]], late, f"ln{i}")
+
+        def emit(node, tag):
+            if not node.parts:
+                head = [Half(INJECT, *lane(node.height), 0, 1)] if node.inject else []
+                pair = lane(node.height) + lane(node.height)
+                sums = emit_chain(m, head + [Half(FOLD2, *pair), Half(EXTRACT)], tag,
+                                  primitives=primitives)
+                return sums[len(head):len(head) + node.width]
+            parts = []
+            for k, child in enumerate(node.parts):
+                bits = emit(child, f"{tag}{k}")
+                past = cut is not None and child.height <= cut < node.height
+                parts.append(delay(bits, past, f"{tag}{k}r"))
+            head = [Half(INJECT, *lane(node.height), 0, 1)] if node.inject else []
+            a, b = parts
+            w = max(len(a), len(b))
+            halves = [Half(PLAIN, a[k] if k < len(a) else 0, b[k] if k < len(b) else 0, 0, 1)
+                      for k in range(w)]
+            if node.lanes >= 1 << w:
+                halves.append(Half(EXTRACT))
+            sums = emit_chain(m, head + halves, tag, primitives=primitives)
+            return sums[len(head):len(head) + node.width]
+
+        count = emit(root, "n")
+        c = [Signal(name=f"c{i}") for i in range(len(count))]
+        valid, last = delay([self.valid, self.last], self._stages, "ctl")
+        with m.If(en):
+            m.d.sync += [r.eq(v) for r, v in zip(c, count, strict=True)]
+        head = []
+        if acc_lane:
+            head = [Half(INJECT, *delay(lane(0), self._stages, "acc_ln"), 0, 1)]
+        halves = [Half(PLAIN, self.acc[k], c[k] if k < len(c) else 0, 0, 1) for k in range(aw)]
+        sums = emit_chain(m, head + halves, "acc", primitives=primitives)
+        m.d.comb += [self.sum[k].eq(sums[len(head) + k]) for k in range(aw)]
+        # The clear is a synchronous reset over the enable (the flip-flops' LSR: no LUT a bit).
+        with m.If(en & valid & last):
+            m.d.sync += self.acc.eq(0)
+        with m.Elif(en & valid):
+            m.d.sync += self.acc.eq(self.sum)
         return m

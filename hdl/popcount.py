@@ -19,21 +19,22 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["Popcount", "popcount_tree"]
 
 
-def popcount_tree(m: Module, bits: list, name: str = "pc", *, rows: bool = False):
-    """Return a ``len(bits).bit_length()``-bit value that counts the set bits of ``bits``;
-    with ``rows``, the two rows of the carry-save tree instead (their sum is the count), so
-    that the caller can register them before the final adder."""
-    width = len(bits).bit_length()
-    columns: dict[int, list] = {0: [b for b in bits]}
+def reduce_columns(m: Module, columns: dict[int, list], width: int, name: str,
+                   levels: int | None = None) -> dict[int, list]:
+    """Reduce ``columns`` (``{weight: [bits]}``) by levels of full adders, at most ``levels`` of
+    them (all that are needed when ``None``), until every column holds at most two bits;
+    carries beyond bit ``width - 1`` are dropped (the caller's total fits ``width`` bits)."""
     n = 0
-    while any(len(col) > 2 for col in columns.values()):
+    level = 0
+    while any(len(col) > 2 for col in columns.values()) and (levels is None or level < levels):
         reduced: dict[int, list] = {}
         for weight in sorted(columns):
             col = columns[weight]
             i = 0
             while len(col) - i >= 3:
                 a, b, c = col[i:i + 3]
-                s, carry = Signal(name=f"{name}_s{n}"), Signal(name=f"{name}_c{n}")
+                s = Signal(name=f"{name}_s{level}_{n}")
+                carry = Signal(name=f"{name}_c{level}_{n}")
                 m.d.comb += [s.eq(a ^ b ^ c), carry.eq((a & b) | (a & c) | (b & c))]
                 reduced.setdefault(weight, []).append(s)
                 if weight + 1 < width:
@@ -42,8 +43,44 @@ def popcount_tree(m: Module, bits: list, name: str = "pc", *, rows: bool = False
                 i += 3
             reduced.setdefault(weight, []).extend(col[i:])
         columns = reduced
-    two = [Cat(*(columns.get(w, [])[r] if len(columns.get(w, [])) > r else Const(0, 1)
-                 for w in range(width))) for r in range(2)]
+        level += 1
+    return columns
+
+
+def tree_depth(count: int) -> int:
+    """Levels of full adders that reduce ``count`` bits of one weight to two rows."""
+    return len(_depths(count))
+
+
+def _depths(count: int) -> list[int]:
+    # Column heights only: the same schedule as ``reduce_columns``.
+    width = count.bit_length()
+    heights = {0: count}
+    out = []
+    while any(h > 2 for h in heights.values()):
+        new: dict[int, int] = {}
+        for w in sorted(heights):
+            fa = heights[w] // 3
+            new[w] = new.get(w, 0) + heights[w] - 2 * fa
+            if w + 1 < width and fa:
+                new[w + 1] = new.get(w + 1, 0) + fa
+        heights = new
+        out.append(sum(heights.values()))
+    return out
+
+
+def two_rows(columns: dict[int, list], width: int) -> list:
+    """The two rows of ``width`` bits that columns of at most two bits each form."""
+    return [Cat(*(columns.get(w, [])[r] if len(columns.get(w, [])) > r else Const(0, 1)
+                  for w in range(width))) for r in range(2)]
+
+
+def popcount_tree(m: Module, bits: list, name: str = "pc", *, rows: bool = False):
+    """Return a ``len(bits).bit_length()``-bit value that counts the set bits of ``bits``;
+    with ``rows``, the two rows of the carry-save tree instead (their sum is the count), so
+    that the caller can register them before the final adder."""
+    width = len(bits).bit_length()
+    two = two_rows(reduce_columns(m, {0: list(bits)}, width, name), width)
     if rows:
         return two
     total = Signal(width, name=f"{name}_sum")

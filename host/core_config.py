@@ -113,6 +113,12 @@ class CoreConfig:
         return -(-self.max_k // self.lanes)
 
     @property
+    def pe_stages(self) -> int:
+        """Register stages in each processing element before its accumulator (its latency):
+        2 from 16 lanes up, whose count is then cut in two for Fmax, else 1."""
+        return 2 if self.lanes >= 16 else 1
+
+    @property
     def acc_width(self) -> int:
         """Accumulator width: holds max_chunks * lanes, so it cannot overflow by construction."""
         return (self.max_chunks * self.lanes).bit_length()

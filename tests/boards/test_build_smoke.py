@@ -4,6 +4,7 @@ and core, built into a bitstream for iCE40 and ECP5 with the pip-installed tools
 checked; a cached rebuild; the ASIC estimate of a small core."""
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -55,9 +56,46 @@ def test_clock_option_is_checked():
         build("icebreaker", clock_mhz=-5, out=lambda *_: None)
 
 
+def test_array_bench_checks_its_arguments():
+    from onebit.bench_array import run
+    from onebit.boards import board as get_board
+    from onebit.hdl.array_bench_top import ArrayBenchTop
+
+    with pytest.raises(ValueError, match="no array sizes for board 'nope'"):
+        run(json_out=True, boards=["nope"])
+    with pytest.raises(TypeError, match="core must be a CoreConfig, not 4"):
+        ArrayBenchTop(get_board("icebreaker"), 4)
+
+
 def test_asic_estimate_of_a_small_core():
     cfg = CoreConfig(rows=1, cols=2, lanes=8, max_k=64, max_t=4, max_n=8)
     r = asic_estimate(cfg, out=lambda *_: None)
     assert r["transistors"] > 1000 and r["memories"] > 0
     assert r["memory_bits"] > 0 and set(r["cells_by_type"]) >= {"$_NAND_", "$_DFF_P_"}
     assert "logic transistors" in format_asic(r)
+
+
+# The array alone (``onebit bench array``): a 2 x 2 x 32 array (two-stage elements) placed and
+# routed at the ECP5 target and a 2 x 2 x 8 one on the UP5K at 48 MHz; both meet their clock.
+@pytest.mark.parametrize("board, rows, cols, lanes, clock_mhz", [
+    ("icebreaker", 2, 2, 8, 48.0), ("ulx3s-25f", 2, 2, 32, 150.0)])
+def test_array_alone_builds_and_meets_its_target(board, rows, cols, lanes, clock_mhz):
+    from onebit.bench_array import _row
+    from onebit.boards import board as get_board
+    from onebit.hdl.array import ComputeArray
+    from onebit.synth import lut4_count, synth_stats
+
+    b = get_board(board)
+    report = build(board, rows=rows, cols=cols, lanes=lanes, clock_mhz=clock_mhz,
+                   array_only=True, out=lambda *_: None)          # raises if timing is missed
+    assert report["design"] == "array only"
+    assert report["array"] == {"rows": rows, "cols": cols, "lanes": lanes}
+    # Nothing of the array was pruned: the placed design holds at least the array's logic.
+    core = replace(b.device.core, rows=rows, cols=cols, lanes=lanes)
+    array_lut4 = lut4_count(synth_stats(ComputeArray(core), "array", b.family), b.family)
+    assert report["utilization"]["LUT4"]["used"] >= array_lut4 > 2 * rows * cols * lanes
+    assert report["utilization"]["BRAM"]["used"] == 0
+    row = _row(board, rows, cols, lanes, out=lambda *_: None)   # the bench's row: cached now
+    assert row["fmax_mhz"] >= clock_mhz and row["array_lut4"] == array_lut4
+    assert row["gops_per_1000_lut4"] == pytest.approx(
+        2 * rows * cols * lanes * row["fmax_mhz"] / array_lut4, rel=1e-2)

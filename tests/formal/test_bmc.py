@@ -7,6 +7,8 @@ from onebit.sim.formal import GemmStreamHarness, PEHarness, PopcountHarness, run
 HARNESSES = {
     "popcount": (PopcountHarness, 1),
     "pe": (PEHarness, 12),
+    # Two register stages, nine lanes: the tree is cut after its first level of adders.
+    "pe_two_stages": (lambda **kw: PEHarness(lanes=9, stages=2, **kw), 12),
     "gemm_streams": (GemmStreamHarness, 24),
     # Counting beats per command makes the solver's work grow fast with depth; 12 steps cover
     # a whole small command and the start of the next.

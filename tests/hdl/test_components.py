@@ -41,15 +41,21 @@ def test_popcount_rejects_bad_width():
         Popcount(width=0)
 
 
-@pytest.mark.parametrize("lanes", [1, 5, 32])
-def test_pe_accumulate_clear_hold(lanes):
+@pytest.mark.parametrize("count", ["tree", "chains"])
+@pytest.mark.parametrize("stages", [1, 2])
+@pytest.mark.parametrize("lanes", [1, 5, 8, 32, 64])
+def test_pe_accumulate_clear_hold(lanes, stages, count):
+    if count == "chains" and lanes < 4:
+        pytest.skip("carry-chain counts start at 4 lanes")
     acc_width = (8 * lanes).bit_length()
-    dut = ProcessingElement(lanes=lanes, acc_width=acc_width)
-    rng = random.Random(lanes)
+    dut = ProcessingElement(lanes=lanes, acc_width=acc_width, stages=stages, count=count)
+    assert dut.latency == stages
+    rng = random.Random(lanes * 10 + stages)
 
     async def bench(ctx):
         model = 0
-        reg = (0, False, False)             # the count register: (count, valid, last)
+        # The element's register stages, oldest last: (count, valid, last) each.
+        regs = [(0, False, False)] * stages
         for _ in range(400):
             x, w = rng.getrandbits(lanes), rng.getrandbits(lanes)
             valid, last, en = rng.random() < 0.8, rng.random() < 0.15, rng.random() < 0.8
@@ -58,16 +64,25 @@ def test_pe_accumulate_clear_hold(lanes):
             ctx.set(dut.valid, valid)
             ctx.set(dut.last, last)
             ctx.set(dut.en, en)
-            total = (model + reg[0]) % (1 << acc_width)
+            total = (model + regs[-1][0]) % (1 << acc_width)
             assert ctx.get(dut.sum) == total
             await ctx.tick()
             if en:
-                if reg[1]:
-                    model = 0 if reg[2] else total
-                reg = (bin(x ^ w).count("1"), valid, last)
+                if regs[-1][1]:
+                    model = 0 if regs[-1][2] else total
+                regs = [(bin(x ^ w).count("1"), valid, last)] + regs[:-1]
             assert ctx.get(dut.acc) == model
 
     run(dut, bench)
+
+
+def test_pe_rejects_bad_stages_and_count():
+    with pytest.raises(ValueError, match="Pipeline stages must be 1 or 2, not 3"):
+        ProcessingElement(lanes=32, acc_width=8, stages=3)
+    with pytest.raises(ValueError, match="Count must be 'tree' or 'chains', not 'wallace'"):
+        ProcessingElement(lanes=32, acc_width=8, count="wallace")
+    with pytest.raises(ValueError, match="A carry-chain count needs at least 4 lanes, not 2"):
+        ProcessingElement(lanes=2, acc_width=8, count="chains")
 
 
 def test_pe_rejects_narrow_accumulator():

@@ -15,6 +15,8 @@ CONFIGS = {
     "3x2x4": CoreConfig(rows=3, cols=2, lanes=4, max_k=33, max_t=7, max_n=9),
     "1x1x16": CoreConfig(rows=1, cols=1, lanes=16, max_k=40, max_t=4, max_n=5),
     "2x2x16": CoreConfig(rows=2, cols=2, lanes=16, max_k=20, max_t=6, max_n=7),
+    # 32 lanes (two register stages in each element, as from 16: CoreConfig.pe_stages).
+    "2x1x32": CoreConfig(rows=2, cols=1, lanes=32, max_k=100, max_t=5, max_n=4),
 }
 
 

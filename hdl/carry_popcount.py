@@ -1,0 +1,126 @@
+"""Mismatch count ``popcount(x XOR w)`` on ECP5 carry chains, the XOR folded into the chains.
+
+An ECP5 ``CCU2C`` is two halves of a carry chain; each half has a LUT4 ``P(A, B, C, D)`` and a
+carry ``COUT = P ? CIN : G`` with ``G(A, B) = P(A, B, 0, 0)`` (its INIT's low four bits), and
+its sum is ``S = P ^ CIN`` (Yosys's ``ccu2c_sim.vh``). Four kinds of half are used here:
+
+======== ========= ======================= ==============================================
+kind     INIT      inputs                  what it computes
+======== ========= ======================= ==============================================
+FOLD2    ``6996``  w1, x1, w2, x2          a full adder of two lanes ``w1^x1``, ``w2^x2``
+                                           and the carry in (``P = A^B^C^D``, ``G = A^B``)
+PLAIN    ``96AA``  a, b, 0, 1              a full adder of ``a``, ``b`` and the carry in
+INJECT   ``0006``  w, x, 0, 1              starts a chain's carry as the lane ``w^x``
+EXTRACT  ``0000``  0, 0, 0, 0              its sum is the carry in (a chain's carry out)
+======== ========= ======================= ==============================================
+
+So a pair of lanes costs one half with its XORs, instead of two XOR LUTs and a full adder
+(``hdl/popcount.py``'s tree: about 4 LUT4 per lane on ECP5, against about 2.6 here). The count
+is a tree of ripple adders (``plan``): pairs of lanes (FOLD2 then EXTRACT: one CCU2C, a count
+of 0..2), and adders of two counts (PLAIN per bit, EXTRACT for the carry out when the sum can
+reach it) whose chains, when their number of halves is odd, start with an INJECT of a spare
+lane in the CCU2C's otherwise empty half. The shape is chosen by dynamic programming over the
+lane count for the fewest CCU2C (ties: the shallower tree).
+
+:func:`emit_chain` lowers a chain to ``CCU2C`` instances when asked (``primitives=True``, for
+ECP5 synthesis) and otherwise to the same equations in plain logic, which the simulator runs:
+both are the same cells, so the simulated structure is the synthesised one
+(``tests/hdl/test_carry_popcount.py`` checks the instances against Yosys's cell model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from amaranth.hdl import Cat, Const, Instance, Module, Mux, Signal
+
+__all__ = ["FOLD2", "PLAIN", "INJECT", "EXTRACT", "Half", "emit_chain", "plan", "Node"]
+
+FOLD2, PLAIN, INJECT, EXTRACT = 0x6996, 0x96AA, 0x0006, 0x0000
+
+
+@dataclass(frozen=True)
+class Half:
+    """One half of a CCU2C: its INIT and its four inputs (Amaranth values of one bit)."""
+    init: int
+    a: object = 0
+    b: object = 0
+    c: object = 0
+    d: object = 0
+
+
+def _model(init: int, a, b, c, d, cin):
+    """The half's sum and carry out, as Yosys's CCU2C model computes them."""
+    p = Const(init, 16).bit_select(Cat(a, b, c, d), 1)
+    g = Const(init & 0xF, 4).bit_select(Cat(a, b), 1)
+    return p ^ cin, Mux(p, cin, g)
+
+
+def emit_chain(m: Module, halves: list[Half], name: str, *, primitives: bool) -> list[Signal]:
+    """Add a carry chain of ``halves`` (carry in 0) to ``m``; return each half's sum. An odd
+    chain gets an EXTRACT half to fill its last CCU2C."""
+    halves = list(halves) + ([Half(EXTRACT)] if len(halves) % 2 else [])
+    sums = [Signal(name=f"{name}_s{i}") for i in range(len(halves))]
+    carry = Const(0, 1)
+    for i in range(0, len(halves), 2):
+        h0, h1 = halves[i], halves[i + 1]
+        cout = Signal(name=f"{name}_co{i // 2}")
+        if primitives:
+            m.submodules[f"{name}_ccu{i // 2}"] = Instance(
+                "CCU2C", p_INIT0=Const(h0.init, 16), p_INIT1=Const(h1.init, 16),
+                p_INJECT1_0="NO", p_INJECT1_1="NO", i_CIN=carry,
+                i_A0=h0.a, i_B0=h0.b, i_C0=h0.c, i_D0=h0.d,
+                i_A1=h1.a, i_B1=h1.b, i_C1=h1.c, i_D1=h1.d,
+                o_S0=sums[i], o_S1=sums[i + 1], o_COUT=cout)
+        else:
+            s0, c0 = _model(h0.init, h0.a, h0.b, h0.c, h0.d, carry)
+            mid = Signal(name=f"{name}_c{i}")
+            m.d.comb += [sums[i].eq(s0), mid.eq(c0)]
+            s1, c1 = _model(h1.init, h1.a, h1.b, h1.c, h1.d, mid)
+            m.d.comb += [sums[i + 1].eq(s1), cout.eq(c1)]
+        carry = cout
+    return sums
+
+
+@dataclass(frozen=True)
+class Node:
+    """A count in the plan: ``lanes`` lanes covered, largest value ``top`` (= lanes), CCU2C
+    ``cost`` of its whole subtree, ``height`` in chains; ``parts`` are two child nodes, or
+    empty for a pair of lanes; ``inject`` says whether its chain starts with a spare lane."""
+    lanes: int
+    cost: int
+    height: int
+    parts: tuple = ()
+    inject: bool = False
+
+    @property
+    def width(self) -> int:
+        return self.lanes.bit_length()
+
+
+def _adder_halves(a: Node, b: Node, inject: bool) -> int:
+    w = max(a.width, b.width)
+    top = a.lanes + b.lanes + inject
+    return inject + w + (top >= 1 << w)
+
+
+@cache
+def plan(lanes: int) -> Node:
+    """The cheapest tree of chains that counts ``lanes`` (at least 2) lanes."""
+    if lanes < 2:
+        raise ValueError(f"A carry-chain count needs at least 2 lanes, not {lanes}")
+    if lanes == 2:
+        return Node(2, 1, 1)
+    # Three lanes: a pair whose chain starts with the third (INJECT, FOLD2, EXTRACT).
+    best = Node(3, 2, 1, (), True) if lanes == 3 else None
+    for inject in (0, 1):
+        rest = lanes - inject
+        for a in range(2, rest // 2 + 1):
+            left, right = plan(a), plan(rest - a)
+            halves = _adder_halves(left, right, bool(inject))
+            node = Node(lanes, left.cost + right.cost + (halves + 1) // 2,
+                        1 + max(left.height, right.height), (left, right), bool(inject))
+            if best is None or (node.cost, node.height) < (best.cost, best.height):
+                best = node
+    return best
