@@ -13,7 +13,7 @@ Dataflow (output-stationary; ``x`` rows are tokens, ``w`` columns are output cha
 Operands reach a row or column over one registered bus per row and per column (the caller
 registers them), not PE-to-PE forwarding: every PE sees chunk j in the same cycle, so every
 accumulator of a tile finishes in the same cycle and the drain is a plain row multiplexer. Each
-element registers its popcount before the accumulator's adder (one cycle of latency). A
+element registers its count before the accumulator's adder (``pe_stages`` cycles). A
 forwarded (skewed) array would add ``L`` flip-flops per lane-row per PE for the operand pipeline,
 plus (R + C) skew stages at the edges and a deskew on the results; at the array sizes that fit
 iCE40 and ECP5 parts (up to 16 x 16) the bus fan-out is at most 16 and does not limit Fmax.
@@ -35,10 +35,11 @@ class ComputeArray(wiring.Component):
     """R x C processing elements, all enabled together.
 
     For every r, c a ``ProcessingElement`` (latency ``config.pe_stages``; on an ECP5 platform
-    its count on carry chains, else the LUT tree: same results): each cycle with ``en`` the chunk's count
-    ``popcount(x[r] XOR w[c])`` is registered, ``sum[r][c] = acc[r][c] + count``, and a
-    registered valid chunk updates ``acc[r][c] <= last ? 0 : sum[r][c]``. A tile's results are
-    ``sum`` in the first ``en`` cycle after its last chunk.
+    its count on carry chains, else the LUT tree: same results): each cycle with ``en`` the
+    chunk's count ``popcount(x[r] XOR w[c])`` enters the element's register stages,
+    ``sum[r][c] = acc[r][c] + count`` of the chunk ``pe_stages`` ``en`` cycles back, and that
+    chunk, if valid, updates ``acc[r][c] <= last ? 0 : sum[r][c]``. A tile's results are
+    ``sum`` in the ``pe_stages``-th ``en`` cycle after its last chunk.
 
     Members
     -------
