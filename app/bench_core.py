@@ -60,9 +60,8 @@ def measure_logic(cfg: CoreConfig) -> dict:
 
     out = {}
     for fam in ("ice40", "ecp5"):
-        count = "chains" if fam == "ecp5" else "tree"        # as ComputeArray builds it
         pe = synth_stats(ProcessingElement(lanes=cfg.lanes, acc_width=cfg.acc_width,
-                                           stages=cfg.pe_stages, count=count), "pe", fam)
+                                           stages=cfg.pe_stages), "pe", fam)
         arr = synth_stats(ComputeArray(cfg), "array", fam)
         lanes = cfg.rows * cfg.cols * cfg.lanes
         out[fam] = {

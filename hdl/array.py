@@ -34,9 +34,8 @@ __all__ = ["ComputeArray"]
 class ComputeArray(wiring.Component):
     """R x C processing elements, all enabled together.
 
-    For every r, c a ``ProcessingElement`` (latency ``config.pe_stages``; on an ECP5 platform
-    its count on carry chains, else the LUT tree: same results): each cycle with ``en`` the
-    chunk's count ``popcount(x[r] XOR w[c])`` enters the element's register stages,
+    For every r, c a ``ProcessingElement`` (latency ``config.pe_stages``): each cycle with
+    ``en`` the chunk's count ``popcount(x[r] XOR w[c])`` enters the element's register stages,
     ``sum[r][c] = acc[r][c] + count`` of the chunk ``pe_stages`` ``en`` cycles back, and that
     chunk, if valid, updates ``acc[r][c] <= last ? 0 : sum[r][c]``. A tile's results are
     ``sum`` in the ``pe_stages``-th ``en`` cycle after its last chunk.
@@ -66,10 +65,10 @@ class ComputeArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self._cfg
-        # On ECP5 the elements count on carry chains with the XOR folded in (about 2.5 LUT4
-        # a lane against 3.7 for the LUT tree); elsewhere (iCE40, simulation) the tree.
-        ecp5 = str(getattr(platform, "family", "")).lower() == "ecp5"
-        count = "chains" if ecp5 and c.lanes >= 4 else "tree"
+        # The LUT tree on every family: the carry-chain count (``count="chains"``) synthesises
+        # to 2.5 LUT4 a lane on ECP5 against 3.7, but nextpnr places it in more logic cells
+        # (4 x 4 x 32 alone: 2,282 against 2,007; docs/core.md), so it is not used yet.
+        count = "tree"
         for r in range(c.rows):
             for col in range(c.cols):
                 pe = ProcessingElement(lanes=c.lanes, acc_width=c.acc_width,

@@ -9,9 +9,10 @@ kind     INIT      inputs                  what it computes
 ======== ========= ======================= ==============================================
 FOLD2    ``6996``  w1, x1, w2, x2          a full adder of two lanes ``w1^x1``, ``w2^x2``
                                            and the carry in (``P = A^B^C^D``, ``G = A^B``)
-PLAIN    ``96AA``  a, b, 0, 1              a full adder of ``a``, ``b`` and the carry in
-INJECT   ``0006``  w, x, 0, 1              starts a chain's carry as the lane ``w^x``
-EXTRACT  ``0000``  0, 0, 0, 0              its sum is the carry in (a chain's carry out)
+PLAIN    ``042A``  a, b, a, b              a full adder of ``a``, ``b`` and the carry in
+                                           (``P = A^B`` where ``C, D = A, B``; ``G = A``)
+INJECT   ``0006``  w, x, w, x              starts a chain's carry as the lane ``w^x``
+EXTRACT  ``0000``  any                     its sum is the carry in (a chain's carry out)
 ======== ========= ======================= ==============================================
 
 So a pair of lanes costs one half with its XORs, instead of two XOR LUTs and a full adder
@@ -35,9 +36,47 @@ from functools import cache
 
 from amaranth.hdl import Cat, Const, Instance, Module, Mux, Signal
 
-__all__ = ["FOLD2", "PLAIN", "INJECT", "EXTRACT", "Half", "emit_chain", "plan", "Node"]
+__all__ = ["FOLD2", "PLAIN", "INC", "INJECT", "EXTRACT", "Half", "plain", "inject",
+           "emit_chain", "plan", "Node"]
 
-FOLD2, PLAIN, INJECT, EXTRACT = 0x6996, 0x96AA, 0x0006, 0x0000
+def _init(p, g, pattern) -> int:
+    """A half's INIT: ``p(A, B)`` where ``(C, D)`` is ``pattern(A, B)`` (how the half is wired),
+    ``g(A, B)`` at ``C = D = 0`` (the carry's G), 0 elsewhere; the two must agree where they
+    meet."""
+    init = 0
+    for idx in range(16):
+        a, b, c, d = idx & 1, idx >> 1 & 1, idx >> 2 & 1, idx >> 3 & 1
+        bit = None
+        if (c, d) == pattern(a, b):
+            bit = p(a, b)
+        if (c, d) == (0, 0):
+            assert bit is None or bit == g(a, b)
+            bit = g(a, b)
+        init |= (bit or 0) << idx
+    return init
+
+
+# No half has a constant input (nextpnr gives each constant LUT input of a CCU2C a cell of its
+# own): PLAIN and INJECT see their A and B again on C and D, EXTRACT any signal.
+FOLD2 = 0x6996                                                   # A, B, C, D: two lanes
+PLAIN = _init(lambda a, b: a ^ b, lambda a, b: a, lambda a, b: (a, b))        # a, b, a, b
+INJECT = _init(lambda a, b: 0, lambda a, b: a ^ b, lambda a, b: (a, b))       # w, x, w, x
+INC = _init(lambda a, b: a, lambda a, b: 0, lambda a, b: (a, b))             # a, a, a, a
+EXTRACT = 0x0000                                                 # any
+
+
+def plain(a, b) -> Half:
+    """A full adder half of ``a``, ``b`` and the carry in (INC when one of them is 0)."""
+    if isinstance(b, int):
+        a, b = b, a
+    if isinstance(a, int):
+        return Half(INC, b, b, b, b)
+    return Half(PLAIN, a, b, a, b)
+
+
+def inject(w, x) -> Half:
+    """A half that starts the chain's carry as the lane ``w ^ x``."""
+    return Half(INJECT, w, x, w, x)
 
 
 @dataclass(frozen=True)
@@ -61,6 +100,9 @@ def emit_chain(m: Module, halves: list[Half], name: str, *, primitives: bool) ->
     """Add a carry chain of ``halves`` (carry in 0) to ``m``; return each half's sum. An odd
     chain gets an EXTRACT half to fill its last CCU2C."""
     halves = list(halves) + ([Half(EXTRACT)] if len(halves) % 2 else [])
+    # An EXTRACT's inputs are unused (INIT 0): give them a signal of the chain, not constants.
+    any_input = next(h.a for h in halves if not isinstance(h.a, int))
+    halves = [Half(EXTRACT, *[any_input] * 4) if h.init == EXTRACT else h for h in halves]
     sums = [Signal(name=f"{name}_s{i}") for i in range(len(halves))]
     carry = Const(0, 1)
     for i in range(0, len(halves), 2):

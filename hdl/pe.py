@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .carry_popcount import EXTRACT, FOLD2, INJECT, PLAIN, Half, emit_chain, plan
+from .carry_popcount import EXTRACT, FOLD2, Half, emit_chain, inject, plain, plan
 from .popcount import reduce_columns, tree_depth, two_rows
 
 __all__ = ["ProcessingElement"]
@@ -157,7 +157,7 @@ class ProcessingElement(wiring.Component):
 
         def emit(node, tag):
             if not node.parts:
-                head = [Half(INJECT, *lane(node.height), 0, 1)] if node.inject else []
+                head = [inject(*lane(node.height))] if node.inject else []
                 pair = lane(node.height) + lane(node.height)
                 sums = emit_chain(m, head + [Half(FOLD2, *pair), Half(EXTRACT)], tag,
                                   primitives=primitives)
@@ -167,10 +167,10 @@ class ProcessingElement(wiring.Component):
                 bits = emit(child, f"{tag}{k}")
                 past = cut is not None and child.height <= cut < node.height
                 parts.append(delay(bits, past, f"{tag}{k}r"))
-            head = [Half(INJECT, *lane(node.height), 0, 1)] if node.inject else []
+            head = [inject(*lane(node.height))] if node.inject else []
             a, b = parts
             w = max(len(a), len(b))
-            halves = [Half(PLAIN, a[k] if k < len(a) else 0, b[k] if k < len(b) else 0, 0, 1)
+            halves = [plain(a[k] if k < len(a) else 0, b[k] if k < len(b) else 0)
                       for k in range(w)]
             if node.lanes >= 1 << w:
                 halves.append(Half(EXTRACT))
@@ -184,8 +184,8 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [r.eq(v) for r, v in zip(c, count, strict=True)]
         head = []
         if acc_lane:
-            head = [Half(INJECT, *delay(lane(0), self._stages, "acc_ln"), 0, 1)]
-        halves = [Half(PLAIN, self.acc[k], c[k] if k < len(c) else 0, 0, 1) for k in range(aw)]
+            head = [inject(*delay(lane(0), self._stages, "acc_ln"))]
+        halves = [plain(self.acc[k], c[k] if k < len(c) else 0) for k in range(aw)]
         sums = emit_chain(m, head + halves, "acc", primitives=primitives)
         m.d.comb += [self.sum[k].eq(sums[len(head) + k]) for k in range(aw)]
         # The clear is a synchronous reset over the enable (the flip-flops' LSR: no LUT a bit).
