@@ -15,11 +15,11 @@ the bench reports the array's own LUT4 from synthesis beside the placed design's
 """
 
 from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import io, wiring
+from amaranth.lib import wiring
 
 from ..host.core_config import CoreConfig
 from .array import ComputeArray
-from .board_top import board_clock
+from .board_top import board_clock, uart_pins
 
 __all__ = ["ArrayBenchTop"]
 
@@ -44,10 +44,7 @@ class ArrayBenchTop(wiring.Component):
         m = Module()
         board_clock(m, platform, self._board)
         c = self._core
-        names = [sub.name for sub in platform.lookup("uart", 0).ios]
-        uart = platform.request("uart", 0, dir=dict.fromkeys(names, "-"))
-        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
-        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        rx_buf, tx_buf = uart_pins(m, platform)
 
         m.submodules.array = array = ComputeArray(c)
         n_x, n_w = c.rows * c.lanes, c.cols * c.lanes

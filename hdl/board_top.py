@@ -11,7 +11,7 @@ from .clocking import ClockReset, Ice40Pll, ecp5_pll, ice40_pll
 from .link import DeviceLink
 from .uart import UARTRx, UARTTx, divisor_for
 
-__all__ = ["BoardTop", "board_clock"]
+__all__ = ["BoardTop", "board_clock", "uart_pins"]
 
 
 def board_clock(m: Module, platform, board) -> None:
@@ -36,6 +36,16 @@ def board_clock(m: Module, platform, board) -> None:
     platform.add_clock_constraint(clocking.clk, board.clock_hz())
 
 
+def uart_pins(m: Module, platform):
+    """Add buffers for the board's UART receive and transmit pins to ``m`` (every subsignal
+    requested raw: some boards' UARTs also have rts/dtr, which stay unused); return them."""
+    names = [sub.name for sub in platform.lookup("uart", 0).ios]
+    uart = platform.request("uart", 0, dir=dict.fromkeys(names, "-"))
+    m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+    m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+    return rx_buf, tx_buf
+
+
 class BoardTop(wiring.Component):
     """Parameters
     ----------
@@ -54,11 +64,7 @@ class BoardTop(wiring.Component):
         board_clock(m, platform, self._board)
         b = self._board
 
-        # Every subsignal raw (some boards' UARTs also have rts/dtr, which stay unused).
-        names = [sub.name for sub in platform.lookup("uart", 0).ios]
-        uart = platform.request("uart", 0, dir=dict.fromkeys(names, "-"))
-        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
-        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        rx_buf, tx_buf = uart_pins(m, platform)
         m.submodules.uart_rx = rx = UARTRx(divisor=self.divisor)
         m.submodules.uart_tx = tx = UARTTx(divisor=self.divisor)
         m.submodules.link = link = DeviceLink(b.device, timeout=max(1 << 12, 40 * self.divisor))
