@@ -44,7 +44,9 @@ def _row(name: str, rows: int, cols: int, lanes: int, *, out) -> dict:
     entry = {"board": name, "rows": rows, "cols": cols, "lanes": lanes,
              "total_lanes": lanes_total, "pe_stages": core.pe_stages,
              "target_mhz": TARGET_MHZ[b.family]}
-    entry["array_lut4"] = lut4_count(synth_stats(ComputeArray(core), "array", b.family), b.family)
+    array = ComputeArray(core, family=b.family)
+    entry["count"] = array.count()
+    entry["array_lut4"] = lut4_count(synth_stats(array, "array", b.family), b.family)
     entry["array_lut4_per_lane"] = round(entry["array_lut4"] / lanes_total, 2)
     try:
         r = build(name, device=replace(b.device, core=core), clock_mhz=TARGET_MHZ[b.family],

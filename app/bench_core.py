@@ -60,9 +60,12 @@ def measure_logic(cfg: CoreConfig) -> dict:
 
     out = {}
     for fam in ("ice40", "ecp5"):
+        array = ComputeArray(cfg, family=fam)
+        count = array.count()
         pe = synth_stats(ProcessingElement(lanes=cfg.lanes, acc_width=cfg.acc_width,
-                                           stages=cfg.pe_stages), "pe", fam)
-        arr = synth_stats(ComputeArray(cfg), "array", fam)
+                                           stages=cfg.pe_stages, count=count,
+                                           primitives=count == "chains"), "pe", fam)
+        arr = synth_stats(array, "array", fam)
         lanes = cfg.rows * cfg.cols * cfg.lanes
         out[fam] = {
             "pe_lut4_per_lane": lut4_count(pe, fam) / cfg.lanes,

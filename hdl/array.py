@@ -34,6 +34,9 @@ __all__ = ["ComputeArray"]
 class ComputeArray(wiring.Component):
     """R x C processing elements, all enabled together.
 
+    ``family`` (``"ice40"``, ``"ecp5"`` or None: the platform's, if any) chooses the
+    elements' count (``count()``).
+
     For every r, c a ``ProcessingElement`` (latency ``config.pe_stages``): each cycle with
     ``en`` the chunk's count ``popcount(x[r] XOR w[c])`` enters the element's register stages,
     ``sum[r][c] = acc[r][c] + count`` of the chunk ``pe_stages`` ``en`` cycles back, and that
@@ -47,10 +50,13 @@ class ComputeArray(wiring.Component):
     sum : Out(ArrayLayout(ArrayLayout(acc_width, cols), rows))
     """
 
-    def __init__(self, config: CoreConfig):
+    def __init__(self, config: CoreConfig, *, family: str | None = None):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        if family not in (None, "ice40", "ecp5"):
+            raise ValueError(f"Family must be None, 'ice40' or 'ecp5', not {family!r}")
         self._cfg = c = config
+        self._family = family
         super().__init__({
             "x": In(data.ArrayLayout(c.lanes, c.rows)),
             "w": In(data.ArrayLayout(c.lanes, c.cols)),
@@ -62,16 +68,23 @@ class ComputeArray(wiring.Component):
     def config(self) -> CoreConfig:
         return self._cfg
 
+    def count(self, platform=None) -> str:
+        """The elements' count: ECP5 carry chains from 4 lanes, else the tree. The family is
+        ``family`` if given, else the platform's."""
+        family = self._family or str(getattr(platform, "family", "")).lower()
+        return "chains" if family == "ecp5" and self._cfg.lanes >= 4 else "tree"
+
     def elaborate(self, platform):
         m = Module()
         c = self._cfg
+        count = self.count(platform)
         for r in range(c.rows):
             for col in range(c.cols):
-                # The LUT tree on every family: the carry-chain count (``count="chains"``)
-                # synthesises to 2.5 LUT4 a lane on ECP5 against 3.7, but nextpnr places it in
-                # more logic cells (4 x 4 x 32 alone: 2,282 against 1,844; docs/core.md).
+                # On ECP5 the count runs on carry chains with the XOR folded in (about 1.8
+                # LUT4 a lane with the accumulator, against 3.6 for the tree; docs/core.md).
                 pe = ProcessingElement(lanes=c.lanes, acc_width=c.acc_width,
-                                       stages=c.pe_stages)
+                                       stages=c.pe_stages, count=count,
+                                       primitives=count == "chains")
                 m.submodules[f"pe_{r}_{col}"] = pe
                 m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[col]), pe.valid.eq(self.valid),
                              pe.last.eq(self.last), pe.en.eq(self.en),

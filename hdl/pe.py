@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .carry_popcount import EXTRACT, FOLD2, Half, emit_chain, inject, plain, plan
+from .carry_popcount import EXTRACT, FOLD2, CarryChain, Half, inject, plain, plan
 from .popcount import reduce_columns, tree_depth, two_rows
 
 __all__ = ["ProcessingElement"]
@@ -135,8 +135,10 @@ class ProcessingElement(wiring.Component):
     def _elaborate_chains(self, primitives: bool) -> Module:
         m = Module()
         lanes, aw, en = self._lanes, self._acc_width, self.en
-        # One lane may start the accumulator's chain (when that fills its last CCU2C).
-        acc_lane = (plan(lanes - 1).cost + (aw + 2) // 2) < (plan(lanes).cost + (aw + 1) // 2)
+        # One lane may start the accumulator's chain (when that fills its last CCU2C; costs in
+        # halves, the accumulator's chain padded to whole CCU2C).
+        acc_lane = (plan(lanes - 1).cost + 2 * ((aw + 2) // 2)
+                    < plan(lanes).cost + 2 * ((aw + 1) // 2))
         root = plan(lanes - acc_lane)
         cut = root.height // 2 if self._stages == 2 else None
         ids = iter(range(lanes))
@@ -159,8 +161,7 @@ class ProcessingElement(wiring.Component):
             if not node.parts:
                 head = [inject(*lane(node.height))] if node.inject else []
                 pair = lane(node.height) + lane(node.height)
-                sums = emit_chain(m, head + [Half(FOLD2, *pair), Half(EXTRACT)], tag,
-                                  primitives=primitives)
+                sums = stage(node).add(head + [Half(FOLD2, *pair), Half(EXTRACT)])
                 return sums[len(head):len(head) + node.width]
             parts = []
             for k, child in enumerate(node.parts):
@@ -174,10 +175,21 @@ class ProcessingElement(wiring.Component):
                       for k in range(w)]
             if node.lanes >= 1 << w:
                 halves.append(Half(EXTRACT))
-            sums = emit_chain(m, head + halves, tag, primitives=primitives)
+            sums = stage(node).add(head + halves)
             return sums[len(head):len(head) + node.width]
 
+        # One physical carry chain per level of the tree (``CarryChain``: no feed-in and
+        # feed-out cells per adder). Not one per pipeline stage: the timing analyser follows
+        # the carry through the joints, and a chain holding a child and its parent would let
+        # its paths hop from sum to input along every sibling after them.
+        chains = {}
+
+        def stage(node):
+            return chains.setdefault(node.height, CarryChain(f"h{node.height}"))
+
         count = emit(root, "n")
+        for chain in chains.values():
+            chain.emit(m, primitives=primitives)
         c = [Signal(name=f"c{i}") for i in range(len(count))]
         valid, last = delay([self.valid, self.last], self._stages, "ctl")
         with m.If(en):
@@ -186,7 +198,9 @@ class ProcessingElement(wiring.Component):
         if acc_lane:
             head = [inject(*delay(lane(0), self._stages, "acc_ln"))]
         halves = [plain(self.acc[k], c[k] if k < len(c) else 0) for k in range(aw)]
-        sums = emit_chain(m, head + halves, "acc", primitives=primitives)
+        acc_chain = CarryChain("acc")
+        sums = acc_chain.add(head + halves)
+        acc_chain.emit(m, primitives=primitives)
         m.d.comb += [self.sum[k].eq(sums[len(head) + k]) for k in range(aw)]
         # The clear is a synchronous reset over the enable (the flip-flops' LSR: no LUT a bit).
         with m.If(en & valid & last):

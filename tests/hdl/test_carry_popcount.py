@@ -5,10 +5,10 @@ model of the cell); a wrong INIT is caught. The element's results are simulated 
 model in ``tests/hdl/test_components.py``."""
 
 import pytest
-from amaranth.hdl import Cat, Const, Mux
+from amaranth.hdl import Cat, Const, Mux, Signal
 
 from onebit.hdl import carry_popcount
-from onebit.hdl.carry_popcount import plan
+from onebit.hdl.carry_popcount import EXTRACT, FOLD2, PLAIN, CarryChain, Half, inject, plan
 from onebit.hdl.pe import ProcessingElement
 from onebit.sim.formal import prove_equivalent
 
@@ -16,11 +16,25 @@ CELLS = ["ecp5/common_sim.vh", "ecp5/ccu2c_sim.vh"]
 
 
 def test_plan_costs():
-    # Pairs of lanes cost one CCU2C; 31 lanes take 33 (2.13 LUT4 a lane), 32 take 36.
-    assert (plan(2).cost, plan(3).cost, plan(31).cost, plan(32).cost) == (1, 2, 33, 36)
+    # In halves: a pair of lanes takes two (FOLD2, EXTRACT), a third lane rides free as the
+    # INJECT that replaces the EXTRACT before it; 31 lanes take 41 (1.32 LUT4 a lane).
+    assert (plan(2).cost, plan(3).cost, plan(31).cost, plan(32).cost) == (2, 2, 41, 49)
     assert all(plan(n).lanes == n and plan(n).width == n.bit_length() for n in range(2, 70))
     with pytest.raises(ValueError, match="needs at least 2 lanes, not 1"):
         plan(1)
+
+
+def test_chains_share_one_carry_chain():
+    a, b, c, d = (Signal(name=n) for n in "abcd")
+    chain = CarryChain("t")
+    first = chain.add([inject(a, b), Half(FOLD2, a, b, c, d), Half(EXTRACT)])
+    assert chain.halves == 3
+    # An INJECT after an EXTRACT takes its place (its sum is the carry in), ...
+    second = chain.add([inject(c, d), Half(PLAIN, a, b, a, b)])
+    assert chain.halves == 4 and len(first) == 3 and len(second) == 2
+    # ... a chain that needs carry 0 after one without an EXTRACT gets a break half.
+    chain.add([Half(PLAIN, c, d, c, d)])
+    assert chain.halves == 6
 
 
 def _element(lanes, stages, primitives):
