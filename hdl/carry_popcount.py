@@ -124,19 +124,27 @@ class CarryChain:
     def add(self, halves: list[Half]) -> list[Signal]:
         """Append a logical chain; return each of its halves' sums."""
         sums = [Signal(name=f"{self._name}_l{len(self._outs)}_{k}") for k in range(len(halves))]
-        for k, (half, out) in enumerate(zip(halves, sums, strict=True)):
+        self._append(halves, [[out] for out in sums])
+        return sums
+
+    def extend(self, other: CarryChain) -> None:
+        """Append ``other``'s halves after this chain's (``other`` is used up)."""
+        self._append(other._halves, other._outs)
+        other._halves, other._outs = [], []
+
+    def _append(self, halves: list[Half], outs: list[list[Signal]]) -> None:
+        for k, (half, out) in enumerate(zip(halves, outs, strict=True)):
             prev = self._halves[-1] if self._halves else None
             if k == 0 and prev is not None:
                 if half.init == INJECT and prev.init == EXTRACT:
                     self._halves[-1] = half                  # the INJECT's sum is the carry
-                    self._outs[-1].append(out)
+                    self._outs[-1] = self._outs[-1] + out
                     continue
                 if half.init != INJECT and prev.init != EXTRACT:
                     self._halves.append(Half(EXTRACT))       # a break: carry 0
                     self._outs.append([])
             self._halves.append(half)
-            self._outs.append([out])
-        return sums
+            self._outs.append(list(out))
 
     @property
     def halves(self) -> int:

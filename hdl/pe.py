@@ -178,18 +178,21 @@ class ProcessingElement(wiring.Component):
             sums = stage(node).add(head + halves)
             return sums[len(head):len(head) + node.width]
 
-        # One physical carry chain per level of the tree (``CarryChain``: no feed-in and
-        # feed-out cells per adder). Not one per pipeline stage: the timing analyser follows
-        # the carry through the joints, and a chain holding a child and its parent would let
-        # its paths hop from sum to input along every sibling after them.
-        chains = {}
+        # The adders of each level of the tree collect in one chain (``CarryChain``), and the
+        # levels of a pipeline stage follow each other in one physical chain, lowest first:
+        # nextpnr adds a feed-in and a feed-out cell to every physical chain. The timing
+        # analyser follows the carry through the joints as if it were real, so a chain never
+        # holds a child after its parent (a path could then hop from sum to input along every
+        # sibling) and never crosses the stage cut (it would join the two stages' paths).
+        levels = {}
 
         def stage(node):
-            return chains.setdefault(node.height, CarryChain(f"h{node.height}"))
+            return levels.setdefault(node.height, CarryChain(f"h{node.height}"))
 
         count = emit(root, "n")
-        for chain in chains.values():
-            chain.emit(m, primitives=primitives)
+        stages = [CarryChain("lo"), CarryChain("hi")]
+        for height in sorted(levels):
+            stages[cut is not None and height > cut].extend(levels[height])
         c = [Signal(name=f"c{i}") for i in range(len(count))]
         valid, last = delay([self.valid, self.last], self._stages, "ctl")
         with m.If(en):
@@ -198,9 +201,15 @@ class ProcessingElement(wiring.Component):
         if acc_lane:
             head = [inject(*delay(lane(0), self._stages, "acc_ln"))]
         halves = [plain(self.acc[k], c[k] if k < len(c) else 0) for k in range(aw)]
-        acc_chain = CarryChain("acc")
-        sums = acc_chain.add(head + halves)
-        acc_chain.emit(m, primitives=primitives)
+        # The accumulator's chain goes first in the first stage's: its inputs are registers
+        # next to it, so the joint only adds carry transit to paths shorter than the operand
+        # buses', and its sums (the element's output) see no carry from before.
+        first = CarryChain("acc")
+        sums = first.add(head + halves)
+        first.extend(stages[0])
+        for chain in (first, stages[1]):
+            if chain.halves:
+                chain.emit(m, primitives=primitives)
         m.d.comb += [self.sum[k].eq(sums[len(head) + k]) for k in range(aw)]
         # The clear is a synchronous reset over the enable (the flip-flops' LSR: no LUT a bit).
         with m.If(en & valid & last):
