@@ -1,6 +1,6 @@
 """Processing element: ``lanes`` lanes of XOR-popcount into an accumulator."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -135,19 +135,31 @@ class ProcessingElement(wiring.Component):
     def _elaborate_chains(self, primitives: bool) -> Module:
         m = Module()
         lanes, aw, en = self._lanes, self._acc_width, self.en
-        # One lane may start the accumulator's chain (when that fills its last CCU2C; costs in
-        # halves, the accumulator's chain padded to whole CCU2C).
+        # One lane may start the accumulator's chain (an INJECT half) instead of the count's
+        # (costs in halves; the accumulator's chain is its own, padded to whole CCU2C).
         acc_lane = (plan(lanes - 1).cost + 2 * ((aw + 2) // 2)
                     < plan(lanes).cost + 2 * ((aw + 1) // 2))
         root = plan(lanes - acc_lane)
         cut = root.height // 2 if self._stages == 2 else None
         ids = iter(range(lanes))
 
-        def delay(values, n, name):
+        def delay(values, n, name, keep=False):
             for k in range(n):
                 regs = [Signal(name=f"{name}_d{k}_{i}") for i in range(len(values))]
-                with m.If(en):
-                    m.d.sync += [r.eq(v) for r, v in zip(regs, values, strict=True)]
+                if keep and primitives:
+                    # Flip-flops that Yosys does not merge: the same operand's registers in
+                    # every element of a row or column would become one, whose fan-out across
+                    # the array then sets the paths it starts.
+                    # ECP5 flip-flop cells (Yosys merges only its own generic cells), with
+                    # the domain's reset over the enable like the registers they stand for.
+                    for i, (r, v) in enumerate(zip(regs, values, strict=True)):
+                        m.submodules[f"{name}_d{k}_{i}"] = Instance(
+                            "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="CE", p_CLKMUX="CLK",
+                            p_LSRMUX="LSR", p_SRMODE="LSR_OVER_CE", p_REGSET="RESET",
+                            i_CLK=ClockSignal(), i_LSR=ResetSignal(), i_CE=en, i_DI=v, o_Q=r)
+                else:
+                    with m.If(en):
+                        m.d.sync += [r.eq(v) for r, v in zip(regs, values, strict=True)]
                 values = regs
             return values
 
@@ -155,7 +167,7 @@ class ProcessingElement(wiring.Component):
             # A lane's operands, registered once if the chain using them is past the cut.
             i = next(ids)
             late = cut is not None and height > cut
-            return delay([self.w[i], self.x[i]], late, f"ln{i}")
+            return delay([self.w[i], self.x[i]], late, f"ln{i}", keep=True)
 
         def emit(node, tag):
             if not node.parts:
@@ -199,15 +211,15 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [r.eq(v) for r, v in zip(c, count, strict=True)]
         head = []
         if acc_lane:
-            head = [inject(*delay(lane(0), self._stages, "acc_ln"))]
+            head = [inject(*delay(lane(0), self._stages, "acc_ln", keep=True))]
         halves = [plain(self.acc[k], c[k] if k < len(c) else 0) for k in range(aw)]
-        # The accumulator's chain goes first in the first stage's: its inputs are registers
-        # next to it, so the joint only adds carry transit to paths shorter than the operand
-        # buses', and its sums (the element's output) see no carry from before.
-        first = CarryChain("acc")
-        sums = first.add(head + halves)
-        first.extend(stages[0])
-        for chain in (first, stages[1]):
+        # The accumulator's adder has a chain of its own: joined to a stage's chain its carry
+        # transit lengthens that stage's paths (4 x 4 x 32 and 8 x 8 x 32 on the 25F: 164.6
+        # and 140.5 MHz with it first in the first stage's, 143.6 and 139.1 after the second
+        # stage's, 171.4 and 148.8 alone, for four more cells an element).
+        acc = CarryChain("acc")
+        sums = acc.add(head + halves)
+        for chain in (acc, *stages):
             if chain.halves:
                 chain.emit(m, primitives=primitives)
         m.d.comb += [self.sum[k].eq(sums[len(head) + k]) for k in range(aw)]
