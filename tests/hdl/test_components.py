@@ -89,6 +89,17 @@ def test_pe_rejects_narrow_accumulator():
         ProcessingElement(lanes=32, acc_width=5)
 
 
+def test_array_count_by_family():
+    cfg = CoreConfig(rows=2, cols=2, lanes=32, max_k=64)
+    assert ComputeArray(cfg, family="ecp5").count() == "chains"
+    assert ComputeArray(cfg, family="ice40").count() == "tree"
+    assert ComputeArray(cfg).count() == "tree"                 # no platform: simulation
+    assert ComputeArray(CoreConfig(rows=1, cols=1, lanes=2, max_k=8), family="ecp5").count() \
+        == "tree"                                              # chains need 4 lanes
+    with pytest.raises(ValueError, match="Family must be None, 'ice40' or 'ecp5', not 'xc7'"):
+        ComputeArray(cfg, family="xc7")
+
+
 def test_array_every_pair():
     cfg = CoreConfig(rows=3, cols=2, lanes=8, max_k=40)
     dut = ComputeArray(cfg)
