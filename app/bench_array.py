@@ -76,11 +76,12 @@ def run(*, json_out: bool, boards: list[str] | None = None) -> int:
     if json_out:
         print(json.dumps(table))
         return 0
-    print(f"{'board':<12}{'array':>10}{'lanes':>7}{'stages':>7}{'LUT4':>8}{'/lane':>7}"
+    print(f"{'board':<12}{'array':>10}{'lanes':>7}{'stages':>7}{'count':>7}{'LUT4':>8}{'/lane':>7}"
           f"{'placed':>8}{'Fmax':>8}{'target':>8}{'GOPS':>8}{'/kLUT4':>8}")
     for e in table:
         array = f"{e['rows']}x{e['cols']}x{e['lanes']}"
         head = (f"{e['board']:<12}{array:>10}{e['total_lanes']:>7}{e['pe_stages']:>7}"
+                f"{e['count']:>7}"
                 f"{e['array_lut4']:>8}{e['array_lut4_per_lane']:>7.2f}")
         if "error" in e:
             print(f"{head}  {e['error']}")

@@ -40,7 +40,7 @@ from functools import cache
 from amaranth.hdl import Cat, Const, Instance, Module, Mux, Signal
 
 __all__ = ["FOLD2", "PLAIN", "INC", "INJECT", "EXTRACT", "Half", "plain", "inject",
-           "CarryChain", "emit_chain", "plan", "Node"]
+           "CarryChain", "plan", "Node"]
 
 def _init(p, g, pattern) -> int:
     """A half's INIT: ``p(A, B)`` where ``(C, D)`` is ``pattern(A, B)`` (how the half is wired),
@@ -180,14 +180,6 @@ class CarryChain:
                 s1, c1 = _model(h1.init, h1.a, h1.b, h1.c, h1.d, mid)
                 m.d.comb += [sums[i + 1].eq(s1), cout.eq(c1)]
             carry = cout
-
-
-def emit_chain(m: Module, halves: list[Half], name: str, *, primitives: bool) -> list[Signal]:
-    """Add one carry chain of ``halves`` (carry in 0) to ``m``; return each half's sum."""
-    chain = CarryChain(name)
-    sums = chain.add(halves)
-    chain.emit(m, primitives=primitives)
-    return sums
 
 
 @dataclass(frozen=True)

@@ -147,11 +147,10 @@ class ProcessingElement(wiring.Component):
             for k in range(n):
                 regs = [Signal(name=f"{name}_d{k}_{i}") for i in range(len(values))]
                 if keep and primitives:
-                    # Flip-flops that Yosys does not merge: the same operand's registers in
-                    # every element of a row or column would become one, whose fan-out across
-                    # the array then sets the paths it starts.
-                    # ECP5 flip-flop cells (Yosys merges only its own generic cells), with
-                    # the domain's reset over the enable like the registers they stand for.
+                    # ECP5 flip-flop cells, which Yosys does not merge (it merges only its own
+                    # generic cells): the same operand's registers in every element of a row
+                    # or column would become one, whose fan-out across the array then sets
+                    # the paths it starts. The domain's reset over the enable, as below.
                     for i, (r, v) in enumerate(zip(regs, values, strict=True)):
                         m.submodules[f"{name}_d{k}_{i}"] = Instance(
                             "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="CE", p_CLKMUX="CLK",
@@ -173,7 +172,7 @@ class ProcessingElement(wiring.Component):
             if not node.parts:
                 head = [inject(*lane(node.height))] if node.inject else []
                 pair = lane(node.height) + lane(node.height)
-                sums = stage(node).add(head + [Half(FOLD2, *pair), Half(EXTRACT)])
+                sums = level_chain(node).add(head + [Half(FOLD2, *pair), Half(EXTRACT)])
                 return sums[len(head):len(head) + node.width]
             parts = []
             for k, child in enumerate(node.parts):
@@ -187,7 +186,7 @@ class ProcessingElement(wiring.Component):
                       for k in range(w)]
             if node.lanes >= 1 << w:
                 halves.append(Half(EXTRACT))
-            sums = stage(node).add(head + halves)
+            sums = level_chain(node).add(head + halves)
             return sums[len(head):len(head) + node.width]
 
         # The adders of each level of the tree collect in one chain (``CarryChain``), and the
@@ -198,7 +197,7 @@ class ProcessingElement(wiring.Component):
         # sibling) and never crosses the stage cut (it would join the two stages' paths).
         levels = {}
 
-        def stage(node):
+        def level_chain(node):
             return levels.setdefault(node.height, CarryChain(f"h{node.height}"))
 
         count = emit(root, "n")
