@@ -10,6 +10,8 @@ constrained at the issue's targets (48 MHz on the UP5K, 150 MHz on ECP5), and pr
   ``ComputeArray``; an ECP5 CCU2C counts as two LUT4), and per lane;
 - placed LUT4: nextpnr's logic cells of the whole harness (on iCE40 these include the
   operand shift register's flip-flop-only cells);
+- placed FF: the harness's flip-flops (on ECP5 with each element's operand copies);
+- latency: the array's ``en`` cycles from operands to sums (``ComputeArray.latency()``);
 - Fmax of the placed design, and GOPS (2 operations per lane per cycle) at Fmax, per 1000 of
   the array's LUT4.
 
@@ -48,7 +50,7 @@ def _row(name: str, rows: int, cols: int, lanes: int, *, out) -> dict:
              "total_lanes": lanes_total, "pe_stages": core.pe_stages,
              "target_mhz": TARGET_MHZ[b.family]}
     array = ComputeArray(core, family=b.family)
-    entry["count"] = array.count()
+    entry.update(count=array.count(), copies=array.copies(), latency=array.latency())
     entry["array_lut4"] = lut4_count(synth_stats(array, "array", b.family), b.family)
     entry["array_lut4_per_lane"] = round(entry["array_lut4"] / lanes_total, 2)
     try:
@@ -60,6 +62,7 @@ def _row(name: str, rows: int, cols: int, lanes: int, *, out) -> dict:
     fmax = min(f["achieved_mhz"] for f in r["fmax"].values())
     gops = 2 * lanes_total * fmax / 1e3
     entry.update(placed_lut4=r["utilization"]["LUT4"]["used"],
+                 placed_ff=r["utilization"]["FF"]["used"],
                  lut4_available=r["utilization"]["LUT4"]["available"],
                  fmax_mhz=round(fmax, 1), gops_at_fmax=round(gops, 1),
                  gops_per_1000_lut4=round(1000 * gops / entry["array_lut4"], 1))
@@ -76,16 +79,17 @@ def run(*, json_out: bool, boards: list[str] | None = None) -> int:
     if json_out:
         print(json.dumps(table))
         return 0
-    print(f"{'board':<12}{'array':>10}{'lanes':>7}{'stages':>7}{'count':>7}{'LUT4':>8}{'/lane':>7}"
-          f"{'placed':>8}{'Fmax':>8}{'target':>8}{'GOPS':>8}{'/kLUT4':>8}")
+    print(f"{'board':<12}{'array':>10}{'lanes':>7}{'latency':>8}{'count':>7}{'LUT4':>8}"
+          f"{'/lane':>7}{'placed':>8}{'FF':>7}{'Fmax':>8}{'target':>8}{'GOPS':>8}{'/kLUT4':>8}")
     for e in table:
         array = f"{e['rows']}x{e['cols']}x{e['lanes']}"
-        head = (f"{e['board']:<12}{array:>10}{e['total_lanes']:>7}{e['pe_stages']:>7}"
+        head = (f"{e['board']:<12}{array:>10}{e['total_lanes']:>7}{e['latency']:>8}"
                 f"{e['count']:>7}"
                 f"{e['array_lut4']:>8}{e['array_lut4_per_lane']:>7.2f}")
         if "error" in e:
             print(f"{head}  {e['error']}")
             continue
-        print(f"{head}{e['placed_lut4']:>8}{e['fmax_mhz']:>8.1f}{e['target_mhz']:>8.1f}"
+        print(f"{head}{e['placed_lut4']:>8}{e['placed_ff']:>7}{e['fmax_mhz']:>8.1f}"
+              f"{e['target_mhz']:>8.1f}"
               f"{e['gops_at_fmax']:>8.1f}{e['gops_per_1000_lut4']:>8.1f}")
     return 0

@@ -13,20 +13,25 @@ Dataflow (output-stationary; ``x`` rows are tokens, ``w`` columns are output cha
 Operands reach a row or column over one registered bus per row and per column (the caller
 registers them), not PE-to-PE forwarding: every PE sees chunk j in the same cycle, so every
 accumulator of a tile finishes in the same cycle and the drain is a plain row multiplexer. Each
-element registers its count before the accumulator's adder (``pe_stages`` cycles). A
-forwarded (skewed) array would add ``L`` flip-flops per lane-row per PE for the operand pipeline,
-plus (R + C) skew stages at the edges and a deskew on the results; at the array sizes that fit
-iCE40 and ECP5 parts (up to 16 x 16) the bus fan-out is at most 16 and does not limit Fmax.
+element registers its count before the accumulator's adder (``pe_stages`` cycles). On ECP5
+each element also registers its own copy of its two operand buses (``copies``; one cycle more,
+``2 L`` flip-flops an element, which the slices of its carry chains mostly have spare): from one
+register per bus, the route to eight elements' carry chains took 2.4-2.8 ns of the 6.7 ns
+budget at 150 MHz (also with one copy per four elements), from an element's own copy 1.4 ns.
+On iCE40 a flip-flop fed by a flip-flop takes a logic cell of its own, so there the buses stay
+shared. A forwarded (skewed) array would add ``L`` flip-flops per lane-row per PE for the
+operand pipeline, plus (R + C) skew stages at the edges and a deskew on the results.
 Output-stationary is the right choice because a binary weight row is long (K up to thousands of
 bits) while results are few: keeping accumulators in place moves only 1-bit operands.
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host.core_config import CoreConfig
 from .pe import ProcessingElement
+from .unmerged_register import unmerged_registers
 
 __all__ = ["ComputeArray"]
 
@@ -35,13 +40,16 @@ class ComputeArray(wiring.Component):
     """R x C processing elements, all enabled together.
 
     ``family`` (``"ice40"``, ``"ecp5"`` or None: the platform's, if any) chooses the
-    elements' count (``count()``).
+    elements' count (``count()``) and whether each element registers a copy of its operands
+    (``copies``: None chooses by family, ``copies()``; True or False forces it, e.g. to
+    simulate the copies).
 
-    For every r, c a ``ProcessingElement`` (latency ``config.pe_stages``): each cycle with
-    ``en`` the chunk's count ``popcount(x[r] XOR w[c])`` enters the element's register stages,
-    ``sum[r][c] = acc[r][c] + count`` of the chunk ``pe_stages`` ``en`` cycles back, and that
-    chunk, if valid, updates ``acc[r][c] <= last ? 0 : sum[r][c]``. A tile's results are
-    ``sum`` in the ``pe_stages``-th ``en`` cycle after its last chunk.
+    Latency ``latency()`` (a copy stage if any, then each ``ProcessingElement``'s
+    ``config.pe_stages``): each cycle with ``en`` the chunk presented enters the pipeline,
+    ``sum[r][c] = acc[r][c] + popcount(x[r] XOR w[c])`` of the chunk ``latency()`` ``en``
+    cycles back, and that chunk, if valid, updates ``acc[r][c] <= last ? 0 : sum[r][c]``. A
+    tile's results are ``sum`` in the ``latency()``-th ``en`` cycle after its last chunk.
+    Without ``en`` everything holds.
 
     Members
     -------
@@ -50,13 +58,17 @@ class ComputeArray(wiring.Component):
     sum : Out(ArrayLayout(ArrayLayout(acc_width, cols), rows))
     """
 
-    def __init__(self, config: CoreConfig, *, family: str | None = None):
+    def __init__(self, config: CoreConfig, *, family: str | None = None,
+                 copies: bool | None = None):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         if family not in (None, "ice40", "ecp5"):
             raise ValueError(f"Family must be None, 'ice40' or 'ecp5', not {family!r}")
+        if not (copies is None or isinstance(copies, bool)):
+            raise TypeError(f"copies must be None, True or False, not {copies!r}")
         self._cfg = c = config
         self._family = family
+        self._copies = copies
         super().__init__({
             "x": In(data.ArrayLayout(c.lanes, c.rows)),
             "w": In(data.ArrayLayout(c.lanes, c.cols)),
@@ -68,16 +80,38 @@ class ComputeArray(wiring.Component):
     def config(self) -> CoreConfig:
         return self._cfg
 
+    def _family_of(self, platform) -> str | None:
+        return self._family or str(getattr(platform, "family", "")).lower() or None
+
     def count(self, platform=None) -> str:
         """The elements' count: ECP5 carry chains from 4 lanes, else the tree. The family is
         ``family`` if given, else the platform's."""
-        family = self._family or str(getattr(platform, "family", "")).lower()
+        family = self._family_of(platform)
         return "chains" if family == "ecp5" and self._cfg.lanes >= 4 else "tree"
+
+    def copies(self, platform=None) -> bool:
+        """Whether each element registers its own copy of its operands: ``copies`` if given,
+        else on ECP5 when the array has more than one element."""
+        if self._copies is not None:
+            return self._copies
+        return self._family_of(platform) == "ecp5" and self._cfg.rows * self._cfg.cols > 1
+
+    def latency(self, platform=None) -> int:
+        """``en`` cycles from a chunk on the buses to its count in ``sum``."""
+        return self._cfg.pe_stages + self.copies(platform)
 
     def elaborate(self, platform):
         m = Module()
         c = self._cfg
         count = self.count(platform)
+        family = self._family_of(platform)
+        valid, last = self.valid, self.last
+        if self.copies(platform):
+            # Each element's own registered copy of its operands, placed by nextpnr beside its
+            # carry chains; kept apart from its twins by synthesis.
+            valid, last = Signal(), Signal()
+            with m.If(self.en):
+                m.d.sync += [valid.eq(self.valid), last.eq(self.last)]
         for r in range(c.rows):
             for col in range(c.cols):
                 # On ECP5 the count runs on carry chains with the XOR folded in (about 1.8
@@ -86,7 +120,12 @@ class ComputeArray(wiring.Component):
                                        stages=c.pe_stages, count=count,
                                        primitives=count == "chains")
                 m.submodules[f"pe_{r}_{col}"] = pe
-                m.d.comb += [pe.x.eq(self.x[r]), pe.w.eq(self.w[col]), pe.valid.eq(self.valid),
-                             pe.last.eq(self.last), pe.en.eq(self.en),
+                x, w = self.x[r], self.w[col]
+                if self.copies(platform):
+                    x, w = (Cat(*unmerged_registers(m, f"{name}_{r}_{col}", list(bus), self.en,
+                                                    family))
+                            for name, bus in (("x", x), ("w", w)))
+                m.d.comb += [pe.x.eq(x), pe.w.eq(w), pe.valid.eq(valid),
+                             pe.last.eq(last), pe.en.eq(self.en),
                              self.sum[r][col].eq(pe.sum)]
         return m

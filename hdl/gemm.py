@@ -25,8 +25,9 @@ so the first channel tile overlaps the activation load (it is load-bound: ``T * 
 cycles). Every further channel tile takes ``ceil(T / R) * ceil(K / L)`` cycles; the drain of a
 token tile (R beats) overlaps the next token tile when ``ceil(K / L) > R``, otherwise a token
 tile takes ``R + 1`` cycles. Loading the next weight tile (``rows * ceil(K/L)`` cycles) overlaps
-compute when ``ceil(T / R) >= C``. Pipeline latency: ``2 + pe_stages`` cycles from issue to the
-accumulators (``CoreConfig.pe_stages``: the elements' registers before their adders);
+compute when ``ceil(T / R) >= C``. Pipeline latency: ``2 + ComputeArray.latency()`` cycles from
+issue to the accumulators (the elements' registers before their adders, ``CoreConfig.pe_stages``,
+and on ECP5 each element's copy of its operands);
 a tile's last chunk captures its sums; then one result beat per row (or per tile of bits).
 """
 
@@ -83,6 +84,9 @@ class GemmCore(wiring.Component):
     Parameters
     ----------
     config : CoreConfig
+    operand_copies : bool or None
+        ``ComputeArray``'s ``copies``: None lets the platform's family choose (ECP5: each
+        element registers its own operands, one cycle more latency); True or False forces it.
 
     Members
     -------
@@ -100,10 +104,11 @@ class GemmCore(wiring.Component):
         for a weight tile, and with a result held back by the sink.
     """
 
-    def __init__(self, config: CoreConfig):
+    def __init__(self, config: CoreConfig, *, operand_copies: bool | None = None):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         self._cfg = c = config
+        self._copies = operand_copies
         super().__init__({
             "cmd": In(stream.Signature(command_layout(c))),
             "act": In(stream.Signature(c.lanes)),
@@ -123,7 +128,7 @@ class GemmCore(wiring.Component):
         m = Module()
         cfg = self._cfg
         R, C, L, KWM = cfg.rows, cfg.cols, cfg.lanes, cfg.max_chunks
-        m.submodules.array = arr = ComputeArray(cfg)
+        m.submodules.array = arr = ComputeArray(cfg, copies=self._copies)
 
         act_rd, act_wr = [], []
         for r in range(R):
@@ -167,7 +172,7 @@ class GemmCore(wiring.Component):
                 for h in range(2)]
 
         # Pipeline control: ``adv`` moves issue -> s1 -> s2 -> array (s3: the stage whose sums
-        # the array gives, ``cfg.pe_stages`` after s2) together.
+        # the array gives, ``arr.latency()`` after s2) together.
         s2_valid, s2_last = Signal(), Signal()
         s3_valid, s3_last = Signal(), Signal()
         shadow_full = Signal()
@@ -420,9 +425,9 @@ class GemmCore(wiring.Component):
             m.d.sync += [s1_valid.eq(s0_valid), s1_last.eq(s0_last), s1.eq(s0),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
                          s2.eq(s1)]
-            # The tile's tags follow its chunks through the elements' register stages.
+            # The tile's tags follow its chunks through the array's register stages.
             prev_valid, prev_last, prev = s2_valid, s2_last, s2
-            for i in range(cfg.pe_stages - 1):
+            for i in range(arr.latency(platform) - 1):
                 sv, sl = Signal(name=f"pe_valid{i}"), Signal(name=f"pe_last{i}")
                 st = Signal(_tile_layout(cfg), name=f"pe_tile{i}")
                 m.d.sync += [sv.eq(prev_valid), sl.eq(prev_last), st.eq(prev)]

@@ -1,11 +1,12 @@
 """Processing element: ``lanes`` lanes of XOR-popcount into an accumulator."""
 
-from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .carry_popcount import EXTRACT, FOLD2, CarryChain, Half, inject, plain, plan
 from .popcount import reduce_columns, tree_depth, two_rows
+from .unmerged_register import unmerged_registers
 
 __all__ = ["ProcessingElement"]
 
@@ -145,20 +146,15 @@ class ProcessingElement(wiring.Component):
 
         def delay(values, n, name, keep=False):
             for k in range(n):
-                regs = [Signal(name=f"{name}_d{k}_{i}") for i in range(len(values))]
                 if keep and primitives:
-                    # ECP5 flip-flop cells, which Yosys does not merge (it merges only its own
-                    # generic cells): the same operand's registers in every element of a row
-                    # or column would become one, whose fan-out across the array then sets
-                    # the paths it starts. The domain's reset over the enable, as below.
-                    for i, (r, v) in enumerate(zip(regs, values, strict=True)):
-                        m.submodules[f"{name}_d{k}_{i}"] = Instance(
-                            "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="CE", p_CLKMUX="CLK",
-                            p_LSRMUX="LSR", p_SRMODE="LSR_OVER_CE", p_REGSET="RESET",
-                            i_CLK=ClockSignal(), i_LSR=ResetSignal(), i_CE=en, i_DI=v, o_Q=r)
-                else:
-                    with m.If(en):
-                        m.d.sync += [r.eq(v) for r, v in zip(regs, values, strict=True)]
+                    # The same operand's registers in every element of a row or column
+                    # would merge into one, whose fan-out across the array then sets the
+                    # paths it starts (``hdl/unmerged_register.py``).
+                    values = unmerged_registers(m, f"{name}_d{k}", values, en, "ecp5")
+                    continue
+                regs = [Signal(name=f"{name}_d{k}_{i}") for i in range(len(values))]
+                with m.If(en):
+                    m.d.sync += [r.eq(v) for r, v in zip(regs, values, strict=True)]
                 values = regs
             return values
 

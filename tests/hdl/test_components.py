@@ -100,29 +100,69 @@ def test_array_count_by_family():
         ComputeArray(cfg, family="xc7")
 
 
-def test_array_every_pair():
-    cfg = CoreConfig(rows=3, cols=2, lanes=8, max_k=40)
-    dut = ComputeArray(cfg)
-    rng = np.random.default_rng(1)
-    chunks = 5
-    x = rng.integers(0, 256, (cfg.rows, chunks))
-    w = rng.integers(0, 256, (cfg.cols, chunks))
+def test_array_operand_copies_by_family():
+    cfg = CoreConfig(rows=2, cols=2, lanes=32, max_k=64)
+    ecp5 = ComputeArray(cfg, family="ecp5")
+    assert ecp5.copies() and ecp5.latency() == 3
+    assert not ComputeArray(cfg, family="ice40").copies()
+    assert not ComputeArray(cfg).copies() and ComputeArray(cfg).latency() == 2
+    one = CoreConfig(rows=1, cols=1, lanes=32, max_k=64)
+    assert not ComputeArray(one, family="ecp5").copies()
+    assert not ComputeArray(cfg, family="ecp5", copies=False).copies()
+    with pytest.raises(TypeError, match="copies must be None, True or False, not 1"):
+        ComputeArray(cfg, copies=1)
+
+
+@pytest.mark.parametrize("rows, cols, lanes, copies, latency", [
+    (3, 2, 8, False, 1), (3, 2, 8, True, 2), (5, 2, 16, False, 2), (2, 6, 16, True, 3)])
+def test_array_every_pair(rows, cols, lanes, copies, latency):
+    # Latency: the elements' stages (one below 16 lanes, two from 16), plus one with each
+    # element's operand copies. Random stalls (en low) and bubbles (valid low); every cycle,
+    # every sum is checked against the chunks the array has taken.
+    cfg = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=8 * lanes)
+    dut = ComputeArray(cfg, copies=copies)
+    assert dut.latency() == latency
+    rng = np.random.default_rng(rows * 100 + cols + 1000 * copies)
+
+    def chunk(valid, last):
+        return (valid, last, rng.integers(0, 1 << lanes, rows), rng.integers(0, 1 << lanes, cols))
+
+    chunks = []
+    for n in rng.integers(1, 6, 5):
+        for j in range(n):
+            chunks.append(chunk(1, int(j == n - 1)))
+            if rng.random() < 0.3:
+                chunks.append(chunk(0, int(rng.integers(0, 2))))    # last without valid: ignored
+    chunks += [chunk(0, 0) for _ in range(latency)]
+
+    def count(ch):
+        return np.array([[bin(int(ch[2][r]) ^ int(ch[3][c])).count("1") for c in range(cols)]
+                         for r in range(rows)])
 
     async def bench(ctx):
-        ctx.set(dut.en, 1)
-        ctx.set(dut.valid, 1)
-        for j in range(chunks):
-            ctx.set(dut.last, j == chunks - 1)
-            for r in range(cfg.rows):
-                ctx.set(dut.x[r], int(x[r, j]))
-            for c in range(cfg.cols):
-                ctx.set(dut.w[c], int(w[c, j]))
+        taken, acc, checked = [], np.zeros((rows, cols), int), 0
+        while len(taken) < len(chunks):
+            valid, last, x, w = chunks[len(taken)]
+            en = int(rng.random() < 0.7)
+            for sig, v in ((dut.en, en), (dut.valid, valid), (dut.last, last)):
+                ctx.set(sig, v)
+            for r in range(rows):
+                ctx.set(dut.x[r], int(x[r]))
+            for c in range(cols):
+                ctx.set(dut.w[c], int(w[c]))
+            cur = len(taken) - latency         # the chunk in the adders this cycle
+            if en:
+                taken.append(chunks[len(taken)])
+                if cur >= 0 and chunks[cur][0]:           # ... which the accumulators take now
+                    acc = np.zeros_like(acc) if chunks[cur][1] else acc + count(chunks[cur])
             await ctx.tick()
-        ctx.set(dut.valid, 0)                   # latency 1: the sums the cycle after
-        for r in range(cfg.rows):
-            for c in range(cfg.cols):
-                expect = sum(bin(int(x[r, j]) ^ int(w[c, j])).count("1") for j in range(chunks))
-                assert ctx.get(dut.sum[r][c]) == expect
+            cur = len(taken) - latency
+            if cur >= 0:
+                expect = acc + count(chunks[cur])
+                got = [[ctx.get(dut.sum[r][c]) for c in range(cols)] for r in range(rows)]
+                assert got == expect.tolist(), f"cycle with chunk {cur} in the adders"
+                checked += 1
+        assert checked > len(chunks) - latency
 
     run(dut, bench)
 

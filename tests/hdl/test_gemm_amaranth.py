@@ -17,6 +17,7 @@ CONFIGS = {
     "2x2x16": CoreConfig(rows=2, cols=2, lanes=16, max_k=20, max_t=6, max_n=7),
     # 32 lanes (two register stages in each element, as from 16: CoreConfig.pe_stages).
     "2x1x32": CoreConfig(rows=2, cols=1, lanes=32, max_k=100, max_t=5, max_n=4),
+    "5x2x4": CoreConfig(rows=5, cols=2, lanes=4, max_k=30, max_t=12, max_n=5),
 }
 
 
@@ -50,6 +51,18 @@ def test_random_commands(name, idle, stall):
     cases = [random_case(rng, cfg) for _ in range(10)]
     run = run_commands(cfg, [encode_gemm(cfg, *c) for c in cases], seed=int(rng.integers(1e6)),
                        idle=idle, stall=stall)
+    check(cfg, cases, run)
+
+
+@pytest.mark.parametrize("name", ["2x3x8", "2x1x32", "5x2x4"])
+def test_operand_copies(name):
+    # Each element's own operand registers (the array's choice on ECP5; one cycle more from
+    # issue to the accumulators), with idle sources and a stalling sink.
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(zlib.crc32(f"copies{name}".encode()))
+    cases = [random_case(rng, cfg) for _ in range(8)]
+    run = run_commands(cfg, [encode_gemm(cfg, *c) for c in cases], seed=int(rng.integers(1e6)),
+                       idle=0.3, stall=0.5, operand_copies=True)
     check(cfg, cases, run)
 
 
