@@ -2,14 +2,17 @@
 """The ECP5 carry-chain count (``hdl/carry_popcount.py``): its plan's cost, and its ``CCU2C``
 instances proved equal to the equations the simulator runs (Yosys's SAT solver, with Yosys's own
 model of the cell); a wrong INIT is caught. The element's results are simulated against the
-model in ``tests/hdl/test_components.py``."""
+model in ``tests/hdl/test_components.py``; the ECP5 array with its operand copies is proved equal
+to the simulated array with the same copies."""
 
 import pytest
 from amaranth.hdl import Cat, Const, Mux, Signal
 
 from onebit.hdl import carry_popcount
+from onebit.hdl.array import ComputeArray
 from onebit.hdl.carry_popcount import EXTRACT, FOLD2, PLAIN, CarryChain, Half, inject, plan
 from onebit.hdl.pe import ProcessingElement
+from onebit.host.core_config import CoreConfig
 from onebit.sim.formal import prove_equivalent
 
 CELLS = ["ecp5/common_sim.vh", "ecp5/ccu2c_sim.vh"]
@@ -63,3 +66,16 @@ def test_a_wrong_model_is_caught(monkeypatch):
     ok, log = prove_equivalent(_element(8, 2, False), _element(8, 2, True), "chains_mutant",
                                cells=CELLS, steps=4)
     assert not ok and "proof did fail" in log, log[-3000:]
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("rows, cols, lanes", [(2, 2, 8), (2, 1, 16)])
+def test_ecp5_array_equals_the_simulated_array(rows, cols, lanes):
+    # The ECP5 array (chains and operand copies as CCU2C and TRELLIS_FF cells) against the
+    # simulated one with the same copies (LUT tree, Amaranth registers).
+    cfg = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=4 * lanes)
+    gold, gate = ComputeArray(cfg, copies=True), ComputeArray(cfg, family="ecp5")
+    assert gate.copies() and gate.latency() == gold.latency()
+    ok, log = prove_equivalent(gold, gate, f"array_{rows}x{cols}x{lanes}", cells=CELLS,
+                               steps=gold.latency() + 2)
+    assert ok, log[-3000:]
