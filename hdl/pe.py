@@ -201,7 +201,10 @@ class ProcessingElement(wiring.Component):
         for height in sorted(levels):
             stages[cut is not None and height > cut].extend(levels[height])
         c = [Signal(name=f"c{i}") for i in range(len(count))]
-        valid, last = delay([self.valid, self.last], self._stages, "ctl")
+        # valid and last as TRELLIS_FF cells too: plain registers behind the array's
+        # TRELLIS_FF copies of them made Yosys 0.70's ABC9 fail an assertion
+        # (``GetSize(conn.first) == GetSize(conn.second)``) on the ULX3S-85F's whole design.
+        valid, last = delay([self.valid, self.last], self._stages, "ctl", keep=True)
         with m.If(en):
             m.d.sync += [r.eq(v) for r, v in zip(c, count, strict=True)]
         head = []
