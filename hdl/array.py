@@ -14,8 +14,9 @@ Operands reach a row or column over one registered bus per row and per column (t
 registers them), not PE-to-PE forwarding: every PE sees chunk j in the same cycle, so every
 accumulator of a tile finishes in the same cycle and the drain is a plain row multiplexer. Each
 element registers its count before the accumulator's adder (``pe_stages`` cycles). On ECP5
-each element also registers its own copy of its two operand buses (``copies``; one cycle more,
-``2 L`` flip-flops an element, which the slices of its carry chains mostly have spare): from one
+each element also registers its own copy of its two operand buses, valid and last (``copies``;
+one cycle more, ``2 L + 2`` flip-flops an element, which its carry chains' slices mostly have
+spare): from one
 register per bus, the route to eight elements' carry chains took 2.4-2.8 ns of the 6.7 ns
 budget at 150 MHz (also with one copy per four elements), from an element's own copy 1.4 ns.
 On iCE40 a flip-flop fed by a flip-flop takes a logic cell of its own, so there the buses stay
@@ -104,7 +105,8 @@ class ComputeArray(wiring.Component):
         m = Module()
         c = self._cfg
         count = self.count(platform)
-        family = self._family_of(platform)
+        copies = self.copies(platform)
+        keep = "ecp5" if self._family_of(platform) == "ecp5" else None
         for r in range(c.rows):
             for col in range(c.cols):
                 # On ECP5 the count runs on carry chains with the XOR folded in (about 1.8
@@ -114,17 +116,16 @@ class ComputeArray(wiring.Component):
                                        primitives=count == "chains")
                 m.submodules[f"pe_{r}_{col}"] = pe
                 x, w, valid, last = self.x[r], self.w[col], self.valid, self.last
-                if self.copies(platform):
+                if copies:
                     # The element's own registered copy of its operands, placed by nextpnr
                     # beside its carry chains, and of valid and last (a shared copy fed the
                     # clear of every accumulator: 6 ns of routing on the 85F's 16 x 8 x 32);
-                    # kept apart from their twins by synthesis. valid and last need the reset,
-                    # which iCE40's SB_DFFE lacks (iCE40 arrays have no copies but when forced).
+                    # kept apart from their twins by synthesis on ECP5.
                     x, w = (Cat(*unmerged_registers(m, f"{name}_{r}_{col}", list(bus), self.en,
-                                                    family))
+                                                    keep))
                             for name, bus in (("x", x), ("w", w)))
                     valid, last = unmerged_registers(m, f"ctl_{r}_{col}", [valid, last],
-                                                     self.en, family if family == "ecp5" else None)
+                                                     self.en, keep)
                 m.d.comb += [pe.x.eq(x), pe.w.eq(w), pe.valid.eq(valid),
                              pe.last.eq(last), pe.en.eq(self.en),
                              self.sum[r][col].eq(pe.sum)]
