@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["STEPS", "PHASES", "phases_in", "run_build_script"]
+__all__ = ["STEPS", "PHASES", "phases_in", "router_status", "run_build_script"]
 
 #: The script's tools, recognised on the ``sh -x`` trace of the command that starts them.
 STEPS = (("nextpnr", "place and route (nextpnr)"),
@@ -37,9 +37,28 @@ PHASES = (
                            r"analytical placer)"), "place and route: placement"),
     ("top.tim", re.compile(r"^Info: Running simulated annealing placer"),
      "place and route: placement refinement"),
-    ("top.tim", re.compile(r"^Info: Routing\.\."), "place and route: routing"),
+    ("top.tim", re.compile(r"^Info: (Routing\.\.|Running router2)"), "place and route: routing"),
     ("top.tim", re.compile(r"^Info: Routing complete"), "place and route: timing analysis"),
 )
+
+
+#: nextpnr's router progress lines: router1's table row (iterations, ..., arcs still queued)
+#: and router2's iteration line (wires in use, overused wires).
+_ROUTER1 = re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|", re.MULTILINE)
+_ROUTER2 = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)", re.MULTILINE)
+
+
+def router_status(text: str) -> str | None:
+    """The router's latest progress in ``text`` (a piece of nextpnr's log), in words, or None
+    if it holds no progress line: ``"1,000 iterations, 103,073 arcs queued"`` (router1) or
+    ``"iteration 2, 18,392 overused wires"`` (router2)."""
+    last = None
+    for m in _ROUTER1.finditer(text):
+        last = m.start(), f"{int(m[1]):,} iterations, {int(m[2]):,} arcs queued"
+    for m in _ROUTER2.finditer(text):
+        if last is None or m.start() > last[0]:
+            last = m.start(), f"iteration {int(m[1]):,}, {int(m[2]):,} overused wires"
+    return last[1] if last else None
 
 
 def phases_in(name: str, text: str) -> list[str]:
@@ -68,6 +87,7 @@ def run_build_script(script: str, folder: Path, env: dict[str, str],
     offsets = {"top.rpt": 0, "top.tim": 0}
     said: set[str] = set()
     current, since = "starting", start
+    routing: str | None = None
 
     def say(label: str) -> None:
         nonlocal current, since
@@ -94,14 +114,18 @@ def run_build_script(script: str, folder: Path, env: dict[str, str],
                     chunk = f.read()
                 cut = chunk.rfind(b"\n") + 1        # whole lines only
                 offsets[name] = offset + cut
-                for label in phases_in(name, chunk[:cut].decode(errors="replace")):
+                text = chunk[:cut].decode(errors="replace")
+                for label in phases_in(name, text):
                     if label not in said:
                         say(label)
+                if name == "top.tim":
+                    routing = router_status(text) or routing
         if done:
             break
         if time.monotonic() - since >= heartbeat:
             since = time.monotonic()
-            progress(f"  [{since - start:6.1f} s] ... still {current.split(' (')[0]}")
+            detail = f" ({routing})" if routing and current.endswith("routing") else ""
+            progress(f"  [{since - start:6.1f} s] ... still {current.split(' (')[0]}{detail}")
         time.sleep(poll)
     reader.join()
     proc.stdout.close()

@@ -9,7 +9,7 @@ import pytest
 
 from onebit.boards import board, boards
 from onebit.build import BuildError, _failure, build, over_capacity, parse_report, synth_cells
-from onebit.build_steps import phases_in
+from onebit.build_steps import phases_in, router_status
 from onebit.hdl.clocking import ecp5_pll, ice40_pll
 
 DATA = Path(__file__).parent / "data"
@@ -100,6 +100,18 @@ def test_progress_phases_in_real_logs(name, phases):
     assert phases_in(log, (DATA / name).read_text()) == phases
     assert phases_in("top.tim" if log == "top.rpt" else "top.rpt", (DATA / name).read_text()) \
         == []
+
+
+def test_router_progress_in_real_logs():
+    # router1's table (a small ECP5 build, complete) and router2's iteration lines (a ULX3S-85F
+    # excerpt): the latest line wins, and a log without either says nothing.
+    assert router_status((DATA / "nextpnr_ecp5_small_top.tim").read_text()) == \
+        "24,652 iterations, 0 arcs queued"
+    router2 = (DATA / "nextpnr_ecp5_router2_excerpt.tim").read_text()
+    assert router_status(router2) == "iteration 97, 2 overused wires"
+    assert router_status(router2.split("iter=3 ")[0]) == "iteration 2, 18,392 overused wires"
+    assert phases_in("top.tim", router2) == ["place and route: routing"]
+    assert router_status((DATA / "nextpnr_ice40_overfull.log").read_text()) is None
 
 
 def test_over_capacity_names_the_resource():
