@@ -139,10 +139,23 @@ def _failure(log: str, b: Board) -> str:
     return f"the {b.family} flow failed:\n{text}"
 
 
+def nextpnr_options(*, seed: int | None = None, router: str | None = None) -> str:
+    """nextpnr's options for a build: the JSON report, timing failures reported by us (not
+    nextpnr), and the placement ``seed`` and ``router`` if given (checked here)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    if router not in (None, "router1", "router2"):
+        raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
+    opts = "--report report.json --timing-allow-fail"
+    opts += f" --seed {seed}" if seed is not None else ""
+    return opts + (f" --router {router}" if router is not None else "")
+
+
 def build(name: str, *, rows: int | None = None, cols: int | None = None,
           lanes: int | None = None, device: DeviceConfig | None = None,
           clock_mhz: float | None = None, json_out: bool = False, out=print,
-          require_timing: bool = True, rebuild: bool = False, array_only: bool = False) -> dict:
+          require_timing: bool = True, rebuild: bool = False, array_only: bool = False,
+          seed: int | None = None, router: str | None = None) -> dict:
     """Build the design for board ``name``; return the report (raise :class:`BuildError`).
 
     ``device`` replaces the board's default device (array and stores); ``rows``, ``cols``,
@@ -151,13 +164,17 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
     raising (for scaling measurements). ``rebuild`` ignores a cached build of the same design.
     ``array_only`` builds the compute array alone (``hdl/array_bench_top.py``: operands from a
     shift register, results folded to a pin) instead of the host link and accelerator, to
-    measure the array's own cost and Fmax.
+    measure the array's own cost and Fmax. ``seed`` (nextpnr's ``--seed``, a non-negative
+    integer) and ``router`` (``"router1"``, nextpnr's default, or ``"router2"``) are for a
+    design that routes slowly or not at all: another placement, another router (each is part
+    of the cached design's hash).
     Progress lines of the tools' steps go to ``out`` while the build runs.
     """
     from .hdl.array_bench_top import ArrayBenchTop
     from .hdl.board_top import BoardTop
 
     b = board(name)
+    opts = nextpnr_options(seed=seed, router=router)
     if clock_mhz is not None:
         if b.pll is None:
             raise ValueError(f"{b.name} has no PLL in its constraints; it runs at its "
@@ -177,8 +194,7 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
         b = replace(b, device=replace(b.device, core=replace(core, **changes)))
     platform = b.platform()
     top = ArrayBenchTop(b, b.device.core) if array_only else BoardTop(b)
-    plan = platform.prepare(top, name="top", nextpnr_opts="--report report.json "
-                            "--timing-allow-fail")
+    plan = platform.prepare(top, name="top", nextpnr_opts=opts)
     digest = _design_hash(plan, b.family)
     from .sim.toolchain import BUILD_ROOT
 

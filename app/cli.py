@@ -63,7 +63,8 @@ def _build(args: argparse.Namespace) -> int:
         return 2
     try:
         build(args.board, rows=args.rows, cols=args.cols, lanes=args.lanes,
-              clock_mhz=args.clock_mhz, json_out=args.json, rebuild=args.rebuild)
+              clock_mhz=args.clock_mhz, json_out=args.json, rebuild=args.rebuild,
+              seed=args.seed, router=args.router)
     except (BuildError, ValueError) as e:
         print(f"onebit build: {e}", file=sys.stderr)
         return 1
@@ -134,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--json", action="store_true", help="print the report as JSON")
     build.add_argument("--rebuild", action="store_true",
                        help="build again even if this design's build is cached")
+    build.add_argument("--seed", type=int,
+                       help="nextpnr's placement seed (a design that routes slowly or not at "
+                            "all may route with another)")
+    build.add_argument("--router", choices=("router1", "router2"),
+                       help="nextpnr's router (default: router1)")
     build.add_argument("--asic", action="store_true",
                        help="instead: an ASIC estimate of the core (Yosys synth, stat -tech cmos)")
     build.set_defaults(func=_build)

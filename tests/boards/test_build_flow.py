@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from onebit.boards import board, boards
-from onebit.build import BuildError, _failure, build, over_capacity, parse_report, synth_cells
+from onebit.build import (
+    BuildError,
+    _failure,
+    build,
+    nextpnr_options,
+    over_capacity,
+    parse_report,
+    synth_cells,
+)
 from onebit.build_steps import phases_in, router_status
 from onebit.hdl.clocking import ecp5_pll, ice40_pll
 
@@ -112,6 +120,21 @@ def test_router_progress_in_real_logs():
     assert router_status(router2.split("iter=3 ")[0]) == "iteration 2, 18,392 overused wires"
     assert phases_in("top.tim", router2) == ["place and route: routing"]
     assert router_status((DATA / "nextpnr_ice40_overfull.log").read_text()) is None
+
+
+def test_seed_and_router_reach_nextpnr_and_bad_ones_are_refused(capsys):
+    assert nextpnr_options() == "--report report.json --timing-allow-fail"
+    assert nextpnr_options(seed=7, router="router2").endswith(" --seed 7 --router router2")
+    for bad, match in (({"seed": -1}, "seed must be a non-negative integer, not -1"),
+                       ({"seed": True}, "seed must be a non-negative integer, not True"),
+                       ({"router": "router3"}, "router must be 'router1' or 'router2', not "
+                                               "'router3'")):
+        with pytest.raises(ValueError, match=match):
+            build("ulx3s-25f", out=lambda *_: None, **bad)    # refused before any tool runs
+    from onebit.cli import main
+
+    assert main(["build", "--board", "ulx3s-25f", "--seed", "-3"]) == 1
+    assert "seed must be a non-negative integer, not -3" in capsys.readouterr().err
 
 
 def test_over_capacity_names_the_resource():
