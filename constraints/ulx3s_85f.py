@@ -1,6 +1,7 @@
 """ULX3S with an ECP5 LFE5U-85F (CABGA381): amaranth-boards' ``ULX3S_85F_Platform``;
-the clock is 50 MHz (25 MHz x 2), which this design meets (53.3 MHz measured; the 62.5 MHz it
-was aimed at is not reached: ``docs/build.md``).
+the clock is 50 MHz (25 MHz x 2). The design met it on 2026-11-24 (53.3 MHz); today it does
+not route reliably with nextpnr 0.11.1 (router1 unfinished after 43 minutes; ``--router router2
+--seed 7`` routes at 44.5 MHz): ``docs/build.md``.
 
 The device has the layer engine for models of the shipped one's shape (D = 128, H = 4,
 F <= 512, two layers, a 128-token KV cache each) and a 16-bank weight store for decode, so
