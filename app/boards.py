@@ -30,6 +30,8 @@ class Board:
     baud: int
     device: DeviceConfig
     totals: dict[str, int] = field(default_factory=dict)   # the part's LUT, FF, BRAM, ...
+    seed: int | None = None         # nextpnr's placement seed and router for this board's
+    router: str | None = None       # default design, where nextpnr's defaults do not route it
 
     def clock_hz(self) -> float:
         """Frequency of the ``sync`` clock the design runs at."""

@@ -167,14 +167,18 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
     measure the array's own cost and Fmax. ``seed`` (nextpnr's ``--seed``, a non-negative
     integer) and ``router`` (``"router1"``, nextpnr's default, or ``"router2"``) are for a
     design that routes slowly or not at all: another placement, another router (each is part
-    of the cached design's hash).
+    of the cached design's hash); they replace the board's own (``Board.seed``,
+    ``Board.router``, which apply to the whole design only, not with ``array_only``).
     Progress lines of the tools' steps go to ``out`` while the build runs.
     """
     from .hdl.array_bench_top import ArrayBenchTop
     from .hdl.board_top import BoardTop
 
     b = board(name)
-    opts = nextpnr_options(seed=seed, router=router)
+    # The board's own seed and router are for its whole design, not for the array alone.
+    own = (None, None) if array_only else (b.seed, b.router)
+    opts = nextpnr_options(seed=own[0] if seed is None else seed,
+                           router=own[1] if router is None else router)
     if clock_mhz is not None:
         if b.pll is None:
             raise ValueError(f"{b.name} has no PLL in its constraints; it runs at its "

@@ -137,6 +137,40 @@ def test_seed_and_router_reach_nextpnr_and_bad_ones_are_refused(capsys):
     assert "seed must be a non-negative integer, not -3" in capsys.readouterr().err
 
 
+def test_board_seed_and_router_reach_its_whole_design_build(monkeypatch):
+    # The ULX3S-85F's whole design routes only with router2 and seed 7 (docs/build.md); its
+    # board file says so. A board's own choice reaches the build script of its whole design,
+    # not the array alone's, and the caller's choice wins. (On a small 25F design given the
+    # 85F's choice, to elaborate quickly; the plan is the last step: no tool runs.)
+    from dataclasses import replace
+
+    import onebit.build as build_module
+
+    b = board("ulx3s-85f")
+    assert (b.seed, b.router) == (7, "router2")
+    for bb in boards().values():
+        nextpnr_options(seed=bb.seed, router=bb.router)       # every board's own are valid
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(plan, family):
+        seen.append(plan.files["build_top.sh"])
+        raise Stop
+
+    small = replace(board("ulx3s-25f"), seed=b.seed, router=b.router)
+    monkeypatch.setattr(build_module, "board", lambda name: small)
+    monkeypatch.setattr(build_module, "_design_hash", stop)
+    for kwargs in ({}, {"array_only": True}, {"seed": 3, "router": "router1"}):
+        with pytest.raises(Stop):
+            build("ulx3s-25f", rows=2, cols=2, lanes=32, **kwargs, out=lambda *_: None)
+    whole, array, chosen = seen
+    assert "--seed 7 --router router2" in whole
+    assert "--seed" not in array and "--router" not in array
+    assert "--seed 3 --router router1" in chosen
+
+
 def test_over_capacity_names_the_resource():
     log = (DATA / "nextpnr_ice40_overfull.log").read_text()
     assert over_capacity(log) == [("ICESTORM_LC", 5509, 5280)]
