@@ -139,12 +139,16 @@ def _failure(log: str, b: Board) -> str:
     return f"the {b.family} flow failed:\n{text}"
 
 
+#: nextpnr's routers (``--router``); the first is its default.
+ROUTERS = ("router1", "router2")
+
+
 def nextpnr_options(*, seed: int | None = None, router: str | None = None) -> str:
     """nextpnr's options for a build: the JSON report, timing failures reported by us (not
     nextpnr), and the placement ``seed`` and ``router`` if given (checked here)."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
-    if router not in (None, "router1", "router2"):
+    if router is not None and router not in ROUTERS:
         raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
     opts = "--report report.json --timing-allow-fail"
     opts += f" --seed {seed}" if seed is not None else ""
@@ -175,10 +179,10 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
     from .hdl.board_top import BoardTop
 
     b = board(name)
-    # The board's own seed and router are for its whole design, not for the array alone.
-    own = (None, None) if array_only else (b.seed, b.router)
-    opts = nextpnr_options(seed=own[0] if seed is None else seed,
-                           router=own[1] if router is None else router)
+    if not array_only:      # the board's own seed and router are for its whole design
+        seed = b.seed if seed is None else seed
+        router = b.router if router is None else router
+    opts = nextpnr_options(seed=seed, router=router)
     if clock_mhz is not None:
         if b.pll is None:
             raise ValueError(f"{b.name} has no PLL in its constraints; it runs at its "

@@ -52,13 +52,11 @@ def router_status(text: str) -> str | None:
     """The router's latest progress in ``text`` (a piece of nextpnr's log), in words, or None
     if it holds no progress line: ``"1,000 iterations, 103,073 arcs queued"`` (router1) or
     ``"iteration 2, 18,392 overused wires"`` (router2)."""
-    last = None
-    for m in _ROUTER1.finditer(text):
-        last = m.start(), f"{int(m[1]):,} iterations, {int(m[2]):,} arcs queued"
-    for m in _ROUTER2.finditer(text):
-        if last is None or m.start() > last[0]:
-            last = m.start(), f"iteration {int(m[1]):,}, {int(m[2]):,} overused wires"
-    return last[1] if last else None
+    found = [(m.start(), f"{int(m[1]):,} iterations, {int(m[2]):,} arcs queued")
+             for m in _ROUTER1.finditer(text)]
+    found += [(m.start(), f"iteration {int(m[1]):,}, {int(m[2]):,} overused wires")
+              for m in _ROUTER2.finditer(text)]
+    return max(found)[1] if found else None
 
 
 def phases_in(name: str, text: str) -> list[str]:

@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--seed", type=int,
                        help="nextpnr's placement seed (a design that routes slowly or not at "
                             "all may route with another)")
-    build.add_argument("--router", choices=("router1", "router2"),
+    from .build import ROUTERS
+
+    build.add_argument("--router", choices=ROUTERS,
                        help="nextpnr's router (default: router1)")
     build.add_argument("--asic", action="store_true",
                        help="instead: an ASIC estimate of the core (Yosys synth, stat -tech cmos)")
