@@ -39,6 +39,7 @@ from .gemm import result_layout
 from .gemm_runner import run_layout
 from .gemv import Gemv, gemv_layout
 from .packer import ResultPacker
+from .register_slice import RegisterSlice
 from .residual import ResidualUnit
 
 __all__ = ["LayerEngine", "layer_layout"]
@@ -124,7 +125,12 @@ class LayerEngine(wiring.Component):
         P = dev.weight_banks
         banked = P > 1
         use_gemv = Signal()
-        src = stream.Signature(result_layout(c)).create(path=("src",))
+        # The products' results reach the packer and the residual pass through a register
+        # slice: without it, their ready (the sequencer's state, the packer's) ran through the
+        # GEMV unit's stall into the weight store's line read (the ULX3S-85F's critical path).
+        m.submodules.result_slice = rslice = RegisterSlice(result_layout(c))
+        src = rslice.o
+        mux = rslice.i
         if banked:
             m.submodules.gemv = gv = Gemv(dev)
             m.d.comb += [self.w_laddr.eq(gv.w_laddr), self.w_lren.eq(gv.w_lren),
@@ -133,17 +139,18 @@ class LayerEngine(wiring.Component):
                          gv.act_rdata.eq(self.act_rdata)]
             gq = Signal(gemv_layout(dev))
             m.d.comb += gv.params.eq(gq)
+            # Only the unit that ``use_gemv`` chose runs, so both see the slice's ready as it
+            # is (a register): ``use_gemv`` stays out of the GEMV unit's stall logic.
+            m.d.comb += [gv.result.ready.eq(mux.ready), self.run_result.ready.eq(mux.ready)]
             with m.If(use_gemv):
-                m.d.comb += [src.valid.eq(gv.result.valid), src.payload.eq(gv.result.payload),
-                             gv.result.ready.eq(src.ready)]
+                m.d.comb += [mux.valid.eq(gv.result.valid), mux.payload.eq(gv.result.payload)]
             with m.Else():
-                m.d.comb += [src.valid.eq(self.run_result.valid),
-                             src.payload.eq(self.run_result.payload),
-                             self.run_result.ready.eq(src.ready)]
+                m.d.comb += [mux.valid.eq(self.run_result.valid),
+                             mux.payload.eq(self.run_result.payload)]
             with m.If(gv.w_lren):
                 m.d.sync += self.active.eq(self.active + 1)
         else:
-            wiring.connect(m, wiring.flipped(self.run_result), src)
+            wiring.connect(m, wiring.flipped(self.run_result), mux)
 
         def launch():
             """Start the product prepared by ``gemm``: on the GEMV unit or the runner."""
