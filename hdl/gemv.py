@@ -17,20 +17,29 @@ Protocol: ``start`` latches ``params``; the unit reads the row's ``kw`` words fr
 ``result`` beats in the GEMM core's format for T = 1: a beat per channel tile of ``cols``
 outputs, ``ints`` (dot products) or, with ``threshold``, ``bits`` (bit ``c`` is ``dot >=
 thr``, thresholds read a tile at a time from the banked threshold store at ``th_line``).
-Channels beyond N are 0; ``last`` marks the final beat; ``done`` pulses when it is taken. The
-pipeline stalls under backpressure. Cycles: ``kw + 1`` to load the row, then one line a cycle,
-``ceil(N / G) * E`` lines, plus 6.
+Channels beyond N are 0; ``last`` marks the final beat; ``done`` pulses when it is taken.
+Backpressure never stalls the pipeline: beats go into a ``OUT_DEPTH``-beat FIFO in front of
+``result``, and a line is issued only while the FIFO has room for every beat in flight (credit
+flow control; timing: ``result.ready`` reaches only the FIFO and the issue stage, not the
+pipeline's registers). Cycles: ``kw + 1`` to load the row, then one line a cycle,
+``ceil(N / G) * E`` lines, plus 7.
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host.device_config import DeviceConfig
 from .gemm import result_layout
 from .popcount import popcount_tree
 
-__all__ = ["Gemv", "gemv_layout"]
+__all__ = ["Gemv", "gemv_layout", "OUT_DEPTH"]
+
+#: Beats of the output FIFO. At most 6 beats are in flight behind it (stages s1, sx, s2, s3,
+#: the tile register and the output register, one beat a line at most) and one more line may
+#: issue while the registered credit catches up, so a line issues only while the FIFO holds
+#: at most ``OUT_DEPTH - 8`` beats.
+OUT_DEPTH = 16
 
 
 def gemv_layout(dev: DeviceConfig) -> data.StructLayout:
@@ -92,10 +101,18 @@ class Gemv(wiring.Component):
         xl = [Signal(P * L, name=f"xline{e}") for e in range(e_max)]
 
         m.d.sync += self.done.eq(0)
-        adv = Signal()
-        out_free = ~self.result.valid | self.result.ready
+        # The output: a registered beat (``res``) into the FIFO that drives ``result``.
+        res = stream.Signature(result_layout(c)).create(path=("res",))
+        m.submodules.out_fifo = ofifo = fifo.SyncFIFOBuffered(
+            width=res.payload.shape().size, depth=OUT_DEPTH)
+        m.d.comb += [ofifo.w_data.eq(res.payload.as_value()), ofifo.w_en.eq(res.valid),
+                     res.ready.eq(ofifo.w_rdy),
+                     self.result.valid.eq(ofifo.r_rdy), self.result.payload.eq(ofifo.r_data),
+                     ofifo.r_en.eq(self.result.ready)]
+        credit = Signal()
+        m.d.sync += credit.eq(ofifo.level <= OUT_DEPTH - 8)
+        out_free = ~res.valid | res.ready
         build_full = Signal()
-        m.d.comb += adv.eq(~build_full | out_free)
 
         # ---------------------------------------------------------------- issue (s0)
         line = Signal.like(self.w_laddr)
@@ -105,16 +122,15 @@ class Gemv(wiring.Component):
         s1_valid, s1_last, s1_first = Signal(), Signal(), Signal()
         s1_phase = Signal(range(e_max))
         s1_row0 = Signal.like(row0)
-        m.d.comb += [self.w_laddr.eq(line), self.w_lren.eq(issuing & adv)]
-        with m.If(adv):
-            m.d.sync += [s1_valid.eq(issuing), s1_phase.eq(phase), s1_last.eq(phase == e_m1),
-                         s1_first.eq(phase == 0), s1_row0.eq(row0)]
-            with m.If(issuing):
-                m.d.sync += [line.eq(line + 1), lines_left.eq(lines_left - 1)]
-                with m.If(phase == e_m1):
-                    m.d.sync += [phase.eq(0), row0.eq(row0 + g_mask + 1)]
-                with m.Else():
-                    m.d.sync += phase.eq(phase + 1)
+        m.d.comb += [self.w_laddr.eq(line), self.w_lren.eq(issuing)]
+        m.d.sync += [s1_valid.eq(issuing), s1_phase.eq(phase), s1_last.eq(phase == e_m1),
+                     s1_first.eq(phase == 0), s1_row0.eq(row0)]
+        with m.If(issuing):
+            m.d.sync += [line.eq(line + 1), lines_left.eq(lines_left - 1)]
+            with m.If(phase == e_m1):
+                m.d.sync += [phase.eq(0), row0.eq(row0 + g_mask + 1)]
+            with m.Else():
+                m.d.sync += phase.eq(phase + 1)
 
         # ---------------------------------------------------------------- popcounts (s1)
         xsel = Signal(P * L)
@@ -124,19 +140,17 @@ class Gemv(wiring.Component):
         sx_valid, sx_last, sx_first = Signal(), Signal(), Signal()
         sx_row0 = Signal.like(row0)
         sx_xw = Signal(P * L)
-        with m.If(adv):
-            m.d.sync += [sx_valid.eq(s1_valid), sx_last.eq(s1_last), sx_first.eq(s1_first),
-                         sx_row0.eq(s1_row0), sx_xw.eq(xsel ^ self.w_ldata)]
+        m.d.sync += [sx_valid.eq(s1_valid), sx_last.eq(s1_last), sx_first.eq(s1_first),
+                     sx_row0.eq(s1_row0), sx_xw.eq(xsel ^ self.w_ldata)]
         s2_valid, s2_last, s2_first = Signal(), Signal(), Signal()
         s2_row0 = Signal.like(row0)
         s2_pc = [Signal(pc_w, name=f"pc{i}") for i in range(P)]
-        with m.If(adv):
-            m.d.sync += [s2_valid.eq(sx_valid), s2_last.eq(sx_last), s2_first.eq(sx_first),
-                         s2_row0.eq(sx_row0)]
-            for i in range(P):
-                word = sx_xw[i * L:(i + 1) * L]
-                m.d.sync += s2_pc[i].eq(popcount_tree(m, [word[b] for b in range(L)],
-                                                      name=f"gv{i}"))
+        m.d.sync += [s2_valid.eq(sx_valid), s2_last.eq(sx_last), s2_first.eq(sx_first),
+                     s2_row0.eq(sx_row0)]
+        for i in range(P):
+            word = sx_xw[i * L:(i + 1) * L]
+            m.d.sync += s2_pc[i].eq(popcount_tree(m, [word[b] for b in range(L)],
+                                                  name=f"gv{i}"))
 
         # ---------------------------------------------------------------- reduce (s2)
         acc_w = c.acc_width
@@ -157,10 +171,9 @@ class Gemv(wiring.Component):
         s3_valid, s3_last, s3_first = Signal(), Signal(), Signal()
         s3_row0 = Signal.like(row0)
         s3_part = [Signal(acc_w, name=f"s3_part{g}") for g in range(C)]
-        with m.If(adv):
-            m.d.sync += [s3_valid.eq(s2_valid), s3_last.eq(s2_last), s3_first.eq(s2_first),
-                         s3_row0.eq(s2_row0)]
-            m.d.sync += [a.eq(b) for a, b in zip(s3_part, part, strict=True)]
+        m.d.sync += [s3_valid.eq(s2_valid), s3_last.eq(s2_last), s3_first.eq(s2_first),
+                     s3_row0.eq(s2_row0)]
+        m.d.sync += [a.eq(b) for a, b in zip(s3_part, part, strict=True)]
         acc = [Signal(acc_w, name=f"acc{g}") for g in range(C)]
         total = [Signal(acc_w, name=f"total{g}") for g in range(C)]
         rw = c.result_width + 2
@@ -179,21 +192,21 @@ class Gemv(wiring.Component):
         m.d.comb += pos.eq(s3_row0[:max(1, (C - 1).bit_length())] if C > 1 else 0)
         # ---------------------------------------------------------------- out
         thr = data.View(data.ArrayLayout(signed(c.threshold_width), C), self.th_ldata)
-        with m.If(self.result.ready):
-            m.d.sync += self.result.valid.eq(0)
+        with m.If(res.ready):
+            m.d.sync += res.valid.eq(0)
         with m.If(build_full & out_free):
-            m.d.sync += [self.result.valid.eq(1), self.result.payload.last.eq(build_last),
-                         self.result.payload.bits.eq(0), self.result.payload.ints.eq(0)]
+            m.d.sync += [res.valid.eq(1), res.payload.last.eq(build_last),
+                         res.payload.bits.eq(0), res.payload.ints.eq(0)]
             m.d.sync += build_full.eq(0)      # a tile completing now sets it again below
             base = (tile - 1) * C
             for b in range(C):
                 live = (base + b) < p.n
                 with m.If(p.threshold):
-                    m.d.sync += self.result.payload.bits[b].eq(live & (build[b] >= thr[b]))
+                    m.d.sync += res.payload.bits[b].eq(live & (build[b] >= thr[b]))
                 with m.Else():
-                    m.d.sync += self.result.payload.ints[b].eq(Mux(live, build[b], 0))
+                    m.d.sync += res.payload.ints[b].eq(Mux(live, build[b], 0))
 
-        with m.If(adv & s3_valid):
+        with m.If(s3_valid):
             m.d.sync += [a.eq(t) for a, t in zip(acc, total, strict=True)]
             with m.If(s3_last):
                 for b in range(C):
@@ -252,7 +265,7 @@ class Gemv(wiring.Component):
                 with m.If(xj == kw - 1):
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.busy.eq(1), issuing.eq((lines_left != 0) & ~xv)]
+                m.d.comb += [self.busy.eq(1), issuing.eq((lines_left != 0) & ~xv & credit)]
                 with m.If(self.result.valid & self.result.ready & self.result.payload.last):
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"

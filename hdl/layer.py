@@ -119,7 +119,11 @@ class LayerEngine(wiring.Component):
         m.submodules.packer = pk = ResultPacker(c, depth=dev.act_words)
         m.submodules.attention = att = AttentionUnit(heads=H, head_dim=DH, capacity=cap,
                                                      slots=ly.kv_slots)
-        m.d.comb += att.clear.eq(self.clear_cache)
+        # CLEAR_CACHE reaches the attention unit a cycle later (timing: the command processor's
+        # decision fanned out to the unit's enables; no command follows within a cycle).
+        clear_q = Signal()
+        m.d.sync += clear_q.eq(self.clear_cache)
+        m.d.comb += att.clear.eq(clear_q)
 
         # Decode (T = 1) runs its products on the GEMV unit when the weight store is banked.
         P = dev.weight_banks

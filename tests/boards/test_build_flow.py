@@ -188,6 +188,7 @@ def test_no_legal_placement_names_the_part_and_its_use():
 
 
 @pytest.mark.synth
+@pytest.mark.slow
 def test_a_design_too_big_for_the_part_fails_clearly():
     with pytest.raises(BuildError, match="does not fit iCEBreaker.*ICESTORM_LC \\d+ used of 5280"):
         build("icebreaker", rows=4, cols=4, lanes=16, out=lambda *_: None)

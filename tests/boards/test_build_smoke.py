@@ -14,7 +14,7 @@ from onebit.build import build, format_report
 from onebit.host.core_config import CoreConfig
 from onebit.host.device_config import DeviceConfig
 
-pytestmark = pytest.mark.synth
+pytestmark = [pytest.mark.synth, pytest.mark.slow]
 
 SMALL = DeviceConfig(core=CoreConfig(rows=1, cols=2, lanes=8, max_k=256, max_t=8, max_n=64),
                      frame_bytes=64, act_words=64, weight_words=512, thresh_words=64,

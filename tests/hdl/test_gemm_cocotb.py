@@ -19,7 +19,8 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", [pytest.param(s, marks=pytest.mark.slow) if s == "verilator" else s
+                                 for s in SIMULATORS])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_gemm_cocotb(sim, name):
     cfg, opts = CONFIGS[name]

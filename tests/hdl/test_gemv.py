@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """The GEMV unit (decode's T = 1 product) against golden ``binary_linear``: rows shorter than a
 line (several rows a line) and longer (several lines a row), integer and thresholded results,
-random backpressure on the result stream; the result beats are the GEMM core's format."""
+random backpressure on the result stream (heavy enough to fill the output FIFO); the result
+beats are the GEMM core's format."""
 
 import random
 
@@ -19,8 +20,8 @@ from onebit.host.device_config import DeviceConfig, LayerConfig
 from onebit.host.packing import pack_bits
 from onebit.sim.streams import get_all
 
-DEV = DeviceConfig(core=CoreConfig(rows=2, cols=4, lanes=8, max_k=128, max_t=4, max_n=64),
-                   frame_bytes=256, act_words=512, weight_words=2048, thresh_words=128,
+DEV = DeviceConfig(core=CoreConfig(rows=2, cols=4, lanes=8, max_k=128, max_t=4, max_n=128),
+                   frame_bytes=256, act_words=512, weight_words=2048, thresh_words=256,
                    result_beats=64, weight_banks=8,
                    layer=LayerConfig(d_model=16, heads=2, max_ff=64, kv_capacity=8, kv_slots=1,
                                      res_words=64, param_words=64))
@@ -56,6 +57,9 @@ async def _fill(ctx, store, words):
     (128, 7, False, 0.5),     # kw = 16: two lines a row
     (32, 20, True, 0.3),      # kw = 4, thresholds
     (13, 5, True, 0.2),       # K not a multiple of the lanes (zero padding)
+    # Many tiles under heavy backpressure: the output FIFO fills and the issue waits (credit).
+    (16, 128, False, 0.85),   # kw = 2: a tile every line, the fastest beat rate
+    (32, 125, True, 0.9),     # kw = 4: a tile every two lines
 ])
 def test_gemv_matches_golden(k, n, thr, stall):
     rng = np.random.default_rng(k * n)
@@ -92,7 +96,8 @@ def test_gemv_matches_golden(k, n, thr, stall):
     sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
-    sim.run()
+    sim.run_until(1e-8 * 5_000)            # a lost beat ends here, not in a hang
+    assert "beats" in got, "the GEMV unit did not deliver every beat"
     beats = got["beats"]
     assert [b[2] for b in beats] == [0] * (tiles - 1) + [1]
     if thr:

@@ -20,7 +20,9 @@ SMALL = DeviceConfig(core=CoreConfig(rows=2, cols=3, lanes=8, max_k=40, max_t=6,
                      result_beats=24)
 
 
-@pytest.fixture(scope="module", params=["amaranth", "icarus", "verilator"])
+# Verilator (a build of about 30 s) runs with `-m slow`.
+@pytest.fixture(scope="module", params=["amaranth", "icarus",
+                                        pytest.param("verilator", marks=pytest.mark.slow)])
 def acc(request):
     with Accelerator.open("sim", simulator=request.param, config=SMALL, timeout=120) as a:
         yield a

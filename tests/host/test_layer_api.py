@@ -21,7 +21,9 @@ LAYER_DEV = DeviceConfig(
                       res_words=256, param_words=512))
 
 
-@pytest.fixture(scope="module", params=["amaranth", "icarus", "verilator"])
+# Icarus in the default run; Amaranth's simulator and Verilator (a long build) with `-m slow`.
+@pytest.fixture(scope="module", params=[pytest.param("amaranth", marks=pytest.mark.slow), "icarus",
+                                        pytest.param("verilator", marks=pytest.mark.slow)])
 def acc(request):
     with Accelerator.open("sim", simulator=request.param, config=LAYER_DEV, timeout=600) as a:
         yield a

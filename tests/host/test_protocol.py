@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from onebit.host.protocol import (
@@ -66,7 +66,11 @@ def test_any_single_or_burst_flip_is_detected(op, payload, data):
 def test_truncated_frame_then_good_frame(op, payload, data):
     frame = encode_frame(op, payload)
     cut = data.draw(st.integers(1, len(frame) - 1))
-    got = drain(FrameDecoder(), frame[:cut] + encode_frame(Opcode.RESET, b"ok"))
+    good = encode_frame(Opcode.RESET, b"ok")
+    # Not truncated in effect when the next frame's first bytes are the missing ones (a CRC
+    # byte equal to the start byte): the decoder then rightly sees the whole first frame.
+    assume(not (frame[:cut] + good).startswith(frame))
+    got = drain(FrameDecoder(), frame[:cut] + good)
     assert [(f.opcode, f.payload) for f in got] == [(Opcode.RESET, b"ok")]
 
 
