@@ -35,11 +35,12 @@ from .popcount import popcount_tree
 
 __all__ = ["Gemv", "gemv_layout", "OUT_DEPTH"]
 
-#: Beats of the output FIFO. At most 6 beats are in flight behind it (stages s1, sx, s2, s3,
-#: the tile register and the output register, one beat a line at most) and one more line may
-#: issue while the registered credit catches up, so a line issues only while the FIFO holds
-#: at most ``OUT_DEPTH - 8`` beats.
+#: Beats of the output FIFO.
 OUT_DEPTH = 16
+#: Beats that may still reach the FIFO after a line issues: stages s1, sx, s2, s3, the tile
+#: register and the output register (one beat a line at most), and one more line issued while
+#: the registered credit catches up. A line issues only while the FIFO has room for them all.
+_IN_FLIGHT = 7
 
 
 def gemv_layout(dev: DeviceConfig) -> data.StructLayout:
@@ -110,7 +111,7 @@ class Gemv(wiring.Component):
                      self.result.valid.eq(ofifo.r_rdy), self.result.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.result.ready)]
         credit = Signal()
-        m.d.sync += credit.eq(ofifo.level <= OUT_DEPTH - 8)
+        m.d.sync += credit.eq(ofifo.level < OUT_DEPTH - _IN_FLIGHT)
         out_free = ~res.valid | res.ready
         build_full = Signal()
 

@@ -11,7 +11,7 @@ sides obey ``lib.stream``'s rules (``o.valid`` never waits for ``o.ready``; a pa
 until taken).
 """
 
-from amaranth.hdl import Module, Shape, ShapeCastable, Signal
+from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,12 +26,10 @@ class RegisterSlice(wiring.Component):
     """
 
     def __init__(self, shape):
-        if not isinstance(shape, ShapeCastable):
-            try:
-                Shape.cast(shape)
-            except TypeError as e:
-                raise TypeError(f"RegisterSlice shape must be a shape-castable, not "
-                                f"{shape!r}") from e
+        try:
+            Shape.cast(shape)
+        except TypeError as e:
+            raise TypeError(f"RegisterSlice shape must be a shape-castable, not {shape!r}") from e
         self._shape = shape
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
