@@ -238,7 +238,8 @@ class CommandProcessor(wiring.Component):
         unit_mask = Signal(range(max_unit))
         sel = Signal(len(loads))        # one-hot, in the order of ``loads``
         v_sel, v_unit_mask = Signal.like(sel), Signal(range(max_unit))
-        copy_i = Signal(16)
+        copy_i = Signal(range(dev.frame_bytes + 1))
+        copy_last = Signal()            # copy_i == data_len, as a register (timing)
         in_word = Signal(range(max_unit))
         word_i = Signal(16)
         d_valid, d_last = Signal(), Signal()
@@ -251,6 +252,7 @@ class CommandProcessor(wiring.Component):
         rp = Signal(run_layout(dev))
         kw = Signal(range(c.max_chunks + 1))
         si = Signal(range(max(c.max_t, c.max_n) + 2))
+        t_more, n_more = Signal(), Signal()     # si < t, si < n, as registers (timing)
         t_mod, t_tiles = Signal(range(R)), Signal(range(c.max_t + 1))
         n_mod, n_tiles = Signal(range(C)), Signal(range(c.max_n + 1))
         act_need = Signal(range(c.max_t * c.max_chunks + 1))
@@ -425,6 +427,7 @@ class CommandProcessor(wiring.Component):
                     # (Every LOAD's arguments are the tag, then the offset.)
                     m.d.sync += [sel.eq(v_sel), unit_mask.eq(v_unit_mask),
                                  offset.eq(view[loads[0][0]].offset), copy_i.eq(0),
+                                 copy_last.eq(~len_nz),
                                  in_word.eq(0), word_i.eq(0), d_valid.eq(0), e_valid.eq(0)]
                     m.next = "COPY"
                 with m.If(go.run):
@@ -433,7 +436,8 @@ class CommandProcessor(wiring.Component):
                         rp.op.eq(a.op), rp.threshold.eq(a.flags[0]),
                         rp.t.eq(a.t), rp.n.eq(a.n), rp.k.eq(a.k),
                         kw.eq((a.k + c.lanes - 1) >> c.lane_bits),
-                        si.eq(0), t_mod.eq(0), t_tiles.eq(0), n_mod.eq(0),
+                        si.eq(0), t_more.eq(1), n_more.eq(1),   # (t, n >= 1 here)
+                        t_mod.eq(0), t_tiles.eq(0), n_mod.eq(0),
                         n_tiles.eq(0), act_need.eq(0), w_need.eq(0), beats.eq(0),
                     ]
                     m.next = "SIZE"
@@ -462,7 +466,7 @@ class CommandProcessor(wiring.Component):
                 # Read staging byte copy_i; a cycle later register it (timing: a block RAM's
                 # output is slow), a cycle after that shift it into the word and write the word
                 # when its last byte is in.
-                last_i = copy_i == data_len
+                last_i = copy_last
                 word_end = in_word == unit_mask
                 m.d.comb += [stage_r.addr.eq(copy_i), stage_r.en.eq(~last_i)]
                 m.d.sync += [d_valid.eq(~last_i), d_last.eq(word_end),
@@ -470,7 +474,8 @@ class CommandProcessor(wiring.Component):
                              e_valid.eq(d_valid), e_last.eq(d_last), e_addr.eq(d_addr),
                              e_byte.eq(stage_r.data)]
                 with m.If(~last_i):
-                    m.d.sync += [copy_i.eq(copy_i + 1), in_word.eq(Mux(word_end, 0, in_word + 1))]
+                    m.d.sync += [copy_i.eq(copy_i + 1), copy_last.eq(copy_i + 1 == data_len),
+                                 in_word.eq(Mux(word_end, 0, in_word + 1))]
                     with m.If(word_end):
                         m.d.sync += word_i.eq(word_i + 1)
                 # Bytes enter at the top of ``acc``: a word of ``unit`` bytes is its top bits.
@@ -497,14 +502,16 @@ class CommandProcessor(wiring.Component):
             with m.State("SIZE"):
                 # Rows of the activations and weights (ceil(K / L) words each) and tiles of
                 # tokens and outputs, counted one row a cycle.
-                for size, need, mod, tiles, tile in ((rp.t, act_need, t_mod, t_tiles, R),
-                                                     (rp.n, w_need, n_mod, n_tiles, C)):
-                    with m.If(si < size):
+                for size, more, need, mod, tiles, tile in (
+                        (rp.t, t_more, act_need, t_mod, t_tiles, R),
+                        (rp.n, n_more, w_need, n_mod, n_tiles, C)):
+                    m.d.sync += more.eq(si + 1 < size)
+                    with m.If(more):
                         m.d.sync += [need.eq(need + kw), mod.eq(Mux(mod == tile - 1, 0, mod + 1))]
                         with m.If(mod == 0):
                             m.d.sync += tiles.eq(tiles + 1)
                 m.d.sync += si.eq(si + 1)
-                with m.If((si >= rp.t) & (si >= rp.n)):
+                with m.If(~t_more & ~n_more):
                     m.d.sync += [si.eq(0), per_tile.eq(Mux(rp.threshold, t_tiles, rp.t))]
                     m.next = "SIZE_BEATS"
 

@@ -345,12 +345,16 @@ class GemmCore(wiring.Component):
         # sum's adder in different cycles).
         q_valid, q_first, q_last, q_half = Signal(), Signal(), Signal(), Signal()
         q_c = Signal(range(C))
-        q_pop = Signal(L.bit_length())
+        # (The tree's two carry-save rows, not their sum: the sum's adder merges into the
+        # row sum's, and an iCE40's LUT tree alone is 8 levels deep.)
+        q_rows = [Signal(L.bit_length(), name=f"q_rows{i}") for i in range(2)]
         m.d.sync += [q_valid.eq(p_valid), q_first.eq(p_first), q_last.eq(p_last),
-                     q_half.eq(p_half), q_c.eq(p_c),
-                     q_pop.eq(popcount_tree(m, [p_chunk[i] for i in range(L)], name="wpop"))]
+                     q_half.eq(p_half), q_c.eq(p_c)]
+        for q_row, row in zip(q_rows, popcount_tree(m, [p_chunk[i] for i in range(L)],
+                                                    name="wpop", rows=True), strict=True):
+            m.d.sync += q_row.eq(row)
         with m.If(q_valid):
-            row_pop = Mux(q_first, 0, l_pop) + q_pop
+            row_pop = Mux(q_first, 0, l_pop) + q_rows[0] + q_rows[1]
             m.d.sync += l_pop.eq(row_pop)
             with m.If(q_last):
                 for h in range(2):

@@ -1,7 +1,8 @@
 """The device side of the host link: bytes in, commands executed, framed responses out.
 
 ``DeviceLink`` joins ``FrameReceiver`` -> ``CommandProcessor`` -> ``FrameSender`` over byte
-streams (a UART on a board, a plain byte stream in simulation), with the ``Datapath``: the
+streams (a UART on a board, a plain byte stream in simulation; the answer's bytes pass a
+register slice into the sender), with the ``Datapath``: the
 stores the commands fill, the ``GemmRunner`` that runs the GEMM core out of them and, when the
 device has one, the layer engine. Every complete frame gets exactly one response frame; a frame
 whose header check fails gets none (its length cannot be trusted). The commands and their
@@ -17,6 +18,7 @@ from .command import CommandProcessor
 from .datapath import Datapath
 from .frame_rx import FrameReceiver
 from .frame_tx import FrameSender
+from .register_slice import RegisterSlice
 
 __all__ = ["DeviceLink"]
 
@@ -62,7 +64,11 @@ class DeviceLink(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), rx.i)
         wiring.connect(m, rx.o, proc.events)
         wiring.connect(m, proc.header, tx.header)
-        wiring.connect(m, proc.data, tx.data)
+        # A register slice on the answer's bytes (timing: no path from the processor's reply
+        # multiplexer through the sender's state into its CRC, or back through ready).
+        m.submodules.data_slice = data_slice = RegisterSlice(8)
+        wiring.connect(m, proc.data, data_slice.i)
+        wiring.connect(m, data_slice.o, tx.data)
         wiring.connect(m, tx.o, wiring.flipped(self.o))
         m.d.comb += [proc.bad_header.eq(rx.bad_header),
                      proc.tx_stall.eq(tx.o.valid & ~tx.o.ready)]
