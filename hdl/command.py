@@ -84,6 +84,51 @@ def _loads(dev: DeviceConfig) -> list[tuple[Opcode, str, int, int]]:
     return loads
 
 
+def _field_bits(dev: DeviceConfig, op: Opcode, name: str, size: int) -> int:
+    """Low bits of argument ``name`` that can be set in a command the device accepts: a value
+    with a higher bit set is out of range (LAYER's fields go to the layer engine whole)."""
+    c = dev.core
+    depths = {load: depth for load, _, _, depth in _loads(dev)}
+    if op in depths and name == "offset":
+        return depths[op].bit_length()
+    if op == Opcode.RUN:
+        return {"tag": 8, "op": max(Op).bit_length(), "flags": RUN_THRESHOLD.bit_length(),
+                "t": c.max_t.bit_length(), "n": c.max_n.bit_length(),
+                "k": c.max_k.bit_length(), "act_base": dev.act_words.bit_length(),
+                "weight_base": dev.weight_words.bit_length(),
+                "thresh_base": dev.thresh_words.bit_length()}[name]
+    if op == Opcode.READ_RESULTS and name in ("offset", "count"):
+        return dev.result_beats.bit_length()
+    if op == Opcode.READ_RESIDUAL and name in ("offset", "count"):
+        return dev.layer.res_words.bit_length()
+    return 8 * size
+
+
+def _kept_bits(dev: DeviceConfig) -> list[int]:
+    """For each byte of the argument register, how many of its low bits some command of
+    ``dev`` can use in range (the rest are never stored: a set one only marks the command out
+    of range)."""
+    kept = [0] * _ARGS_BYTES
+    for op in _opcodes(dev):
+        at = 0
+        for name, size in ARGUMENTS[op]:
+            bits = _field_bits(dev, op, name, size)
+            for b in range(size):
+                kept[at + b] = max(kept[at + b], min(8, max(0, bits - 8 * b)))
+            at += size
+    return kept
+
+
+def _run_thresh_bytes() -> range:
+    """The argument bytes of RUN's ``thresh_base`` (only checked when RUN thresholds)."""
+    at = 0
+    for name, size in ARGUMENTS[Opcode.RUN]:
+        if name == "thresh_base":
+            return range(at, at + size)
+        at += size
+    raise AssertionError("RUN has no thresh_base")
+
+
 def _saturate(value, bits: int):
     top = (1 << (bits - 1)) - 1
     return Mux(value > top, top, Mux(value < -top - 1, -top - 1, value))[:bits]
@@ -142,6 +187,12 @@ class CommandProcessor(wiring.Component):
         opcode = Signal(8)
         idx = Signal(16)
         args = Signal(8 * _ARGS_BYTES)
+        # Argument bits that no command can use in range are not stored (``_kept_bits``): a set
+        # one raises ``dropped`` (``dropped_thr`` for RUN's thresh_base, which only a RUN with
+        # thresholds checks), which makes the command OUT_OF_RANGE like the compares would.
+        kept = _kept_bits(dev)
+        thr_bytes = _run_thresh_bytes()
+        dropped, dropped_thr = Signal(), Signal()
         view = {op: data.View(_args_layout(op), args[:8 * args_size(op)]) for op in _opcodes(dev)}
         tag = view[Opcode.IDENTIFY].tag
         status = Signal(8)
@@ -200,6 +251,8 @@ class CommandProcessor(wiring.Component):
         count_bytes = Mux(stored_thr, rr.count * dev.result_beat_bytes(True),
                           rr.count * dev.result_beat_bytes(False))
         left = Signal(16)               # answer bytes still to send (a down-counter: timing)
+        # left == 1 and bidx == n_bytes - 1, as registers (timing: BYTES decides on them).
+        left_one, byte_last = Signal(), Signal()
         # The stores' read data, registered (timing: a block RAM's output is slow; not on
         # iCE40, whose UP5K has no logic cells to spare). FETCH reads, the data shows in HOLD
         # and holds; it is in these registers by LATCH.
@@ -292,13 +345,26 @@ class CommandProcessor(wiring.Component):
                     with m.Switch(ev.kind):
                         with m.Case(EventKind.HEADER):
                             m.d.sync += [opcode.eq(ev.opcode), idx.eq(0),
-                                         args.eq(0), known.eq(hdr_known), n_args.eq(hdr_n_args),
+                                         args.eq(0), dropped.eq(0), dropped_thr.eq(0),
+                                         known.eq(hdr_known), n_args.eq(hdr_n_args),
                                          short.eq(ev.value < hdr_n_args),
                                          data_len.eq(ev.value - hdr_n_args)]
                         with m.Case(EventKind.DATA):
                             m.d.sync += idx.eq(idx + 1)
                             with m.If(idx < n_args):
-                                m.d.sync += args.word_select(idx[:5], 8).eq(ev.value[:8])
+                                for j, k in enumerate(kept):
+                                    with m.If(idx == j):
+                                        if k:
+                                            m.d.sync += args[8 * j:8 * j + k].eq(ev.value[:k])
+                                        if k < 8 and j in thr_bytes:
+                                            with m.If(ev.value[k:8].any()):
+                                                with m.If(opcode == Opcode.RUN):
+                                                    m.d.sync += dropped_thr.eq(1)
+                                                with m.Else():
+                                                    m.d.sync += dropped.eq(1)
+                                        elif k < 8:
+                                            with m.If(ev.value[k:8].any()):
+                                                m.d.sync += dropped.eq(1)
                             m.d.comb += [stage_w.addr.eq(idx - n_args),
                                          stage_w.data.eq(ev.value[:8]),
                                          stage_w.en.eq((idx >= n_args) &
@@ -334,6 +400,7 @@ class CommandProcessor(wiring.Component):
                     with m.Case(Opcode.RUN):
                         a = view[Opcode.RUN]
                         m.d.sync += run_bad.eq(
+                            dropped | (dropped_thr & (a.flags & RUN_THRESHOLD).any()) |
                             (a.op > max(Op)) | (a.flags & ~RUN_THRESHOLD & 0xFF).any() |
                             (a.t == 0) | (a.t > c.max_t) | (a.n == 0) | (a.n > c.max_n) |
                             (a.k == 0) | (a.k > c.max_k))
@@ -351,13 +418,14 @@ class CommandProcessor(wiring.Component):
                 with m.Switch(opcode):
                     for op, _, _, depth in loads:
                         with m.Case(op):
-                            m.d.sync += out_of_range.eq(region_end > depth)
+                            m.d.sync += out_of_range.eq((region_end > depth) | dropped)
                     with m.Case(Opcode.READ_RESULTS):
-                        m.d.sync += out_of_range.eq((region_end > stored_beats) | len_bad)
+                        m.d.sync += out_of_range.eq((region_end > stored_beats) | len_bad |
+                                                    dropped)
                     if layer:
                         with m.Case(Opcode.READ_RESIDUAL):
                             m.d.sync += out_of_range.eq((region_end > dev.layer.res_words) |
-                                                        len_bad)
+                                                        len_bad | dropped)
 
             with m.State("VERDICT"):
                 # The answer's status and one "go" flag, from the CHECK flags (timing: DECIDE's
@@ -594,6 +662,7 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(tag)]
                 with m.If(self.data.ready):
                     m.d.sync += [bidx.eq(0), widx.eq(0), left.eq(reply_len),
+                                 left_one.eq(reply_len == 1),
                                  wsel.eq(Mux(words_sel, len(run_info), 0)),
                                  bank_sel.eq(0), bank_idx.eq(0)]
                     m.d.sync += recv.eq(1)
@@ -630,20 +699,23 @@ class CommandProcessor(wiring.Component):
             with m.State("LATCH"):
                 m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, res_word,
                                          Mux(bank_sel, bank.rdata, word_pick))),
-                             n_bytes.eq(Mux(reply == _Reply.RESULTS, bpb, 4)), bidx.eq(0)]
+                             n_bytes.eq(Mux(reply == _Reply.RESULTS, bpb, 4)), bidx.eq(0),
+                             byte_last.eq((reply == _Reply.RESULTS) & (bpb == 1))]
                 if layer:
                     with m.If(reply == _Reply.RESIDUAL):
-                        m.d.sync += [word.eq(resid_word), n_bytes.eq(resid_bytes)]
+                        m.d.sync += [word.eq(resid_word), n_bytes.eq(resid_bytes),
+                                     byte_last.eq(resid_bytes == 1)]
                 m.next = "BYTES"
             with m.State("BYTES"):
                 m.d.comb += [self.data.valid.eq(1),
                              self.data.payload.eq(word.word_select(bidx, 8))]
                 with m.If(self.data.ready):
-                    m.d.sync += [bidx.eq(bidx + 1), left.eq(left - 1)]
-                    with m.If(left == 1):
+                    m.d.sync += [bidx.eq(bidx + 1), left.eq(left - 1), left_one.eq(left == 2),
+                                 byte_last.eq(bidx + 2 == n_bytes)]
+                    with m.If(left_one):
                         m.d.sync += recv.eq(1)
                         m.next = "RECV"
-                    with m.Elif(bidx == n_bytes - 1):
+                    with m.Elif(byte_last):
                         m.d.sync += [widx.eq(widx + 1), wsel.eq(wsel + 1)]
                         with m.If(wsel == len(run_info) + len(core_words) - 1):
                             m.d.sync += bank_sel.eq(1)

@@ -1,8 +1,8 @@
 """The device side of the host link: bytes in, commands executed, framed responses out.
 
 ``DeviceLink`` joins ``FrameReceiver`` -> ``CommandProcessor`` -> ``FrameSender`` over byte
-streams (a UART on a board, a plain byte stream in simulation; the answer's bytes pass a
-register slice into the sender), with the ``Datapath``: the
+streams (a UART on a board, a plain byte stream in simulation; register slices between the
+blocks), with the ``Datapath``: the
 stores the commands fill, the ``GemmRunner`` that runs the GEMM core out of them and, when the
 device has one, the layer engine. Every complete frame gets exactly one response frame; a frame
 whose header check fails gets none (its length cannot be trusted). The commands and their
@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from ..host.device_config import DeviceConfig
 from .command import CommandProcessor
 from .datapath import Datapath
-from .frame_rx import FrameReceiver
+from .frame_rx import FrameReceiver, event_layout
 from .frame_tx import FrameSender
 from .register_slice import RegisterSlice
 
@@ -61,17 +61,22 @@ class DeviceLink(wiring.Component):
         m.submodules.proc = proc = CommandProcessor(dev)
         m.submodules.tx = tx = FrameSender()
         m.submodules.datapath = dp = Datapath(dev)
-        wiring.connect(m, wiring.flipped(self.i), rx.i)
-        wiring.connect(m, rx.o, proc.events)
-        wiring.connect(m, proc.header, tx.header)
-        # A register slice on the answer's bytes (timing: no path from the processor's reply
-        # multiplexer through the sender's state into its CRC, or back through ready).
+        # Register slices (timing) between the receiver and the processor, between the
+        # processor's answer bytes and the sender, and after the sender: no path runs from one
+        # block's state through another's handshake into a third's registers.
+        m.submodules.event_slice = event_slice = RegisterSlice(event_layout())
         m.submodules.data_slice = data_slice = RegisterSlice(8)
+        m.submodules.out_slice = out_slice = RegisterSlice(8)
+        wiring.connect(m, wiring.flipped(self.i), rx.i)
+        wiring.connect(m, rx.o, event_slice.i)
+        wiring.connect(m, event_slice.o, proc.events)
+        wiring.connect(m, proc.header, tx.header)
         wiring.connect(m, proc.data, data_slice.i)
         wiring.connect(m, data_slice.o, tx.data)
-        wiring.connect(m, tx.o, wiring.flipped(self.o))
+        wiring.connect(m, tx.o, out_slice.i)
+        wiring.connect(m, out_slice.o, wiring.flipped(self.o))
         m.d.comb += [proc.bad_header.eq(rx.bad_header),
-                     proc.tx_stall.eq(tx.o.valid & ~tx.o.ready)]
+                     proc.tx_stall.eq(self.o.valid & ~self.o.ready)]
         # The processor drives the datapath's inputs and reads its outputs, port by port.
         for name, member in dp.signature.members.items():
             if member.flow == In:

@@ -88,13 +88,32 @@ def read(acc, beats):
                                     # bases beyond every store, whatever their low bits
                                     dict(act_base=1 << 20), dict(weight_base=0xFFFFFFFF),
                                     dict(flags=1, thresh_base=(1 << 31) + 1),
-                                    dict(t=6, n=13)])                 # 5 tiles x 6 > 24 beats
+                                    dict(t=6, n=13),                  # 5 tiles x 6 > 24 beats
+                                    # a high bit beyond the field's range, low bits in range
+                                    # (the device does not store such bits: it must refuse)
+                                    dict(t=(1 << 8) + 1), dict(n=(1 << 5) + 1),
+                                    dict(k=(1 << 12) + 9), dict(op=0x80), dict(flags=0x81)])
 def test_run_out_of_range_is_refused(acc, fields):
     args = dict(t=1, n=1, k=9)
     args.update(fields)
     with pytest.raises(DeviceError, match="RUN with OUT_OF_RANGE") as e:
         run(acc, **args)
     assert e.value.status == Status.OUT_OF_RANGE
+
+
+def test_high_bits_of_offsets_and_counts_are_refused_and_unchecked_ones_ignored(acc):
+    with pytest.raises(DeviceError, match="LOAD_WEIGHTS with OUT_OF_RANGE"):
+        request(acc, Opcode.LOAD_WEIGHTS, b"\x00", offset=(1 << 16) + 3)
+    with pytest.raises(DeviceError, match="LOAD_ACTIVATIONS with OUT_OF_RANGE"):
+        request(acc, Opcode.LOAD_ACTIVATIONS, b"\x00", offset=1 << 31)
+    run(acc, 1, 1, 8)
+    with pytest.raises(DeviceError, match="READ_RESULTS with OUT_OF_RANGE"):
+        request(acc, Opcode.READ_RESULTS, offset=1 << 24, count=1)
+    with pytest.raises(DeviceError, match="READ_RESULTS with OUT_OF_RANGE"):
+        request(acc, Opcode.READ_RESULTS, offset=0, count=(1 << 8) + 1)
+    # A RUN without thresholds does not look at thresh_base, whatever its bits.
+    run(acc, 1, 1, 8, thresh_base=0xFFFFFFFF)
+    assert len(read(acc, 1)) == 6
 
 
 def test_loads_check_length_and_region_and_write_nothing_on_error(acc):
