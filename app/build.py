@@ -121,7 +121,7 @@ def over_capacity(log: str) -> list[tuple[str, int, int]]:
             if int(used) > int(total)]
 
 
-def _failure(log: str, b: Board) -> str:
+def _failure(log: str, b: Board, returncode: int = 1) -> str:
     over = over_capacity(log)
     if over:
         return f"the design does not fit {b.description}: " + ", ".join(
@@ -136,6 +136,10 @@ def _failure(log: str, b: Board) -> str:
               f"{used[0][2]} in use; a lower clock target or a smaller array may place)"
               if used else "")
         return f"the design does not fit {b.description}{at}:\n{text}"
+    if not text:
+        # (No tool said why: a signal or an outside kill, e.g. a timeout around the build.)
+        return (f"the {b.family} flow stopped with exit status {returncode} and no error in "
+                f"its log; was it interrupted?")
     return f"the {b.family} flow failed:\n{text}"
 
 
@@ -230,7 +234,8 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
             log += tim.read_text(errors="replace")
         (folder / "build.log").write_text(log)
         if returncode:
-            raise BuildError(_failure(log, b) + f"\n(full log: {folder / 'build.log'})")
+            raise BuildError(_failure(log, b, returncode) +
+                             f"\n(full log: {folder / 'build.log'})")
         cells = synth_cells((folder / "top.rpt").read_text(errors="replace"))
         parsed = parse_report(json.loads((folder / "report.json").read_text()), b.family,
                               cells=cells, totals=b.totals)

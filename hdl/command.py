@@ -6,8 +6,10 @@ fields of ``onebit.host.protocol.ARGUMENTS``); a LOAD's data bytes go to a stagi
 truncated or abandoned frame writes nothing. Then, in order:
 
 1. Check: the opcode is known (else ``UNKNOWN_OPCODE``), the length fits the command
-   (``BAD_LENGTH``), every field and region lies in range (``OUT_OF_RANGE``). A RUN's regions are
-   sized by a loop of at most ``max(T, N) + ceil(N / cols)`` cycles and checked a cycle later.
+   (``BAD_LENGTH``), every field and region lies in range (``OUT_OF_RANGE``; the argument
+   register keeps only the bits a field can use in range, and a set bit beyond them makes the
+   command out of range). A RUN's regions are sized by a loop of at most
+   ``max(T, N) + ceil(N / cols)`` cycles and checked a cycle later.
 2. Execute: a LOAD copies the staged bytes into the store (one byte a cycle; thresholds
    saturate into the core's field, which gives the same bits); a RUN starts ``GemmRunner`` and
    waits for it; RESET clears the results and the link counters.

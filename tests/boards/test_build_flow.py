@@ -187,6 +187,16 @@ def test_no_legal_placement_names_the_part_and_its_use():
     assert "Unable to find legal placement for all cells" in msg
 
 
+def test_a_stopped_tool_is_not_reported_as_an_empty_failure():
+    # nextpnr killed from outside: its log ends mid-placement with no ERROR line.
+    log = "Info: Running main analytical placer.\nInfo:     at initial placer iter 0\n"
+    assert _failure(log, board("icebreaker"), -15) == (
+        "the ice40 flow stopped with exit status -15 and no error in its log; was it "
+        "interrupted?")
+    assert _failure("ERROR: tool broke\n", board("icebreaker")) == \
+        "the ice40 flow failed:\nERROR: tool broke"
+
+
 @pytest.mark.synth
 @pytest.mark.slow
 def test_a_design_too_big_for_the_part_fails_clearly():
