@@ -112,23 +112,18 @@ def _kept_bits(dev: DeviceConfig) -> list[int]:
     of range)."""
     kept = [0] * _ARGS_BYTES
     for op in _opcodes(dev):
-        at = 0
-        for name, size in ARGUMENTS[op]:
-            bits = _field_bits(dev, op, name, size)
-            for b in range(size):
-                kept[at + b] = max(kept[at + b], min(8, max(0, bits - 8 * b)))
-            at += size
+        for name, field in _args_layout(op):
+            bits = _field_bits(dev, op, name, field.width // 8)
+            for b in range(field.width // 8):
+                at = field.offset // 8 + b
+                kept[at] = max(kept[at], min(8, max(0, bits - 8 * b)))
     return kept
 
 
 def _run_thresh_bytes() -> range:
     """The argument bytes of RUN's ``thresh_base`` (only checked when RUN thresholds)."""
-    at = 0
-    for name, size in ARGUMENTS[Opcode.RUN]:
-        if name == "thresh_base":
-            return range(at, at + size)
-        at += size
-    raise AssertionError("RUN has no thresh_base")
+    field = _args_layout(Opcode.RUN)["thresh_base"]
+    return range(field.offset // 8, (field.offset + field.width) // 8)
 
 
 def _saturate(value, bits: int):
@@ -353,19 +348,17 @@ class CommandProcessor(wiring.Component):
                                          data_len.eq(ev.value - hdr_n_args)]
                         with m.Case(EventKind.DATA):
                             m.d.sync += idx.eq(idx + 1)
-                            with m.If(idx < n_args):
+                            with m.If(idx < n_args), m.Switch(idx):
                                 for j, k in enumerate(kept):
-                                    with m.If(idx == j):
+                                    with m.Case(j):
                                         if k:
                                             m.d.sync += args[8 * j:8 * j + k].eq(ev.value[:k])
-                                        if k < 8 and j in thr_bytes:
-                                            with m.If(ev.value[k:8].any()):
-                                                with m.If(opcode == Opcode.RUN):
-                                                    m.d.sync += dropped_thr.eq(1)
-                                                with m.Else():
-                                                    m.d.sync += dropped.eq(1)
-                                        elif k < 8:
-                                            with m.If(ev.value[k:8].any()):
+                                        if k < 8:
+                                            thr = ((opcode == Opcode.RUN) if j in thr_bytes
+                                                   else Const(0, 1))
+                                            with m.If(ev.value[k:8].any() & thr):
+                                                m.d.sync += dropped_thr.eq(1)
+                                            with m.Elif(ev.value[k:8].any()):
                                                 m.d.sync += dropped.eq(1)
                             m.d.comb += [stage_w.addr.eq(idx - n_args),
                                          stage_w.data.eq(ev.value[:8]),

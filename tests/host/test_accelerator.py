@@ -112,8 +112,13 @@ def test_high_bits_of_offsets_and_counts_are_refused_and_unchecked_ones_ignored(
     with pytest.raises(DeviceError, match="READ_RESULTS with OUT_OF_RANGE"):
         request(acc, Opcode.READ_RESULTS, offset=0, count=(1 << 8) + 1)
     # A RUN without thresholds does not look at thresh_base, whatever its bits.
+    xa, wa = 0b10110010, 0b01110110
+    x = np.array([[(xa >> i) & 1 for i in range(8)]], np.uint8)
+    w = np.array([[(wa >> i) & 1 for i in range(8)]], np.uint8)
+    request(acc, Opcode.LOAD_ACTIVATIONS, bytes([xa]), offset=0)
+    request(acc, Opcode.LOAD_WEIGHTS, bytes([wa]), offset=0)
     run(acc, 1, 1, 8, thresh_base=0xFFFFFFFF)
-    assert len(read(acc, 1)) == 6
+    assert struct.unpack("<3h", read(acc, 1))[0] == golden(x, w)[0, 0] == 2   # 5 agree, 3 differ
 
 
 def test_loads_check_length_and_region_and_write_nothing_on_error(acc):
