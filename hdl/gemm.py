@@ -131,8 +131,12 @@ class GemmCore(wiring.Component):
         m.submodules.array = arr = ComputeArray(cfg, copies=self._copies)
 
         act_rd, act_wr = [], []
+        # (``no_rw_check``: a row is read only once the loader has written it, and the loader
+        # writes rows the issue stage has not reached; a read the same cycle as a write to its
+        # address only happens while nothing is issued, and its word is not used.)
         for r in range(R):
-            mem = memory.Memory(shape=L, depth=cfg.act_depth, init=[])
+            mem = memory.Memory(shape=L, depth=cfg.act_depth, init=[],
+                                attrs={"no_rw_check": 1})
             m.submodules[f"act_bank{r}"] = mem
             act_wr.append(mem.write_port())
             act_rd.append(mem.read_port())
@@ -183,6 +187,7 @@ class GemmCore(wiring.Component):
 
         # ---------------------------------------------------------------- main controller
         a_j = Signal(range(KWM))
+        a_jlast = Signal()      # a_j is the row's last chunk (a register, not a_j == kw - 1)
         a_r = Signal(range(R))
         a_base = Signal(range(cfg.act_depth + KWM + 1))
         a_tok = Signal(range(cfg.max_t + 1))
@@ -253,7 +258,7 @@ class GemmCore(wiring.Component):
                     i_tleft.eq(p.t), i_nleft.eq(p.n),
                     i_need.eq(Mux(p.t >= R, R, p.t)), first_need.eq(Mux(p.t >= R, R, p.t)),
                     kw_m1.eq(((p.k + L - 1) >> cfg.lane_bits) - 1),
-                    i_jlast.eq(p.k <= L), kw_one.eq(p.k <= L),
+                    i_jlast.eq(p.k <= L), kw_one.eq(p.k <= L), a_jlast.eq(p.k <= L),
                 ]
                 m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
                 m.d.comb += start.eq(1)
@@ -296,8 +301,12 @@ class GemmCore(wiring.Component):
 
         # ---------------------------------------------------------------- activation loader
         # Row t goes to bank t mod R at address (t div R) * ceil(K/L) + chunk.
+        # A row's last chunk is masked as it is written (padding bits 0, as in the weight
+        # buffer), so the array takes the buffer's words as they are read.
         for r in range(R):
-            m.d.comb += [act_wr[r].addr.eq(a_base + a_j), act_wr[r].data.eq(self.act.payload)]
+            m.d.comb += [act_wr[r].addr.eq(a_base + a_j),
+                         act_wr[r].data.eq(self.act.payload &
+                                           Mux(a_jlast, last_mask, (1 << L) - 1))]
         with m.FSM(name="act_loader"):
             with m.State("IDLE"):
                 with m.If(start):
@@ -307,8 +316,8 @@ class GemmCore(wiring.Component):
                 for r in range(R):
                     m.d.comb += act_wr[r].en.eq(self.act.valid & (a_r == r))
                 with m.If(self.act.valid):
-                    with m.If(a_j == kw - 1):
-                        m.d.sync += [a_j.eq(0), a_tok.eq(a_tok + 1)]
+                    with m.If(a_jlast):
+                        m.d.sync += [a_j.eq(0), a_jlast.eq(kw_one), a_tok.eq(a_tok + 1)]
                         with m.If(a_r == R - 1):
                             m.d.sync += [a_r.eq(0), a_base.eq(a_base + kw)]
                         with m.Else():
@@ -317,7 +326,7 @@ class GemmCore(wiring.Component):
                             m.d.sync += loaded_all.eq(1)
                             m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += a_j.eq(a_j + 1)
+                        m.d.sync += [a_j.eq(a_j + 1), a_jlast.eq(a_j + 1 == kw_m1)]
 
         # ---------------------------------------------------------------- weight loader
         l_half = Signal()
@@ -365,7 +374,7 @@ class GemmCore(wiring.Component):
         for h in range(2):
             for col in range(C):
                 m.d.comb += [w_bank[h][col].waddr.eq(l_j),
-                             w_bank[h][col].wdata.eq(self.weight.payload)]
+                             w_bank[h][col].wdata.eq(l_chunk)]
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(start):
@@ -421,10 +430,8 @@ class GemmCore(wiring.Component):
         s1 = Signal(_tile_layout(cfg))
         s2 = Signal(_tile_layout(cfg))
         s3 = Signal(_tile_layout(cfg))
-        x_bus = Signal(data.ArrayLayout(L, R))
+        x_bus = Signal(data.ArrayLayout(L, R), reset_less=True)
         w_bus = Signal(data.ArrayLayout(L, C))
-        mask = Signal(L)
-        m.d.comb += mask.eq(Mux(s1_last, last_mask, (1 << L) - 1))
         with m.If(adv):
             m.d.sync += [s1_valid.eq(s0_valid), s1_last.eq(s0_last), s1.eq(s0),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
@@ -437,9 +444,9 @@ class GemmCore(wiring.Component):
                 m.d.sync += [sv.eq(prev_valid), sl.eq(prev_last), st.eq(prev)]
                 prev_valid, prev_last, prev = sv, sl, st
             m.d.sync += [s3_valid.eq(prev_valid), s3_last.eq(prev_last), s3.eq(prev)]
-            m.d.sync += [x_bus[r].eq(act_rd[r].data & mask) for r in range(R)]
-            m.d.sync += [w_bus[col].eq(Mux(s1.half, w_bank[1][col].rdata, w_bank[0][col].rdata)
-                                       & mask) for col in range(C)]
+            m.d.sync += [x_bus[r].eq(act_rd[r].data) for r in range(R)]
+            m.d.sync += [w_bus[col].eq(Mux(s1.half, w_bank[1][col].rdata, w_bank[0][col].rdata))
+                         for col in range(C)]
         m.d.comb += [arr.x.eq(x_bus), arr.w.eq(w_bus), arr.valid.eq(s2_valid),
                      arr.last.eq(s2_last), arr.en.eq(adv)]
 

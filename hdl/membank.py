@@ -2,7 +2,8 @@
 
 Contract (both kinds): a write of ``wdata`` to ``waddr`` when ``wen``; a read of ``raddr`` when
 ``ren`` shows on ``rdata`` the next cycle; ``rdata`` holds while ``ren`` is low. The caller never
-reads a word in the cycle it writes it.
+uses a word read in the cycle it writes it (the block RAM is marked ``no_rw_check``, so no
+bypass for that case is built behind it: ``onebit.no_rw_check``).
 
 - ``"bram"``: an ``amaranth.lib.memory.Memory``; Yosys maps it to EBR (iCE40, ECP5) or
   distributed RAM.
@@ -74,7 +75,8 @@ class MemoryBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if self._kind == "bram":
-            m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[])
+            m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth, init=[],
+                                                   attrs={"no_rw_check": 1})
             wr, rd = mem.write_port(granularity=self._gran), mem.read_port()
             m.d.comb += [wr.addr.eq(self.waddr), wr.data.eq(self.wdata), wr.en.eq(self.wen),
                          rd.addr.eq(self.raddr), rd.en.eq(self.ren), self.rdata.eq(rd.data)]

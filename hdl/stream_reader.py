@@ -48,7 +48,9 @@ class MemoryStreamReader(wiring.Component):
         issued = Signal()                       # a word read last cycle: on ``rdata`` now
         m.d.sync += issued.eq(self.ren)
         if self._reg:
-            landed, word = Signal(), Signal(self._width)    # ... and a cycle later, registered
+            # ... and a cycle later, registered (no reset: on ECP5 it becomes the block RAM's
+            # own output register, onebit.ecp5_outreg).
+            landed, word = Signal(), Signal(self._width, reset_less=True)
             m.d.sync += [landed.eq(issued), word.eq(self.rdata)]
             in_flight = issued + landed
         else:
