@@ -231,17 +231,21 @@ class GemmCore(wiring.Component):
         pend = Signal(command_layout(cfg))
         with m.FSM(name="control"):
             with m.State("IDLE"):
-                # Take the command into registers; it is checked now (cmd_error the next
-                # cycle) and acted on from the registers in ACCEPT, so no wide enable depends
-                # on the incoming payload (timing).
+                # Take the command into registers, its check into ``cmd_error`` (the cycle
+                # after), and act on it from the registers (CHECK, ACCEPT), so no enable
+                # depends on the incoming payload (timing).
                 m.d.comb += [self.cmd.ready.eq(1), idle.eq(1)]
                 p = self.cmd.payload
-                bad = ((p.t == 0) | (p.t > cfg.max_t) | (p.n == 0) | (p.n > cfg.max_n) |
-                       (p.k == 0) | (p.k > cfg.max_k))
-                with m.If(self.cmd.valid & bad):
-                    m.d.sync += self.cmd_error.eq(1)
-                with m.Elif(self.cmd.valid):
-                    m.d.sync += pend.eq(p)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [pend.eq(p),
+                                 self.cmd_error.eq((p.t == 0) | (p.t > cfg.max_t) | (p.n == 0) |
+                                                   (p.n > cfg.max_n) | (p.k == 0) |
+                                                   (p.k > cfg.max_k))]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(self.cmd_error):
+                    m.next = "IDLE"
+                with m.Else():
                     m.next = "ACCEPT"
             with m.State("ACCEPT"):
                 p = pend

@@ -55,13 +55,16 @@ class MemoryStreamReader(wiring.Component):
             in_flight = issued + landed
         else:
             landed, word, in_flight = issued, self.rdata, issued
+        # ``more``: ``left != 0``, kept in a register (timing: the read enable reaches the
+        # memory's enables, far away for a wide store).
+        more = Signal()
         m.d.comb += [self.raddr.eq(addr),
-                     self.ren.eq((left != 0) & (buf.level + in_flight < fifo_depth))]
+                     self.ren.eq(more & (buf.level + in_flight < fifo_depth))]
         with m.If(self.start):
-            m.d.sync += [addr.eq(self.base), left.eq(self.count)]
+            m.d.sync += [addr.eq(self.base), left.eq(self.count), more.eq(self.count != 0)]
         with m.Elif(self.ren):
-            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1), more.eq(left != 1)]
         m.d.comb += [buf.w_data.eq(word), buf.w_en.eq(landed)]
         wiring.connect(m, buf.r_stream, wiring.flipped(self.o))
-        m.d.comb += self.busy.eq((left != 0) | issued | landed | buf.r_rdy)
+        m.d.comb += self.busy.eq(more | issued | landed | buf.r_rdy)
         return m
