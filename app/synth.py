@@ -2,8 +2,9 @@
 
 ``synth_stats`` runs ``synth_ice40`` or ``synth_ecp5`` (or generic ``synth`` for an ASIC
 estimate) on a component and returns its cell counts. Results are cached under
-``build/synth/`` by a hash of the Verilog and the Yosys version, so a rerun of an unchanged
-design is instant. The first YoWASP call compiles WebAssembly for about 40 s (cached by YoWASP).
+``build/synth/`` by a hash of the design (its RTLIL) and the Yosys version, so a rerun of an
+unchanged design is instant. The first YoWASP call compiles WebAssembly for about 40 s (cached
+by YoWASP).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import json
 import subprocess
 import sys
 
-from amaranth.back import verilog
+from amaranth.back import rtlil
 
+from .no_rw_check import apply_no_rw_check
 from .sim.toolchain import BUILD_ROOT
 
 __all__ = ["FAMILIES", "synth_stats", "synth_netlist", "lut4_count", "ff_count"]
@@ -39,14 +41,16 @@ def _synthesise(component, name: str, family: str):
     FPGA families, the netlist ``netlist.json``."""
     if family not in FAMILIES:
         raise ValueError(f"Family must be one of {', '.join(FAMILIES)}, not {family!r}")
-    text = verilog.convert(component, name=name)
+    # RTLIL, as the board builds read it (Amaranth's Verilog goes through Yosys's Verilog
+    # frontend, whose netlist of the core made ABC9 crash on ECP5), with no_rw_check applied.
+    text, _ = apply_no_rw_check(rtlil.convert(component, name=name))
     key = hashlib.sha256((text + family + _yosys_version()).encode()).hexdigest()[:16]
     folder = BUILD_ROOT / "synth" / f"{name}-{family}-{key}"
     done = folder / ("stat.json" if family == "generic" else "netlist.json")
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{name}.v").write_text(text)
-        script = (f"read_verilog {name}.v; " + FAMILIES[family].format(top=name) +
+        (folder / f"{name}.il").write_text(text)
+        script = (f"read_rtlil {name}.il; " + FAMILIES[family].format(top=name) +
                   ("; write_json netlist.json" if family != "generic" else "") +
                   "; tee -q -o stat.json stat -json")
         proc = subprocess.run([sys.executable, "-c", _RUN_YOSYS, "-q", "-p", script],

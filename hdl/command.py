@@ -210,6 +210,11 @@ class CommandProcessor(wiring.Component):
         m.submodules.staging = staging = memory.Memory(shape=8, depth=dev.frame_bytes, init=[],
                                                        attrs={"no_rw_check": 1})
         stage_w, stage_r = staging.write_port(), staging.read_port()
+        # Its writes are registered (timing: the state decode and the event's kind into the
+        # block's address pins); COPY reads it several states after the frame's last byte.
+        sw_addr, sw_data, sw_en = Signal.like(stage_w.addr), Signal(8), Signal()
+        m.d.sync += sw_en.eq(0)
+        m.d.comb += [stage_w.addr.eq(sw_addr), stage_w.data.eq(sw_data), stage_w.en.eq(sw_en)]
 
         # Link counters, in a block RAM: ``link[name]`` is the counter's increment this cycle.
         m.submodules.link_counters = bank = CounterBank(count=len(LINK_COUNTERS))
@@ -362,10 +367,9 @@ class CommandProcessor(wiring.Component):
                                                 m.d.sync += dropped_thr.eq(1)
                                             with m.Elif(ev.value[k:8].any()):
                                                 m.d.sync += dropped.eq(1)
-                            m.d.comb += [stage_w.addr.eq(idx - n_args),
-                                         stage_w.data.eq(ev.value[:8]),
-                                         stage_w.en.eq((idx >= n_args) &
-                                                       (idx - n_args < dev.frame_bytes))]
+                            m.d.sync += [sw_addr.eq(idx - n_args), sw_data.eq(ev.value[:8]),
+                                         sw_en.eq((idx >= n_args) &
+                                                  (idx - n_args < dev.frame_bytes))]
                         with m.Case(EventKind.END):
                             m.d.sync += recv.eq(0)       # every END leaves RECV
                             with m.If(ev.ok):

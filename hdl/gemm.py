@@ -18,7 +18,8 @@ Protocol (all streams follow ``amaranth.lib.stream``'s rules):
 4. ``result``, for each channel tile: without thresholds one beat per token, ``ints`` (C signed
    results); with thresholds one beat per token tile, ``bits`` (R x C bits, bit ``r * C + c`` is
    token ``tile_start + r``, channel ``channel_tile * C + c``). Tokens beyond T and channels
-   beyond N are 0. ``last`` marks the final beat of the command.
+   beyond N are 0, and so is the field the mode does not use. ``last`` marks the final beat
+   of the command.
 
 Timing: activations load at one chunk per cycle; a token tile starts as soon as its rows are in,
 so the first channel tile overlaps the activation load (it is load-bound: ``T * ceil(K/L)``
@@ -28,7 +29,8 @@ tile takes ``R + 1`` cycles. Loading the next weight tile (``rows * ceil(K/L)`` 
 compute when ``ceil(T / R) >= C``. Pipeline latency: ``2 + ComputeArray.latency()`` cycles from
 issue to the accumulators (the elements' registers before their adders, ``CoreConfig.pe_stages``,
 and on ECP5 each element's copy of its operands);
-a tile's last chunk captures its sums; then one result beat per row (or per tile of bits).
+a tile's last chunk captures its sums, the cycle after they become results; then one result
+beat per row (or per tile of bits).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -180,10 +182,12 @@ class GemmCore(wiring.Component):
         s2_valid, s2_last = Signal(), Signal()
         s3_valid, s3_last = Signal(), Signal()
         shadow_full = Signal()
+        raw_full = Signal()
         adv = Signal()
-        # A tile's last chunk captures the array's sums into the shadow; it waits (and so does
-        # the whole pipeline) while the shadow still holds the previous tile.
-        m.d.comb += adv.eq(~(s3_valid & s3_last & shadow_full))
+        # A tile's last chunk captures the array's sums (``raw``, then the results in the
+        # shadow); it waits (and so does the whole pipeline) while ``raw`` still holds the
+        # previous tile.
+        m.d.comb += adv.eq(~(s3_valid & s3_last & raw_full))
 
         # ---------------------------------------------------------------- main controller
         a_j = Signal(range(KWM))
@@ -265,6 +269,9 @@ class GemmCore(wiring.Component):
                     i_jlast.eq(p.k <= L), kw_one.eq(p.k <= L), a_jlast.eq(p.k <= L),
                 ]
                 m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
+                # Each result field loads only in its own mode (timing: no mode multiplexer in
+                # front of the registers); the other stays at the 0 set here.
+                m.d.sync += [self.result.payload.ints.eq(0), self.result.payload.bits.eq(0)]
                 m.d.comb += start.eq(1)
                 m.next = "COMPUTE"
 
@@ -459,68 +466,71 @@ class GemmCore(wiring.Component):
         capture = Signal()
         m.d.comb += capture.eq(adv & s3_valid & s3_last)
 
-        shadow = Signal(data.ArrayLayout(data.ArrayLayout(cfg.acc_width, C), R))
-        shadow_wpop = Signal(data.ArrayLayout(cfg.acc_width, C))
+        # Two stages: the capture takes the sums (``raw``); the cycle after, while the shadow
+        # is free, the results are computed from them into the shadow: ``value = K - 2 * acc``
+        # (XOR, the dot product) or ``popcount(w) - acc`` (AND, mdot; see pe.py), one subtract
+        # per element, so the drain only picks and compares registers (timing: neither the
+        # accumulator's adder and a subtract, nor a subtract and the drain's enables, in one
+        # cycle).
         bw = max(cfg.result_width, cfg.threshold_width) + 2
-        shadow_bound = Signal(data.ArrayLayout(signed(bw), C))
-        sh = Signal(_tile_layout(cfg))
+        # (Data registers without reset: only ``raw_full`` and ``shadow_full`` say what they
+        # hold, and a reset would become logic in front of them.)
+        raw = Signal(data.ArrayLayout(data.ArrayLayout(cfg.acc_width, C), R), reset_less=True)
+        raw_thr = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
+        raw_wpop = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
+        raw_tile = Signal(_tile_layout(cfg), reset_less=True)
+        shadow = Signal(data.ArrayLayout(data.ArrayLayout(signed(bw), C), R), reset_less=True)
+        shadow_thr = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
+        sh = Signal(_tile_layout(cfg), reset_less=True)
         with m.If(capture):
-            m.d.sync += [shadow.eq(arr.sum), sh.eq(done),
-                         shadow_full.eq(1)]
+            m.d.sync += [raw.eq(arr.sum), raw_tile.eq(done), raw_full.eq(1)]
             for col in range(C):
-                thr_c = Signal(signed(bw), name=f"thr_c{col}")
-                wpop_c = Signal(signed(bw), name=f"wpop_c{col}")
-                k_c = Signal(signed(bw), name=f"k_c{col}")
-                m.d.comb += [thr_c.eq(Mux(done.half, thr[1][col], thr[0][col])),
-                             wpop_c.eq(Mux(done.half, wpop[1][col], wpop[0][col])),
-                             k_c.eq(k)]
-                m.d.sync += [
-                    shadow_wpop[col].eq(wpop_c),
-                    shadow_bound[col].eq(Mux(op == Op.XOR, (k_c - thr_c) >> 1, wpop_c - thr_c)),
-                ]
+                m.d.sync += [raw_thr[col].eq(Mux(done.half, thr[1][col], thr[0][col])),
+                             raw_wpop[col].eq(Mux(done.half, wpop[1][col], wpop[0][col]))]
             with m.If(done.last_tt):
                 m.d.comb += held_clr.bit_select(done.half, 1).eq(1)
+        # One subtract: ``base - acc * scale``, base K (XOR) or popcount(w) (AND).
+        xor = Signal()
+        base = Signal(data.ArrayLayout(signed(bw), C))
+        m.d.comb += xor.eq(op == Op.XOR)
+        for col in range(C):
+            m.d.comb += base[col].eq(Mux(xor, k, raw_wpop[col]))
+        with m.If(raw_full & ~shadow_full):
+            m.d.sync += [sh.eq(raw_tile), shadow_thr.eq(raw_thr), shadow_full.eq(1)]
+            with m.If(~capture):
+                m.d.sync += raw_full.eq(0)
+            for col in range(C):
+                for r in range(R):
+                    acc = Signal(signed(bw), name=f"acc{r}_{col}")
+                    m.d.comb += acc.eq(raw[r][col])
+                    scaled = Signal(signed(bw), name=f"scaled{r}_{col}")
+                    m.d.comb += scaled.eq(Mux(xor, acc << 1, acc))
+                    m.d.sync += shadow[r][col].eq(base[col] - scaled)
 
         # ---------------------------------------------------------------- drain + post-op
-        # Integers: one beat per row, ``value = K - 2 * acc`` (XOR) or ``popcount(w) - acc``
-        # (AND). Bits: one beat per token tile; ``value >= thr`` is ``acc <= bound`` with the
-        # per-column bound ``floor((K - thr) / 2)`` (XOR) or ``popcount(w) - thr`` (AND),
-        # computed at capture, so R x C narrow compares replace R x C subtract-and-compares.
+        # Integers: one beat per row. Bits: one beat per token tile, ``value >= thr``.
         d_r = Signal(range(R))
         last_row = Signal()
         m.d.comb += last_row.eq(d_r == sh.rows - 1)
-        rw = cfg.result_width + 2
-        k_s = Signal(signed(rw))
-        m.d.comb += k_s.eq(k)
         out_free = ~self.result.valid | self.result.ready
         m.d.comb += final_taken.eq(self.result.valid & self.result.ready &
                                    self.result.payload.last)
         with m.If(self.result.ready):
             m.d.sync += self.result.valid.eq(0)
         with m.If(out_free & shadow_full & thr_en):
-            m.d.sync += [self.result.valid.eq(1), self.result.payload.ints.eq(0),
+            m.d.sync += [self.result.valid.eq(1),
                          self.result.payload.last.eq(sh.last_nt & sh.last_tt),
                          shadow_full.eq(0)]
             for r in range(R):
                 for col in range(C):
-                    acc_s = Signal(signed(cfg.acc_width + 1), name=f"acc_b{r}_{col}")
-                    m.d.comb += acc_s.eq(shadow[r][col])
                     m.d.sync += self.result.payload.bits[r * C + col].eq(
-                        (r < sh.rows) & (col < sh.cols) & (acc_s <= shadow_bound[col]))
+                        (r < sh.rows) & (col < sh.cols) & (shadow[r][col] >= shadow_thr[col]))
         with m.Elif(out_free & shadow_full):
-            m.d.sync += [self.result.valid.eq(1), self.result.payload.bits.eq(0),
+            m.d.sync += [self.result.valid.eq(1),
                          self.result.payload.last.eq(sh.last_nt & sh.last_tt & last_row)]
             for col in range(C):
-                acc_s = Signal(signed(rw), name=f"acc_s{col}")
-                wpop_s = Signal(signed(rw), name=f"wpop_s{col}")
-                value = Signal(signed(rw), name=f"value{col}")
-                m.d.comb += [
-                    acc_s.eq(shadow[d_r][col]),
-                    wpop_s.eq(shadow_wpop[col]),
-                    # dot = K - 2 * mismatches; mdot = popcount(w) - mismatches (see pe.py).
-                    value.eq(Mux(op == Op.XOR, k_s - 2 * acc_s, wpop_s - acc_s)),
-                ]
-                m.d.sync += self.result.payload.ints[col].eq(Mux(col < sh.cols, value, 0))
+                m.d.sync += self.result.payload.ints[col].eq(
+                    Mux(col < sh.cols, shadow[d_r][col], 0))
             with m.If(last_row):
                 m.d.sync += [d_r.eq(0), shadow_full.eq(0)]
             with m.Else():
