@@ -50,21 +50,19 @@ class ReadBehind(wiring.Component):
 
 
 def netlist(name, **kw):
-    return synth_netlist(ReadBehind(**kw), name, "ecp5")
+    """The design's Yosys netlist, its top module renamed ``top`` (as the pass expects)."""
+    n = synth_netlist(ReadBehind(**kw), name, "ecp5")
+    n["modules"]["top"] = n["modules"].pop(name)
+    return n
 
 
 def cells_of(n, kind):
     return {k: c for k, c in n["modules"]["top"]["cells"].items() if c["type"] == kind}
 
 
-def rename_top(n, name):
-    n["modules"]["top"] = n["modules"].pop(name)
-    return n
-
-
 @pytest.mark.parametrize("behind", ["plain", "enable"])
 def test_registers_behind_a_read_move_into_the_block(behind):
-    n = rename_top(netlist(f"rb_{behind}", width=32, depth=1024, behind=behind), f"rb_{behind}")
+    n = netlist(f"rb_{behind}", width=32, depth=1024, behind=behind)
     rams, ffs = cells_of(n, "DP16KD"), cells_of(n, "TRELLIS_FF")
     assert len(rams) == 2 and len(ffs) == 32
     q_bits = sorted(b for c in ffs.values() for b in c["connections"]["Q"])
@@ -84,12 +82,12 @@ def test_registers_behind_a_read_move_into_the_block(behind):
 
 def test_the_enable_becomes_the_output_register_enable():
     # ``q`` loads when ``hold`` is low: the flip-flops' enable is ``hold`` through an inverter.
-    n = rename_top(netlist("rb_enable", width=32, depth=1024, behind="enable"), "rb_enable")
+    n = netlist("rb_enable", width=32, depth=1024, behind="enable")
     ffs = cells_of(n, "TRELLIS_FF").values()
     (enable,) = {(c["connections"]["CE"][0], c["parameters"]["CEMUX"]) for c in ffs}
     assert isinstance(enable[0], int) and enable[1] == "INV"
     (no_enable,) = {c["connections"].get("CE", ["1"])[0] for c in cells_of(
-        rename_top(netlist("rb_plain", width=32, depth=1024, behind="plain"), "rb_plain"),
+        netlist("rb_plain", width=32, depth=1024, behind="plain"),
         "TRELLIS_FF").values()}
     assert no_enable == "1"
     pack_output_registers(n)
@@ -98,7 +96,7 @@ def test_the_enable_becomes_the_output_register_enable():
 
 
 def test_a_36_bit_port_is_packed_whole():
-    n = rename_top(netlist("rb_wide", width=36, depth=512, behind="plain"), "rb_wide")
+    n = netlist("rb_wide", width=36, depth=512, behind="plain")
     (ram,) = cells_of(n, "DP16KD").values()
     assert int(ram["parameters"]["DATA_WIDTH_B"], 2) == 36
     result = pack_output_registers(n)
@@ -114,7 +112,7 @@ def test_a_36_bit_port_is_packed_whole():
 ])
 def test_what_is_left_as_it_is(behind, check, reason):
     name = f"rb_{behind}_{int(check)}"
-    n = rename_top(netlist(name, width=32, depth=1024, behind=behind, no_rw_check=check), name)
+    n = netlist(name, width=32, depth=1024, behind=behind, no_rw_check=check)
     before = json.dumps(n, sort_keys=True)
     result = pack_output_registers(n)
     assert result.flip_flops == 0 and len(result.skipped) == 2
@@ -124,7 +122,7 @@ def test_what_is_left_as_it_is(behind, check, reason):
 
 
 def test_command_line_rewrites_the_file_and_nextpnr_takes_it(tmp_path):
-    n = rename_top(netlist("rb_plain", width=32, depth=1024, behind="plain"), "rb_plain")
+    n = netlist("rb_plain", width=32, depth=1024, behind="plain")
     path = tmp_path / "top.json"
     path.write_text(json.dumps(n))
     assert main([str(path)]) == 0
