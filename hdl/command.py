@@ -182,7 +182,14 @@ class CommandProcessor(wiring.Component):
         R, C = c.rows, c.cols
 
         opcode = Signal(8)
-        idx = Signal(16)
+        # The frame's data bytes: the arguments first (``idx``, while ``in_args``), then the
+        # staged payload (``sidx``; ``s_room``: ``sidx < frame_bytes``), as counters and flags
+        # (timing: no subtract and compare of ``idx`` with ``n_args`` on the way to the
+        # argument and staging write enables).
+        idx = Signal(range(_ARGS_BYTES + 1))
+        in_args = Signal()
+        sidx = Signal(range(dev.frame_bytes + 1))
+        s_room = Signal()
         args = Signal(8 * _ARGS_BYTES)
         # Argument bits that no command can use in range are not stored (``_kept_bits``): a set
         # one raises ``dropped`` (``dropped_thr`` for RUN's thresh_base, which only a RUN with
@@ -198,6 +205,9 @@ class CommandProcessor(wiring.Component):
         # starts from registers only).
         known, hdr_known = Signal(), Signal()
         n_args, hdr_n_args = Signal(range(_ARGS_BYTES + 1)), Signal(range(_ARGS_BYTES + 1))
+        # The header's length, then at the frame's END (timing: not the opcode's decode and a
+        # subtract in one cycle):
+        hdr_len = Signal(16)
         short = Signal()                # length < n_args
         data_len = Signal(16)           # length - n_args
         m.d.comb += hdr_n_args.eq(1)
@@ -232,6 +242,7 @@ class CommandProcessor(wiring.Component):
         # Reply sources.
         reply = Signal(_Reply)
         reply_len = Signal(16)
+        ans_len = Signal(16)            # the answer frame's length: reply_len + 2, or 2
         ident = Array(Const(b, 8) for b in self._identify)
         run_info = [Signal(32, name="run_beats"), Signal(32, name="run_cycles")]
         core_words = [getattr(self.core_counters, n) for n in CORE_COUNTERS]
@@ -296,6 +307,8 @@ class CommandProcessor(wiring.Component):
         v_sel, v_unit_mask = Signal.like(sel), Signal(range(max_unit))
         copy_i = Signal(range(dev.frame_bytes + 1))
         copy_last = Signal()            # copy_i == data_len, as a register (timing)
+        copy_rem = Signal(16)           # data_len - copy_i - 1: copy_last's next value is
+                                        # copy_rem == 0 (timing: no adder before the compare)
         in_word = Signal(range(max_unit))
         word_i = Signal(16)
         d_valid, d_last = Signal(), Signal()
@@ -308,8 +321,11 @@ class CommandProcessor(wiring.Component):
         # RUN sizing state.
         rp = Signal(run_layout(dev))
         kw = Signal(range(c.max_chunks + 1))
-        si = Signal(range(max(c.max_t, c.max_n) + 2))
-        t_more, n_more = Signal(), Signal()     # si < t, si < n, as registers (timing)
+        # Rows still to count after this one (down-counters: timing), and whether this one
+        # counts: ``t_more``, ``n_more``; then the token-tile rows still to add to ``beats``.
+        t_rem, n_rem = Signal(range(c.max_t + 1)), Signal(range(c.max_n + 1))
+        t_more, n_more = Signal(), Signal()
+        b_rem, b_more = Signal(range(c.max_n + 1)), Signal()
         t_mod, t_tiles = Signal(range(R)), Signal(range(c.max_t + 1))
         n_mod, n_tiles = Signal(range(C)), Signal(range(c.max_n + 1))
         act_need = Signal(range(c.max_t * c.max_chunks + 1))
@@ -349,13 +365,18 @@ class CommandProcessor(wiring.Component):
                     with m.Switch(ev.kind):
                         with m.Case(EventKind.HEADER):
                             m.d.sync += [opcode.eq(ev.opcode), idx.eq(0),
+                                         in_args.eq(hdr_n_args != 0), sidx.eq(0),
+                                         s_room.eq(1),
                                          args.eq(0), dropped.eq(0), dropped_thr.eq(0),
                                          known.eq(hdr_known), n_args.eq(hdr_n_args),
-                                         short.eq(ev.value < hdr_n_args),
-                                         data_len.eq(ev.value - hdr_n_args)]
+                                         hdr_len.eq(ev.value)]
                         with m.Case(EventKind.DATA):
-                            m.d.sync += idx.eq(idx + 1)
-                            with m.If(idx < n_args), m.Switch(idx):
+                            with m.If(in_args):
+                                m.d.sync += [idx.eq(idx + 1), in_args.eq(idx + 1 != n_args)]
+                            with m.Else():
+                                m.d.sync += [sidx.eq(sidx + 1),
+                                             s_room.eq(s_room & (sidx != dev.frame_bytes - 1))]
+                            with m.If(in_args), m.Switch(idx):
                                 for j, k in enumerate(kept):
                                     with m.Case(j):
                                         if k:
@@ -367,11 +388,12 @@ class CommandProcessor(wiring.Component):
                                                 m.d.sync += dropped_thr.eq(1)
                                             with m.Elif(ev.value[k:8].any()):
                                                 m.d.sync += dropped.eq(1)
-                            m.d.sync += [sw_addr.eq(idx - n_args), sw_data.eq(ev.value[:8]),
-                                         sw_en.eq((idx >= n_args) &
-                                                  (idx - n_args < dev.frame_bytes))]
+                            m.d.sync += [sw_addr.eq(sidx), sw_data.eq(ev.value[:8]),
+                                         sw_en.eq(~in_args & s_room)]
                         with m.Case(EventKind.END):
                             m.d.sync += recv.eq(0)       # every END leaves RECV
+                            m.d.sync += [short.eq(hdr_len < n_args),
+                                         data_len.eq(hdr_len - n_args)]
                             with m.If(ev.ok):
                                 m.d.comb += link["frames"].eq(1)
                                 m.next = "CHECK"
@@ -496,7 +518,7 @@ class CommandProcessor(wiring.Component):
                     # (Every LOAD's arguments are the tag, then the offset.)
                     m.d.sync += [sel.eq(v_sel), unit_mask.eq(v_unit_mask),
                                  offset.eq(view[loads[0][0]].offset), copy_i.eq(0),
-                                 copy_last.eq(~len_nz),
+                                 copy_last.eq(~len_nz), copy_rem.eq(data_len - 1),
                                  in_word.eq(0), word_i.eq(0), d_valid.eq(0), e_valid.eq(0)]
                     m.next = "COPY"
                 with m.If(go.run):
@@ -505,7 +527,8 @@ class CommandProcessor(wiring.Component):
                         rp.op.eq(a.op), rp.threshold.eq(a.flags[0]),
                         rp.t.eq(a.t), rp.n.eq(a.n), rp.k.eq(a.k),
                         kw.eq((a.k + c.lanes - 1) >> c.lane_bits),
-                        si.eq(0), t_more.eq(1), n_more.eq(1),   # (t, n >= 1 here)
+                        t_rem.eq(a.t - 1), n_rem.eq(a.n - 1),
+                        t_more.eq(1), n_more.eq(1),             # (t, n >= 1 here)
                         t_mod.eq(0), t_tiles.eq(0), n_mod.eq(0),
                         n_tiles.eq(0), act_need.eq(0), w_need.eq(0), beats.eq(0),
                     ]
@@ -543,7 +566,8 @@ class CommandProcessor(wiring.Component):
                              e_valid.eq(d_valid), e_last.eq(d_last), e_addr.eq(d_addr),
                              e_byte.eq(stage_r.data)]
                 with m.If(~last_i):
-                    m.d.sync += [copy_i.eq(copy_i + 1), copy_last.eq(copy_i + 1 == data_len),
+                    m.d.sync += [copy_i.eq(copy_i + 1), copy_rem.eq(copy_rem - 1),
+                                 copy_last.eq(copy_rem == 0),
                                  in_word.eq(Mux(word_end, 0, in_word + 1))]
                     with m.If(word_end):
                         m.d.sync += word_i.eq(word_i + 1)
@@ -571,22 +595,24 @@ class CommandProcessor(wiring.Component):
             with m.State("SIZE"):
                 # Rows of the activations and weights (ceil(K / L) words each) and tiles of
                 # tokens and outputs, counted one row a cycle.
-                for size, more, need, mod, tiles, tile in (
-                        (rp.t, t_more, act_need, t_mod, t_tiles, R),
-                        (rp.n, n_more, w_need, n_mod, n_tiles, C)):
-                    m.d.sync += more.eq(si + 1 < size)
+                for rem, more, need, mod, tiles, tile in (
+                        (t_rem, t_more, act_need, t_mod, t_tiles, R),
+                        (n_rem, n_more, w_need, n_mod, n_tiles, C)):
+                    m.d.sync += [rem.eq(rem - 1), more.eq(more & (rem != 0))]
                     with m.If(more):
                         m.d.sync += [need.eq(need + kw), mod.eq(Mux(mod == tile - 1, 0, mod + 1))]
                         with m.If(mod == 0):
                             m.d.sync += tiles.eq(tiles + 1)
-                m.d.sync += si.eq(si + 1)
                 with m.If(~t_more & ~n_more):
-                    m.d.sync += [si.eq(0), per_tile.eq(Mux(rp.threshold, t_tiles, rp.t))]
+                    # (n_tiles >= 1: n >= 1.)
+                    m.d.sync += [b_rem.eq(n_tiles), b_more.eq(1),
+                                 per_tile.eq(Mux(rp.threshold, t_tiles, rp.t))]
                     m.next = "SIZE_BEATS"
 
             with m.State("SIZE_BEATS"):
-                with m.If(si < n_tiles):
-                    m.d.sync += [beats.eq(beats + per_tile), si.eq(si + 1)]
+                with m.If(b_more):
+                    m.d.sync += [beats.eq(beats + per_tile), b_rem.eq(b_rem - 1),
+                                 b_more.eq(b_rem != 1)]
                 with m.Else():
                     # The regions' ends into registers; SIZE_CHECK compares them (timing: no
                     # path through an adder and a compare into the decision).
@@ -647,10 +673,14 @@ class CommandProcessor(wiring.Component):
                         m.next = "HEADER"
 
             with m.State("HEADER"):
+                # The answer's length into a register (timing: the status compare and an
+                # adder went on into the sender's length registers).
+                m.d.sync += ans_len.eq(Mux(status == Status.OK, reply_len, 0) + 2)
+                m.next = "HEADER_OUT"
+            with m.State("HEADER_OUT"):
                 m.d.comb += [self.header.valid.eq(1),
                              self.header.payload.opcode.eq(opcode | 0x80),
-                             self.header.payload.length.eq(
-                                 Mux(status == Status.OK, reply_len, 0) + 2)]
+                             self.header.payload.length.eq(ans_len)]
                 with m.If(self.header.ready):
                     with m.If(status != Status.OK):
                         m.d.comb += link["errors"].eq(1)

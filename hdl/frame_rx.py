@@ -9,8 +9,9 @@ payload, CRC-32). Events on ``o``, in order, for each frame whose header checks:
   memory, start work) before its ``END`` says ``ok``, or must be able to undo it.
 
 Bytes outside a frame are skipped. A frame whose header CRC-8 fails gives no event: the
-receiver goes back to hunting for a start byte after the header. A frame that stops for
-``timeout`` cycles in the middle gives ``END`` with ``ok`` clear and ``timed_out`` set.
+receiver goes back to hunting for a start byte after the header. A frame whose next byte does
+not arrive for ``timeout`` cycles in the middle gives ``END`` with ``ok`` clear and
+``timed_out`` set (cycles while a byte waits on ``i``, taken or not, do not count).
 
 Handshake: ``i`` is taken when the receiver can pass on what the byte produces (``o.ready`` for
 bytes that make an event); ``o`` follows the stream rules (registered).
@@ -78,9 +79,23 @@ class FrameReceiver(wiring.Component):
         emit = Signal()
         event = Signal(event_layout())
         in_frame = Signal()
-        hcrc_ok, no_data = Signal(), Signal()
+        no_data = Signal()
 
-        m.d.comb += [crc8.data.eq(byte), crc32.data.eq(byte), event.opcode.eq(opcode)]
+        # The CRCs take each byte the cycle after it is taken, from registers (timing: the
+        # input's handshake and the CRC's XOR network were one path). So the header CRC is
+        # compared in HCHECK, and the frame's CRC once its last byte is in (below).
+        c_byte = Signal(8)
+        c8_valid, c32_valid = Signal(), Signal()
+        crc8_take, crc32_take = Signal(), Signal()
+        m.d.sync += [c_byte.eq(byte), c8_valid.eq(crc8_take), c32_valid.eq(crc32_take)]
+        m.d.comb += [crc8.data.eq(c_byte), crc32.data.eq(c_byte),
+                     crc8.valid.eq(c8_valid), crc32.valid.eq(c32_valid),
+                     event.opcode.eq(opcode)]
+        hcrc = Signal(8)
+        # The frame CRC's check, registered (timing: a 32-bit compare into the END event); it
+        # describes the last byte once ``c32_valid`` has been low for a cycle (``c32_busy``).
+        crc_ok, c32_busy = Signal(), Signal()
+        m.d.sync += [crc_ok.eq(crc32.match_detected), c32_busy.eq(c32_valid)]
 
         def end(*, ok=0, timeout=0):
             """Emit the END event of the current frame."""
@@ -96,8 +111,11 @@ class FrameReceiver(wiring.Component):
 
         # Inter-byte timeout inside a frame: ``expired`` is set (and stays set) the cycle the
         # idle count reaches the timeout, so the decision starts from a register (timing).
+        # A byte waiting on ``i`` restarts the count whether or not it is taken (it is the
+        # sender that must not stall, not this side's output; and ``i.ready`` would bring
+        # the state decode into the count's reset: timing).
         expired = Signal()
-        with m.If(~in_frame | (self.i.valid & self.i.ready)):
+        with m.If(~in_frame | self.i.valid):
             m.d.sync += [idle.eq(0), expired.eq(0)]
         with m.Else():
             m.d.sync += [idle.eq(idle + 1), expired.eq(expired | (idle == self._timeout - 1))]
@@ -118,7 +136,7 @@ class FrameReceiver(wiring.Component):
                     with m.If(timed_out):
                         m.next = "HUNT"
                     with m.Elif(self.i.valid):
-                        m.d.comb += [crc8.valid.eq(1), crc32.valid.eq(1)]
+                        m.d.comb += [crc8_take.eq(1), crc32_take.eq(1)]
                         m.d.sync += field.eq(byte)
                         m.next = following
             with m.State("HCRC"):
@@ -127,11 +145,11 @@ class FrameReceiver(wiring.Component):
                 with m.If(timed_out):
                     m.next = "HUNT"
                 with m.Elif(self.i.valid):
-                    m.d.sync += [hcrc_ok.eq(byte == crc8.crc), count.eq(0), left.eq(length),
+                    m.d.sync += [hcrc.eq(byte), count.eq(0), left.eq(length),
                                  no_data.eq(length == 0)]
                     m.next = "HCHECK"
             with m.State("HCHECK"):
-                with m.If(~hcrc_ok):
+                with m.If(hcrc != crc8.crc):
                     m.d.sync += self.bad_header.eq(1)
                     m.next = "HUNT"
                 with m.Elif(out_free):
@@ -148,7 +166,7 @@ class FrameReceiver(wiring.Component):
                 with m.Else():
                     m.d.comb += self.i.ready.eq(out_free)
                     with m.If(self.i.valid & out_free):
-                        m.d.comb += [crc32.valid.eq(1), emit.eq(1),
+                        m.d.comb += [crc32_take.eq(1), emit.eq(1),
                                      event.kind.eq(EventKind.DATA), event.value.eq(byte)]
                         m.d.sync += left.eq(left - 1)
                         with m.If(left == 1):
@@ -158,14 +176,14 @@ class FrameReceiver(wiring.Component):
                 with m.If(timed_out & out_free):
                     m.d.comb += end(timeout=1)
                     m.next = "HUNT"
-                with m.Elif(count == 4):
+                with m.Elif((count == 4) & ~c32_valid & ~c32_busy):
                     # The four CRC bytes are in: the register holds the residue of a good frame.
                     with m.If(out_free):
-                        m.d.comb += end(ok=crc32.match_detected)
+                        m.d.comb += end(ok=crc_ok)
                         m.next = "HUNT"
-                with m.Else():
+                with m.Elif(count != 4):
                     m.d.comb += self.i.ready.eq(1)
                     with m.If(self.i.valid):
-                        m.d.comb += crc32.valid.eq(1)
+                        m.d.comb += crc32_take.eq(1)
                         m.d.sync += count.eq(count + 1)
         return m

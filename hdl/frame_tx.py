@@ -44,14 +44,21 @@ class FrameSender(wiring.Component):
         length = Signal(16)
         left = Signal(16)               # data bytes still to send (a down-counter: timing)
         sent = self.o.valid & self.o.ready
-        m.d.comb += [crc8.data.eq(self.o.payload), crc32.data.eq(self.o.payload)]
+        # The CRCs take each byte the cycle after it is sent, from registers (timing: the
+        # byte's multiplexer and the CRC's XOR network were one path); HWAIT and DWAIT give
+        # them that cycle before a CRC goes out.
+        c_byte = Signal(8)
+        c8_valid, c32_valid = Signal(), Signal()
+        m.d.sync += [c_byte.eq(self.o.payload), c8_valid.eq(0), c32_valid.eq(0)]
+        m.d.comb += [crc8.data.eq(c_byte), crc32.data.eq(c_byte),
+                     crc8.valid.eq(c8_valid), crc32.valid.eq(c32_valid)]
 
         def header_byte(state, value, following, *, crc):
             with m.State(state):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(value)]
                 with m.If(sent):
                     if crc:
-                        m.d.comb += [crc8.valid.eq(1), crc32.valid.eq(1)]
+                        m.d.sync += [c8_valid.eq(1), c32_valid.eq(1)]
                     m.next = following
 
         with m.FSM():
@@ -66,7 +73,9 @@ class FrameSender(wiring.Component):
             header_byte("START", START, "OPCODE", crc=False)
             header_byte("OPCODE", opcode, "LEN0", crc=True)
             header_byte("LEN0", length[:8], "LEN1", crc=True)
-            header_byte("LEN1", length[8:], "HCRC", crc=True)
+            header_byte("LEN1", length[8:], "HWAIT", crc=True)
+            with m.State("HWAIT"):
+                m.next = "HCRC"
             with m.State("HCRC"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(crc8.crc)]
                 with m.If(sent):
@@ -77,10 +86,11 @@ class FrameSender(wiring.Component):
                 m.d.comb += [self.o.valid.eq(self.data.valid), self.o.payload.eq(self.data.payload),
                              self.data.ready.eq(self.o.ready)]
                 with m.If(sent):
-                    m.d.comb += crc32.valid.eq(1)
-                    m.d.sync += left.eq(left - 1)
+                    m.d.sync += [c32_valid.eq(1), left.eq(left - 1)]
                     with m.If(left == 1):
-                        m.next = "CRC0"
+                        m.next = "DWAIT"
+            with m.State("DWAIT"):
+                m.next = "CRC0"
             for i in range(4):
                 with m.State(f"CRC{i}"):
                     m.d.comb += [self.o.valid.eq(1),

@@ -29,7 +29,7 @@ tile takes ``R + 1`` cycles. Loading the next weight tile (``rows * ceil(K/L)`` 
 compute when ``ceil(T / R) >= C``. Pipeline latency: ``2 + ComputeArray.latency()`` cycles from
 issue to the accumulators (the elements' registers before their adders, ``CoreConfig.pe_stages``,
 and on ECP5 each element's copy of its operands);
-a tile's last chunk captures its sums, the cycle after they become results; then one result
+a tile's last chunk captures its sums, two cycles after they become results; then one result
 beat per row (or per tile of bits).
 """
 
@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from ..host.core_config import CORE_COUNTERS, CoreConfig, Op
 from .array import ComputeArray
 from .membank import MemoryBank
-from .popcount import popcount_tree
+from .popcount import reduce_columns, tree_depth, two_rows
 
 __all__ = ["GemmCore", "command_layout", "result_layout", "counters_layout", "COUNTERS"]
 
@@ -155,6 +155,7 @@ class GemmCore(wiring.Component):
         t = Signal(range(cfg.max_t + 1))
         n = Signal(range(cfg.max_n + 1))
         l_rest = Signal(range(cfg.max_n + 1))   # weight rows not yet in a loaded tile
+        l_rest_ge, l_rest_le = Signal(), Signal()   # l_rest >= C, l_rest <= C (registers)
         k = Signal(range(cfg.max_k + 1))
         kw = Signal(range(KWM + 1))
         last_mask = Signal(L)
@@ -214,15 +215,23 @@ class GemmCore(wiring.Component):
         i_need = Signal(range(cfg.max_t + 1))
         first_need = Signal(range(cfg.max_t + 1))
         i_jlast = Signal()
+        t_le_r = Signal()
+        t_m1 = Signal(range(cfg.max_t + 1))    # T - 1: the activation loader's last row
         rows_in, rows_ge, need_moves, loaded_all = Signal(), Signal(), Signal(), Signal()
         kw_one = Signal()
         kw_m1 = Signal(range(KWM + 1))
+        # The tile's shape, kept beside ``i_tleft`` and ``i_nleft`` as registers (timing: their
+        # compares fed the control state machine): ``min(i_tleft, R)``, ``min(i_nleft, C)``,
+        # ``i_tleft <= R``, ``i_nleft <= C``.
+        i_rows = Signal(range(R + 1))
+        i_cols = Signal(range(C + 1))
+        i_ltt, i_lnt = Signal(), Signal()
         m.d.comb += [
-            s0.rows.eq(Mux(i_tleft >= R, R, i_tleft)),
-            s0.cols.eq(Mux(i_nleft >= C, C, i_nleft)),
+            s0.rows.eq(i_rows),
+            s0.cols.eq(i_cols),
             s0.half.eq(i_half),
-            s0.last_tt.eq(i_tleft <= R),
-            s0.last_nt.eq(i_nleft <= C),
+            s0.last_tt.eq(i_ltt),
+            s0.last_nt.eq(i_lnt),
             s0_last.eq(i_jlast),
         ]
         for r in range(R):
@@ -233,6 +242,7 @@ class GemmCore(wiring.Component):
 
         m.d.sync += self.cmd_error.eq(0)
         pend = Signal(command_layout(cfg))
+        k_m1 = Signal(range(cfg.max_k + 1))
         with m.FSM(name="control"):
             with m.State("IDLE"):
                 # Take the command into registers, its check into ``cmd_error`` (the cycle
@@ -247,6 +257,9 @@ class GemmCore(wiring.Component):
                                                    (p.k > cfg.max_k))]
                     m.next = "CHECK"
             with m.State("CHECK"):
+                # ``K - 1`` (K >= 1 once the check passes): ``ceil(K / L) - 1`` is its chunk
+                # part and the last chunk's top valid bit ``(K - 1) mod L`` its lane part.
+                m.d.sync += k_m1.eq(pend.k - 1)
                 with m.If(self.cmd_error):
                     m.next = "IDLE"
                 with m.Else():
@@ -255,17 +268,19 @@ class GemmCore(wiring.Component):
                 p = pend
                 # The last chunk of a row holds bits 0..top valid, top = (K - 1) mod L.
                 top = Signal(range(L))
-                m.d.comb += top.eq((p.k + (L - 1))[:cfg.lane_bits] if L > 1 else 0)
+                m.d.comb += top.eq(k_m1[:cfg.lane_bits] if L > 1 else 0)
                 m.d.sync += [
                     op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n), k.eq(p.k),
-                    l_rest.eq(p.n),
-                    kw.eq((p.k + L - 1) >> cfg.lane_bits),
+                    l_rest.eq(p.n), l_rest_ge.eq(p.n >= C), l_rest_le.eq(p.n <= C),
+                    kw.eq((k_m1 >> cfg.lane_bits) + 1),
                     last_mask.eq(Cat(*(top >= i for i in range(L)))),
                     a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0), loaded_all.eq(0),
                     i_j.eq(0), i_abase.eq(0), i_half.eq(0),
-                    i_tleft.eq(p.t), i_nleft.eq(p.n),
+                    i_tleft.eq(p.t), i_nleft.eq(p.n), t_m1.eq(p.t - 1),
+                    i_rows.eq(Mux(p.t >= R, R, p.t)), i_ltt.eq(p.t <= R), t_le_r.eq(p.t <= R),
+                    i_cols.eq(Mux(p.n >= C, C, p.n)), i_lnt.eq(p.n <= C),
                     i_need.eq(Mux(p.t >= R, R, p.t)), first_need.eq(Mux(p.t >= R, R, p.t)),
-                    kw_m1.eq(((p.k + L - 1) >> cfg.lane_bits) - 1),
+                    kw_m1.eq(k_m1 >> cfg.lane_bits),
                     i_jlast.eq(p.k <= L), kw_one.eq(p.k <= L), a_jlast.eq(p.k <= L),
                 ]
                 m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
@@ -292,12 +307,17 @@ class GemmCore(wiring.Component):
                             m.d.comb += full_clr.bit_select(i_half, 1).eq(1)
                             m.d.sync += [i_abase.eq(0),
                                          i_half.eq(~i_half), i_tleft.eq(t),
-                                         i_nleft.eq(i_nleft - C), i_need.eq(first_need)]
+                                         i_rows.eq(first_need), i_ltt.eq(t_le_r),
+                                         i_nleft.eq(i_nleft - C), i_need.eq(first_need),
+                                         i_cols.eq(Mux(i_nleft >= 2 * C, C, i_nleft - C)),
+                                         i_lnt.eq(i_nleft <= 2 * C)]
                             with m.If(s0.last_nt):
                                 m.next = "FINISH"
                         with m.Else():
                             m.d.sync += [i_abase.eq(i_abase + kw),
                                          i_tleft.eq(i_tleft - R),
+                                         i_rows.eq(Mux(i_tleft >= 2 * R, R, i_tleft - R)),
+                                         i_ltt.eq(i_tleft <= 2 * R),
                                          i_need.eq(Mux(i_tleft >= 2 * R, i_need + R, t))]
                     with m.Else():
                         m.d.sync += [i_j.eq(i_j + 1), i_jlast.eq(i_j + 1 == kw_m1)]
@@ -333,7 +353,7 @@ class GemmCore(wiring.Component):
                             m.d.sync += [a_r.eq(0), a_base.eq(a_base + kw)]
                         with m.Else():
                             m.d.sync += a_r.eq(a_r + 1)
-                        with m.If(a_tok == t - 1):
+                        with m.If(a_tok == t_m1):
                             m.d.sync += loaded_all.eq(1)
                             m.next = "IDLE"
                     with m.Else():
@@ -354,13 +374,19 @@ class GemmCore(wiring.Component):
         l_jlast = Signal()
         m.d.comb += [l_jlast.eq(l_j == kw_m1),
                      l_chunk.eq(self.weight.payload & Mux(l_jlast, last_mask, (1 << L) - 1))]
-        # popcount(w) of each row, two stages behind the loader (registered chunk, registered
-        # popcount, then the row sum): wpop is read only when the tile's results leave the
-        # array, many cycles after its last chunk is loaded.
+        # popcount(w) of each row, four stages behind the loader (registered chunk, half the
+        # tree, its two rows, then the row sum): wpop is read only when the tile's results
+        # leave the array, many cycles after its last chunk is loaded.
         p_valid, p_first, p_last = Signal(), Signal(), Signal()
+        # Stage p also writes the chunk into its bank (timing: the weight stream's valid
+        # went straight to the banks' write enables, across the array). A tile's last chunk is
+        # written the cycle after it is taken, when TILE_DONE marks the half full: the issue
+        # stage reads it a cycle later still.
         p_chunk = Signal(L)
+        p_j = Signal(range(KWM))
+        p_wen = Signal(2 * C)
         p_half, p_c = Signal(), Signal(range(C))
-        m.d.sync += p_valid.eq(0)
+        m.d.sync += [p_valid.eq(0), p_wen.eq(0)]
         # A second stage (q) holds the chunk's count (timing: the popcount tree and the row
         # sum's adder in different cycles).
         q_valid, q_first, q_last, q_half = Signal(), Signal(), Signal(), Signal()
@@ -368,10 +394,24 @@ class GemmCore(wiring.Component):
         # (The tree's two carry-save rows, not their sum: the sum's adder merges into the
         # row sum's, and an iCE40's LUT tree alone is 8 levels deep.)
         q_rows = [Signal(L.bit_length(), name=f"q_rows{i}") for i in range(2)]
-        m.d.sync += [q_valid.eq(p_valid), q_first.eq(p_first), q_last.eq(p_last),
-                     q_half.eq(p_half), q_c.eq(p_c)]
-        for q_row, row in zip(q_rows, popcount_tree(m, [p_chunk[i] for i in range(L)],
-                                                    name="wpop", rows=True), strict=True):
+        # Between them, stage o holds the tree's columns after half its levels of full adders
+        # (timing: 8 levels for 32 lanes, with the routing of a LUT4 each, were a critical
+        # path on ECP5).
+        o_valid, o_first, o_last, o_half = Signal(), Signal(), Signal(), Signal()
+        o_c = Signal(range(C))
+        width = L.bit_length()
+        columns = reduce_columns(m, {0: [p_chunk[i] for i in range(L)]}, width, "wpa",
+                                 levels=tree_depth(L) // 2)
+        staged = {}
+        for weight, col in columns.items():
+            staged[weight] = [Signal(name=f"o{weight}_{i}") for i in range(len(col))]
+            m.d.sync += [r.eq(b) for r, b in zip(staged[weight], col, strict=True)]
+        m.d.sync += [o_valid.eq(p_valid), o_first.eq(p_first), o_last.eq(p_last),
+                     o_half.eq(p_half), o_c.eq(p_c)]
+        m.d.sync += [q_valid.eq(o_valid), q_first.eq(o_first), q_last.eq(o_last),
+                     q_half.eq(o_half), q_c.eq(o_c)]
+        for q_row, row in zip(q_rows, two_rows(reduce_columns(m, staged, width, "wpb"), width),
+                              strict=True):
             m.d.sync += q_row.eq(row)
         with m.If(q_valid):
             row_pop = Mux(q_first, 0, l_pop) + q_rows[0] + q_rows[1]
@@ -384,27 +424,29 @@ class GemmCore(wiring.Component):
         m.d.comb += l_last_row.eq(l_rows == 1)
         for h in range(2):
             for col in range(C):
-                m.d.comb += [w_bank[h][col].waddr.eq(l_j),
-                             w_bank[h][col].wdata.eq(l_chunk)]
+                m.d.comb += [w_bank[h][col].waddr.eq(p_j),
+                             w_bank[h][col].wdata.eq(p_chunk),
+                             w_bank[h][col].wen.eq(p_wen[h * C + col])]
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(start):
                     m.d.sync += [l_half.eq(0), l_c.eq(0), l_j.eq(0)]
                     m.next = "WAIT"
             with m.State("WAIT"):
-                rows = Mux(l_rest >= C, C, l_rest)
-                m.d.sync += [l_tile_rows.eq(rows), l_rows.eq(rows), l_last_tile.eq(l_rest <= C)]
+                rows = Mux(l_rest_ge, C, l_rest)
+                m.d.sync += [l_tile_rows.eq(rows), l_rows.eq(rows), l_last_tile.eq(l_rest_le)]
                 with m.If(~held.bit_select(l_half, 1)):
                     m.next = "WEIGHTS"
             with m.State("WEIGHTS"):
                 m.d.comb += self.weight.ready.eq(1)
                 for h in range(2):
                     for col in range(C):
-                        m.d.comb += w_bank[h][col].wen.eq(self.weight.valid & (l_c == col) &
+                        m.d.sync += p_wen[h * C + col].eq(self.weight.valid & (l_c == col) &
                                                           (l_half == h))
                 with m.If(self.weight.valid):
                     m.d.sync += [p_valid.eq(1), p_first.eq(l_j == 0), p_last.eq(l_jlast),
-                                 p_chunk.eq(l_chunk), p_half.eq(l_half), p_c.eq(l_c)]
+                                 p_chunk.eq(l_chunk), p_half.eq(l_half), p_c.eq(l_c),
+                                 p_j.eq(l_j)]
                     with m.If(l_jlast):
                         m.d.sync += l_j.eq(0)
                         with m.If(l_last_row):
@@ -430,7 +472,8 @@ class GemmCore(wiring.Component):
                         m.d.sync += [l_c.eq(l_c + 1), l_rows.eq(l_rows - 1)]
             with m.State("TILE_DONE"):
                 m.d.comb += tile_loaded.bit_select(l_half, 1).eq(1)
-                m.d.sync += [l_half.eq(~l_half), l_rest.eq(l_rest - C)]
+                m.d.sync += [l_half.eq(~l_half), l_rest.eq(l_rest - C),
+                             l_rest_ge.eq(l_rest >= 2 * C), l_rest_le.eq(l_rest <= 2 * C)]
                 with m.If(l_last_tile):
                     m.next = "IDLE"
                 with m.Else():
@@ -466,8 +509,9 @@ class GemmCore(wiring.Component):
         capture = Signal()
         m.d.comb += capture.eq(adv & s3_valid & s3_last)
 
-        # Two stages: the capture takes the sums (``raw``); the cycle after, while the shadow
-        # is free, the results are computed from them into the shadow: ``value = K - 2 * acc``
+        # Two stages: the capture takes the sums (``raw``); the cycle after, the results are
+        # computed from them (``diff``), and the cycle after that, once the shadow is free,
+        # they move into the shadow: ``value = K - 2 * acc``
         # (XOR, the dot product) or ``popcount(w) - acc`` (AND, mdot; see pe.py), one subtract
         # per element, so the drain only picks and compares registers (timing: neither the
         # accumulator's adder and a subtract, nor a subtract and the drain's enables, in one
@@ -495,23 +539,38 @@ class GemmCore(wiring.Component):
         m.d.comb += xor.eq(op == Op.XOR)
         for col in range(C):
             m.d.comb += base[col].eq(Mux(xor, k, raw_wpop[col]))
-        with m.If(raw_full & ~shadow_full):
-            m.d.sync += [sh.eq(raw_tile), shadow_thr.eq(raw_thr), shadow_full.eq(1)]
+        # With the shadow, the drain's masks and last row (timing: no compare in the drain):
+        # ``sh_col[c] = c < cols``, ``sh_row[r] = r < rows``, ``sh_rlast = rows - 1``.
+        sh_col = Signal(C, reset_less=True)
+        sh_row = Signal(R, reset_less=True)
+        sh_rlast = Signal(range(R), reset_less=True)
+        # The subtracts run every cycle into ``diff`` (no enable: the shadow's load enable, which
+        # fans out to every element, was in front of them); ``diff_ok``: ``raw`` did not change
+        # last cycle, so ``diff`` is its results.
+        diff = Signal(data.ArrayLayout(data.ArrayLayout(signed(bw), C), R), reset_less=True)
+        diff_ok = Signal()
+        m.d.sync += diff_ok.eq(~capture)
+        for col in range(C):
+            for r in range(R):
+                acc = Signal(signed(bw), name=f"acc{r}_{col}")
+                m.d.comb += acc.eq(raw[r][col])
+                scaled = Signal(signed(bw), name=f"scaled{r}_{col}")
+                m.d.comb += scaled.eq(Mux(xor, acc << 1, acc))
+                m.d.sync += diff[r][col].eq(base[col] - scaled)
+        with m.If(raw_full & diff_ok & ~shadow_full):
+            m.d.sync += [sh.eq(raw_tile), shadow_thr.eq(raw_thr), shadow_full.eq(1),
+                         shadow.eq(diff),
+                         sh_col.eq(Cat(*(raw_tile.cols > col for col in range(C)))),
+                         sh_row.eq(Cat(*(raw_tile.rows > r for r in range(R)))),
+                         sh_rlast.eq(raw_tile.rows - 1)]
             with m.If(~capture):
                 m.d.sync += raw_full.eq(0)
-            for col in range(C):
-                for r in range(R):
-                    acc = Signal(signed(bw), name=f"acc{r}_{col}")
-                    m.d.comb += acc.eq(raw[r][col])
-                    scaled = Signal(signed(bw), name=f"scaled{r}_{col}")
-                    m.d.comb += scaled.eq(Mux(xor, acc << 1, acc))
-                    m.d.sync += shadow[r][col].eq(base[col] - scaled)
 
         # ---------------------------------------------------------------- drain + post-op
         # Integers: one beat per row. Bits: one beat per token tile, ``value >= thr``.
         d_r = Signal(range(R))
         last_row = Signal()
-        m.d.comb += last_row.eq(d_r == sh.rows - 1)
+        m.d.comb += last_row.eq(d_r == sh_rlast)
         out_free = ~self.result.valid | self.result.ready
         m.d.comb += final_taken.eq(self.result.valid & self.result.ready &
                                    self.result.payload.last)
@@ -524,13 +583,13 @@ class GemmCore(wiring.Component):
             for r in range(R):
                 for col in range(C):
                     m.d.sync += self.result.payload.bits[r * C + col].eq(
-                        (r < sh.rows) & (col < sh.cols) & (shadow[r][col] >= shadow_thr[col]))
+                        sh_row[r] & sh_col[col] & (shadow[r][col] >= shadow_thr[col]))
         with m.Elif(out_free & shadow_full):
             m.d.sync += [self.result.valid.eq(1),
                          self.result.payload.last.eq(sh.last_nt & sh.last_tt & last_row)]
             for col in range(C):
                 m.d.sync += self.result.payload.ints[col].eq(
-                    Mux(col < sh.cols, shadow[d_r][col], 0))
+                    Mux(sh_col[col], shadow[d_r][col], 0))
             with m.If(last_row):
                 m.d.sync += [d_r.eq(0), shadow_full.eq(0)]
             with m.Else():
