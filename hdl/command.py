@@ -126,9 +126,11 @@ def _run_thresh_bytes() -> range:
     return range(field.offset // 8, (field.offset + field.width) // 8)
 
 
-def _saturate(value, bits: int):
+def _saturated(value, bits: int, hi, lo):
+    """``value`` saturated to ``bits`` signed bits, given ``hi`` (above the top) and ``lo``
+    (below the bottom)."""
     top = (1 << (bits - 1)) - 1
-    return Mux(value > top, top, Mux(value < -top - 1, -top - 1, value))[:bits]
+    return Mux(hi, top, Mux(lo, -top - 1, value))[:bits]
 
 
 class CommandProcessor(wiring.Component):
@@ -270,8 +272,11 @@ class CommandProcessor(wiring.Component):
         # The stores' read data, registered (timing: a block RAM's output is slow; not on
         # iCE40, whose UP5K has no logic cells to spare). FETCH reads, the data shows in HOLD
         # and holds; it is in these registers by LATCH.
+        ice40 = str(getattr(platform, "family", "")).lower() == "ice40"
+        staged_write = not ice40            # a LOAD's store write behind two more stages
+
         def read_word(rdata):
-            if str(getattr(platform, "family", "")).lower() == "ice40":
+            if ice40:
                 return rdata
             word = Signal.like(rdata, reset_less=True)
             m.d.sync += word.eq(rdata)
@@ -289,7 +294,7 @@ class CommandProcessor(wiring.Component):
         v_len = Signal(16)
 
         # CHECK stage registers.
-        len_nz, len_bad, run_bad, out_of_range = Signal(), Signal(), Signal(), Signal()
+        len_nz, len_bad, run_bad = Signal(), Signal(), Signal()
         region_end = Signal(34)
         # A RUN's region ends (SIZE_BEATS), compared with the stores' depths in SIZE_CHECK:
         # each as wide as its store's depth or its row count, whichever is wider, plus one.
@@ -301,6 +306,10 @@ class CommandProcessor(wiring.Component):
 
         # LOAD copy state.
         loads = _loads(dev)
+        # CHECK_END's flags: region_end beyond each LOAD's store, the stored results, the
+        # residual store.
+        over_load = [Signal(name=f"over_{name}") for _, name, _, _ in loads]
+        over_res, over_resid = Signal(), Signal()
         max_unit = max(u for _, _, u, _ in loads)
         unit_mask = Signal(range(max_unit))
         sel = Signal(len(loads))        # one-hot, in the order of ``loads``
@@ -317,6 +326,23 @@ class CommandProcessor(wiring.Component):
         e_byte = Signal(8, reset_less=True)     # (no reset: it can be the block RAM's register)
         offset = Signal(32)
         acc = Signal(8 * max_unit)
+        f_valid, f_word, f_addr = Signal(), Signal(8 * max_unit), Signal.like(self.st_waddr)
+        g_valid, g_word, g_addr = Signal(), Signal(8 * max_unit), Signal.like(self.st_waddr)
+
+        def sat_fields(word):
+            """The saturated fields of the stores' words, in the order of ``loads``: each
+            (signed value, width it saturates to)."""
+            fields = []
+            for _, name, unit, _ in loads:
+                w = word[len(word) - 8 * unit:]
+                if name == "thresh":
+                    fields.append((w.as_signed(), c.threshold_width))
+                elif name == "param":
+                    fields += [(w[32 * i:32 * i + 32].as_signed(), PARAM_BITS)
+                               for i in range(c.cols)]
+            return fields
+        g_flags = [(Signal(name=f"g_hi{i}"), Signal(name=f"g_lo{i}"))
+                   for i in range(len(sat_fields(f_word)))]
 
         # RUN sizing state.
         rp = Signal(run_layout(dev))
@@ -436,19 +462,14 @@ class CommandProcessor(wiring.Component):
                                          len_bad.eq(rres.count * resid_bytes > 0xFFFF - 2)]
 
             with m.State("CHECK_END"):
+                # Every compare into its own flag, whatever the opcode; VERDICT picks the
+                # opcode's (timing: no opcode multiplexer between a compare and its register).
                 m.next = "VERDICT"
-                m.d.sync += out_of_range.eq(0)
-                with m.Switch(opcode):
-                    for op, _, _, depth in loads:
-                        with m.Case(op):
-                            m.d.sync += out_of_range.eq((region_end > depth) | dropped)
-                    with m.Case(Opcode.READ_RESULTS):
-                        m.d.sync += out_of_range.eq((region_end > stored_beats) | len_bad |
-                                                    dropped)
-                    if layer:
-                        with m.Case(Opcode.READ_RESIDUAL):
-                            m.d.sync += out_of_range.eq((region_end > dev.layer.res_words) |
-                                                        len_bad | dropped)
+                m.d.sync += [f.eq(region_end > depth)
+                             for f, (_, _, _, depth) in zip(over_load, loads, strict=True)]
+                m.d.sync += over_res.eq(region_end > stored_beats)
+                if layer:
+                    m.d.sync += over_resid.eq(region_end > dev.layer.res_words)
 
             with m.State("VERDICT"):
                 # The answer's status and one "go" flag, from the CHECK flags (timing: DECIDE's
@@ -465,7 +486,7 @@ class CommandProcessor(wiring.Component):
                             with m.Case(op):
                                 with m.If(len_bad):
                                     m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                                with m.Elif(out_of_range):
+                                with m.Elif(over_load[store] | dropped):
                                     m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
                                 with m.Else():
                                     m.d.sync += [go.load.eq(1), v_sel.eq(1 << store),
@@ -480,7 +501,7 @@ class CommandProcessor(wiring.Component):
                         with m.Case(Opcode.READ_RESULTS):
                             with m.If(len_nz):
                                 m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                            with m.Elif(out_of_range):
+                            with m.Elif(over_res | len_bad | dropped):
                                 m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
                             with m.Else():
                                 m.d.sync += [go.results.eq(1), v_len.eq(count_bytes)]
@@ -488,7 +509,7 @@ class CommandProcessor(wiring.Component):
                             with m.Case(Opcode.READ_RESIDUAL):
                                 with m.If(len_nz):
                                     m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                                with m.Elif(out_of_range):
+                                with m.Elif(over_resid | len_bad | dropped):
                                     m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
                                 with m.Else():
                                     m.d.sync += [go.residual.eq(1),
@@ -576,20 +597,38 @@ class CommandProcessor(wiring.Component):
                 aw = len(acc)
                 with m.If(e_valid):
                     m.d.sync += acc.eq(nxt)
-                    with m.If(e_last):
-                        # The store write is registered too.
-                        m.d.sync += self.st_waddr.eq(e_addr)
-                        for store, (_, name, unit, _) in enumerate(loads):
-                            w_in = nxt[aw - 8 * unit:]
-                            if name == "thresh":
-                                w_in = _saturate(w_in.as_signed(), c.threshold_width)
-                            elif name == "param":
-                                w_in = Cat(*(_saturate(w_in[32 * i:32 * i + 32].as_signed(),
-                                                       PARAM_BITS) for i in range(c.cols)))
-                            with m.If(sel[store]):
-                                m.d.sync += [self.st_wdata.eq(w_in),
-                                             getattr(self, f"{name}_wen").eq(1)]
-                with m.If(last_i & ~d_valid & ~e_valid):
+                if staged_write:
+                    # Stage f: the whole word; stage g: the saturating compares' flags
+                    # registered with it; then the store write, registered too (timing: the
+                    # block RAM's byte, the shift and the compares were one path).
+                    m.d.sync += [f_valid.eq(e_valid & e_last), g_valid.eq(f_valid),
+                                 g_word.eq(f_word), g_addr.eq(f_addr)]
+                    with m.If(e_valid & e_last):
+                        m.d.sync += [f_word.eq(nxt), f_addr.eq(e_addr)]
+                    for (hi, lo), (value, bits) in zip(g_flags, sat_fields(f_word), strict=True):
+                        top = (1 << (bits - 1)) - 1
+                        m.d.sync += [hi.eq(value > top), lo.eq(value < -top - 1)]
+                    w_valid, w_word, w_addr, w_flags = g_valid, g_word, g_addr, g_flags
+                else:
+                    # (iCE40: the registered store write straight from stage e; the UP5K has
+                    # no logic cells to spare for the stages.)
+                    w_valid, w_word, w_addr = e_valid & e_last, nxt, e_addr
+                    w_flags = [(value > (1 << (bits - 1)) - 1, value < -(1 << (bits - 1)))
+                               for value, bits in sat_fields(nxt)]
+                with m.If(w_valid):
+                    m.d.sync += self.st_waddr.eq(w_addr)
+                    fields = iter(zip(w_flags, sat_fields(w_word), strict=True))
+                    for store, (_, name, unit, _) in enumerate(loads):
+                        w_in = w_word[aw - 8 * unit:]
+                        if name in ("thresh", "param"):
+                            n_f = 1 if name == "thresh" else c.cols
+                            w_in = Cat(*(_saturated(value, bits, hi, lo)
+                                         for (hi, lo), (value, bits) in
+                                         (next(fields) for _ in range(n_f))))
+                        with m.If(sel[store]):
+                            m.d.sync += [self.st_wdata.eq(w_in),
+                                         getattr(self, f"{name}_wen").eq(1)]
+                with m.If(last_i & ~d_valid & ~e_valid & ~f_valid & ~g_valid):
                     m.next = "HEADER"
 
             with m.State("SIZE"):

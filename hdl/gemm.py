@@ -89,6 +89,10 @@ class GemmCore(wiring.Component):
     operand_copies : bool or None
         ``ComputeArray``'s ``copies``: None lets the platform's family choose (ECP5: each
         element registers its own operands, one cycle more latency); True or False forces it.
+    result_stage : bool or None
+        Compute the results a cycle before the shadow takes them (every cycle, without an
+        enable: timing), one cycle more from capture to drain. None lets the platform's family
+        choose (not on iCE40, whose UP5K has no logic cells to spare); True or False forces it.
 
     Members
     -------
@@ -106,11 +110,15 @@ class GemmCore(wiring.Component):
         for a weight tile, and with a result held back by the sink.
     """
 
-    def __init__(self, config: CoreConfig, *, operand_copies: bool | None = None):
+    def __init__(self, config: CoreConfig, *, operand_copies: bool | None = None,
+                 result_stage: bool | None = None):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        if not (result_stage is None or isinstance(result_stage, bool)):
+            raise TypeError(f"result_stage must be None, True or False, not {result_stage!r}")
         self._cfg = c = config
         self._copies = operand_copies
+        self._result_stage = result_stage
         super().__init__({
             "cmd": In(stream.Signature(command_layout(c))),
             "act": In(stream.Signature(c.lanes)),
@@ -220,6 +228,9 @@ class GemmCore(wiring.Component):
         rows_in, rows_ge, need_moves, loaded_all = Signal(), Signal(), Signal(), Signal()
         kw_one = Signal()
         kw_m1 = Signal(range(KWM + 1))
+        # ceil(K/L) - 2: ``j + 1 == kw_m1`` as ``j == kw_m2`` (timing: no adder before the
+        # compare; only used while a row has a chunk after ``j``, so kw >= 2 there).
+        kw_m2 = Signal(range(KWM + 1))
         # The tile's shape, kept beside ``i_tleft`` and ``i_nleft`` as registers (timing: their
         # compares fed the control state machine): ``min(i_tleft, R)``, ``min(i_nleft, C)``,
         # ``i_tleft <= R``, ``i_nleft <= C``.
@@ -280,7 +291,7 @@ class GemmCore(wiring.Component):
                     i_rows.eq(Mux(p.t >= R, R, p.t)), i_ltt.eq(p.t <= R), t_le_r.eq(p.t <= R),
                     i_cols.eq(Mux(p.n >= C, C, p.n)), i_lnt.eq(p.n <= C),
                     i_need.eq(Mux(p.t >= R, R, p.t)), first_need.eq(Mux(p.t >= R, R, p.t)),
-                    kw_m1.eq(k_m1 >> cfg.lane_bits),
+                    kw_m1.eq(k_m1 >> cfg.lane_bits), kw_m2.eq((k_m1 >> cfg.lane_bits) - 1),
                     i_jlast.eq(p.k <= L), kw_one.eq(p.k <= L), a_jlast.eq(p.k <= L),
                 ]
                 m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
@@ -320,7 +331,7 @@ class GemmCore(wiring.Component):
                                          i_ltt.eq(i_tleft <= 2 * R),
                                          i_need.eq(Mux(i_tleft >= 2 * R, i_need + R, t))]
                     with m.Else():
-                        m.d.sync += [i_j.eq(i_j + 1), i_jlast.eq(i_j + 1 == kw_m1)]
+                        m.d.sync += [i_j.eq(i_j + 1), i_jlast.eq(i_j == kw_m2)]
 
             with m.State("FINISH"):
                 with m.If(final_taken):
@@ -357,7 +368,7 @@ class GemmCore(wiring.Component):
                             m.d.sync += loaded_all.eq(1)
                             m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [a_j.eq(a_j + 1), a_jlast.eq(a_j + 1 == kw_m1)]
+                        m.d.sync += [a_j.eq(a_j + 1), a_jlast.eq(a_j == kw_m2)]
 
         # ---------------------------------------------------------------- weight loader
         l_half = Signal()
@@ -544,19 +555,26 @@ class GemmCore(wiring.Component):
         sh_col = Signal(C, reset_less=True)
         sh_row = Signal(R, reset_less=True)
         sh_rlast = Signal(range(R), reset_less=True)
-        # The subtracts run every cycle into ``diff`` (no enable: the shadow's load enable, which
-        # fans out to every element, was in front of them); ``diff_ok``: ``raw`` did not change
-        # last cycle, so ``diff`` is its results.
+        # With ``result_stage``, the subtracts run every cycle into ``diff`` (no enable: the
+        # shadow's load enable, which fans out to every element, was in front of them);
+        # ``diff_ok``: ``raw`` did not change last cycle, so ``diff`` is its results.
+        stage = self._result_stage
+        if stage is None:
+            stage = str(getattr(platform, "family", "")).lower() != "ice40"
         diff = Signal(data.ArrayLayout(data.ArrayLayout(signed(bw), C), R), reset_less=True)
-        diff_ok = Signal()
-        m.d.sync += diff_ok.eq(~capture)
+        results = Signal.like(diff)
         for col in range(C):
             for r in range(R):
                 acc = Signal(signed(bw), name=f"acc{r}_{col}")
                 m.d.comb += acc.eq(raw[r][col])
                 scaled = Signal(signed(bw), name=f"scaled{r}_{col}")
                 m.d.comb += scaled.eq(Mux(xor, acc << 1, acc))
-                m.d.sync += diff[r][col].eq(base[col] - scaled)
+                m.d.comb += results[r][col].eq(base[col] - scaled)
+        diff_ok = Signal()
+        if stage:
+            m.d.sync += [diff.eq(results), diff_ok.eq(~capture)]
+        else:
+            m.d.comb += [diff.eq(results), diff_ok.eq(1)]
         with m.If(raw_full & diff_ok & ~shadow_full):
             m.d.sync += [sh.eq(raw_tile), shadow_thr.eq(raw_thr), shadow_full.eq(1),
                          shadow.eq(diff),

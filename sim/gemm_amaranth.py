@@ -37,14 +37,17 @@ def _beat(p):
 
 def run_commands(cfg: CoreConfig, commands: list[GemmStreams], *, seed: int = 0,
                  idle: float = 0.3, stall: float = 0.3, abort_after: int | None = None,
-                 vcd: str | None = None, operand_copies: bool | None = None) -> list[GemmRun]:
+                 vcd: str | None = None, operand_copies: bool | None = None,
+                 result_stage: bool | None = None) -> list[GemmRun]:
     """Run ``commands`` in order; return one :class:`GemmRun` each.
 
     With ``abort_after``, the first command is interrupted by a reset after that many cycles
     (its streams are abandoned) and the remaining commands run after the reset.
-    ``operand_copies`` is ``GemmCore``'s (the array's per-element operand registers, as on ECP5).
+    ``operand_copies`` is ``GemmCore``'s (the array's per-element operand registers, as on ECP5),
+    and so is ``result_stage`` (False: the results computed as the shadow takes them, as on
+    iCE40).
     """
-    dut = GemmCore(cfg, operand_copies=operand_copies)
+    dut = GemmCore(cfg, operand_copies=operand_copies, result_stage=result_stage)
     soft_rst = Signal()
     top = Module()
     top.submodules.dut = ResetInserter(soft_rst)(dut)

@@ -8,6 +8,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from onebit.hdl.array import ComputeArray
+from onebit.hdl.gemm import GemmCore
 from onebit.hdl.membank import MemoryBank
 from onebit.hdl.pe import ProcessingElement
 from onebit.hdl.popcount import Popcount
@@ -203,3 +204,9 @@ def test_memory_bank_validation():
         MemoryBank(width=33, depth=20000, kind="ice40_spram")
     with pytest.raises(ValueError, match="Weight memory must be one of bram, ice40_spram"):
         CoreConfig(weight_memory="sram")
+
+
+def test_core_result_stage_is_checked():
+    cfg = CoreConfig(rows=2, cols=2, lanes=8, max_k=16)
+    with pytest.raises(TypeError, match="result_stage must be None, True or False, not 1"):
+        GemmCore(cfg, result_stage=1)

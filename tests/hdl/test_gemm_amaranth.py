@@ -66,6 +66,18 @@ def test_operand_copies(name):
     check(cfg, cases, run)
 
 
+@pytest.mark.parametrize("name", ["2x3x8", "2x1x32", "5x2x4"])
+def test_without_result_stage(name):
+    # The results computed as the shadow takes them (the iCE40 choice), with idle sources and
+    # a stalling sink.
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(zlib.crc32(f"nostage{name}".encode()))
+    cases = [random_case(rng, cfg) for _ in range(8)]
+    run = run_commands(cfg, [encode_gemm(cfg, *c) for c in cases], seed=int(rng.integers(1e6)),
+                       idle=0.3, stall=0.5, result_stage=False)
+    check(cfg, cases, run)
+
+
 @pytest.mark.parametrize("op", list(Op))
 def test_edges_and_both_modes(op):
     cfg = CONFIGS["2x3x8"]
