@@ -190,6 +190,7 @@ class CommandProcessor(wiring.Component):
         # argument and staging write enables).
         idx = Signal(range(_ARGS_BYTES + 1))
         in_args = Signal()
+        is_run = Signal()               # opcode == RUN, registered with it (timing)
         sidx = Signal(range(dev.frame_bytes + 1))
         s_room = Signal()
         args = Signal(8 * _ARGS_BYTES)
@@ -391,6 +392,7 @@ class CommandProcessor(wiring.Component):
                     with m.Switch(ev.kind):
                         with m.Case(EventKind.HEADER):
                             m.d.sync += [opcode.eq(ev.opcode), idx.eq(0),
+                                         is_run.eq(ev.opcode == Opcode.RUN),
                                          in_args.eq(hdr_n_args != 0), sidx.eq(0),
                                          s_room.eq(1),
                                          args.eq(0), dropped.eq(0), dropped_thr.eq(0),
@@ -408,8 +410,7 @@ class CommandProcessor(wiring.Component):
                                         if k:
                                             m.d.sync += args[8 * j:8 * j + k].eq(ev.value[:k])
                                         if k < 8:
-                                            thr = ((opcode == Opcode.RUN) if j in thr_bytes
-                                                   else Const(0, 1))
+                                            thr = is_run if j in thr_bytes else Const(0, 1)
                                             with m.If(ev.value[k:8].any() & thr):
                                                 m.d.sync += dropped_thr.eq(1)
                                             with m.Elif(ev.value[k:8].any()):

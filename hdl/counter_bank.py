@@ -98,18 +98,18 @@ class CounterBank(wiring.Component):
         # and no clear came) are added here, with the pending count, which now includes the read
         # cycle's increment (a read cycle writes nothing back). Stage d: one adder.
         c_addr = Signal(range(n))
-        cb_fresh, cx_fresh = Signal(), Signal()
         bx_add = Signal(range(4 * n + 1))
         # (Whether the write-backs are this counter's is decided as they are registered, and
         # the sum of those that are is registered, so stage c starts from those: timing.)
-        in_b, in_x = Signal(), Signal()
         b_hit = b_valid & ~clear & (b_sel == raddr)
         x_hit = x_valid & ~clear & (x_sel == raddr)
         m.d.sync += [c_addr.eq(raddr),
-                     cb_fresh.eq(b_fresh), cx_fresh.eq(x_fresh),
-                     in_b.eq(b_hit), in_x.eq(x_hit),
                      bx_add.eq(Mux(b_hit, b_add, 0) + Mux(x_hit, x_add, 0))]
-        stale = Mux(in_b, cb_fresh, Mux(in_x, cx_fresh, fresh.bit_select(c_addr, 1)))
+        # Whether the RAM word is stale, decided a stage early too: in a read cycle nothing
+        # is written back, so only a clear changes ``fresh`` before stage c looks at it.
+        stale = Signal()
+        m.d.sync += stale.eq(Mux(b_hit, b_fresh, Mux(x_hit, x_fresh,
+                                                     clear | fresh.bit_select(raddr, 1))))
         d_data, d_small = Signal(w), Signal(range(6 * n + 1))
         m.d.sync += [d_data.eq(Mux(stale, 0, rd.data)),
                      d_small.eq(pend[c_addr] + bx_add)]

@@ -49,9 +49,14 @@ class FrameSender(wiring.Component):
         # them that cycle before a CRC goes out.
         c_byte = Signal(8)
         c8_valid, c32_valid = Signal(), Signal()
-        m.d.sync += [c_byte.eq(self.o.payload), c8_valid.eq(0), c32_valid.eq(0)]
+        # (They restart from a register too, the cycle after the header is taken: START's byte
+        # is not in them.)
+        c_start = Signal()
+        m.d.sync += [c_byte.eq(self.o.payload), c8_valid.eq(0), c32_valid.eq(0),
+                     c_start.eq(0)]
         m.d.comb += [crc8.data.eq(c_byte), crc32.data.eq(c_byte),
-                     crc8.valid.eq(c8_valid), crc32.valid.eq(c32_valid)]
+                     crc8.valid.eq(c8_valid), crc32.valid.eq(c32_valid),
+                     crc8.start.eq(c_start), crc32.start.eq(c_start)]
 
         def header_byte(state, value, following, *, crc):
             with m.State(state):
@@ -68,7 +73,7 @@ class FrameSender(wiring.Component):
                     m.d.sync += [opcode.eq(self.header.payload.opcode),
                                  length.eq(self.header.payload.length),
                                  left.eq(self.header.payload.length)]
-                    m.d.comb += [crc8.start.eq(1), crc32.start.eq(1)]
+                    m.d.sync += c_start.eq(1)
                     m.next = "START"
             header_byte("START", START, "OPCODE", crc=False)
             header_byte("OPCODE", opcode, "LEN0", crc=True)

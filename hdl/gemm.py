@@ -254,6 +254,9 @@ class GemmCore(wiring.Component):
         m.d.sync += self.cmd_error.eq(0)
         pend = Signal(command_layout(cfg))
         k_m1 = Signal(range(cfg.max_k + 1))
+        c_tmin, c_nmin = Signal(range(R + 1)), Signal(range(C + 1))
+        c_tle, c_nle, c_nge, c_kle = Signal(), Signal(), Signal(), Signal()
+        c_tm1 = Signal(range(cfg.max_t + 1))
         with m.FSM(name="control"):
             with m.State("IDLE"):
                 # Take the command into registers, its check into ``cmd_error`` (the cycle
@@ -271,6 +274,11 @@ class GemmCore(wiring.Component):
                 # ``K - 1`` (K >= 1 once the check passes): ``ceil(K / L) - 1`` is its chunk
                 # part and the last chunk's top valid bit ``(K - 1) mod L`` its lane part.
                 m.d.sync += k_m1.eq(pend.k - 1)
+                # The command's other compares too, so ACCEPT only copies registers (timing).
+                m.d.sync += [c_tmin.eq(Mux(pend.t >= R, R, pend.t)), c_tle.eq(pend.t <= R),
+                             c_nmin.eq(Mux(pend.n >= C, C, pend.n)), c_nle.eq(pend.n <= C),
+                             c_nge.eq(pend.n >= C), c_kle.eq(pend.k <= L),
+                             c_tm1.eq(pend.t - 1)]
                 with m.If(self.cmd_error):
                     m.next = "IDLE"
                 with m.Else():
@@ -282,17 +290,17 @@ class GemmCore(wiring.Component):
                 m.d.comb += top.eq(k_m1[:cfg.lane_bits] if L > 1 else 0)
                 m.d.sync += [
                     op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n), k.eq(p.k),
-                    l_rest.eq(p.n), l_rest_ge.eq(p.n >= C), l_rest_le.eq(p.n <= C),
+                    l_rest.eq(p.n), l_rest_ge.eq(c_nge), l_rest_le.eq(c_nle),
                     kw.eq((k_m1 >> cfg.lane_bits) + 1),
                     last_mask.eq(Cat(*(top >= i for i in range(L)))),
                     a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0), loaded_all.eq(0),
                     i_j.eq(0), i_abase.eq(0), i_half.eq(0),
-                    i_tleft.eq(p.t), i_nleft.eq(p.n), t_m1.eq(p.t - 1),
-                    i_rows.eq(Mux(p.t >= R, R, p.t)), i_ltt.eq(p.t <= R), t_le_r.eq(p.t <= R),
-                    i_cols.eq(Mux(p.n >= C, C, p.n)), i_lnt.eq(p.n <= C),
-                    i_need.eq(Mux(p.t >= R, R, p.t)), first_need.eq(Mux(p.t >= R, R, p.t)),
+                    i_tleft.eq(p.t), i_nleft.eq(p.n), t_m1.eq(c_tm1),
+                    i_rows.eq(c_tmin), i_ltt.eq(c_tle), t_le_r.eq(c_tle),
+                    i_cols.eq(c_nmin), i_lnt.eq(c_nle),
+                    i_need.eq(c_tmin), first_need.eq(c_tmin),
                     kw_m1.eq(k_m1 >> cfg.lane_bits), kw_m2.eq((k_m1 >> cfg.lane_bits) - 1),
-                    i_jlast.eq(p.k <= L), kw_one.eq(p.k <= L), a_jlast.eq(p.k <= L),
+                    i_jlast.eq(c_kle), kw_one.eq(c_kle), a_jlast.eq(c_kle),
                 ]
                 m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
                 # Each result field loads only in its own mode (timing: no mode multiplexer in
