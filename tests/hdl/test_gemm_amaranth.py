@@ -55,26 +55,18 @@ def test_random_commands(name, idle, stall):
 
 
 @pytest.mark.parametrize("name", ["2x3x8", "2x1x32", "5x2x4"])
-def test_operand_copies(name):
-    # Each element's own operand registers (the array's choice on ECP5; one cycle more from
-    # issue to the accumulators), with idle sources and a stalling sink.
+@pytest.mark.parametrize("option", [{"operand_copies": True}, {"result_stage": False}],
+                         ids=["operand_copies", "no_result_stage"])
+def test_family_options(name, option):
+    # The choices the platform's family makes, forced: each element's own operand registers
+    # (ECP5's; one cycle more from issue to the accumulators), the results computed as the
+    # shadow takes them (iCE40's); with idle sources and a stalling sink.
     cfg = CONFIGS[name]
-    rng = np.random.default_rng(zlib.crc32(f"copies{name}".encode()))
+    key = next(iter(option))
+    rng = np.random.default_rng(zlib.crc32(f"{key}{name}".encode()))
     cases = [random_case(rng, cfg) for _ in range(8)]
     run = run_commands(cfg, [encode_gemm(cfg, *c) for c in cases], seed=int(rng.integers(1e6)),
-                       idle=0.3, stall=0.5, operand_copies=True)
-    check(cfg, cases, run)
-
-
-@pytest.mark.parametrize("name", ["2x3x8", "2x1x32", "5x2x4"])
-def test_without_result_stage(name):
-    # The results computed as the shadow takes them (the iCE40 choice), with idle sources and
-    # a stalling sink.
-    cfg = CONFIGS[name]
-    rng = np.random.default_rng(zlib.crc32(f"nostage{name}".encode()))
-    cases = [random_case(rng, cfg) for _ in range(8)]
-    run = run_commands(cfg, [encode_gemm(cfg, *c) for c in cases], seed=int(rng.integers(1e6)),
-                       idle=0.3, stall=0.5, result_stage=False)
+                       idle=0.3, stall=0.5, **option)
     check(cfg, cases, run)
 
 
