@@ -126,9 +126,14 @@ def _run_thresh_bytes() -> range:
     return range(field.offset // 8, (field.offset + field.width) // 8)
 
 
+def _sat_flags(value, bits: int):
+    """Whether ``value`` is above and below the range of ``bits`` signed bits."""
+    top = (1 << (bits - 1)) - 1
+    return value > top, value < -top - 1
+
+
 def _saturated(value, bits: int, hi, lo):
-    """``value`` saturated to ``bits`` signed bits, given ``hi`` (above the top) and ``lo``
-    (below the bottom)."""
+    """``value`` saturated to ``bits`` signed bits, given its ``_sat_flags`` ``hi``, ``lo``."""
     top = (1 << (bits - 1)) - 1
     return Mux(hi, top, Mux(lo, -top - 1, value))[:bits]
 
@@ -331,19 +336,22 @@ class CommandProcessor(wiring.Component):
         g_valid, g_word, g_addr = Signal(), Signal(8 * max_unit), Signal.like(self.st_waddr)
 
         def sat_fields(word):
-            """The saturated fields of the stores' words, in the order of ``loads``: each
-            (signed value, width it saturates to)."""
+            """For each of ``loads``, the saturated fields of its store's word in ``word``:
+            (signed value, width it saturates to) each; none for a store written as is."""
             fields = []
             for _, name, unit, _ in loads:
                 w = word[len(word) - 8 * unit:]
                 if name == "thresh":
-                    fields.append((w.as_signed(), c.threshold_width))
+                    fields.append([(w.as_signed(), c.threshold_width)])
                 elif name == "param":
-                    fields += [(w[32 * i:32 * i + 32].as_signed(), PARAM_BITS)
-                               for i in range(c.cols)]
+                    fields.append([(w[32 * i:32 * i + 32].as_signed(), PARAM_BITS)
+                                   for i in range(c.cols)])
+                else:
+                    fields.append([])
             return fields
-        g_flags = [(Signal(name=f"g_hi{i}"), Signal(name=f"g_lo{i}"))
-                   for i in range(len(sat_fields(f_word)))]
+        g_flags = [[(Signal(name=f"g_hi_{name}{i}"), Signal(name=f"g_lo_{name}{i}"))
+                    for i in range(len(f))]
+                   for (_, name, _, _), f in zip(loads, sat_fields(f_word), strict=True)]
 
         # RUN sizing state.
         rp = Signal(run_layout(dev))
@@ -606,26 +614,25 @@ class CommandProcessor(wiring.Component):
                                  g_word.eq(f_word), g_addr.eq(f_addr)]
                     with m.If(e_valid & e_last):
                         m.d.sync += [f_word.eq(nxt), f_addr.eq(e_addr)]
-                    for (hi, lo), (value, bits) in zip(g_flags, sat_fields(f_word), strict=True):
-                        top = (1 << (bits - 1)) - 1
-                        m.d.sync += [hi.eq(value > top), lo.eq(value < -top - 1)]
+                    for flags, fields in zip(g_flags, sat_fields(f_word), strict=True):
+                        for (hi, lo), (value, bits) in zip(flags, fields, strict=True):
+                            m.d.sync += Cat(hi, lo).eq(Cat(*_sat_flags(value, bits)))
                     w_valid, w_word, w_addr, w_flags = g_valid, g_word, g_addr, g_flags
                 else:
                     # (iCE40: the registered store write straight from stage e; the UP5K has
                     # no logic cells to spare for the stages.)
                     w_valid, w_word, w_addr = e_valid & e_last, nxt, e_addr
-                    w_flags = [(value > (1 << (bits - 1)) - 1, value < -(1 << (bits - 1)))
-                               for value, bits in sat_fields(nxt)]
+                    w_flags = [[_sat_flags(value, bits) for value, bits in fields]
+                               for fields in sat_fields(nxt)]
                 with m.If(w_valid):
                     m.d.sync += self.st_waddr.eq(w_addr)
-                    fields = iter(zip(w_flags, sat_fields(w_word), strict=True))
-                    for store, (_, name, unit, _) in enumerate(loads):
+                    for store, ((_, name, unit, _), flags, fields) in enumerate(
+                            zip(loads, w_flags, sat_fields(w_word), strict=True)):
                         w_in = w_word[aw - 8 * unit:]
-                        if name in ("thresh", "param"):
-                            n_f = 1 if name == "thresh" else c.cols
+                        if fields:
                             w_in = Cat(*(_saturated(value, bits, hi, lo)
-                                         for (hi, lo), (value, bits) in
-                                         (next(fields) for _ in range(n_f))))
+                                         for (hi, lo), (value, bits) in zip(flags, fields,
+                                                                            strict=True)))
                         with m.If(sel[store]):
                             m.d.sync += [self.st_wdata.eq(w_in),
                                          getattr(self, f"{name}_wen").eq(1)]

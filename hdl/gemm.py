@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from ..host.core_config import CORE_COUNTERS, CoreConfig, Op
 from .array import ComputeArray
 from .membank import MemoryBank
-from .popcount import reduce_columns, tree_depth, two_rows
+from .popcount import reduce_columns, register_columns, tree_depth, two_rows
 
 __all__ = ["GemmCore", "command_layout", "result_layout", "counters_layout", "COUNTERS"]
 
@@ -221,13 +221,12 @@ class GemmCore(wiring.Component):
         i_tleft = Signal(range(cfg.max_t + 1))
         i_nleft = Signal(range(cfg.max_n + 1))
         i_need = Signal(range(cfg.max_t + 1))
-        first_need = Signal(range(cfg.max_t + 1))
+        first_need = Signal(range(cfg.max_t + 1))   # min(T, R) (set in CHECK, like the next)
         i_jlast = Signal()
-        t_le_r = Signal()
-        t_m1 = Signal(range(cfg.max_t + 1))    # T - 1: the activation loader's last row
+        t_le_r = Signal()                           # T <= R
+        t_m1 = Signal(range(cfg.max_t + 1))         # T - 1: the activation loader's last row
         rows_in, rows_ge, need_moves, loaded_all = Signal(), Signal(), Signal(), Signal()
-        kw_one = Signal()
-        kw_m1 = Signal(range(KWM + 1))
+        kw_one = Signal()                           # K <= L: one chunk a row
         # ceil(K/L) - 2: ``j + 1 == kw_m1`` as ``j == kw_m2`` (timing: no adder before the
         # compare; only used while a row has a chunk after ``j``, so kw >= 2 there).
         kw_m2 = Signal(range(KWM + 1))
@@ -254,9 +253,9 @@ class GemmCore(wiring.Component):
         m.d.sync += self.cmd_error.eq(0)
         pend = Signal(command_layout(cfg))
         k_m1 = Signal(range(cfg.max_k + 1))
-        c_tmin, c_nmin = Signal(range(R + 1)), Signal(range(C + 1))
-        c_tle, c_nle, c_nge, c_kle = Signal(), Signal(), Signal(), Signal()
-        c_tm1 = Signal(range(cfg.max_t + 1))
+        kw_m1 = k_m1[cfg.lane_bits:]                # ceil(K / L) - 1
+        c_nmin = Signal(range(C + 1))
+        c_nle, c_nge = Signal(), Signal()
         with m.FSM(name="control"):
             with m.State("IDLE"):
                 # Take the command into registers, its check into ``cmd_error`` (the cycle
@@ -274,11 +273,13 @@ class GemmCore(wiring.Component):
                 # ``K - 1`` (K >= 1 once the check passes): ``ceil(K / L) - 1`` is its chunk
                 # part and the last chunk's top valid bit ``(K - 1) mod L`` its lane part.
                 m.d.sync += k_m1.eq(pend.k - 1)
-                # The command's other compares too, so ACCEPT only copies registers (timing).
-                m.d.sync += [c_tmin.eq(Mux(pend.t >= R, R, pend.t)), c_tle.eq(pend.t <= R),
+                # The command's other compares too, so ACCEPT only copies registers (timing);
+                # those the command uses as it runs stay in these registers until the next.
+                m.d.sync += [first_need.eq(Mux(pend.t >= R, R, pend.t)),
+                             t_le_r.eq(pend.t <= R), t_m1.eq(pend.t - 1),
+                             kw_one.eq(pend.k <= L),
                              c_nmin.eq(Mux(pend.n >= C, C, pend.n)), c_nle.eq(pend.n <= C),
-                             c_nge.eq(pend.n >= C), c_kle.eq(pend.k <= L),
-                             c_tm1.eq(pend.t - 1)]
+                             c_nge.eq(pend.n >= C)]
                 with m.If(self.cmd_error):
                     m.next = "IDLE"
                 with m.Else():
@@ -291,16 +292,15 @@ class GemmCore(wiring.Component):
                 m.d.sync += [
                     op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n), k.eq(p.k),
                     l_rest.eq(p.n), l_rest_ge.eq(c_nge), l_rest_le.eq(c_nle),
-                    kw.eq((k_m1 >> cfg.lane_bits) + 1),
+                    kw.eq(kw_m1 + 1),
                     last_mask.eq(Cat(*(top >= i for i in range(L)))),
                     a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0), loaded_all.eq(0),
                     i_j.eq(0), i_abase.eq(0), i_half.eq(0),
-                    i_tleft.eq(p.t), i_nleft.eq(p.n), t_m1.eq(c_tm1),
-                    i_rows.eq(c_tmin), i_ltt.eq(c_tle), t_le_r.eq(c_tle),
+                    i_tleft.eq(p.t), i_nleft.eq(p.n),
+                    i_rows.eq(first_need), i_ltt.eq(t_le_r),
                     i_cols.eq(c_nmin), i_lnt.eq(c_nle),
-                    i_need.eq(c_tmin), first_need.eq(c_tmin),
-                    kw_m1.eq(k_m1 >> cfg.lane_bits), kw_m2.eq((k_m1 >> cfg.lane_bits) - 1),
-                    i_jlast.eq(c_kle), kw_one.eq(c_kle), a_jlast.eq(c_kle),
+                    i_need.eq(first_need), kw_m2.eq(kw_m1 - 1),
+                    i_jlast.eq(kw_one), a_jlast.eq(kw_one),
                 ]
                 m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
                 # Each result field loads only in its own mode (timing: no mode multiplexer in
@@ -421,10 +421,7 @@ class GemmCore(wiring.Component):
         width = L.bit_length()
         columns = reduce_columns(m, {0: [p_chunk[i] for i in range(L)]}, width, "wpa",
                                  levels=tree_depth(L) // 2)
-        staged = {}
-        for weight, col in columns.items():
-            staged[weight] = [Signal(name=f"o{weight}_{i}") for i in range(len(col))]
-            m.d.sync += [r.eq(b) for r, b in zip(staged[weight], col, strict=True)]
+        staged = register_columns(m, columns, "o")
         m.d.sync += [o_valid.eq(p_valid), o_first.eq(p_first), o_last.eq(p_last),
                      o_half.eq(p_half), o_c.eq(p_c)]
         m.d.sync += [q_valid.eq(o_valid), q_first.eq(o_first), q_last.eq(o_last),

@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .carry_popcount import EXTRACT, FOLD2, CarryChain, Half, inject, plain, plan
-from .popcount import reduce_columns, tree_depth, two_rows
+from .popcount import reduce_columns, register_columns, tree_depth, two_rows
 from .unmerged_register import unmerged_registers
 
 __all__ = ["ProcessingElement"]
@@ -105,12 +105,7 @@ class ProcessingElement(wiring.Component):
             # Cut the tree after half its levels; register the partial columns.
             columns = reduce_columns(m, columns, width, "pa",
                                      levels=tree_depth(self._lanes) // 2)
-            staged = {}
-            for weight, col in columns.items():
-                staged[weight] = [Signal(name=f"p{weight}_{i}") for i in range(len(col))]
-                with m.If(self.en):
-                    m.d.sync += [r.eq(b) for r, b in zip(staged[weight], col, strict=True)]
-            columns = staged
+            columns = register_columns(m, columns, "p", en=self.en)
             valid, last = Signal(), Signal()
             with m.If(self.en):
                 m.d.sync += [valid.eq(self.valid), last.eq(self.last)]

@@ -16,7 +16,8 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Popcount", "popcount_tree", "reduce_columns", "tree_depth", "two_rows"]
+__all__ = ["Popcount", "popcount_tree", "reduce_columns", "register_columns", "tree_depth",
+           "two_rows"]
 
 
 def reduce_columns(m: Module, columns: dict[int, list], width: int, name: str,
@@ -60,6 +61,21 @@ def tree_depth(count: int) -> int:
                 new[w + 1] = new.get(w + 1, 0) + fa
         heights, depth = new, depth + 1
     return depth
+
+
+def register_columns(m: Module, columns: dict[int, list], name: str, en=None) -> dict[int, list]:
+    """Registers holding ``columns`` (``{weight: [bits]}``), loaded when ``en`` (every cycle
+    when None): a pipeline cut inside a tree."""
+    staged = {}
+    for weight, col in columns.items():
+        staged[weight] = [Signal(name=f"{name}{weight}_{i}") for i in range(len(col))]
+        loads = [r.eq(b) for r, b in zip(staged[weight], col, strict=True)]
+        if en is None:
+            m.d.sync += loads
+        else:
+            with m.If(en):
+                m.d.sync += loads
+    return staged
 
 
 def two_rows(columns: dict[int, list], width: int) -> list:
