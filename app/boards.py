@@ -30,8 +30,10 @@ class Board:
     baud: int
     device: DeviceConfig
     totals: dict[str, int] = field(default_factory=dict)   # the part's LUT, FF, BRAM, ...
-    seed: int | None = None         # nextpnr's placement seed and router for this board's
-    router: str | None = None       # default design, where nextpnr's defaults do not route it
+    # nextpnr's placement seeds, tried in turn until one meets timing (empty: nextpnr's
+    # default seed), and its router, for this board's whole design (``build``).
+    seeds: tuple[int, ...] = ()
+    router: str | None = None
 
     def clock_hz(self) -> float:
         """Frequency of the ``sync`` clock the design runs at."""

@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +27,7 @@ from .boards import Board, board
 from .build_steps import run_build_script
 from .host.device_config import DeviceConfig
 from .no_rw_check import apply_no_rw_check
+from .seed_sweep import PlacementError, choose, describe, sweep
 
 __all__ = ["build", "BuildError", "parse_report", "synth_cells"]
 
@@ -153,8 +155,7 @@ def _failure(log: str, b: Board, returncode: int = 1) -> str:
             f"{name} {used} used of {total}" for name, used, total in dict.fromkeys(over))
     lines = [ln for ln in log.splitlines() if "ERROR" in ln]
     text = "\n".join(dict.fromkeys(lines[-8:]))
-    if any(s in log for s in ("Unable to place", "Failed to expand region",
-                              "Unable to find legal placement")):
+    if _NO_PLACEMENT.search(log):
         used = [(name, int(n), int(total)) for name, n, total in _UTIL.findall(log)
                 if CELLS[b.family].get(name) == "LUT4"]
         at = (f" (nextpnr found no legal placement with {used[0][0]} {used[0][1]} of "
@@ -167,6 +168,8 @@ def _failure(log: str, b: Board, returncode: int = 1) -> str:
                 f"its log; was it interrupted?")
     return f"the {b.family} flow failed:\n{text}"
 
+
+_NO_PLACEMENT = re.compile("Unable to place|Failed to expand region|Unable to find legal placement")
 
 #: nextpnr's routers (``--router``); the first is its default.
 ROUTERS = ("router1", "router2")
@@ -188,7 +191,8 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
           lanes: int | None = None, device: DeviceConfig | None = None,
           clock_mhz: float | None = None, json_out: bool = False, out=print,
           require_timing: bool = True, rebuild: bool = False, array_only: bool = False,
-          seed: int | None = None, router: str | None = None) -> dict:
+          seed: int | None = None, seeds: Sequence[int] | None = None,
+          router: str | None = None, jobs: int | None = None) -> dict:
     """Build the design for board ``name``; return the report (raise :class:`BuildError`).
 
     ``device`` replaces the board's default device (array and stores); ``rows``, ``cols``,
@@ -197,21 +201,37 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
     raising (for scaling measurements). ``rebuild`` ignores a cached build of the same design.
     ``array_only`` builds the compute array alone (``hdl/array_bench_top.py``: operands from a
     shift register, results folded to a pin) instead of the host link and accelerator, to
-    measure the array's own cost and Fmax. ``seed`` (nextpnr's ``--seed``, a non-negative
-    integer) and ``router`` (``"router1"``, nextpnr's default, or ``"router2"``) are for a
-    design that routes slowly or not at all: another placement, another router (each is part
-    of the cached design's hash); they replace the board's own (``Board.seed``,
-    ``Board.router``, which apply to the whole design only, not with ``array_only``).
-    Progress lines of the tools' steps go to ``out`` while the build runs.
+    measure the array's own cost and Fmax. ``seeds`` (nextpnr's ``--seed``, non-negative
+    integers) are placement seeds tried in turn, ``jobs`` builds at a time (default: one per
+    core), until one meets timing (:mod:`.seed_sweep`); ``seed`` is one seed alone. ``router``
+    (``"router1"``, nextpnr's default, or ``"router2"``) is for a design that routes slowly or
+    not at all. Each seed's build is cached on its own; seeds and router replace the board's
+    (``Board.seeds``, ``Board.router``, which apply to the whole design only, not with
+    ``array_only``). The report's ``placement`` says which seed it is and what every seed
+    tried reached. Progress lines of the tools' steps go to ``out`` while the build runs.
     """
     from .hdl.array_bench_top import ArrayBenchTop
     from .hdl.board_top import BoardTop
 
     b = board(name)
-    if not array_only:      # the board's own seed and router are for its whole design
-        seed = b.seed if seed is None else seed
+    if seed is not None and seeds is not None:
+        raise ValueError(f"give seed or seeds, not both (seed={seed!r}, seeds={seeds!r})")
+    if seed is not None:
+        seeds = (seed,)
+    if seeds is not None:
+        seeds = tuple(seeds)
+        if not seeds:
+            raise ValueError("seeds must hold at least one seed, not ()")
+    elif not array_only:    # the board's own seeds and router are for its whole design
+        seeds = b.seeds
+    if not array_only:
         router = b.router if router is None else router
-    opts = nextpnr_options(seed=seed, router=router)
+    tries: tuple[int | None, ...] = seeds or (None,)
+    for s in tries:
+        nextpnr_options(seed=s, router=router)          # checked before any design is made
+    jobs = min(len(tries), os.cpu_count() or 1) if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
     if clock_mhz is not None:
         if b.pll is None:
             raise ValueError(f"{b.name} has no PLL in its constraints; it runs at its "
@@ -231,45 +251,31 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
         b = replace(b, device=replace(b.device, core=replace(core, **changes)))
     platform = b.platform()
     top = ArrayBenchTop(b, b.device.core) if array_only else BoardTop(b)
+    opts = nextpnr_options(router=router)
     plan = platform.prepare(top, name="top", nextpnr_opts=opts,
                             **({"script_after_read": ONE_HOT_FSMS} if b.family == "ecp5" else {}))
     plan.files["top.il"], _ = apply_no_rw_check(plan.files["top.il"])
-    digest = _design_hash(plan, b.family)
-    from .sim.toolchain import BUILD_ROOT
+    # Progress goes to ``out``; with ``json_out`` to standard error, so that standard output
+    # stays one JSON object.
+    progress = out if not json_out else (lambda s: print(s, file=sys.stderr, flush=True))
 
-    folder = BUILD_ROOT / "boards" / f"{b.name}{'-array' if array_only else ''}-{digest}"
-    report_path = folder / "onebit-report.json"
-    if rebuild:
-        report_path.unlink(missing_ok=True)
-    if report_path.exists():
-        report = json.loads(report_path.read_text())
-    else:
-        # Progress goes to ``out``; with ``json_out`` to standard error, so that standard
-        # output stays one JSON object.
-        progress = out if not json_out else (lambda s: print(s, file=sys.stderr, flush=True))
-        progress(f"building {b.description} in {folder}: synthesis, place and route and "
-                 f"packing (minutes)")
-        env = {**os.environ, **_tool_env(b.family), "PYTHON": sys.executable}
-        start = time.monotonic()
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in ("top.rpt", "top.tim", "report.json"):
-            (folder / stale).unlink(missing_ok=True)
-        plan.extract(folder)
-        _add_netlist_passes(folder / "build_top.sh", b.family)
-        returncode, log = run_build_script("build_top.sh", folder, env, progress)
-        tim = folder / "top.tim"
-        if tim.exists():
-            log += tim.read_text(errors="replace")
-        (folder / "build.log").write_text(log)
-        if returncode:
-            raise BuildError(_failure(log, b, returncode) +
-                             f"\n(full log: {folder / 'build.log'})")
-        cells = synth_cells((folder / "top.rpt").read_text(errors="replace"))
-        parsed = parse_report(json.loads((folder / "report.json").read_text()), b.family,
-                              cells=cells, totals=b.totals)
-        report = _summarise(b, parsed, time.monotonic() - start, folder)
-        report["design"] = "array only" if array_only else "host link and accelerator"
-        report_path.write_text(json.dumps(report, indent=1))
+    def run(s: int | None) -> dict:
+        seeded = nextpnr_options(seed=s, router=router)
+        files = {n: c.replace(opts, seeded) if n.startswith("build_top.") else c
+                 for n, c in plan.files.items()}
+        said = progress if len(tries) == 1 else (lambda line: progress(f"seed {s}: {line}"))
+        report = _place(b, plan.script, files, array_only=array_only, rebuild=rebuild,
+                        progress=said)
+        return {**report, "seed": s}
+
+    attempts = sweep(tries, run, jobs=jobs)
+    chosen = choose(attempts)
+    if chosen is None:       # (every seed's placement failed; the last one's message)
+        tried = f"\n(seeds tried: {describe(attempts)})" if len(attempts) > 1 else ""
+        raise BuildError(attempts[-1].error + tried)
+    report = {**chosen.report, "placement": {
+        "seed": chosen.seed, "tried": [{"seed": a.seed, "fmax_mhz": round(a.fmax_mhz, 2),
+                                        "placed": a.report is not None} for a in attempts]}}
     if json_out:
         out(json.dumps(report))
     else:
@@ -277,8 +283,55 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
     missed = [c for c, f in report["fmax"].items() if f["achieved_mhz"] < f["constraint_mhz"]]
     if missed and require_timing:
         c = missed[0]
-        raise BuildError(f"clock {c} misses timing: Fmax {report['fmax'][c]['achieved_mhz']:.1f} "
-                         f"MHz < target {report['fmax'][c]['constraint_mhz']:.1f} MHz")
+        tried = f" with every seed tried ({describe(attempts)})" if len(attempts) > 1 else ""
+        raise BuildError(f"clock {c} misses timing{tried}: Fmax "
+                         f"{report['fmax'][c]['achieved_mhz']:.1f} MHz < target "
+                         f"{report['fmax'][c]['constraint_mhz']:.1f} MHz")
+    return report
+
+
+def _place(b: Board, script: str, files: dict, *, array_only: bool, rebuild: bool,
+           progress) -> dict:
+    """One build of ``files`` (synthesis, place and route, packing) in its own folder under
+    the files' hash, or its cached report; raise :class:`BuildError`
+    (:class:`~.seed_sweep.PlacementError` where only the placement failed)."""
+    from amaranth.build.run import BuildPlan
+
+    from .sim.toolchain import BUILD_ROOT
+
+    plan = BuildPlan(script)
+    plan.files = files
+    digest = _design_hash(plan, b.family)
+    folder = BUILD_ROOT / "boards" / f"{b.name}{'-array' if array_only else ''}-{digest}"
+    report_path = folder / "onebit-report.json"
+    if rebuild:
+        report_path.unlink(missing_ok=True)
+    if report_path.exists():
+        return json.loads(report_path.read_text())
+    progress(f"building {b.description} in {folder}: synthesis, place and route and "
+             f"packing (minutes)")
+    env = {**os.environ, **_tool_env(b.family), "PYTHON": sys.executable}
+    start = time.monotonic()
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("top.rpt", "top.tim", "report.json"):
+        (folder / stale).unlink(missing_ok=True)
+    plan.extract(folder)
+    _add_netlist_passes(folder / "build_top.sh", b.family)
+    returncode, log = run_build_script("build_top.sh", folder, env, progress)
+    tim = folder / "top.tim"
+    if tim.exists():
+        log += tim.read_text(errors="replace")
+    (folder / "build.log").write_text(log)
+    if returncode:
+        message = _failure(log, b, returncode) + f"\n(full log: {folder / 'build.log'})"
+        raise (PlacementError if _NO_PLACEMENT.search(log) and not over_capacity(log)
+               else BuildError)(message)
+    cells = synth_cells((folder / "top.rpt").read_text(errors="replace"))
+    parsed = parse_report(json.loads((folder / "report.json").read_text()), b.family,
+                          cells=cells, totals=b.totals)
+    report = _summarise(b, parsed, time.monotonic() - start, folder)
+    report["design"] = "array only" if array_only else "host link and accelerator"
+    report_path.write_text(json.dumps(report, indent=1))
     return report
 
 
@@ -311,5 +364,11 @@ def format_report(r: dict) -> str:
                      f"{f['constraint_mhz']:.1f} MHz ({ok})")
     lines.append(f"  peak {r['peak_gops']:.1f} binary GOPS, {r['gops_per_1000_lut4']:.2f} GOPS "
                  f"per 1000 LUT4")
+    p = r.get("placement")
+    if p and (p["seed"] is not None or len(p["tried"]) > 1):
+        tried = ", ".join(f"{'default' if t['seed'] is None else t['seed']}: "
+                          + (f"{t['fmax_mhz']:.1f} MHz" if t["placed"] else "did not place")
+                          for t in p["tried"])
+        lines.append(f"  placement seed {p['seed']} (tried {tried})")
     lines.append(f"  bitstream: {r['bitstream']}")
     return "\n".join(lines)

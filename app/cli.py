@@ -37,6 +37,14 @@ def _bench(args: argparse.Namespace) -> int:
                sim=args.sim, synth=not args.no_synth)
 
 
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"seeds must be integers separated by commas, not {text!r}") from None
+
+
 def _build(args: argparse.Namespace) -> int:
     from .build import BuildError, build
 
@@ -64,7 +72,7 @@ def _build(args: argparse.Namespace) -> int:
     try:
         build(args.board, rows=args.rows, cols=args.cols, lanes=args.lanes,
               clock_mhz=args.clock_mhz, json_out=args.json, rebuild=args.rebuild,
-              seed=args.seed, router=args.router)
+              seed=args.seed, seeds=args.seeds, router=args.router, jobs=args.jobs)
     except (BuildError, ValueError) as e:
         print(f"onebit build: {e}", file=sys.stderr)
         return 1
@@ -135,9 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--json", action="store_true", help="print the report as JSON")
     build.add_argument("--rebuild", action="store_true",
                        help="build again even if this design's build is cached")
-    build.add_argument("--seed", type=int,
-                       help="nextpnr's placement seed (a design that routes slowly or not at "
-                            "all may route with another)")
+    placement = build.add_mutually_exclusive_group()
+    placement.add_argument("--seed", type=int,
+                           help="nextpnr's placement seed (a design that routes slowly or not "
+                                "at all may route with another)")
+    placement.add_argument("--seeds", type=_seed_list, metavar="N,N,...",
+                           help="placement seeds tried in turn until one meets timing "
+                                "(default: the board's)")
+    build.add_argument("--jobs", type=int,
+                       help="placement seeds built at once (default: one per core)")
     from .build import ROUTERS
 
     build.add_argument("--router", choices=ROUTERS,

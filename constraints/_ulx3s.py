@@ -7,9 +7,9 @@ from ..host.device_config import DeviceConfig
 
 def ulx3s_board(size: str, platform: type, totals: dict[str, int], *,
                 target_hz: float, device: DeviceConfig | None = None,
-                seed: int | None = None, router: str | None = None) -> Board:
+                seeds: tuple[int, ...] = (), router: str | None = None) -> Board:
     """The ULX3S with an LFE5U-``size`` (``"25F"``, ``"85F"``), its clock from the EHXPLLL;
-    ``device`` replaces the default (GEMM-only) device; ``seed`` and ``router`` go to
+    ``device`` replaces the default (GEMM-only) device; ``seeds`` and ``router`` go to
     nextpnr."""
     return Board(
         name=f"ulx3s-{size.lower()}", description=f"ULX3S (ECP5 LFE5U-{size})",
@@ -19,4 +19,4 @@ def ulx3s_board(size: str, platform: type, totals: dict[str, int], *,
                                                       max_t=64, max_n=1024),
                                       frame_bytes=1024, act_words=2048, weight_words=8192,
                                       thresh_words=1024, result_beats=512),
-        totals=totals, seed=seed, router=router)
+        totals=totals, seeds=seeds, router=router)

@@ -31,5 +31,5 @@ BOARD = Board(
                         frame_bytes=256, act_words=512, weight_words=49152,
                         thresh_words=256, result_beats=128, weight_store="ice40_spram"),
     totals={"LUT4": 5280, "FF": 5280, "BRAM": 30, "SPRAM": 4, "DSP": 8, "CARRY": 5280},
-    seed=1,
+    seeds=(1, 2, 3),
 )

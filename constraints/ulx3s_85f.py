@@ -3,8 +3,8 @@ the clock is 50 MHz (25 MHz x 2). With nextpnr's defaults the design of 2026-12-
 in reasonable time (router1 had 18,913 arcs queued after 43 minutes; router2 stalls at 1 to 3
 overused wires), so the board builds with router2 and placement seed 7, which route it in 3 to
 6 minutes. Since the layer engine's result path was registered and the GEMV unit stopped
-stalling (credit flow control), it reaches 51.0 MHz (``docs/build.md``); a design change moves
-the placement, and ``--seed``/``--router`` override these.
+stalling (credit flow control), it reaches 55.6 MHz (``docs/build.md``); a design change moves
+the placement, and ``--seed``, ``--seeds`` and ``--router`` override these.
 
 The device has the layer engine for models of the shipped one's shape (D = 128, H = 4,
 F <= 512, two layers, a 128-token KV cache each) and a 16-bank weight store for decode, so
@@ -26,4 +26,4 @@ DEVICE = DeviceConfig(
 BOARD = ulx3s_board("85F", ULX3S_85F_Platform, {
     "LUT4": 83640, "FF": 83640, "BRAM": 208,
     "SPRAM": 0, "DSP": 156, "CARRY": 41820}, target_hz=50e6, device=DEVICE,
-    seed=7, router="router2")
+    seeds=(7,), router="router2")

@@ -768,11 +768,15 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += word_pick.eq(word_src[wsel])
                 m.next = "HOLD"
             with m.State("HOLD"):
-                # The counter bank answers 3 cycles after the read; the stores' data holds.
+                # The counter bank answers 4 cycles after the read (CounterBank.LATENCY); the
+                # stores' data holds.
                 m.next = "LATCH"
                 with m.If(bank_sel):
                     m.next = "HOLD_BANK"
+            assert CounterBank.LATENCY == 4
             with m.State("HOLD_BANK"):
+                m.next = "HOLD_BANK_2"
+            with m.State("HOLD_BANK_2"):
                 m.next = "LATCH"
             with m.State("LATCH"):
                 m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, res_word,

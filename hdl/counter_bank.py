@@ -5,13 +5,13 @@ sets them all to zero (an increment in the same cycle is dropped). A small pendi
 counter collects increments; one counter a cycle, in turn, has its pending count added to its
 word in the RAM (read one cycle, registered, written back the next: one shared adder). A read
 (``ren``) takes the RAM's read port for a cycle instead of a write-back. Reads are exact:
-``raddr`` with ``ren`` in cycle ``t`` gives on ``rdata`` in cycle ``t + 3`` the count of every
+``raddr`` with ``ren`` in cycle ``t`` gives on ``rdata`` in cycle ``t + 4`` the count of every
 increment up to and including cycle ``t`` (the RAM word, plus the pending count, plus the
 write-backs in flight). ``ren`` must not be high in two consecutive cycles (the pending counts
 are sized for that).
 
-Every input is registered, and the read is two register stages (the parts, then one adder), so
-no path from the bank's user reaches deep into it (timing).
+Every input is registered, and the read is three register stages (the parts, their small sum,
+then one adder to the word), so no path from the bank's user reaches deep into it (timing).
 
 Cost: ``n`` pending counts of ``bits(2n)`` bits and two adders, instead of ``n * width``
 flip-flops, ``n`` adders and a ``width``-bit ``n``-way read mux.
@@ -34,8 +34,11 @@ class CounterBank(wiring.Component):
     clear : In(1)
         All counters to zero.
     raddr : In(range(count));  ren : In(1);  rdata : Out(width)
-        Read latency 3; ``ren`` never two cycles in a row.
+        Read latency 4; ``ren`` never two cycles in a row.
     """
+
+    #: Cycles from ``ren`` to ``rdata``.
+    LATENCY = 4
 
     def __init__(self, *, count: int, width: int = 32):
         # (Three or more: a counter's next write-back reads its word after the last one wrote.)
@@ -95,23 +98,27 @@ class CounterBank(wiring.Component):
 
         # Read, stage c (the cycle after the RAM read): the RAM word is from before the
         # write-backs in stages b and x of the read's cycle, so those (if one is this counter's
-        # and no clear came) are added here, with the pending count, which now includes the read
-        # cycle's increment (a read cycle writes nothing back). Stage d: one adder.
+        # and no clear came) are added, with the pending count, which now includes the read
+        # cycle's increment (a read cycle writes nothing back). Whether the write-backs are
+        # this counter's, and whether its RAM word is stale, are decided in the read cycle
+        # (in a read cycle nothing is written back, so only a clear changes ``fresh`` before
+        # stage c); stage c registers the parts, stage d their small sum, and the output adds
+        # that to the word: every step starts and ends in a register (timing).
         c_addr = Signal(range(n))
-        bx_add = Signal(range(4 * n + 1))
-        # (Whether the write-backs are this counter's is decided as they are registered, and
-        # the sum of those that are is registered, so stage c starts from those: timing.)
+        c_bhit, c_xhit = Signal(), Signal()
+        c_badd, c_xadd = Signal.like(b_add), Signal.like(x_add)
+        stale = Signal()
         b_hit = b_valid & ~clear & (b_sel == raddr)
         x_hit = x_valid & ~clear & (x_sel == raddr)
-        m.d.sync += [c_addr.eq(raddr),
-                     bx_add.eq(Mux(b_hit, b_add, 0) + Mux(x_hit, x_add, 0))]
-        # Whether the RAM word is stale, decided a stage early too: in a read cycle nothing
-        # is written back, so only a clear changes ``fresh`` before stage c looks at it.
-        stale = Signal()
-        m.d.sync += stale.eq(Mux(b_hit, b_fresh, Mux(x_hit, x_fresh,
-                                                     clear | fresh.bit_select(raddr, 1))))
-        d_data, d_small = Signal(w), Signal(range(6 * n + 1))
-        m.d.sync += [d_data.eq(Mux(stale, 0, rd.data)),
-                     d_small.eq(pend[c_addr] + bx_add)]
-        m.d.comb += self.rdata.eq(d_data + d_small)
+        m.d.sync += [c_addr.eq(raddr), c_badd.eq(b_add), c_xadd.eq(x_add),
+                     c_bhit.eq(b_hit), c_xhit.eq(x_hit),
+                     stale.eq(Mux(b_hit, b_fresh, Mux(x_hit, x_fresh,
+                                                      clear | fresh.bit_select(raddr, 1))))]
+        d_data, d_pend = Signal(w), Signal.like(pend[0])
+        d_bx = Signal(range(4 * n + 1))
+        m.d.sync += [d_data.eq(Mux(stale, 0, rd.data)), d_pend.eq(pend[c_addr]),
+                     d_bx.eq(Mux(c_bhit, c_badd, 0) + Mux(c_xhit, c_xadd, 0))]
+        e_data, e_small = Signal(w), Signal(range(6 * n + 1))
+        m.d.sync += [e_data.eq(d_data), e_small.eq(d_pend + d_bx)]
+        m.d.comb += self.rdata.eq(e_data + e_small)
         return m

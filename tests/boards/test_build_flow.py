@@ -149,9 +149,10 @@ def test_board_seed_and_router_reach_its_whole_design_build(monkeypatch):
     import onebit.build as build_module
 
     b = board("ulx3s-85f")
-    assert (b.seed, b.router) == (7, "router2")
+    assert (b.seeds, b.router) == ((7,), "router2")
     for bb in boards().values():
-        nextpnr_options(seed=bb.seed, router=bb.router)       # every board's own are valid
+        for s in bb.seeds:
+            nextpnr_options(seed=s, router=bb.router)         # every board's own are valid
     seen = []
 
     class Stop(Exception):
@@ -161,16 +162,35 @@ def test_board_seed_and_router_reach_its_whole_design_build(monkeypatch):
         seen.append(plan.files["build_top.sh"])
         raise Stop
 
-    small = replace(board("ulx3s-25f"), seed=b.seed, router=b.router)
+    small = replace(board("ulx3s-25f"), seeds=b.seeds, router=b.router)
     monkeypatch.setattr(build_module, "board", lambda name: small)
     monkeypatch.setattr(build_module, "_design_hash", stop)
-    for kwargs in ({}, {"array_only": True}, {"seed": 3, "router": "router1"}):
+    for kwargs in ({}, {"array_only": True}, {"seed": 3, "router": "router1"},
+                   {"seeds": (4, 5), "jobs": 1}):
         with pytest.raises(Stop):
             build("ulx3s-25f", rows=2, cols=2, lanes=32, **kwargs, out=lambda *_: None)
-    whole, array, chosen = seen
+    whole, array, chosen, first_of_two = seen
     assert "--seed 7 --router router2" in whole
     assert "--seed" not in array and "--router" not in array
     assert "--seed 3 --router router1" in chosen
+    assert "--seed 4 --router router2" in first_of_two       # the list's first seed first
+
+
+def test_seed_lists_are_checked(capsys):
+    for bad, match in (({"seed": 1, "seeds": (2,)}, "give seed or seeds, not both"),
+                       ({"seeds": ()}, "seeds must hold at least one seed, not \\(\\)"),
+                       ({"seeds": (1, -2)}, "seed must be a non-negative integer, not -2"),
+                       ({"seeds": (1, 2), "jobs": 0}, "jobs must be a positive integer, not 0")):
+        with pytest.raises(ValueError, match=match):
+            build("ulx3s-25f", out=lambda *_: None, **bad)    # refused before any tool runs
+    from onebit.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["build", "--board", "ulx3s-25f", "--seeds", "1,x"])
+    assert "seeds must be integers separated by commas, not '1,x'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["build", "--board", "ulx3s-25f", "--seed", "1", "--seeds", "2,3"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_over_capacity_names_the_resource():

@@ -38,8 +38,8 @@ def test_counter_bank_reads_exact_counts(count, width, p_inc):
                 model = [0] * count
             else:
                 model = [(v + b) % (1 << width) for v, b in zip(model, inc, strict=True)]
-            if ren:                         # the counts after this cycle, three cycles later
-                due[cycle + 3] = (addr, model[addr])
+            if ren:                         # the counts after this cycle, LATENCY cycles later
+                due[cycle + CounterBank.LATENCY] = (addr, model[addr])
             last_ren = ren
             await ctx.tick()
 
