@@ -192,11 +192,13 @@ class GemmCore(wiring.Component):
         s3_valid, s3_last = Signal(), Signal()
         shadow_full = Signal()
         raw_full = Signal()
-        adv = Signal()
         # A tile's last chunk captures the array's sums (``raw``, then the results in the
         # shadow); it waits (and so does the whole pipeline) while ``raw`` still holds the
-        # previous tile.
-        m.d.comb += adv.eq(~(s3_valid & s3_last & raw_full))
+        # previous tile: ``adv = ~(s3_valid & s3_last & raw_full)``. ``adv`` enables every
+        # register of the array, so it is a register itself, computed a cycle early from the
+        # values those three take next (exactly; below, after the capture stage) (timing: a
+        # decode in front of that fan-out set the whole design's Fmax in some placements).
+        adv = Signal(init=1)
 
         # ---------------------------------------------------------------- main controller
         a_j = Signal(range(KWM))
@@ -390,9 +392,10 @@ class GemmCore(wiring.Component):
         l_last_tile = Signal()
         l_pop = Signal(cfg.acc_width)
         l_chunk = Signal(L)
+        # ``l_j == ceil(K/L) - 1``, a register like ``i_jlast`` (timing: the compare fed the
+        # loader's enables).
         l_jlast = Signal()
-        m.d.comb += [l_jlast.eq(l_j == kw_m1),
-                     l_chunk.eq(self.weight.payload & Mux(l_jlast, last_mask, (1 << L) - 1))]
+        m.d.comb += l_chunk.eq(self.weight.payload & Mux(l_jlast, last_mask, (1 << L) - 1))
         # popcount(w) of each row, four stages behind the loader (registered chunk, half the
         # tree, its two rows, then the row sum): wpop is read only when the tile's results
         # leave the array, many cycles after its last chunk is loaded.
@@ -446,7 +449,7 @@ class GemmCore(wiring.Component):
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [l_half.eq(0), l_c.eq(0), l_j.eq(0)]
+                    m.d.sync += [l_half.eq(0), l_c.eq(0), l_j.eq(0), l_jlast.eq(kw_one)]
                     m.next = "WAIT"
             with m.State("WAIT"):
                 rows = Mux(l_rest_ge, C, l_rest)
@@ -464,7 +467,7 @@ class GemmCore(wiring.Component):
                                  p_chunk.eq(l_chunk), p_half.eq(l_half), p_c.eq(l_c),
                                  p_j.eq(l_j)]
                     with m.If(l_jlast):
-                        m.d.sync += l_j.eq(0)
+                        m.d.sync += [l_j.eq(0), l_jlast.eq(kw_one)]
                         with m.If(l_last_row):
                             m.d.sync += [l_c.eq(0), l_rows.eq(l_tile_rows)]
                             m.next = "THRESH"
@@ -473,7 +476,7 @@ class GemmCore(wiring.Component):
                         with m.Else():
                             m.d.sync += [l_c.eq(l_c + 1), l_rows.eq(l_rows - 1)]
                     with m.Else():
-                        m.d.sync += l_j.eq(l_j + 1)
+                        m.d.sync += [l_j.eq(l_j + 1), l_jlast.eq(l_j == kw_m2)]
             with m.State("THRESH"):
                 m.d.comb += self.thresh.ready.eq(1)
                 with m.If(self.thresh.valid):
@@ -517,6 +520,7 @@ class GemmCore(wiring.Component):
             m.d.sync += [x_bus[r].eq(act_rd[r].data) for r in range(R)]
             m.d.sync += [w_bus[col].eq(Mux(s1.half, w_bank[1][col].rdata, w_bank[0][col].rdata))
                          for col in range(C)]
+        s3_next_valid, s3_next_last = prev_valid, prev_last     # what s3 takes with ``adv``
         m.d.comb += [arr.x.eq(x_bus), arr.w.eq(w_bus), arr.valid.eq(s2_valid),
                      arr.last.eq(s2_last), arr.en.eq(adv)]
 
@@ -588,6 +592,10 @@ class GemmCore(wiring.Component):
                          sh_rlast.eq(raw_tile.rows - 1)]
             with m.If(~capture):
                 m.d.sync += raw_full.eq(0)
+        # ``adv`` of the next cycle, from the next values of s3 and ``raw_full``.
+        raw_full_next = capture | (raw_full & ~(diff_ok & ~shadow_full))
+        m.d.sync += adv.eq(~(Mux(adv, s3_next_valid, s3_valid) & Mux(adv, s3_next_last, s3_last) &
+                             raw_full_next))
 
         # ---------------------------------------------------------------- drain + post-op
         # Integers: one beat per row. Bits: one beat per token tile, ``value >= thr``.

@@ -47,9 +47,11 @@ def test_ecp5_pll_settings():
     assert p.f_out == pytest.approx(304.167e6, rel=1e-4) and 400e6 <= p.f_out * p.clkop_div <= 800e6
     p = ecp5_pll(25e6, 90e6)                # the ULX3S-25F's earlier clock: PFD 5 MHz, VCO 450 MHz
     assert (p.clki_div, p.clkfb_div, p.clkop_div, p.f_out) == (5, 18, 5, 90e6)
-    p = ecp5_pll(25e6, 125e6)               # the ULX3S-25F's clock: PFD 25 MHz, VCO 500 MHz
+    p = ecp5_pll(25e6, 125e6)               # its clock after: PFD 25 MHz, VCO 500 MHz
     assert (p.clki_div, p.clkfb_div, p.clkop_div, p.f_out) == (1, 5, 4, 125e6)
-    assert board("ulx3s-25f").clock_hz() == 125e6
+    p = ecp5_pll(25e6, 150e6)               # the ULX3S-25F's clock: PFD 25 MHz, VCO 450 MHz
+    assert (p.clki_div, p.clkfb_div, p.clkop_div, p.f_out) == (1, 6, 3, 150e6)
+    assert board("ulx3s-25f").clock_hz() == 150e6
     with pytest.raises(ValueError, match="no ECP5 PLL setting makes 1 MHz"):
         ecp5_pll(25e6, 1e6)
 

@@ -22,12 +22,14 @@ SMALL = DeviceConfig(core=CoreConfig(rows=1, cols=2, lanes=8, max_k=256, max_t=8
 
 
 # The iCE40 build runs at 18 MHz (a multiple of its 3 Mbaud): the control logic does not yet meet
-# the board's 48 MHz target (docs/build.md says where it stands). This test is about the flow.
+# the board's 48 MHz target (docs/build.md says where it stands). This test is about the flow:
+# one placement seed each (the 25F's board tries six against its 150 MHz), 125 MHz on the 25F.
 @pytest.mark.parametrize("board, lut_total, clock_mhz", [("icebreaker", 5280, 18.0),
-                                                         ("ulx3s-25f", 24288, None)])
+                                                         ("ulx3s-25f", 24288, 125.0)])
 def test_small_design_builds_and_meets_timing(board, lut_total, clock_mhz):
     lines = []
-    report = build(board, device=SMALL, clock_mhz=clock_mhz, out=lines.append, rebuild=True)
+    report = build(board, device=SMALL, clock_mhz=clock_mhz, out=lines.append, rebuild=True,
+                   seed=1)
     lut = report["utilization"]["LUT4"]
     assert lut["available"] == lut_total and 0 < lut["used"] < lut_total
     assert {"LUT4", "FF", "CARRY", "BRAM", "DSP"} <= set(report["utilization"])
@@ -55,7 +57,7 @@ def test_small_design_builds_and_meets_timing(board, lut_total, clock_mhz):
         assert "flip-flops packed into the output registers" in log
         assert "; 0 read ports left as they are" in log
     start = time.monotonic()                                     # unchanged: cached
-    assert build(board, device=SMALL, clock_mhz=clock_mhz, out=lambda *_: None) == report
+    assert build(board, device=SMALL, clock_mhz=clock_mhz, out=lambda *_: None, seed=1) == report
     assert time.monotonic() - start < 30
 
 
