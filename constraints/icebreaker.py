@@ -3,11 +3,12 @@
 Pins come from amaranth-boards' ``ICEBreakerPlatform``; the design runs at 24 MHz from the SB_PLL40
 (12 MHz x 64 / 32), a clock it meets with margin (32.5-37.5 MHz reached; the 48 MHz goal is not met
 yet: ``docs/build.md``). The part is 91% full, and nextpnr's placer finds no legal placement for
-the whole design with some seeds (its default among them); the build tries placement seeds 1, 2
-and 3 in turn (``--seed`` and ``--seeds`` override). The weight store is three SPRAM blocks deep (49152 words of
-16 bits = 786 Kbit: the reference layer's D=256, H=4, F=1024 weights stay resident); the array, 2 x
-1 x 16 (32 lanes), is sized to fit the logic cells left beside the host link and controller (90% of
-them; 2 x 2 x 8 no longer fits, and 2 x 1 x 16 reaches a higher clock than 4 x 1 x 8).
+the whole design with some seeds (its default among them); the build tries placement seeds 1, 2 and
+3 in turn (``--seed`` and ``--seeds`` override). The weight store is three SPRAM blocks deep (49152
+words of 16 bits = 786 Kbit: the reference layer's D=256, H=4, F=1024 weights stay resident); the
+array, 2 x 1 x 16 (32 lanes), is sized to fit the logic cells left beside the host link and
+controller (90% of them; 2 x 2 x 8 no longer fits, and 2 x 1 x 16 reaches a higher clock than
+4 x 1 x 8).
 """
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
