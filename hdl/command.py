@@ -767,17 +767,17 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += [bank.raddr.eq(bank_idx), bank.ren.eq(bank_sel)]
                 m.d.sync += word_pick.eq(word_src[wsel])
                 m.next = "HOLD"
+            # The counter bank answers ``CounterBank.LATENCY`` cycles after the read (FETCH),
+            # in LATCH after the bank's hold states; the stores' data holds from HOLD on.
+            bank_holds = [f"HOLD_BANK_{i}" for i in range(CounterBank.LATENCY - 2)]
             with m.State("HOLD"):
-                # The counter bank answers 4 cycles after the read (CounterBank.LATENCY); the
-                # stores' data holds.
                 m.next = "LATCH"
-                with m.If(bank_sel):
-                    m.next = "HOLD_BANK"
-            assert CounterBank.LATENCY == 4
-            with m.State("HOLD_BANK"):
-                m.next = "HOLD_BANK_2"
-            with m.State("HOLD_BANK_2"):
-                m.next = "LATCH"
+                if bank_holds:
+                    with m.If(bank_sel):
+                        m.next = bank_holds[0]
+            for state, following in zip(bank_holds, bank_holds[1:] + ["LATCH"], strict=True):
+                with m.State(state):
+                    m.next = following
             with m.State("LATCH"):
                 m.d.sync += [word.eq(Mux(reply == _Reply.RESULTS, res_word,
                                          Mux(bank_sel, bank.rdata, word_pick))),
