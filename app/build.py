@@ -128,12 +128,24 @@ def _add_netlist_passes(script: Path, family: str) -> None:
     script.write_text("".join(lines[:at] + passes + lines[at:]))
 
 
-def _design_hash(plan, family: str) -> str:
+def write_files(folder: Path, files: dict[str, str | bytes]) -> None:
+    """Write a build plan's ``files`` into ``folder``. (Not Amaranth's ``BuildPlan.extract``,
+    which changes the process's working directory while it writes: the builds of a seed sweep
+    run in threads of one process, and wrote into each other's folders.)"""
+    for name, content in files.items():
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ValueError(f"build file {name!r} is outside the build folder")
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+
+
+def _design_hash(files: dict[str, str | bytes], family: str) -> str:
     h = hashlib.sha256(json.dumps(_versions(family), sort_keys=True).encode())
     for name in NETLIST_PASSES.get(family, ()):     # a changed pass is a changed build
         h.update((Path(__file__).parent / f"{name}.py").read_bytes())
-    for name in sorted(plan.files):
-        content = plan.files[name]
+    for name in sorted(files):
+        content = files[name]
         h.update(name.encode())
         h.update(content.encode() if isinstance(content, str) else content)
     return h.hexdigest()[:16]
@@ -264,7 +276,7 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
         files = {n: c.replace(opts, seeded) if n.startswith("build_top.") else c
                  for n, c in plan.files.items()}
         said = progress if len(tries) == 1 else (lambda line: progress(f"seed {s}: {line}"))
-        report = _place(b, plan.script, files, array_only=array_only, rebuild=rebuild,
+        report = _place(b, files, array_only=array_only, rebuild=rebuild,
                         progress=said)
         return {**report, "seed": s}
 
@@ -290,18 +302,14 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
     return report
 
 
-def _place(b: Board, script: str, files: dict, *, array_only: bool, rebuild: bool,
+def _place(b: Board, files: dict, *, array_only: bool, rebuild: bool,
            progress) -> dict:
     """One build of ``files`` (synthesis, place and route, packing) in its own folder under
     the files' hash, or its cached report; raise :class:`BuildError`
     (:class:`~.seed_sweep.PlacementError` where only the placement failed)."""
-    from amaranth.build.run import BuildPlan
-
     from .sim.toolchain import BUILD_ROOT
 
-    plan = BuildPlan(script)
-    plan.files = files
-    digest = _design_hash(plan, b.family)
+    digest = _design_hash(files, b.family)
     folder = BUILD_ROOT / "boards" / f"{b.name}{'-array' if array_only else ''}-{digest}"
     report_path = folder / "onebit-report.json"
     if rebuild:
@@ -315,7 +323,7 @@ def _place(b: Board, script: str, files: dict, *, array_only: bool, rebuild: boo
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("top.rpt", "top.tim", "report.json"):
         (folder / stale).unlink(missing_ok=True)
-    plan.extract(folder)
+    write_files(folder, files)
     _add_netlist_passes(folder / "build_top.sh", b.family)
     returncode, log = run_build_script("build_top.sh", folder, env, progress)
     tim = folder / "top.tim"

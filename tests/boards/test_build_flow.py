@@ -3,6 +3,7 @@
 real tool output, and the error path of a design that does not fit (a real nextpnr run)."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from onebit.build import (
     over_capacity,
     parse_report,
     synth_cells,
+    write_files,
 )
 from onebit.build_steps import phases_in, router_status
 from onebit.hdl.clocking import ecp5_pll, ice40_pll
@@ -160,8 +162,8 @@ def test_board_seed_and_router_reach_its_whole_design_build(monkeypatch):
     class Stop(Exception):
         pass
 
-    def stop(plan, family):
-        seen.append(plan.files["build_top.sh"])
+    def stop(files, family):
+        seen.append(files["build_top.sh"])
         raise Stop
 
     small = replace(board("ulx3s-25f"), seeds=b.seeds, router=b.router)
@@ -226,3 +228,18 @@ def test_a_stopped_tool_is_not_reported_as_an_empty_failure():
 def test_a_design_too_big_for_the_part_fails_clearly():
     with pytest.raises(BuildError, match="does not fit iCEBreaker.*ICESTORM_LC \\d+ used of 5280"):
         build("icebreaker", rows=4, cols=4, lanes=16, out=lambda *_: None)
+
+
+def test_build_files_are_written_without_changing_directory(tmp_path, monkeypatch):
+    # A seed sweep builds in threads of one process; Amaranth's ``BuildPlan.extract`` changes
+    # the working directory while it writes, so two seeds' files once landed in one folder.
+    def no_chdir(path):
+        raise AssertionError(f"the working directory changed to {path}")
+
+    monkeypatch.setattr(os, "chdir", no_chdir)
+    write_files(tmp_path / "a", {"top.il": "x", "sub/top.bin": b"\x01\x02"})
+    assert (tmp_path / "a" / "top.il").read_text() == "x"
+    assert (tmp_path / "a" / "sub" / "top.bin").read_bytes() == b"\x01\x02"
+    for bad in ("../top.il", "/tmp/top.il"):
+        with pytest.raises(ValueError, match="outside the build folder"):
+            write_files(tmp_path / "b", {bad: "x"})
