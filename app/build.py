@@ -106,12 +106,13 @@ def synth_cells(log: str) -> dict[str, int]:
     return cells
 
 
-#: Yosys commands after reading the design on ECP5: the state machines' registers lose their
-#: initial values, so that Yosys's ``fsm`` pass takes them and recodes them one-hot (a state
-#: test is then one flip-flop, not a decode of five). Their values at start-up still come from
-#: the ``sync`` domain's reset, which ``ClockReset`` holds until the PLL locks. Measured on the
+#: Yosys commands after reading the design: the state machines' registers lose their initial
+#: values, so that Yosys's ``fsm`` pass takes them and recodes them one-hot (a state test is
+#: then one flip-flop, not a decode of five). Their values at start-up still come from the
+#: ``sync`` domain's reset, which ``ClockReset`` holds until the PLL locks. Measured on the
 #: ULX3S-25F: 132.7 and 134.0 MHz over two placement seeds against 127.2 and 130.8, with 145
-#: fewer LUT4 (``docs/build.md``). (Not on the UP5K: within its noise there, 2026-12-03.)
+#: fewer LUT4; on the iCEBreaker, with the processor's opcode flags: 37.0 MHz with seeds 1
+#: and 2 against 34.9 and 34.2, 25 fewer logic cells (``docs/build.md``).
 ONE_HOT_FSMS = "setattr -unset init w:*fsm_state* w:*_state"
 
 #: Netlist passes between Yosys and nextpnr, per family: modules run as ``python -m``.
@@ -264,8 +265,7 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
     platform = b.platform()
     top = ArrayBenchTop(b, b.device.core) if array_only else BoardTop(b)
     opts = nextpnr_options(router=router)
-    plan = platform.prepare(top, name="top", nextpnr_opts=opts,
-                            **({"script_after_read": ONE_HOT_FSMS} if b.family == "ecp5" else {}))
+    plan = platform.prepare(top, name="top", nextpnr_opts=opts, script_after_read=ONE_HOT_FSMS)
     plan.files["top.il"], _ = apply_no_rw_check(plan.files["top.il"])
     # Progress goes to ``out``; with ``json_out`` to standard error, so that standard output
     # stays one JSON object.

@@ -194,8 +194,15 @@ class CommandProcessor(wiring.Component):
         # (timing: no subtract and compare of ``idx`` with ``n_args`` on the way to the
         # argument and staging write enables).
         idx = Signal(range(_ARGS_BYTES + 1))
+        arg_at = Signal(_ARGS_BYTES)    # one-hot: the argument byte ``idx`` (timing: no decode)
         in_args = Signal()
-        is_run = Signal()               # opcode == RUN, registered with it (timing)
+        # One flag per opcode the device knows, decoded from the header event and registered
+        # (timing: the checks test one flag, not an 8-bit compare).
+        is_op = {op: Signal(name=f"is_{op.name.lower()}") for op in _opcodes(dev)}
+        is_run = is_op[Opcode.RUN]
+        # The commands without arguments to check beyond their length.
+        is_default = Cat(*(flag for op, flag in is_op.items() if op in (
+            Opcode.IDENTIFY, Opcode.READ_COUNTERS, Opcode.RESET, Opcode.CLEAR_CACHE))).any()
         sidx = Signal(range(dev.frame_bytes + 1))
         s_room = Signal()
         args = Signal(8 * _ARGS_BYTES)
@@ -205,6 +212,12 @@ class CommandProcessor(wiring.Component):
         kept = _kept_bits(dev)
         thr_bytes = _run_thresh_bytes()
         dropped, dropped_thr = Signal(), Signal()
+        hi_plain, hi_thr = Signal(), Signal()
+        m.d.sync += [hi_plain.eq(0), hi_thr.eq(0)]
+        with m.If(hi_plain | (hi_thr & ~is_run)):
+            m.d.sync += dropped.eq(1)
+        with m.If(hi_thr & is_run):
+            m.d.sync += dropped_thr.eq(1)
         view = {op: data.View(_args_layout(op), args[:8 * args_size(op)]) for op in _opcodes(dev)}
         tag = view[Opcode.IDENTIFY].tag
         status = Signal(8)
@@ -367,6 +380,7 @@ class CommandProcessor(wiring.Component):
         w_need = Signal(range(c.max_n * c.max_chunks + 1))
         beats = Signal(range(-(-c.max_n // C) * c.max_t + 1))
         per_tile = Signal(range(c.max_t + 1))
+        size_over = Signal(4)           # the regions and the beats beyond their stores
 
         ev = self.events.payload
         layer = dev.layer is not None
@@ -399,8 +413,9 @@ class CommandProcessor(wiring.Component):
                 with m.If(self.events.valid):
                     with m.Switch(ev.kind):
                         with m.Case(EventKind.HEADER):
-                            m.d.sync += [opcode.eq(ev.opcode), idx.eq(0),
-                                         is_run.eq(ev.opcode == Opcode.RUN),
+                            m.d.sync += [opcode.eq(ev.opcode), idx.eq(0), arg_at.eq(1),
+                                         *(flag.eq(ev.opcode == op)
+                                           for op, flag in is_op.items()),
                                          in_args.eq(hdr_n_args != 0), sidx.eq(0),
                                          s_room.eq(1),
                                          args.eq(0), dropped.eq(0), dropped_thr.eq(0),
@@ -408,21 +423,27 @@ class CommandProcessor(wiring.Component):
                                          hdr_len.eq(ev.value)]
                         with m.Case(EventKind.DATA):
                             with m.If(in_args):
-                                m.d.sync += [idx.eq(idx + 1), in_args.eq(idx + 1 != n_args)]
+                                m.d.sync += [idx.eq(idx + 1), in_args.eq(idx + 1 != n_args),
+                                             arg_at.eq(arg_at << 1)]
                             with m.Else():
                                 m.d.sync += [sidx.eq(sidx + 1),
                                              s_room.eq(s_room & (sidx != dev.frame_bytes - 1))]
-                            with m.If(in_args), m.Switch(idx):
-                                for j, k in enumerate(kept):
-                                    with m.Case(j):
-                                        if k:
-                                            m.d.sync += args[8 * j:8 * j + k].eq(ev.value[:k])
-                                        if k < 8:
-                                            thr = is_run if j in thr_bytes else Const(0, 1)
-                                            with m.If(ev.value[k:8].any() & thr):
-                                                m.d.sync += dropped_thr.eq(1)
-                                            with m.Elif(ev.value[k:8].any()):
-                                                m.d.sync += dropped.eq(1)
+                            for j, k in enumerate(kept):
+                                with m.If(in_args & arg_at[j]):
+                                    if k:
+                                        m.d.sync += args[8 * j:8 * j + k].eq(ev.value[:k])
+                            # Set bits beyond the kept ones, by kind of byte; they raise
+                            # ``dropped`` or ``dropped_thr`` a cycle later (timing), before
+                            # CHECK, which follows the END event a cycle later at the earliest.
+                            with m.If(in_args):
+                                m.d.sync += [hi_plain.eq(Cat(*(
+                                                 arg_at[j] & ev.value[k:8].any()
+                                                 for j, k in enumerate(kept)
+                                                 if k < 8 and j not in thr_bytes)).any()),
+                                             hi_thr.eq(Cat(*(
+                                                 arg_at[j] & ev.value[k:8].any()
+                                                 for j, k in enumerate(kept)
+                                                 if k < 8 and j in thr_bytes)).any())]
                             m.d.sync += [sw_addr.eq(sidx), sw_data.eq(ev.value[:8]),
                                          sw_en.eq(~in_args & s_room)]
                         with m.Case(EventKind.END):
@@ -448,27 +469,26 @@ class CommandProcessor(wiring.Component):
                 # flag, DECIDE acts on that.
                 m.next = "CHECK_END"
                 m.d.sync += [len_nz.eq(data_len != 0), run_bad.eq(0), len_bad.eq(0)]
-                with m.Switch(opcode):
-                    for op, _, unit, _ in loads:
-                        with m.Case(op):
-                            sh = unit.bit_length() - 1
-                            m.d.sync += [len_bad.eq((data_len > dev.frame_bytes) |
-                                                    (data_len & (unit - 1)).any()),
-                                         region_end.eq(view[op].offset + (data_len >> sh))]
-                    with m.Case(Opcode.RUN):
-                        a = view[Opcode.RUN]
-                        m.d.sync += run_bad.eq(
-                            dropped | (dropped_thr & (a.flags & RUN_THRESHOLD).any()) |
-                            (a.op > max(Op)) | (a.flags & ~RUN_THRESHOLD & 0xFF).any() |
-                            (a.t == 0) | (a.t > c.max_t) | (a.n == 0) | (a.n > c.max_n) |
-                            (a.k == 0) | (a.k > c.max_k))
-                    with m.Case(Opcode.READ_RESULTS):
-                        m.d.sync += [region_end.eq(rr.offset + rr.count),
-                                     len_bad.eq(count_bytes > 0xFFFF - 2)]
-                    if layer:
-                        with m.Case(Opcode.READ_RESIDUAL):
-                            m.d.sync += [region_end.eq(rres.offset + rres.count),
-                                         len_bad.eq(rres.count * resid_bytes > 0xFFFF - 2)]
+                for op, _, unit, _ in loads:
+                    with m.If(is_op[op]):
+                        sh = unit.bit_length() - 1
+                        m.d.sync += [len_bad.eq((data_len > dev.frame_bytes) |
+                                                (data_len & (unit - 1)).any()),
+                                     region_end.eq(view[op].offset + (data_len >> sh))]
+                with m.If(is_op[Opcode.RUN]):
+                    a = view[Opcode.RUN]
+                    m.d.sync += run_bad.eq(
+                        dropped | (dropped_thr & (a.flags & RUN_THRESHOLD).any()) |
+                        (a.op > max(Op)) | (a.flags & ~RUN_THRESHOLD & 0xFF).any() |
+                        (a.t == 0) | (a.t > c.max_t) | (a.n == 0) | (a.n > c.max_n) |
+                        (a.k == 0) | (a.k > c.max_k))
+                with m.If(is_op[Opcode.READ_RESULTS]):
+                    m.d.sync += [region_end.eq(rr.offset + rr.count),
+                                 len_bad.eq(count_bytes > 0xFFFF - 2)]
+                if layer:
+                    with m.If(is_op[Opcode.READ_RESIDUAL]):
+                        m.d.sync += [region_end.eq(rres.offset + rres.count),
+                                     len_bad.eq(rres.count * resid_bytes > 0xFFFF - 2)]
 
             with m.State("CHECK_END"):
                 # Every compare into its own flag, whatever the opcode; VERDICT picks the
@@ -490,56 +510,55 @@ class CommandProcessor(wiring.Component):
                 with m.Elif(short):
                     m.d.sync += v_status.eq(Status.BAD_LENGTH)
                 with m.Else():
-                    with m.Switch(opcode):
-                        for store, (op, _, unit, _) in enumerate(loads):
-                            with m.Case(op):
-                                with m.If(len_bad):
-                                    m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                                with m.Elif(over_load[store] | dropped):
-                                    m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
-                                with m.Else():
-                                    m.d.sync += [go.load.eq(1), v_sel.eq(1 << store),
-                                                 v_unit_mask.eq(unit - 1)]
-                        with m.Case(Opcode.RUN):
-                            with m.If(len_nz):
+                    for store, (op, _, unit, _) in enumerate(loads):
+                        with m.If(is_op[op]):
+                            with m.If(len_bad):
                                 m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                            with m.Elif(run_bad):
+                            with m.Elif(over_load[store] | dropped):
                                 m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
                             with m.Else():
-                                m.d.sync += go.run.eq(1)
-                        with m.Case(Opcode.READ_RESULTS):
+                                m.d.sync += [go.load.eq(1), v_sel.eq(1 << store),
+                                             v_unit_mask.eq(unit - 1)]
+                    with m.If(is_op[Opcode.RUN]):
+                        with m.If(len_nz):
+                            m.d.sync += v_status.eq(Status.BAD_LENGTH)
+                        with m.Elif(run_bad):
+                            m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
+                        with m.Else():
+                            m.d.sync += go.run.eq(1)
+                    with m.If(is_op[Opcode.READ_RESULTS]):
+                        with m.If(len_nz):
+                            m.d.sync += v_status.eq(Status.BAD_LENGTH)
+                        with m.Elif(over_res | len_bad | dropped):
+                            m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
+                        with m.Else():
+                            m.d.sync += [go.results.eq(1), v_len.eq(count_bytes)]
+                    if layer:
+                        with m.If(is_op[Opcode.READ_RESIDUAL]):
                             with m.If(len_nz):
                                 m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                            with m.Elif(over_res | len_bad | dropped):
+                            with m.Elif(over_resid | len_bad | dropped):
                                 m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
                             with m.Else():
-                                m.d.sync += [go.results.eq(1), v_len.eq(count_bytes)]
+                                m.d.sync += [go.residual.eq(1),
+                                             v_len.eq(rres.count * resid_bytes)]
+                        with m.If(is_op[Opcode.LAYER]):
+                            with m.If(len_nz):
+                                m.d.sync += v_status.eq(Status.BAD_LENGTH)
+                            with m.Else():
+                                m.d.sync += go.layer.eq(1)
+                    with m.If(is_default):
+                        with m.If(len_nz):
+                            m.d.sync += v_status.eq(Status.BAD_LENGTH)
+                        with m.Elif(is_op[Opcode.IDENTIFY]):
+                            m.d.sync += go.identify.eq(1)
+                        with m.Elif(is_op[Opcode.READ_COUNTERS]):
+                            m.d.sync += go.counters.eq(1)
+                        with m.Elif(is_op[Opcode.RESET]):
+                            m.d.sync += go.reset.eq(1)
                         if layer:
-                            with m.Case(Opcode.READ_RESIDUAL):
-                                with m.If(len_nz):
-                                    m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                                with m.Elif(over_resid | len_bad | dropped):
-                                    m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
-                                with m.Else():
-                                    m.d.sync += [go.residual.eq(1),
-                                                 v_len.eq(rres.count * resid_bytes)]
-                            with m.Case(Opcode.LAYER):
-                                with m.If(len_nz):
-                                    m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                                with m.Else():
-                                    m.d.sync += go.layer.eq(1)
-                        with m.Default():
-                            with m.If(len_nz):
-                                m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                            with m.Elif(opcode == Opcode.IDENTIFY):
-                                m.d.sync += go.identify.eq(1)
-                            with m.Elif(opcode == Opcode.READ_COUNTERS):
-                                m.d.sync += go.counters.eq(1)
-                            with m.Elif(opcode == Opcode.RESET):
-                                m.d.sync += go.reset.eq(1)
-                            if layer:
-                                with m.Elif(opcode == Opcode.CLEAR_CACHE):
-                                    m.d.sync += go.clear_cache.eq(1)
+                            with m.Elif(is_op[Opcode.CLEAR_CACHE]):
+                                m.d.sync += go.clear_cache.eq(1)
 
             with m.State("DECIDE"):
                 m.next = "HEADER"
@@ -676,15 +695,16 @@ class CommandProcessor(wiring.Component):
                     m.next = "SIZE_CHECK"
 
             with m.State("SIZE_CHECK"):
-                m.d.sync += run_bad.eq((run_ends[0] > dev.act_words) |
-                                       (run_ends[1] > dev.weight_words) |
-                                       (run_ends[2] > dev.thresh_words) |
-                                       (beats > dev.result_beats))
+                # Each compare into its own flag; LAUNCH ORs them (timing).
+                m.d.sync += size_over.eq(Cat(run_ends[0] > dev.act_words,
+                                             run_ends[1] > dev.weight_words,
+                                             run_ends[2] > dev.thresh_words,
+                                             beats > dev.result_beats))
                 m.next = "LAUNCH"
 
             with m.State("LAUNCH"):
                 m.next = "HEADER"
-                with m.If(run_bad):
+                with m.If(size_over.any()):
                     m.d.sync += status.eq(Status.OUT_OF_RANGE)
                 with m.Else():
                     m.d.comb += self.run_start.eq(1)
@@ -789,10 +809,11 @@ class CommandProcessor(wiring.Component):
                                      byte_last.eq(resid_bytes == 1)]
                 m.next = "BYTES"
             with m.State("BYTES"):
-                m.d.comb += [self.data.valid.eq(1),
-                             self.data.payload.eq(word.word_select(bidx, 8))]
+                # The word shifts down a byte as each goes out (timing: no byte multiplexer).
+                m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(word[:8])]
                 with m.If(self.data.ready):
-                    m.d.sync += [bidx.eq(bidx + 1), left.eq(left - 1), left_one.eq(left == 2),
+                    m.d.sync += [word.eq(word >> 8),
+                                 bidx.eq(bidx + 1), left.eq(left - 1), left_one.eq(left == 2),
                                  byte_last.eq(bidx + 2 == n_bytes)]
                     with m.If(left_one):
                         m.d.sync += recv.eq(1)

@@ -87,15 +87,27 @@ class FrameReceiver(wiring.Component):
         c_byte = Signal(8)
         c8_valid, c32_valid = Signal(), Signal()
         crc8_take, crc32_take = Signal(), Signal()
-        m.d.sync += [c_byte.eq(byte), c8_valid.eq(crc8_take), c32_valid.eq(crc32_take)]
+        # The start too, a cycle after the start byte is taken (timing: the byte's compare with
+        # START was in the CRC registers' path); the first byte after it is taken a cycle later
+        # at the earliest, so the CRCs start before they take it.
+        crc_start, c_start = Signal(), Signal()
+        m.d.sync += [c_byte.eq(byte), c8_valid.eq(crc8_take), c32_valid.eq(crc32_take),
+                     c_start.eq(crc_start)]
         m.d.comb += [crc8.data.eq(c_byte), crc32.data.eq(c_byte),
                      crc8.valid.eq(c8_valid), crc32.valid.eq(c32_valid),
+                     crc8.start.eq(c_start), crc32.start.eq(c_start),
                      event.opcode.eq(opcode)]
         hcrc = Signal(8)
+        hcrc_bad = Signal()
         # The frame CRC's check, registered (timing: a 32-bit compare into the END event); it
         # describes the last byte once ``c32_valid`` has been low for a cycle (``c32_busy``).
         crc_ok, c32_busy = Signal(), Signal()
         m.d.sync += [crc_ok.eq(crc32.match_detected), c32_busy.eq(c32_valid)]
+        # All four CRC bytes are in and the check describes them, as a register a cycle late
+        # (timing: the count's and the CRC pipeline's tests were in the output's handshake).
+        # (``count`` is 0 from HCRC on, so the flag is clear before CRC.)
+        crc_done = Signal()
+        m.d.sync += crc_done.eq(count[2] & ~c32_valid & ~c32_busy)
 
         def end(*, ok=0, timeout=0):
             """Emit the END event of the current frame."""
@@ -119,13 +131,14 @@ class FrameReceiver(wiring.Component):
             m.d.sync += [idle.eq(0), expired.eq(0)]
         with m.Else():
             m.d.sync += [idle.eq(idle + 1), expired.eq(expired | (idle == self._timeout - 1))]
-        timed_out = in_frame & expired
+        # (Inside a frame ``expired`` alone says the frame timed out: outside one it is cleared,
+        # so the states below test it without ``in_frame``, a decode of the state: timing.)
 
         with m.FSM():
             with m.State("HUNT"):
                 m.d.comb += [self.i.ready.eq(1), take.eq(self.i.valid)]
                 with m.If(self.i.valid & (byte == START)):
-                    m.d.comb += [crc8.start.eq(1), crc32.start.eq(1)]
+                    m.d.comb += crc_start.eq(1)
                     m.next = "OPCODE"
             # The header bytes: opcode, then the length, low byte first.
             for state, field, following in (("OPCODE", opcode, "LEN0"),
@@ -133,23 +146,28 @@ class FrameReceiver(wiring.Component):
                                             ("LEN1", length[8:], "HCRC")):
                 with m.State(state):
                     m.d.comb += [in_frame.eq(1), self.i.ready.eq(1)]
-                    with m.If(timed_out):
+                    with m.If(expired):
                         m.next = "HUNT"
                     with m.Elif(self.i.valid):
                         m.d.comb += [crc8_take.eq(1), crc32_take.eq(1)]
                         m.d.sync += field.eq(byte)
                         m.next = following
             with m.State("HCRC"):
-                # Take the header CRC byte; HCHECK compares it a cycle later (timing).
+                # Take the header CRC byte; HCOMPARE compares it a cycle later, into a register
+                # that HCHECK decides on (timing: the CRC register, an 8-bit compare and the
+                # output's handshake were one path).
                 m.d.comb += [in_frame.eq(1), self.i.ready.eq(1)]
-                with m.If(timed_out):
+                with m.If(expired):
                     m.next = "HUNT"
                 with m.Elif(self.i.valid):
                     m.d.sync += [hcrc.eq(byte), count.eq(0), left.eq(length),
                                  no_data.eq(length == 0)]
-                    m.next = "HCHECK"
+                    m.next = "HCOMPARE"
+            with m.State("HCOMPARE"):
+                m.d.sync += hcrc_bad.eq(hcrc != crc8.crc)
+                m.next = "HCHECK"
             with m.State("HCHECK"):
-                with m.If(hcrc != crc8.crc):
+                with m.If(hcrc_bad):
                     m.d.sync += self.bad_header.eq(1)
                     m.next = "HUNT"
                 with m.Elif(out_free):
@@ -160,7 +178,7 @@ class FrameReceiver(wiring.Component):
                         m.next = "CRC"
             with m.State("DATA"):
                 m.d.comb += in_frame.eq(1)
-                with m.If(timed_out & out_free):
+                with m.If(expired & out_free):
                     m.d.comb += end(timeout=1)
                     m.next = "HUNT"
                 with m.Else():
@@ -173,15 +191,17 @@ class FrameReceiver(wiring.Component):
                             m.next = "CRC"
             with m.State("CRC"):
                 m.d.comb += in_frame.eq(1)
-                with m.If(timed_out & out_free):
+                with m.If(expired & out_free):
                     m.d.comb += end(timeout=1)
                     m.next = "HUNT"
-                with m.Elif((count == 4) & ~c32_valid & ~c32_busy):
+                with m.Elif(crc_done):
                     # The four CRC bytes are in: the register holds the residue of a good frame.
                     with m.If(out_free):
                         m.d.comb += end(ok=crc_ok)
                         m.next = "HUNT"
-                with m.Elif(count != 4):
+                # (``count`` counts to 4: its top bit says all four are in. A timed-out frame
+                # takes no byte, whether or not its END can go out yet: timing.)
+                with m.If(~count[2] & ~expired):
                     m.d.comb += self.i.ready.eq(1)
                     with m.If(self.i.valid):
                         m.d.comb += crc32_take.eq(1)

@@ -43,6 +43,9 @@ class FrameSender(wiring.Component):
         opcode = Signal(8)
         length = Signal(16)
         left = Signal(16)               # data bytes still to send (a down-counter: timing)
+        # ``length == 0`` and ``left == 1`` as registers (timing: a 16-bit compare was in the
+        # state machine's path from the handshake).
+        empty, left_one = Signal(), Signal()
         sent = self.o.valid & self.o.ready
         # The CRCs take each byte the cycle after it is sent, from registers (timing: the
         # byte's multiplexer and the CRC's XOR network were one path); HWAIT and DWAIT give
@@ -72,7 +75,9 @@ class FrameSender(wiring.Component):
                 with m.If(self.header.valid):
                     m.d.sync += [opcode.eq(self.header.payload.opcode),
                                  length.eq(self.header.payload.length),
-                                 left.eq(self.header.payload.length)]
+                                 left.eq(self.header.payload.length),
+                                 empty.eq(self.header.payload.length == 0),
+                                 left_one.eq(self.header.payload.length == 1)]
                     m.d.sync += c_start.eq(1)
                     m.next = "START"
             header_byte("START", START, "OPCODE", crc=False)
@@ -85,14 +90,14 @@ class FrameSender(wiring.Component):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(crc8.crc)]
                 with m.If(sent):
                     m.next = "DATA"
-                    with m.If(length == 0):
+                    with m.If(empty):
                         m.next = "CRC0"
             with m.State("DATA"):
                 m.d.comb += [self.o.valid.eq(self.data.valid), self.o.payload.eq(self.data.payload),
                              self.data.ready.eq(self.o.ready)]
                 with m.If(sent):
-                    m.d.sync += [c32_valid.eq(1), left.eq(left - 1)]
-                    with m.If(left == 1):
+                    m.d.sync += [c32_valid.eq(1), left.eq(left - 1), left_one.eq(left == 2)]
+                    with m.If(left_one):
                         m.next = "DWAIT"
             with m.State("DWAIT"):
                 m.next = "CRC0"
