@@ -265,6 +265,7 @@ class CommandProcessor(wiring.Component):
         reply_len = Signal(16)
         ans_len = Signal(16)            # the answer frame's length: reply_len + 2, or 2
         ident = Array(Const(b, 8) for b in self._identify)
+        ident_byte, ident_on = Signal(8), Signal()
         run_info = [Signal(32, name="run_beats"), Signal(32, name="run_cycles")]
         core_words = [getattr(self.core_counters, n) for n in CORE_COUNTERS]
         n_words = len(core_words) + len(LINK_COUNTERS)      # READ_COUNTERS' answer
@@ -278,6 +279,7 @@ class CommandProcessor(wiring.Component):
         widx = Signal(16)
         bidx = Signal(range(max(len(self._identify), word.shape().width // 8) + 1))
         n_bytes = Signal(range(word.shape().width // 8 + 1))
+        m.d.sync += ident_byte.eq(ident[bidx])
         # What the result store holds survives a device reset, like the store itself.
         stored_beats = Signal(range(dev.result_beats + 1), reset_less=True)
         stored_thr = Signal(reset_less=True)
@@ -762,7 +764,7 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += [bidx.eq(0), widx.eq(0), left.eq(reply_len),
                                  left_one.eq(reply_len == 1),
                                  wsel.eq(Mux(words_sel, len(run_info), 0)),
-                                 bank_sel.eq(0), bank_idx.eq(0)]
+                                 bank_sel.eq(0), bank_idx.eq(0), ident_on.eq(0)]
                     m.d.sync += recv.eq(1)
                     m.next = "RECV"
                     with m.If(status == Status.OK):
@@ -774,9 +776,13 @@ class CommandProcessor(wiring.Component):
                                 m.d.sync += recv.eq(0)
                                 m.next = "FETCH"
             with m.State("IDENT"):
-                m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(ident[bidx])]
-                with m.If(self.data.ready):
-                    m.d.sync += bidx.eq(bidx + 1)
+                # ``ident_byte`` holds ``ident[bidx]`` from the cycle after ``bidx`` moves; a
+                # byte goes out every other cycle (timing: no table lookup in front of the
+                # answer's register slice).
+                m.d.sync += ident_on.eq(1)
+                m.d.comb += [self.data.valid.eq(ident_on), self.data.payload.eq(ident_byte)]
+                with m.If(ident_on & self.data.ready):
+                    m.d.sync += [bidx.eq(bidx + 1), ident_on.eq(0)]
                     with m.If(bidx == len(self._identify) - 1):
                         m.d.sync += recv.eq(1)
                         m.next = "RECV"

@@ -46,7 +46,8 @@ class FrameSender(wiring.Component):
         # ``length == 0`` and ``left == 1`` as registers (timing: a 16-bit compare was in the
         # state machine's path from the handshake).
         empty, left_one = Signal(), Signal()
-        sent = self.o.valid & self.o.ready
+        # (Each state tests its own handshake, ``o.ready`` where ``o.valid`` is 1: timing, no
+        # ``o.valid & o.ready`` decoded from every state in front of every state's next.)
         # The CRCs take each byte the cycle after it is sent, from registers (timing: the
         # byte's multiplexer and the CRC's XOR network were one path); HWAIT and DWAIT give
         # them that cycle before a CRC goes out.
@@ -64,7 +65,7 @@ class FrameSender(wiring.Component):
         def header_byte(state, value, following, *, crc):
             with m.State(state):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(value)]
-                with m.If(sent):
+                with m.If(self.o.ready):
                     if crc:
                         m.d.sync += [c8_valid.eq(1), c32_valid.eq(1)]
                     m.next = following
@@ -88,14 +89,14 @@ class FrameSender(wiring.Component):
                 m.next = "HCRC"
             with m.State("HCRC"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(crc8.crc)]
-                with m.If(sent):
+                with m.If(self.o.ready):
                     m.next = "DATA"
                     with m.If(empty):
                         m.next = "CRC0"
             with m.State("DATA"):
                 m.d.comb += [self.o.valid.eq(self.data.valid), self.o.payload.eq(self.data.payload),
                              self.data.ready.eq(self.o.ready)]
-                with m.If(sent):
+                with m.If(self.data.valid & self.o.ready):
                     m.d.sync += [c32_valid.eq(1), left.eq(left - 1), left_one.eq(left == 2)]
                     with m.If(left_one):
                         m.next = "DWAIT"
@@ -105,6 +106,6 @@ class FrameSender(wiring.Component):
                 with m.State(f"CRC{i}"):
                     m.d.comb += [self.o.valid.eq(1),
                                  self.o.payload.eq(crc32.crc[8 * i:8 * i + 8])]
-                    with m.If(sent):
+                    with m.If(self.o.ready):
                         m.next = f"CRC{i + 1}" if i < 3 else "IDLE"
         return m

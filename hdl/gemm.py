@@ -238,6 +238,16 @@ class GemmCore(wiring.Component):
         i_rows = Signal(range(R + 1))
         i_cols = Signal(range(C + 1))
         i_ltt, i_lnt = Signal(), Signal()
+        # ``i_half``, ``i_jlast`` and ``i_ltt`` are set through their next values (``*_next``),
+        # from which two more registers follow (timing: the issue decision tests one register
+        # each, not a decode of several): ``full_cur``, ``full[i_half]``, and ``tile_end``,
+        # ``i_jlast & i_ltt`` (the tile's last issue: the ping-pong half moves).
+        i_half_next, i_jlast_next, i_ltt_next = Signal(), Signal(), Signal()
+        m.d.comb += [i_half_next.eq(i_half), i_jlast_next.eq(i_jlast), i_ltt_next.eq(i_ltt)]
+        m.d.sync += [i_half.eq(i_half_next), i_jlast.eq(i_jlast_next), i_ltt.eq(i_ltt_next)]
+        full_cur, tile_end = Signal(), Signal()
+        m.d.sync += [full_cur.eq(((full | tile_loaded) & ~full_clr).bit_select(i_half_next, 1)),
+                     tile_end.eq(i_jlast_next & i_ltt_next)]
         m.d.comb += [
             s0.rows.eq(i_rows),
             s0.cols.eq(i_cols),
@@ -297,13 +307,14 @@ class GemmCore(wiring.Component):
                     kw.eq(kw_m1 + 1),
                     last_mask.eq(Cat(*(top >= i for i in range(L)))),
                     a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0), loaded_all.eq(0),
-                    i_j.eq(0), i_abase.eq(0), i_half.eq(0),
+                    i_j.eq(0), i_abase.eq(0),
                     i_tleft.eq(p.t), i_nleft.eq(p.n),
-                    i_rows.eq(first_need), i_ltt.eq(t_le_r),
+                    i_rows.eq(first_need),
                     i_cols.eq(c_nmin), i_lnt.eq(c_nle),
                     i_need.eq(first_need), kw_m2.eq(kw_m1 - 1),
-                    i_jlast.eq(kw_one), a_jlast.eq(kw_one),
+                    a_jlast.eq(kw_one),
                 ]
+                m.d.comb += [i_half_next.eq(0), i_ltt_next.eq(t_le_r), i_jlast_next.eq(kw_one)]
                 m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
                 # Each result field loads only in its own mode (timing: no mode multiplexer in
                 # front of the registers); the other stays at the 0 set here.
@@ -318,30 +329,32 @@ class GemmCore(wiring.Component):
                 # after ``i_need`` moves, so it is never true too early (``a_tok`` only grows);
                 # it can be one cycle late, and not at all once the whole load is in. So the
                 # first channel tile overlaps the activation load.
-                m.d.comb += [s0_valid.eq(full.bit_select(i_half, 1) & rows_in),
-                             computing.eq(1)]
-                with m.If(s0_valid & adv):
-                    with m.If(s0_last):
-                        m.d.comb += need_moves.eq(1)
-                        m.d.sync += [i_j.eq(0), i_jlast.eq(kw_one)]
-                        with m.If(s0.last_tt):
-                            m.d.comb += full_clr.bit_select(i_half, 1).eq(1)
-                            m.d.sync += [i_abase.eq(0),
-                                         i_half.eq(~i_half), i_tleft.eq(t),
-                                         i_rows.eq(first_need), i_ltt.eq(t_le_r),
-                                         i_nleft.eq(i_nleft - C), i_need.eq(first_need),
-                                         i_cols.eq(Mux(i_nleft >= 2 * C, C, i_nleft - C)),
-                                         i_lnt.eq(i_nleft <= 2 * C)]
-                            with m.If(s0.last_nt):
-                                m.next = "FINISH"
-                        with m.Else():
-                            m.d.sync += [i_abase.eq(i_abase + kw),
-                                         i_tleft.eq(i_tleft - R),
-                                         i_rows.eq(Mux(i_tleft >= 2 * R, R, i_tleft - R)),
-                                         i_ltt.eq(i_tleft <= 2 * R),
-                                         i_need.eq(Mux(i_tleft >= 2 * R, i_need + R, t))]
-                    with m.Else():
-                        m.d.sync += [i_j.eq(i_j + 1), i_jlast.eq(i_j == kw_m2)]
+                m.d.comb += [s0_valid.eq(full_cur & rows_in), computing.eq(1)]
+                issue = s0_valid & adv
+                with m.If(issue & s0_last):
+                    m.d.comb += [need_moves.eq(1), i_jlast_next.eq(kw_one)]
+                    m.d.sync += i_j.eq(0)
+                with m.If(issue & tile_end):
+                    # (The tile's last issue: the next channel tile, in the other half.)
+                    m.d.comb += [full_clr.bit_select(i_half, 1).eq(1), i_half_next.eq(~i_half),
+                                 i_ltt_next.eq(t_le_r)]
+                    m.d.sync += [i_abase.eq(0), i_tleft.eq(t),
+                                 i_rows.eq(first_need),
+                                 i_nleft.eq(i_nleft - C), i_need.eq(first_need),
+                                 i_cols.eq(Mux(i_nleft >= 2 * C, C, i_nleft - C)),
+                                 i_lnt.eq(i_nleft <= 2 * C)]
+                    with m.If(s0.last_nt):
+                        m.next = "FINISH"
+                with m.If(issue & s0_last & ~s0.last_tt):
+                    # (A token tile's last issue: the next token tile, same channels.)
+                    m.d.comb += i_ltt_next.eq(i_tleft <= 2 * R)
+                    m.d.sync += [i_abase.eq(i_abase + kw),
+                                 i_tleft.eq(i_tleft - R),
+                                 i_rows.eq(Mux(i_tleft >= 2 * R, R, i_tleft - R)),
+                                 i_need.eq(Mux(i_tleft >= 2 * R, i_need + R, t))]
+                with m.If(issue & ~s0_last):
+                    m.d.comb += i_jlast_next.eq(i_j == kw_m2)
+                    m.d.sync += i_j.eq(i_j + 1)
 
             with m.State("FINISH"):
                 with m.If(final_taken):

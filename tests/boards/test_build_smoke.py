@@ -47,12 +47,13 @@ def test_small_design_builds_and_meets_timing(board, lut_total, clock_mhz):
     assert Path(report["bitstream"]).with_name("onebit-report.json").exists()
     assert "binary GOPS" in lines[-1] and lines[-1] == format_report(report)
     folder = Path(report["bitstream"]).parent
+    # The state machines are recoded one-hot (both families).
+    rpt = (folder / "top.rpt").read_text()
+    assert "Recoding FSM `$fsm$\\link.proc.fsm_state" in rpt
+    assert "mapping auto encoding to `one-hot`" in rpt
     if board.startswith("ulx3s"):
-        # ECP5: the state machines are recoded one-hot, and the registers behind every block
-        # RAM read are packed into the blocks (onebit.ecp5_outreg, in the build's log).
-        rpt = (folder / "top.rpt").read_text()
-        assert "Recoding FSM `$fsm$\\link.proc.fsm_state" in rpt
-        assert "mapping auto encoding to `one-hot`" in rpt
+        # ECP5: the registers behind every block RAM read are packed into the blocks
+        # (onebit.ecp5_outreg, in the build's log).
         log = (folder / "build.log").read_text()
         assert "flip-flops packed into the output registers" in log
         assert "; 0 read ports left as they are" in log
