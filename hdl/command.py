@@ -512,43 +512,26 @@ class CommandProcessor(wiring.Component):
                 with m.Elif(short):
                     m.d.sync += v_status.eq(Status.BAD_LENGTH)
                 with m.Else():
-                    for store, (op, _, unit, _) in enumerate(loads):
+                    def verdict(op, bad_length, out_of_range, accept):
+                        """Command ``op``: BAD_LENGTH, else OUT_OF_RANGE, else ``accept``."""
                         with m.If(is_op[op]):
-                            with m.If(len_bad):
+                            with m.If(bad_length):
                                 m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                            with m.Elif(over_load[store] | dropped):
+                            with m.Elif(out_of_range):
                                 m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
                             with m.Else():
-                                m.d.sync += [go.load.eq(1), v_sel.eq(1 << store),
-                                             v_unit_mask.eq(unit - 1)]
-                    with m.If(is_op[Opcode.RUN]):
-                        with m.If(len_nz):
-                            m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                        with m.Elif(run_bad):
-                            m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
-                        with m.Else():
-                            m.d.sync += go.run.eq(1)
-                    with m.If(is_op[Opcode.READ_RESULTS]):
-                        with m.If(len_nz):
-                            m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                        with m.Elif(over_res | len_bad | dropped):
-                            m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
-                        with m.Else():
-                            m.d.sync += [go.results.eq(1), v_len.eq(count_bytes)]
+                                m.d.sync += accept
+
+                    for store, (op, _, unit, _) in enumerate(loads):
+                        verdict(op, len_bad, over_load[store] | dropped,
+                                [go.load.eq(1), v_sel.eq(1 << store), v_unit_mask.eq(unit - 1)])
+                    verdict(Opcode.RUN, len_nz, run_bad, go.run.eq(1))
+                    verdict(Opcode.READ_RESULTS, len_nz, over_res | len_bad | dropped,
+                            [go.results.eq(1), v_len.eq(count_bytes)])
                     if layer:
-                        with m.If(is_op[Opcode.READ_RESIDUAL]):
-                            with m.If(len_nz):
-                                m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                            with m.Elif(over_resid | len_bad | dropped):
-                                m.d.sync += v_status.eq(Status.OUT_OF_RANGE)
-                            with m.Else():
-                                m.d.sync += [go.residual.eq(1),
-                                             v_len.eq(rres.count * resid_bytes)]
-                        with m.If(is_op[Opcode.LAYER]):
-                            with m.If(len_nz):
-                                m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                            with m.Else():
-                                m.d.sync += go.layer.eq(1)
+                        verdict(Opcode.READ_RESIDUAL, len_nz, over_resid | len_bad | dropped,
+                                [go.residual.eq(1), v_len.eq(rres.count * resid_bytes)])
+                        verdict(Opcode.LAYER, len_nz, Const(0, 1), go.layer.eq(1))
                     with m.If(is_default):
                         with m.If(len_nz):
                             m.d.sync += v_status.eq(Status.BAD_LENGTH)
