@@ -200,9 +200,6 @@ class CommandProcessor(wiring.Component):
         # (timing: the checks test one flag, not an 8-bit compare).
         is_op = {op: Signal(name=f"is_{op.name.lower()}") for op in _opcodes(dev)}
         is_run = is_op[Opcode.RUN]
-        # The commands without arguments to check beyond their length.
-        is_default = Cat(*(flag for op, flag in is_op.items() if op in (
-            Opcode.IDENTIFY, Opcode.READ_COUNTERS, Opcode.RESET, Opcode.CLEAR_CACHE))).any()
         sidx = Signal(range(dev.frame_bytes + 1))
         s_room = Signal()
         args = Signal(8 * _ARGS_BYTES)
@@ -437,15 +434,13 @@ class CommandProcessor(wiring.Component):
                             # Set bits beyond the kept ones, by kind of byte; they raise
                             # ``dropped`` or ``dropped_thr`` a cycle later (timing), before
                             # CHECK, which follows the END event a cycle later at the earliest.
+                            def beyond_kept(thr):
+                                return Cat(*(arg_at[j] & ev.value[k:8].any()
+                                             for j, k in enumerate(kept)
+                                             if k < 8 and (j in thr_bytes) == thr)).any()
                             with m.If(in_args):
-                                m.d.sync += [hi_plain.eq(Cat(*(
-                                                 arg_at[j] & ev.value[k:8].any()
-                                                 for j, k in enumerate(kept)
-                                                 if k < 8 and j not in thr_bytes)).any()),
-                                             hi_thr.eq(Cat(*(
-                                                 arg_at[j] & ev.value[k:8].any()
-                                                 for j, k in enumerate(kept)
-                                                 if k < 8 and j in thr_bytes)).any())]
+                                m.d.sync += [hi_plain.eq(beyond_kept(False)),
+                                             hi_thr.eq(beyond_kept(True))]
                             m.d.sync += [sw_addr.eq(sidx), sw_data.eq(ev.value[:8]),
                                          sw_en.eq(~in_args & s_room)]
                         with m.Case(EventKind.END):
@@ -531,19 +526,15 @@ class CommandProcessor(wiring.Component):
                     if layer:
                         verdict(Opcode.READ_RESIDUAL, len_nz, over_resid | len_bad | dropped,
                                 [go.residual.eq(1), v_len.eq(rres.count * resid_bytes)])
-                        verdict(Opcode.LAYER, len_nz, Const(0, 1), go.layer.eq(1))
-                    with m.If(is_default):
-                        with m.If(len_nz):
-                            m.d.sync += v_status.eq(Status.BAD_LENGTH)
-                        with m.Elif(is_op[Opcode.IDENTIFY]):
-                            m.d.sync += go.identify.eq(1)
-                        with m.Elif(is_op[Opcode.READ_COUNTERS]):
-                            m.d.sync += go.counters.eq(1)
-                        with m.Elif(is_op[Opcode.RESET]):
-                            m.d.sync += go.reset.eq(1)
-                        if layer:
-                            with m.Elif(is_op[Opcode.CLEAR_CACHE]):
-                                m.d.sync += go.clear_cache.eq(1)
+                    # The commands with nothing to check beyond their length (those this
+                    # device knows).
+                    for op, flag in ((Opcode.IDENTIFY, go.identify),
+                                     (Opcode.READ_COUNTERS, go.counters),
+                                     (Opcode.RESET, go.reset),
+                                     (Opcode.CLEAR_CACHE, go.clear_cache),
+                                     (Opcode.LAYER, go.layer)):
+                        if op in is_op:
+                            verdict(op, len_nz, Const(0, 1), flag.eq(1))
 
             with m.State("DECIDE"):
                 m.next = "HEADER"
