@@ -39,6 +39,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..host.core_config import CORE_COUNTERS, CoreConfig, Op
 from .array import ComputeArray
+from .event_counter import COUNTER_KINDS, EventCounter, counter_kind
 from .membank import MemoryBank
 from .popcount import reduce_columns, register_columns, tree_depth, two_rows
 
@@ -93,6 +94,10 @@ class GemmCore(wiring.Component):
         Compute the results a cycle before the shadow takes them (every cycle, without an
         enable: timing), one cycle more from capture to drain. None lets the platform's family
         choose (not on iCE40, whose UP5K has no logic cells to spare); True or False forces it.
+    counter_kind : str or None
+        The counters' ``EventCounter`` kind: None lets the platform choose (one DSP block each
+        on an iCE40 UltraPlus, else flip-flops and adders); ``"fabric"`` or ``"ice40_dsp"``
+        forces it.
 
     Members
     -------
@@ -111,11 +116,15 @@ class GemmCore(wiring.Component):
     """
 
     def __init__(self, config: CoreConfig, *, operand_copies: bool | None = None,
-                 result_stage: bool | None = None):
+                 result_stage: bool | None = None, counter_kind: str | None = None):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         if not (result_stage is None or isinstance(result_stage, bool)):
             raise TypeError(f"result_stage must be None, True or False, not {result_stage!r}")
+        if not (counter_kind is None or counter_kind in COUNTER_KINDS):
+            raise ValueError(f"counter_kind must be None or one of {', '.join(COUNTER_KINDS)}, "
+                             f"not {counter_kind!r}")
+        self._counter_kind = counter_kind
         self._cfg = c = config
         self._copies = operand_copies
         self._result_stage = result_stage
@@ -315,7 +324,6 @@ class GemmCore(wiring.Component):
                     a_jlast.eq(kw_one),
                 ]
                 m.d.comb += [i_half_next.eq(0), i_ltt_next.eq(t_le_r), i_jlast_next.eq(kw_one)]
-                m.d.sync += [getattr(self.counters, name).eq(0) for name in COUNTERS]
                 # Each result field loads only in its own mode (timing: no mode multiplexer in
                 # front of the registers); the other stays at the 0 set here.
                 m.d.sync += [self.result.payload.ints.eq(0), self.result.payload.bits.eq(0)]
@@ -640,16 +648,13 @@ class GemmCore(wiring.Component):
                 m.d.sync += d_r.eq(d_r + 1)
 
         # ---------------------------------------------------------------- counters
-        ctr = self.counters
-        with m.If(~start):
-            with m.If(~idle):
-                m.d.sync += ctr.busy.eq(ctr.busy + 1)
-            with m.If(adv & s2_valid):
-                m.d.sync += ctr.active.eq(ctr.active + 1)
-            with m.If(~adv):
-                m.d.sync += ctr.stall.eq(ctr.stall + 1)
-            with m.If(computing & ~s0_valid):
-                m.d.sync += ctr.weight_wait.eq(ctr.weight_wait + 1)
-            with m.If(self.result.valid & ~self.result.ready):
-                m.d.sync += ctr.backpressure.eq(ctr.backpressure + 1)
+        # (Each an EventCounter: on the UP5K one DSP block each, no logic cells.)
+        kind = self._counter_kind or counter_kind(platform)
+        events = {"busy": ~idle, "active": adv & s2_valid, "stall": ~adv,
+                  "weight_wait": computing & ~s0_valid,
+                  "backpressure": self.result.valid & ~self.result.ready}
+        for name in COUNTERS:
+            m.submodules[f"ctr_{name}"] = ctr = EventCounter(width=32, kind=kind)
+            m.d.comb += [ctr.clear.eq(start), ctr.inc.eq(events[name]),
+                         getattr(self.counters, name).eq(ctr.count)]
         return m

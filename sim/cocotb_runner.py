@@ -16,8 +16,8 @@ from ..host.core_config import CoreConfig
 from .toolchain import BUILD_ROOT, check_simulator
 from .verilog import write_verilog
 
-__all__ = ["run_gemm_tb", "run_membank_tb", "build_design", "ice40_cell_models",
-           "failure_lines"]
+__all__ = ["run_gemm_tb", "run_membank_tb", "run_event_counter_tb", "run_cell_tb",
+           "build_design", "ice40_cell_models", "failure_lines"]
 
 
 def ice40_cell_models() -> Path:
@@ -75,19 +75,38 @@ def run_gemm_tb(sim: str, cfg: CoreConfig, *, seed: int = 0, cases: int = 5, idl
 
 def run_membank_tb(*, width: int, depth: int, seed: int = 0) -> int:
     """Run the SPRAM MemoryBank testbench on Icarus; return the number of tests that passed."""
-    from cocotb_tools.check_results import get_results
-
     from ..hdl.membank import MemoryBank
 
-    verilog = write_verilog(MemoryBank(width=width, depth=depth, kind="ice40_spram"), "membank")
-    runner, build_dir = build_design("icarus", verilog, "membank", [ice40_cell_models()])
-    params = {"width": width, "depth": depth, "seed": seed}
-    test_dir = build_dir / f"run-{seed}"
+    return run_cell_tb(MemoryBank(width=width, depth=depth, kind="ice40_spram"), "membank",
+                       "onebit.sim.cocotb_membank", "ONEBIT_MEMBANK_TB",
+                       {"width": width, "depth": depth, "seed": seed})
+
+
+def run_event_counter_tb(*, kind: str, width: int = 32, seed: int = 0) -> int:
+    """Run the EventCounter testbench (``kind`` ``"ice40_dsp"``: Yosys's SB_MAC16 model) on
+    Icarus; return the number of tests that passed."""
+    from ..hdl.event_counter import EventCounter
+
+    return run_cell_tb(EventCounter(width=width, kind=kind), "event_counter",
+                       "onebit.sim.cocotb_event_counter", "ONEBIT_EVENT_COUNTER_TB",
+                       {"width": width, "seed": seed})
+
+
+def run_cell_tb(component, top: str, test_module: str, env_name: str, params: dict) -> int:
+    """Run cocotb module ``test_module`` on ``component`` (Verilog module ``top``, with Yosys's
+    iCE40 cell models) on Icarus, its parameters as JSON in environment variable ``env_name``;
+    return the number of tests that passed (none passing is a failure)."""
+    from cocotb_tools.check_results import get_results
+
+    verilog = write_verilog(component, top)
+    runner, build_dir = build_design("icarus", verilog, top, [ice40_cell_models()])
+    run_id = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    test_dir = build_dir / f"run-{run_id}"
     test_dir.mkdir(parents=True, exist_ok=True)
     log = test_dir / "sim.log"
-    xml = runner.test(test_module="onebit.sim.cocotb_membank", hdl_toplevel="membank",
+    xml = runner.test(test_module=test_module, hdl_toplevel=top,
                       build_dir=build_dir, test_dir=test_dir,
-                      extra_env={"ONEBIT_MEMBANK_TB": json.dumps(params)},
+                      extra_env={env_name: json.dumps(params)},
                       results_xml=str(test_dir / "results.xml"), log_file=log)
     total, failed = get_results(Path(xml))
     if failed or total <= 0:
