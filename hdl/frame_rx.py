@@ -13,8 +13,11 @@ receiver goes back to hunting for a start byte after the header. A frame whose n
 not arrive for ``timeout`` cycles in the middle gives ``END`` with ``ok`` clear and
 ``timed_out`` set (cycles while a byte waits on ``i``, taken or not, do not count).
 
-Handshake: ``i`` is taken when the receiver can pass on what the byte produces (``o.ready`` for
-bytes that make an event); ``o`` follows the stream rules (registered).
+Handshake: ``i`` is taken when the receiver can pass on what the byte produces (its output
+register empty, for bytes that make an event); ``o`` follows the stream rules (registered). The
+output register loads only when empty, so an event goes out at most every other cycle (ample
+for a UART's bytes), and ``o.ready`` reaches nothing but ``o.valid``'s clear (timing: the
+receiver's decisions start from its own registers).
 """
 
 import enum
@@ -114,8 +117,9 @@ class FrameReceiver(wiring.Component):
             return [emit.eq(1), event.kind.eq(EventKind.END), event.ok.eq(ok),
                     event.timed_out.eq(timeout)]
         m.d.sync += self.bad_header.eq(0)
-        # Output register slice: load when empty or being emptied.
-        out_free = ~self.o.valid | self.o.ready
+        # Output register: loads only when empty (timing: ``o.ready`` stays out of the
+        # decisions below).
+        out_free = ~self.o.valid
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(emit):

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from ..host.device_config import DeviceConfig
 from .command import CommandProcessor
 from .datapath import Datapath
-from .frame_rx import FrameReceiver, event_layout
+from .frame_rx import FrameReceiver
 from .frame_tx import FrameSender
 from .register_slice import RegisterSlice
 
@@ -61,15 +61,14 @@ class DeviceLink(wiring.Component):
         m.submodules.proc = proc = CommandProcessor(dev)
         m.submodules.tx = tx = FrameSender()
         m.submodules.datapath = dp = Datapath(dev)
-        # Register slices (timing) between the receiver and the processor, between the
-        # processor's answer bytes and the sender, and after the sender: no path runs from one
-        # block's state through another's handshake into a third's registers.
-        m.submodules.event_slice = event_slice = RegisterSlice(event_layout())
+        # Register slices (timing) between the processor's answer bytes and the sender, and
+        # after the sender: no path runs from one block's state through another's handshake
+        # into a third's registers. (The receiver needs none: its output waits until empty, so
+        # the processor's ``events.ready``, a register, reaches only its ``o.valid``.)
         m.submodules.data_slice = data_slice = RegisterSlice(8)
         m.submodules.out_slice = out_slice = RegisterSlice(8)
         wiring.connect(m, wiring.flipped(self.i), rx.i)
-        wiring.connect(m, rx.o, event_slice.i)
-        wiring.connect(m, event_slice.o, proc.events)
+        wiring.connect(m, rx.o, proc.events)
         wiring.connect(m, proc.header, tx.header)
         wiring.connect(m, proc.data, data_slice.i)
         wiring.connect(m, data_slice.o, tx.data)
