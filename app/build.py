@@ -115,6 +115,27 @@ def synth_cells(log: str) -> dict[str, int]:
 #: and 2 against 34.9 and 34.2, 25 fewer logic cells (``docs/build.md``).
 ONE_HOT_FSMS = "setattr -unset init w:*fsm_state* w:*_state"
 
+#: ABC9's wire delay (ps a connection) for iCE40 LUT mapping. ``synth_ice40`` maps with
+#: ``abc9 -W 250``, while a routed hop on the nearly full UP5K takes 1.5-3 ns in nextpnr's
+#: timing; at 250 ps a LUT level looks cheap beside a carry chain, so ABC9 let control paths
+#: grow to the depth of the longest chain (7-8 LUT levels). At 1500 ps it keeps them
+#: shallow, for about the same cell count (``docs/build.md``, "LUT mapping against routed
+#: delays").
+ICE40_WIRE_PS = 1500
+
+
+def ice40_synth_overrides(wire_ps: int = ICE40_WIRE_PS) -> dict[str, str]:
+    """Amaranth build overrides that run ``synth_ice40`` with its LUT mapping step
+    (``map_luts``) done by ``abc9 -W wire_ps`` instead of ``-W 250``, the rest as it is."""
+    return {
+        "synth_opts": "-run :map_luts",
+        "script_after_synth": "\n".join([
+            "read_verilog -D ICE40_HX -icells -lib -specify +/ice40/abc9_model.v",
+            f"abc9 -W {wire_ps}", "ice40_wrapcarry -unwrap", "techmap -map +/ice40/ff_map.v",
+            "clean", "opt_lut -tech ice40", "synth_ice40 -top top -run map_cells:"]),
+    }
+
+
 #: Netlist passes between Yosys and nextpnr, per family: modules run as ``python -m``.
 NETLIST_PASSES = {"ecp5": ("ecp5_outreg",)}
 
@@ -265,7 +286,9 @@ def build(name: str, *, rows: int | None = None, cols: int | None = None,
     platform = b.platform()
     top = ArrayBenchTop(b, b.device.core) if array_only else BoardTop(b)
     opts = nextpnr_options(router=router)
-    plan = platform.prepare(top, name="top", nextpnr_opts=opts, script_after_read=ONE_HOT_FSMS)
+    overrides = ice40_synth_overrides() if b.family == "ice40" else {}
+    plan = platform.prepare(top, name="top", nextpnr_opts=opts, script_after_read=ONE_HOT_FSMS,
+                            **overrides)
     plan.files["top.il"], _ = apply_no_rw_check(plan.files["top.il"])
     # Progress goes to ``out``; with ``json_out`` to standard error, so that standard output
     # stays one JSON object.

@@ -30,7 +30,7 @@ STEPS = (("nextpnr", "place and route (nextpnr)"),
 #: Phases inside a step: (log file, pattern of the line that starts it, label).
 PHASES = (
     ("top.rpt", re.compile(r"^\d+\. Executing SYNTH_\w+ pass"), "synthesis: optimising"),
-    ("top.rpt", re.compile(r"^\d+\.\d+\. Executing ABC9? pass"), "synthesis: mapping to LUTs"),
+    ("top.rpt", re.compile(r"^\d+(?:\.\d+)?\. Executing ABC9? pass"), "synthesis: mapping to LUTs"),
     ("top.rpt", re.compile(r"^\d+\.\d+\. Printing statistics"), "synthesis: done"),
     ("top.tim", re.compile(r"^Info: Packing "), "place and route: packing cells"),
     ("top.tim", re.compile(r"^Info: (Creating initial analytic placement|Running main "

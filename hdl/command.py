@@ -209,8 +209,14 @@ class CommandProcessor(wiring.Component):
         kept = _kept_bits(dev)
         thr_bytes = _run_thresh_bytes()
         dropped, dropped_thr = Signal(), Signal()
-        hi_plain, hi_thr = Signal(), Signal()
-        m.d.sync += [hi_plain.eq(0), hi_thr.eq(0)]
+        # An argument byte's bits beyond the kept ones, by (kind of byte, kept width): a flag
+        # each, registered, then their OR into ``dropped`` or ``dropped_thr`` (timing: one OR
+        # over every argument byte's position was one path with the event's bits).
+        hi_groups = sorted({(j in thr_bytes, k) for j, k in enumerate(kept) if k < 8})
+        hi = {g: Signal(name=f"hi_{'thr' if g[0] else 'plain'}_{g[1]}") for g in hi_groups}
+        m.d.sync += [f.eq(0) for f in hi.values()]
+        hi_plain = Cat(*(f for (thr, _), f in hi.items() if not thr)).any()
+        hi_thr = Cat(*(f for (thr, _), f in hi.items() if thr)).any()
         with m.If(hi_plain | (hi_thr & ~is_run)):
             m.d.sync += dropped.eq(1)
         with m.If(hi_thr & is_run):
@@ -261,8 +267,19 @@ class CommandProcessor(wiring.Component):
         reply = Signal(_Reply)
         reply_len = Signal(16)
         ans_len = Signal(16)            # the answer frame's length: reply_len + 2, or 2
-        ident = Array(Const(b, 8) for b in self._identify)
-        ident_byte, ident_on = Signal(8), Signal()
+        # The identify answer's bytes, a ROM read by ``bidx`` into a register. On iCE40 a block
+        # RAM (no table lookup in logic cells: timing, and the UP5K's cells); elsewhere logic
+        # (an ECP5 block RAM's output, 5.8 ns, would go straight into the answer's bytes).
+        ice40 = str(getattr(platform, "family", "")).lower() == "ice40"
+        style = "block" if ice40 else "logic"
+        m.submodules.ident_rom = ident_rom = memory.Memory(
+            shape=8, depth=len(self._identify), init=list(self._identify),
+            attrs={"rom_style": style, "ram_style": style})
+        ident_rd = ident_rom.read_port()
+        ident_byte, ident_on = ident_rd.data, Signal()
+        # ``bidx`` is the table's last byte, registered (timing: IDENT decides on it; it is
+        # current whenever ``ident_on`` is, a cycle after ``bidx`` moves at the latest).
+        ident_last = Signal()
         run_info = [Signal(32, name="run_beats"), Signal(32, name="run_cycles")]
         core_words = [getattr(self.core_counters, n) for n in CORE_COUNTERS]
         n_words = len(core_words) + len(LINK_COUNTERS)      # READ_COUNTERS' answer
@@ -276,7 +293,8 @@ class CommandProcessor(wiring.Component):
         widx = Signal(16)
         bidx = Signal(range(max(len(self._identify), word.shape().width // 8) + 1))
         n_bytes = Signal(range(word.shape().width // 8 + 1))
-        m.d.sync += ident_byte.eq(ident[bidx])
+        m.d.comb += ident_rd.addr.eq(bidx)
+        m.d.sync += ident_last.eq(bidx == len(self._identify) - 1)
         # What the result store holds survives a device reset, like the store itself.
         stored_beats = Signal(range(dev.result_beats + 1), reset_less=True)
         stored_thr = Signal(reset_less=True)
@@ -290,7 +308,6 @@ class CommandProcessor(wiring.Component):
         # The stores' read data, registered (timing: a block RAM's output is slow; not on
         # iCE40, whose UP5K has no logic cells to spare). FETCH reads, the data shows in HOLD
         # and holds; it is in these registers by LATCH.
-        ice40 = str(getattr(platform, "family", "")).lower() == "ice40"
         staged_write = not ice40            # a LOAD's store write behind two more stages
 
         def read_word(rdata):
@@ -431,16 +448,15 @@ class CommandProcessor(wiring.Component):
                                 with m.If(in_args & arg_at[j]):
                                     if k:
                                         m.d.sync += args[8 * j:8 * j + k].eq(ev.value[:k])
-                            # Set bits beyond the kept ones, by kind of byte; they raise
-                            # ``dropped`` or ``dropped_thr`` a cycle later (timing), before
-                            # CHECK, which follows the END event a cycle later at the earliest.
-                            def beyond_kept(thr):
-                                return Cat(*(arg_at[j] & ev.value[k:8].any()
-                                             for j, k in enumerate(kept)
-                                             if k < 8 and (j in thr_bytes) == thr)).any()
+                            # Set bits beyond the kept ones, by kind of byte and kept width;
+                            # they raise ``dropped`` or ``dropped_thr`` a cycle later (timing),
+                            # before CHECK, which follows the END event a cycle later at the
+                            # earliest.
                             with m.If(in_args):
-                                m.d.sync += [hi_plain.eq(beyond_kept(False)),
-                                             hi_thr.eq(beyond_kept(True))]
+                                for (thr, w), flag in hi.items():
+                                    at = Cat(*(arg_at[j] for j, k in enumerate(kept)
+                                               if k == w and (j in thr_bytes) == thr)).any()
+                                    m.d.sync += flag.eq(at & ev.value[w:8].any())
                             m.d.sync += [sw_addr.eq(sidx), sw_data.eq(ev.value[:8]),
                                          sw_en.eq(~in_args & s_room)]
                         with m.Case(EventKind.END):
@@ -750,14 +766,14 @@ class CommandProcessor(wiring.Component):
                                 m.d.sync += recv.eq(0)
                                 m.next = "FETCH"
             with m.State("IDENT"):
-                # ``ident_byte`` holds ``ident[bidx]`` from the cycle after ``bidx`` moves; a
-                # byte goes out every other cycle (timing: no table lookup in front of the
-                # answer's register slice).
+                # ``ident_byte`` (the ROM's read) holds table byte ``bidx`` from the cycle
+                # after ``bidx`` moves; a byte goes out every other cycle (timing: no table
+                # lookup in front of the answer's register slice).
                 m.d.sync += ident_on.eq(1)
                 m.d.comb += [self.data.valid.eq(ident_on), self.data.payload.eq(ident_byte)]
                 with m.If(ident_on & self.data.ready):
                     m.d.sync += [bidx.eq(bidx + 1), ident_on.eq(0)]
-                    with m.If(bidx == len(self._identify) - 1):
+                    with m.If(ident_last):
                         m.d.sync += recv.eq(1)
                         m.next = "RECV"
             with m.State("FETCH"):

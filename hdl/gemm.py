@@ -238,6 +238,7 @@ class GemmCore(wiring.Component):
         t_m1 = Signal(range(cfg.max_t + 1))         # T - 1: the activation loader's last row
         rows_in, rows_ge, need_moves, loaded_all = Signal(), Signal(), Signal(), Signal()
         kw_one = Signal()                           # K <= L: one chunk a row
+        first_end = Signal()                        # kw_one & t_le_r: a tile of one issue
         # ceil(K/L) - 2: ``j + 1 == kw_m1`` as ``j == kw_m2`` (timing: no adder before the
         # compare; only used while a row has a chunk after ``j``, so kw >= 2 there).
         kw_m2 = Signal(range(KWM + 1))
@@ -252,11 +253,10 @@ class GemmCore(wiring.Component):
         # each, not a decode of several): ``full_cur``, ``full[i_half]``, and ``tile_end``,
         # ``i_jlast & i_ltt`` (the tile's last issue: the ping-pong half moves).
         i_half_next, i_jlast_next, i_ltt_next = Signal(), Signal(), Signal()
+        full_cur, tile_end = Signal(), Signal()
         m.d.comb += [i_half_next.eq(i_half), i_jlast_next.eq(i_jlast), i_ltt_next.eq(i_ltt)]
         m.d.sync += [i_half.eq(i_half_next), i_jlast.eq(i_jlast_next), i_ltt.eq(i_ltt_next)]
-        full_cur, tile_end = Signal(), Signal()
-        m.d.sync += [full_cur.eq(((full | tile_loaded) & ~full_clr).bit_select(i_half_next, 1)),
-                     tile_end.eq(i_jlast_next & i_ltt_next)]
+        m.d.sync += full_cur.eq(((full | tile_loaded) & ~full_clr).bit_select(i_half_next, 1))
         m.d.comb += [
             s0.rows.eq(i_rows),
             s0.cols.eq(i_cols),
@@ -298,7 +298,7 @@ class GemmCore(wiring.Component):
                 # those the command uses as it runs stay in these registers until the next.
                 m.d.sync += [first_need.eq(Mux(pend.t >= R, R, pend.t)),
                              t_le_r.eq(pend.t <= R), t_m1.eq(pend.t - 1),
-                             kw_one.eq(pend.k <= L),
+                             kw_one.eq(pend.k <= L), first_end.eq((pend.k <= L) & (pend.t <= R)),
                              c_nmin.eq(Mux(pend.n >= C, C, pend.n)), c_nle.eq(pend.n <= C),
                              c_nge.eq(pend.n >= C)]
                 with m.If(self.cmd_error):
@@ -369,6 +369,14 @@ class GemmCore(wiring.Component):
                     m.next = "IDLE"
 
         m.d.comb += self.busy.eq(~idle)
+        # ``tile_end`` (``i_jlast & i_ltt``) next, written out case by case with the issue
+        # decision last (timing: not the AND of those two next values, each a chain of
+        # multiplexers behind the decision). With an issue: a tile's last issue starts the next
+        # channel tile, a token tile's last the next token tile, any other the next chunk.
+        issue_any = s0_valid & adv          # (s0_valid is low outside COMPUTE)
+        when_issued = Mux(s0_last, Mux(i_ltt, first_end, kw_one & (i_tleft <= 2 * R)),
+                          (i_j == kw_m2) & i_ltt)
+        m.d.sync += tile_end.eq(Mux(issue_any, when_issued, Mux(start, first_end, tile_end)))
         m.d.sync += rows_ge.eq(~need_moves & ~start & (a_tok >= i_need))
         m.d.comb += rows_in.eq(loaded_all | rows_ge)
 

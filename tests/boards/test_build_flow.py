@@ -98,6 +98,8 @@ def test_report_has_every_resource_of_the_part():
 @pytest.mark.parametrize("name, phases", [
     ("yosys_ice40_small_top.rpt.extract", ["synthesis: optimising", "synthesis: mapping to LUTs",
                                            "synthesis: done"]),
+    ("yosys_ice40_split_top.rpt.extract", ["synthesis: optimising", "synthesis: mapping to LUTs",
+                                           "synthesis: done"]),
     ("nextpnr_ice40_small_top.tim", ["place and route: packing cells",
                                      "place and route: placement",
                                      "place and route: placement refinement",
@@ -157,21 +159,12 @@ def test_board_seed_and_router_reach_its_whole_design_build(monkeypatch):
     for bb in boards().values():
         for s in bb.seeds:
             nextpnr_options(seed=s, router=bb.router)         # every board's own are valid
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def stop(files, family):
-        seen.append(files["build_top.sh"])
-        raise Stop
-
+    seen = _stop_at_the_plan(monkeypatch, "build_top.sh")
     small = replace(board("ulx3s-25f"), seeds=b.seeds, router=b.router)
     monkeypatch.setattr(build_module, "board", lambda name: small)
-    monkeypatch.setattr(build_module, "_design_hash", stop)
     for kwargs in ({}, {"array_only": True}, {"seed": 3, "router": "router1"},
                    {"seeds": (4, 5), "jobs": 1}):
-        with pytest.raises(Stop):
+        with pytest.raises(_Stop):
             build("ulx3s-25f", rows=2, cols=2, lanes=32, **kwargs, out=lambda *_: None)
     whole, array, chosen, first_of_two = seen
     assert "--seed 7 --router router2" in whole
@@ -243,3 +236,43 @@ def test_build_files_are_written_without_changing_directory(tmp_path, monkeypatc
     for bad in ("../top.il", "/tmp/top.il"):
         with pytest.raises(ValueError, match="outside the build folder"):
             write_files(tmp_path / "b", {bad: "x"})
+
+
+def test_ice40_lut_mapping_runs_abc9_against_routed_delays(monkeypatch):
+    # iCE40 builds map LUTs with their own ABC9 step (wire delay ICE40_WIRE_PS, not
+    # synth_ice40's 250 ps) between synth_ice40's steps before and after it; ECP5 builds keep
+    # synth_ecp5 as it is. A real log of that flow gives the cells and the progress phases
+    # (the parametrised tests above). The plan is the last step: no tool runs.
+    import onebit.build as build_module
+
+    seen = _stop_at_the_plan(monkeypatch, "top.ys")
+    for name, lanes in (("icebreaker", 8), ("ulx3s-25f", 32)):
+        with pytest.raises(_Stop):
+            build(name, rows=1, cols=1, lanes=lanes, out=lambda *_: None)
+    ice40, ecp5 = seen
+    steps = ["synth_ice40 -run :map_luts -top top", f"abc9 -W {build_module.ICE40_WIRE_PS}",
+             "synth_ice40 -top top -run map_cells:", "write_json top.json"]
+    at = [ice40.index(step) for step in steps]
+    assert at == sorted(at)
+    assert "abc9" not in ecp5 and "-run" not in ecp5
+    cells = synth_cells((DATA / "yosys_ice40_split_top.rpt.extract").read_text())
+    assert (cells["SB_LUT4"], cells["SB_CARRY"], cells["SB_MAC16"]) == (3231, 844, 5)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at_the_plan(monkeypatch, name: str) -> list[str]:
+    """Make ``build`` stop once its files are made (before any tool runs), after recording
+    file ``name`` of each plan in the list returned."""
+    import onebit.build as build_module
+
+    seen = []
+
+    def stop(files, family):
+        seen.append(files[name])
+        raise _Stop
+
+    monkeypatch.setattr(build_module, "_design_hash", stop)
+    return seen

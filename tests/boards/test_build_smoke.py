@@ -21,9 +21,9 @@ SMALL = DeviceConfig(core=CoreConfig(rows=1, cols=2, lanes=8, max_k=256, max_t=8
                      result_beats=32)
 
 
-# The iCE40 build runs at 18 MHz (a multiple of its 3 Mbaud): the control logic does not yet meet
-# the board's 48 MHz target (docs/build.md says where it stands). This test is about the flow:
-# one placement seed each (the 25F's board tries six against its 150 MHz), 125 MHz on the 25F.
+# This test is about the flow, not the clock: one placement seed each, well below the boards'
+# own clocks (whose builds try several seeds: docs/build.md), so that any placement meets it:
+# 18 MHz on the iCE40 (a multiple of its 3 Mbaud; the board runs at 48), 125 MHz on the 25F.
 @pytest.mark.parametrize("board, lut_total, clock_mhz", [("icebreaker", 5280, 18.0),
                                                          ("ulx3s-25f", 24288, 125.0)])
 def test_small_design_builds_and_meets_timing(board, lut_total, clock_mhz):
