@@ -19,7 +19,7 @@ from .build import BuildError, build
 
 # (board, rows, cols, lanes): small to large on each part.
 SIZES = {
-    "icebreaker": [(1, 2, 8), (2, 2, 8), (2, 2, 16)],
+    "icebreaker": [(1, 1, 16), (2, 1, 16), (4, 1, 16)],
     "ulx3s-25f": [(2, 2, 32), (4, 4, 32)],
     "ulx3s-85f": [(4, 4, 32), (8, 8, 32)],
 }
