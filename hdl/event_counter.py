@@ -51,10 +51,6 @@ class EventCounter(wiring.Component):
         self._width, self._kind = width, kind
         super().__init__({"inc": In(1), "clear": In(1), "count": Out(width)})
 
-    @property
-    def kind(self) -> str:
-        return self._kind
-
     def elaborate(self, platform):
         m = Module()
         if self._kind == "fabric":
