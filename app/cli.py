@@ -11,7 +11,7 @@ from . import __version__
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(seed=args.seed, tokens=args.tokens, random=args.random,
-                    simulator=args.simulator)
+                    simulator=args.simulator, board=args.board)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="use a seeded random model instead of the shipped trained one")
     demo.add_argument("--simulator", choices=["verilator", "icarus", "amaranth"],
                       help="simulator for the gateware (default: the fastest installed)")
+    demo.add_argument("--board",
+                      help="run the gateware of this board's bitstream (its device, built for its "
+                           "FPGA family; Icarus or Verilator): ulx3s-85f")
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="print performance figures")

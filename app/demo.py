@@ -66,12 +66,40 @@ def _bar(done: int, total: int, what: str) -> None:
           file=sys.stderr, flush=True)
 
 
+def _board_device(name: str, simulator: str | None):
+    """The board ``name`` if the demo can run on its device; else print why and return None."""
+    from .boards import board, boards
+
+    try:
+        b = board(name)
+    except ValueError as e:
+        print(f"onebit demo: {e}", file=sys.stderr)
+        return None
+    if b.device.layer is None:
+        able = sorted(n for n, o in boards().items() if o.device.layer is not None)
+        print(f"onebit demo: the {name} board's device has no layer engine (GEMM only); the "
+              f"demo runs on {', '.join(able)}", file=sys.stderr)
+        return None
+    if (simulator or fastest_simulator()) == "amaranth":
+        print("onebit demo: --board needs the family's cell models: use --simulator icarus or "
+              "verilator (install one: scripts/setup.sh)", file=sys.stderr)
+        return None
+    return b
+
+
 def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
-             simulator: str | None = None) -> int:
-    """Run the demo; return 0 on bit-exact agreement with the golden model, 1 otherwise."""
+             simulator: str | None = None, board: str | None = None) -> int:
+    """Run the demo; return 0 on bit-exact agreement with the golden model, 1 otherwise (2: bad
+    arguments). ``board``: the gateware of that board's bitstream (its device, elaborated for
+    its FPGA family) instead of a device sized for the model."""
     if tokens < 1:
         print("onebit demo: --tokens must be at least 1", file=sys.stderr)
         return 2
+    b = None
+    if board is not None:
+        b = _board_device(board, simulator)
+        if b is None:
+            return 2
     m = None if random else default_model()
     decode = None
     if m is not None and m.charset:
@@ -86,22 +114,37 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
         print(f"prompt: {PROMPT!r}")
     else:
         rng = np.random.default_rng(seed)
-        m = random_model(rng, **RANDOM_SHAPE)
+        shape = RANDOM_SHAPE
+        if b is not None:                  # the board's layer shape
+            lay = b.device.layer
+            shape = {**shape, "d_model": lay.d_model, "heads": lay.heads,
+                     "d_ff": min(shape["d_ff"], lay.max_ff)}
+        m = random_model(rng, **shape)
         prompt = rng.integers(0, m.vocab, 8)
         print(f"onebit demo: seeded random 1-bit LM (seed {seed}): {_describe(m)}")
         print(f"prompt tokens: {prompt.tolist()}")
 
-    dev = device_for(m, kv_capacity=max(64, len(prompt) + tokens))
-    sim = simulator or fastest_simulator()
+    if b is None:
+        dev = device_for(m, kv_capacity=max(64, len(prompt) + tokens))
+        sim = simulator or fastest_simulator()
+        where, options = "", {"config": dev}
+    else:
+        dev = b.device
+        if len(prompt) + tokens > dev.layer.kv_capacity:
+            print(f"onebit demo: {len(prompt)} prompt tokens + {tokens} exceed the board "
+                  f"{b.name}'s KV cache of {dev.layer.kv_capacity} tokens", file=sys.stderr)
+            return 2
+        sim = simulator or fastest_simulator()
+        where, options = f" as built for the {b.description}", {"board": b.name}
     c = dev.core
     print(f"accelerator: {c.rows}x{c.cols} array of {c.lanes}-lane XNOR-popcount elements, "
           f"layer engine with an on-chip KV cache of {dev.layer.kv_capacity} tokens x "
-          f"{len(m.layers)} layers; gateware on {sim}")
+          f"{len(m.layers)} layers; gateware{where} on {sim}")
     print(f"  starting the simulation (the first run on {sim} compiles the design)...",
           file=sys.stderr, flush=True)
     started = time.perf_counter()
     marks: dict[str, tuple[int, float]] = {}
-    with Accelerator.open("sim", simulator=sim, config=dev, timeout=1800) as acc:
+    with Accelerator.open("sim", simulator=sim, timeout=1800, **options) as acc:
         print("  loading the model's weights over the link...", file=sys.stderr, flush=True)
         acc.load_model(m)
         acc.reset_stats()
@@ -137,10 +180,11 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
         per_token = dec_cycles / steps
         print(f"decode:  {per_token:.0f} cycles per token (every layer and the head), array "
               f"utilization {100 * dec_ideal / dec_cycles:.1f}%")
-        from .boards import board
+        from .boards import board as find_board
 
-        hz = board(BOARD).clock_hz()
-        print(f"projected on {BOARD} at {hz / 1e6:.1f} MHz: {hz / per_token:,.0f} tokens/s "
+        proj = find_board(board or BOARD)
+        hz = proj.clock_hz()
+        print(f"projected on {proj.name} at {hz / 1e6:.1f} MHz: {hz / per_token:,.0f} tokens/s "
               f"decode, {hz * len(prompt) / pre_cycles:,.0f} tokens/s prefill (device cycles "
               f"only; the link's transfer time is not included)")
     print(f"simulation took {sim_seconds:.0f} s; the golden model (NumPy) "

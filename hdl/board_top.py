@@ -16,8 +16,13 @@ __all__ = ["BoardTop", "board_clock", "uart_pins"]
 
 def board_clock(m: Module, platform, board) -> None:
     """Add the ``sync`` domain to ``m``: the board's oscillator, or its PLL's output at
-    ``board.target_hz``, with a clock constraint at that frequency; held in reset until the
-    PLL locks."""
+    ``board.target_hz``; held in reset until the PLL locks.
+
+    The only clock constraint is the oscillator pin's (amaranth-boards' resource): nextpnr
+    derives the PLL output's from the PLL's settings (iCE40: its dividers; ECP5:
+    ``FREQUENCY_PIN_CLKOP``) and reports it ("Derived frequency constraint"). A constraint on
+    the output net itself would name ``clocking.clk$1``, which synthesis merges into another
+    name, so nextpnr would ignore it with a warning."""
     m.domains.sync = ClockDomain("sync")
     if board.pll == "ice40":
         pll = ice40_pll(board.oscillator_hz, board.target_hz)
@@ -33,7 +38,6 @@ def board_clock(m: Module, platform, board) -> None:
     else:
         pad = platform.request(board.clock_resource, 0, dir="-")
         m.submodules.clocking = clocking = ClockReset(pll=pll, pad=pad.io)
-    platform.add_clock_constraint(clocking.clk, board.clock_hz())
 
 
 def uart_pins(m: Module, platform):

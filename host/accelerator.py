@@ -52,7 +52,9 @@ class Accelerator(LayerCommands):
 
         ``"sim"``: the gateware on a simulator. Options: ``simulator`` (``"amaranth"``, the
         default; ``"verilator"`` or ``"icarus"`` through cocotb), ``config`` (a
-        ``DeviceConfig``) or ``rows``/``cols``/``lanes`` to change the default one.
+        ``DeviceConfig``) or ``rows``/``cols``/``lanes`` to change the default one, or
+        ``board`` (``"icebreaker"``, ``"ulx3s-25f"``, ...): the device of that board's
+        bitstream, elaborated for its FPGA family (Icarus or Verilator only).
 
         ``"serial://PORT?baud=N"``: a board on a serial port (``baud`` defaults to 3000000).
         """

@@ -5,6 +5,10 @@ runs ``onebit.sim.cocotb_link_server`` in a background thread of this process, w
 back to a local socket. ``write`` and ``read`` move bytes over that socket, so the host driver
 talks to the compiled gateware exactly as to a board's serial port. ``close`` ends the
 simulation and raises if the testbench's stream monitor saw a handshake rule broken.
+
+With ``platform`` (a board's Amaranth platform) the device is elaborated as it is for that
+board's bitstream, its family's primitives (iCE40 SB_MAC16 and SB_SPRAM256KA, ECP5 CCU2C and
+TRELLIS_FF) simulated by Yosys's cell models.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 from ..hdl.link import DeviceLink
 from ..host.device_config import DeviceConfig
 from ..host.link import LinkError
-from .cocotb_runner import build_design, failure_lines, ice40_cell_models
+from .cocotb_runner import CELL_FAMILIES, build_design, cell_models, failure_lines
 from .verilog import write_verilog
 
 __all__ = ["CocotbLinkTransport"]
@@ -28,11 +32,15 @@ __all__ = ["CocotbLinkTransport"]
 class CocotbLinkTransport:
     def __init__(self, dev: DeviceConfig, *, simulator: str, timeout_cycles: int = 256,
                  seed: int = 0, idle: float = 0.2, stall: float = 0.2, poll_cycles: int = 8,
-                 poll: float = 0.01, quiet: float = 0.3, connect_timeout: float = 300.0):
-        verilog = write_verilog(DeviceLink(dev, timeout=timeout_cycles), "device")
-        spram = "ice40_spram" in (dev.weight_store, dev.core.weight_memory)
-        runner, build_dir = build_design(simulator, verilog, "device",
-                                         [ice40_cell_models()] if spram else [])
+                 poll: float = 0.01, quiet: float = 0.3, connect_timeout: float = 300.0,
+                 platform=None):
+        verilog = write_verilog(DeviceLink(dev, timeout=timeout_cycles), "device",
+                                platform=platform)
+        family = str(getattr(platform, "family", "")).lower()
+        if "ice40_spram" in (dev.weight_store, dev.core.weight_memory):
+            family = family or "ice40"
+        models = [cell_models(family)] if family in CELL_FAMILIES else []
+        runner, build_dir = build_design(simulator, verilog, "device", models)
         self._quiet, self._simulator = quiet, simulator
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))

