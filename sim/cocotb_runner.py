@@ -15,7 +15,7 @@ from pathlib import Path
 from ..hdl.gemm import GemmCore
 from ..host.core_config import CoreConfig
 from .toolchain import BUILD_ROOT, check_simulator
-from .verilog import write_verilog
+from .verilog import write_by_content, write_verilog
 
 __all__ = ["run_gemm_tb", "run_membank_tb", "run_event_counter_tb", "run_cell_tb",
            "build_design", "cell_models", "ice40_cell_models", "failure_lines"]
@@ -53,14 +53,7 @@ def cell_models(family: str) -> Path:
         return share / "cells_sim.v"
     text = "\n\n".join(_verilog_modules((share / f).read_text(), names)
                         for f, names in _ECP5_MODELS.items()) + "\n"
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    path = BUILD_ROOT / "cells" / f"ecp5_cells-{digest}.v"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return path
+    return write_by_content(text, "cells", "ecp5_cells")
 
 
 def ice40_cell_models() -> Path:

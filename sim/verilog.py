@@ -10,7 +10,7 @@ from amaranth.back import verilog
 
 from .toolchain import BUILD_ROOT
 
-__all__ = ["write_verilog"]
+__all__ = ["write_verilog", "write_by_content"]
 
 
 # Yosys's Verilog kicks every ``always @*`` block at time 0 through a dummy register initialised
@@ -35,6 +35,12 @@ def write_verilog(component, name: str, *, folder: str = "verilog", platform=Non
     unchanged design reuses the file (and so the simulator builds keyed on its path).
     """
     text = _fix_time0_race(verilog.convert(component, name=name, platform=platform))
+    return write_by_content(text, folder, name)
+
+
+def write_by_content(text: str, folder: str, name: str) -> Path:
+    """Write ``text`` to ``build/<folder>/<name>-<hash of the text>.v`` unless it is there
+    (atomically: a concurrent reader never sees half a file); return the path."""
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     path = BUILD_ROOT / folder / f"{name}-{digest}.v"
     if not path.exists():
