@@ -66,7 +66,7 @@ def _bar(done: int, total: int, what: str) -> None:
           file=sys.stderr, flush=True)
 
 
-def _board_device(name: str, simulator: str | None):
+def _board_device(name: str, simulator: str):
     """The board ``name`` if the demo can run on its device; else print why and return None."""
     from .boards import board, boards
 
@@ -80,7 +80,7 @@ def _board_device(name: str, simulator: str | None):
         print(f"onebit demo: the {name} board's device has no layer engine (GEMM only); the "
               f"demo runs on {', '.join(able)}", file=sys.stderr)
         return None
-    if (simulator or fastest_simulator()) == "amaranth":
+    if simulator == "amaranth":
         print("onebit demo: --board needs the family's cell models: use --simulator icarus or "
               "verilator (install one: scripts/setup.sh)", file=sys.stderr)
         return None
@@ -95,9 +95,10 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
     if tokens < 1:
         print("onebit demo: --tokens must be at least 1", file=sys.stderr)
         return 2
+    sim = simulator or fastest_simulator()
     b = None
     if board is not None:
-        b = _board_device(board, simulator)
+        b = _board_device(board, sim)
         if b is None:
             return 2
     m = None if random else default_model()
@@ -126,7 +127,6 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
 
     if b is None:
         dev = device_for(m, kv_capacity=max(64, len(prompt) + tokens))
-        sim = simulator or fastest_simulator()
         where, options = "", {"config": dev}
     else:
         dev = b.device
@@ -134,7 +134,6 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
             print(f"onebit demo: {len(prompt)} prompt tokens + {tokens} exceed the board "
                   f"{b.name}'s KV cache of {dev.layer.kv_capacity} tokens", file=sys.stderr)
             return 2
-        sim = simulator or fastest_simulator()
         where, options = f" as built for the {b.description}", {"board": b.name}
     c = dev.core
     print(f"accelerator: {c.rows}x{c.cols} array of {c.lanes}-lane XNOR-popcount elements, "
@@ -182,7 +181,7 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
               f"utilization {100 * dec_ideal / dec_cycles:.1f}%")
         from .boards import board as find_board
 
-        proj = find_board(board or BOARD)
+        proj = b or find_board(BOARD)
         hz = proj.clock_hz()
         print(f"projected on {proj.name} at {hz / 1e6:.1f} MHz: {hz / per_token:,.0f} tokens/s "
               f"decode, {hz * len(prompt) / pre_cycles:,.0f} tokens/s prefill (device cycles "

@@ -37,7 +37,7 @@ def board_clock(m: Module, platform, board) -> None:
         m.d.comb += clocking.clk_in.eq(clk_buf.i)
     else:
         pad = platform.request(board.clock_resource, 0, dir="-")
-        m.submodules.clocking = clocking = ClockReset(pll=pll, pad=pad.io)
+        m.submodules.clocking = ClockReset(pll=pll, pad=pad.io)
 
 
 def uart_pins(m: Module, platform):

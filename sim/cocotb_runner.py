@@ -18,7 +18,7 @@ from .toolchain import BUILD_ROOT, check_simulator
 from .verilog import write_by_content, write_verilog
 
 __all__ = ["run_gemm_tb", "run_membank_tb", "run_event_counter_tb", "run_cell_tb",
-           "build_design", "cell_models", "ice40_cell_models", "failure_lines"]
+           "build_design", "cell_models", "failure_lines"]
 
 CELL_FAMILIES = ("ice40", "ecp5")
 
@@ -56,11 +56,6 @@ def cell_models(family: str) -> Path:
     return write_by_content(text, "cells", "ecp5_cells")
 
 
-def ice40_cell_models() -> Path:
-    """Yosys's simulation models of iCE40 primitives (SB_SPRAM256KA among them)."""
-    return cell_models("ice40")
-
-
 def build_design(sim: str, verilog: Path, top: str, extra: list[Path] = ()) -> tuple:
     """Build ``verilog`` (top module ``top``, plus ``extra`` sources) for ``sim`` once per
     design; return the runner and its build directory."""
@@ -87,7 +82,7 @@ def run_gemm_tb(sim: str, cfg: CoreConfig, *, seed: int = 0, cases: int = 5, idl
     from cocotb_tools.check_results import get_results
 
     verilog = write_verilog(GemmCore(cfg), "gemm")
-    models = [ice40_cell_models()] if cfg.weight_memory == "ice40_spram" else []
+    models = [cell_models("ice40")] if cfg.weight_memory == "ice40_spram" else []
     runner, build_dir = build_design(sim, verilog, "gemm", models)
     params = {"config": cfg.__dict__, "seed": seed, "cases": cases, "idle": idle,
               "stall": stall, **extra}
@@ -133,7 +128,7 @@ def run_cell_tb(component, top: str, test_module: str, env_name: str, params: di
     from cocotb_tools.check_results import get_results
 
     verilog = write_verilog(component, top)
-    runner, build_dir = build_design("icarus", verilog, top, [ice40_cell_models()])
+    runner, build_dir = build_design("icarus", verilog, top, [cell_models("ice40")])
     run_id = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     test_dir = build_dir / f"run-{run_id}"
     test_dir.mkdir(parents=True, exist_ok=True)
