@@ -20,10 +20,10 @@ Builds are cached like every ``onebit build`` (``build/boards/<board>-array-<has
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import replace
 
+from . import json_output
 from .boards import board
 from .build import BuildError, build
 
@@ -77,7 +77,7 @@ def run(*, json_out: bool, boards: list[str] | None = None) -> int:
     progress = (lambda *a: print(*a, file=sys.stderr)) if json_out else (lambda *a: None)
     table = [_row(n, *size, out=progress) for n in names for size in SIZES[n]]
     if json_out:
-        print(json.dumps(table))
+        print(json_output.dumps(table))
         return 0
     print(f"{'board':<12}{'array':>10}{'lanes':>7}{'latency':>8}{'count':>7}{'LUT4':>8}"
           f"{'/lane':>7}{'placed':>8}{'FF':>7}{'Fmax':>8}{'target':>8}{'GOPS':>8}{'/kLUT4':>8}")

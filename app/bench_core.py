@@ -14,6 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from . import json_output
 from .host.core_config import CoreConfig
 
 REFERENCE = {"tokens": 64, "d_model": 256, "heads": 4, "d_ff": 1024}
@@ -89,7 +90,7 @@ def run(*, json_out: bool = False, rows: int = 4, cols: int = 8, lanes: int = 32
     if synth:
         report["logic"] = measure_logic(cfg)
     if json_out:
-        print(json.dumps(report))
+        print(json_output.dumps(report))
         return 0
     print(f"GEMM core {rows} x {cols} x {lanes} lanes ({rows * cols * lanes} lanes), "
           f"reference layer T=64 D=256 H=4 F=1024, simulated on {sim}, results checked exact")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
+from . import json_output
 from .host import golden, random_activations, random_layer
 
 REFERENCE = {"d_model": 256, "heads": 4, "d_ff": 1024, "tokens": 64}
@@ -47,7 +47,7 @@ def run(*, json_out: bool = False, repeats: int = 5) -> int:
     """Print the golden model's timings; return 0."""
     r = measure(repeats)
     if json_out:
-        print(json.dumps(r))
+        print(json_output.dumps(r))
         return 0
     print(f"golden model, reference layer D={r['d_model']} H={r['heads']} F={r['d_ff']}"
           f" T={r['tokens']} (best of {repeats})")

@@ -13,11 +13,11 @@ clock of each supported board (cycles only; the link's transfer time is not incl
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
+from . import json_output
 from .host import Accelerator, golden
 from .host.core_config import CoreConfig
 from .host.device_config import DeviceConfig, LayerConfig, gemv_problem
@@ -114,7 +114,7 @@ def run(*, json_out: bool = False, rows: int = 4, cols: int = 4, lanes: int = 32
     dev = reference_device(rows, cols, lanes, decode=decode)
     r = measure(dev, sim=sim, decode=decode)
     if json_out:
-        print(json.dumps(r))
+        print(json_output.dumps(r))
         return 0 if r["bit_exact"] else 1
     pre, dec = r["prefill"], r["decode"]
     print(f"reference layer D=256 H=4 F=1024, T=64 prefill + {decode} decode tokens, "

@@ -10,11 +10,11 @@ runs. ``--faults N`` also runs a fault-injection campaign of N products.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
+from . import json_output
 from .host import random_layer
 from .host.accelerator import Accelerator, _words
 from .host.core_config import CoreConfig
@@ -107,7 +107,7 @@ def run(*, json_out: bool = False, frame_bytes: int = 4096, faults: int = 0,
                        "commands": report.commands, "retries": report.retries,
                        "wrong_results": report.wrong_results}
     if json_out:
-        print(json.dumps(r))
+        print(json_output.dumps(r))
         return 0
     print(f"host link, {r['frame_bytes']}-byte LOAD frames, driver and gateware on Amaranth's "
           f"simulator")

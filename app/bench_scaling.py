@@ -10,10 +10,10 @@ lane per cycle at Fmax (what the array could do with a clock at Fmax; the build 
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import replace
 
+from . import json_output
 from .boards import board
 from .build import BuildError, build
 
@@ -53,7 +53,7 @@ def run(*, json_out: bool, boards: list[str] | None = None) -> int:
     names = boards or list(SIZES)
     table = [_row(n, *size) for n in names for size in SIZES[n]]
     if json_out:
-        print(json.dumps(table))
+        print(json_output.dumps(table))
         return 0
     print(f"{'board':<12}{'array':>12}{'lanes':>7}{'LUT4':>8}{'/lane':>7}{'Fmax':>8}"
           f"{'target':>8}{'GOPS':>8}{'/kLUT4':>8}")

@@ -19,6 +19,7 @@ from importlib.util import find_spec
 import numpy as np
 
 from .host import Accelerator, ModelParams, golden, random_model
+from .host.device_config import MAX_KV_CAPACITY
 from .host.layer_driver import device_for
 
 RANDOM_SHAPE = {"vocab": 64, "d_model": 64, "heads": 2, "d_ff": 128, "n_layers": 2}
@@ -125,6 +126,10 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
         print(f"onebit demo: seeded random 1-bit LM (seed {seed}): {_describe(m)}")
         print(f"prompt tokens: {prompt.tolist()}")
 
+    if len(prompt) + tokens > MAX_KV_CAPACITY:
+        print(f"onebit demo: --tokens {tokens}: the prompt's {len(prompt)} tokens and {tokens} "
+              f"more exceed the largest KV cache ({MAX_KV_CAPACITY} tokens)", file=sys.stderr)
+        return 2
     if b is None:
         dev = device_for(m, kv_capacity=max(64, len(prompt) + tokens))
         where, options = "", {"config": dev}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ from .host.folding import (
     fold_batchnorm,
     quantize_scales,
 )
+from .host.npz_file import read_npz
 from .host.params import INT16_MAX, INT16_MIN, LayerParams, ModelParams
 
 __all__ = ["QuantizeError", "quantize", "main"]
@@ -66,12 +66,32 @@ class _Input:
                                 f"{a.shape}")
         if shape is not None and a.shape != shape:
             raise QuantizeError(f"{self.path}: {key} must have shape {shape}, not {a.shape}")
-        if not np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_:
-            raise QuantizeError(f"{self.path}: {key} must hold numbers, not dtype {a.dtype}")
+        if 0 in a.shape:
+            raise QuantizeError(f"{self.path}: {key} is empty (shape {a.shape})")
+        self.real_numbers(key, a)
         if not np.isfinite(a).all():
             idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
             raise QuantizeError(f"{self.path}: {key}{list(idx)} = {float(a[idx])} is not finite")
         return a.astype(np.float64)
+
+    def real_numbers(self, key: str, a: np.ndarray) -> None:
+        """Refuse anything but real numbers (complex values would lose their imaginary part)."""
+        if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or
+                                       np.issubdtype(a.dtype, np.floating)):
+            raise QuantizeError(f"{self.path}: {key} must hold real numbers, not dtype "
+                                f"{a.dtype}")
+
+    def eps(self) -> float:
+        """The batch norms' epsilon: one finite positive real number (default 1e-5)."""
+        if not self.has("eps"):
+            return 1e-5
+        a = self.get("eps")
+        self.real_numbers("eps", a)
+        value = float(a) if a.ndim == 0 else None
+        if value is None or not np.isfinite(value) or value <= 0:
+            raise QuantizeError(f"{self.path}: eps must be one finite positive number, not "
+                                f"{a.tolist()!r}")
+        return value
 
     def scalar_int(self, key: str) -> int:
         a = self.get(key)
@@ -120,9 +140,10 @@ class _Quantizer:
             return t, flip
         if inp.has(site):
             a = inp.get(site)
-            if a.shape != (n,) or not np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_:
+            if a.shape != (n,):
                 raise QuantizeError(f"{inp.path}: {site} must be ({n},) numbers, not shape "
                                     f"{a.shape} dtype {a.dtype}")
+            inp.real_numbers(site, a)
             if not np.isfinite(a).all():
                 raise QuantizeError(f"{inp.path}: {site} holds a value that is not finite")
             return np.clip(np.ceil(a), lo, hi).astype(np.int64), np.zeros(n, bool)
@@ -170,31 +191,41 @@ class _Quantizer:
                 if a.shape != (d,):
                     raise QuantizeError(f"{inp.path}: {prefix}{n} must have shape ({d},), not "
                                         f"{a.shape}")
+                inp.real_numbers(prefix + n, a)
                 scales[prefix + n] = a
             else:
                 scales[prefix + n] = np.ones(d)
         return {"d_model": d, "heads": h, "d_ff": f, **w, **t}, scales
 
 
-def _load(path: Path) -> _Input:
-    try:
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
-            return _Input(path, {k: npz[k] for k in npz.files})
-    except FileNotFoundError as e:
-        raise QuantizeError(f"{path}: no such file") from e
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise QuantizeError(f"{path}: not a readable .npz file ({e})") from e
+def _check_output(src: Path, dst: Path) -> None:
+    """Refuse an output that would overwrite the input or cannot be written."""
+    if dst.resolve() == src.resolve() or (dst.exists() and src.exists() and
+                                          dst.samefile(src)):
+        raise QuantizeError(f"{dst}: the output would overwrite the input; give another path")
+    if dst.is_dir():
+        raise QuantizeError(f"{dst}: is a folder; give a file path for the output")
+    if not dst.parent.is_dir():
+        raise QuantizeError(f"{dst}: its folder {dst.parent} does not exist")
 
 
 def quantize(src: str | Path, dst: str | Path, *, method: str = "sign", seed: int = 0,
              heads: int | None = None) -> dict:
-    """Quantize ``src`` into ``dst``; return a summary dict (the ``--json`` output)."""
+    """Quantize ``src`` into exactly the path ``dst`` (replaced whole, never left half
+    written); return a summary dict (the ``--json`` output) that describes that file."""
     methods = ("sign", "stochastic", "error-feedback")
     if method not in methods:
         raise QuantizeError(f"method must be one of {', '.join(methods)}, not {method!r}")
-    inp = _load(Path(src))
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise QuantizeError(f"seed must be a non-negative integer, not {seed!r}")
+    if heads is not None and (isinstance(heads, bool) or not isinstance(heads, int) or
+                              heads <= 0):
+        raise QuantizeError(f"heads must be a positive integer, not {heads!r}")
+    src, dst = Path(src), Path(dst)
+    _check_output(src, dst)
+    inp = _Input(src, read_npz(src, QuantizeError))
     q = _Quantizer(inp, method, seed)
-    eps = float(inp.get("eps")) if inp.has("eps") else 1e-5
+    eps = inp.eps()
     if inp.has("E"):
         n_layers = 0
         while any(k.startswith(f"layer{n_layers}.") for k in inp.data):
@@ -217,7 +248,10 @@ def quantize(src: str | Path, dst: str | Path, *, method: str = "sign", seed: in
                                    eps=eps)
         wout[:, flip] ^= 1
         layers = tuple(_layer(inp, spec, ints, f"layer{i}.", r) for i, spec in enumerate(specs))
-        params = ModelParams(E=e.astype(np.int16), layers=layers, th_out=th_out, Wout=wout)
+        try:
+            params = ModelParams(E=e.astype(np.int16), layers=layers, th_out=th_out, Wout=wout)
+        except (ValueError, TypeError) as e:
+            raise QuantizeError(f"{inp.path}: {e}") from e
         kind = "onebit-model"
     else:
         spec, scales = q.layer("", eps=eps, heads=heads)
@@ -229,8 +263,10 @@ def quantize(src: str | Path, dst: str | Path, *, method: str = "sign", seed: in
     unused = sorted(k for k in set(inp.data) - inp.used if not k.endswith("heads"))
     if unused:
         raise QuantizeError(f"{inp.path}: unknown entries {', '.join(unused)}")
-    dst = Path(dst)
-    params.save(dst)
+    try:
+        params.save(dst)
+    except OSError as e:
+        raise QuantizeError(f"{dst}: cannot be written ({e.strerror or e})") from e
     first = layers[0]
     return {
         "output": str(dst), "format": kind, "method": method, "seed": seed,
@@ -261,7 +297,7 @@ def main(src: str, dst: str, *, method: str, seed: int, heads: int | None,
     """The command: print the summary (or the error) and return the exit status."""
     try:
         summary = quantize(src, dst, method=method, seed=seed, heads=heads)
-    except QuantizeError as e:
+    except (QuantizeError, OSError, MemoryError) as e:
         if json_out:
             print(json.dumps({"error": str(e)}))
         else:

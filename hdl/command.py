@@ -14,7 +14,8 @@ truncated or abandoned frame writes nothing. Then, in order:
    saturate into the core's field, which gives the same bits); a RUN starts ``GemmRunner`` and
    waits for it; RESET clears the results and the link counters.
 3. Answer: header ``opcode | 0x80``, then the status byte, the command's tag, and the data
-   (IDENTIFY: ``encode_identify``; RUN: beats written and core busy cycles; READ_RESULTS: the
+   (IDENTIFY: ``encode_identify``; RUN: beats written and core busy cycles; LAYER: its cycles,
+   the array's active cycles and the KV cache slot's length after it; READ_RESULTS: the
    beats' bytes; READ_COUNTERS: ``COUNTERS`` as 32-bit words), all little-endian.
 
 Events are not taken while a command executes or its answer is sent (one command in flight).
@@ -34,9 +35,11 @@ from ..host.device_config import (
 )
 from ..host.protocol import (
     ARGUMENTS,
+    LAYER_ANSWER,
     LAYER_HEAD,
     LAYER_OPCODES,
     LINK_COUNTERS,
+    RUN_ANSWER,
     RUN_THRESHOLD,
     Opcode,
     Status,
@@ -179,7 +182,7 @@ class CommandProcessor(wiring.Component):
                 "layer_start": Out(1), "layer_params": Out(layer_layout()),
                 "clear_cache": Out(1),
                 "layer_done": In(1), "layer_status": In(8),
-                "layer_cycles": In(32), "layer_active": In(32),
+                "layer_cycles": In(32), "layer_active": In(32), "layer_kv_length": In(16),
             })
         super().__init__(ports)
 
@@ -280,7 +283,8 @@ class CommandProcessor(wiring.Component):
         # ``bidx`` is the table's last byte, registered (timing: IDENT decides on it; it is
         # current whenever ``ident_on`` is, a cycle after ``bidx`` moves at the latest).
         ident_last = Signal()
-        run_info = [Signal(32, name="run_beats"), Signal(32, name="run_cycles")]
+        # RUN answers the first ``len(RUN_ANSWER)`` words, LAYER all ``len(LAYER_ANSWER)``.
+        run_info = [Signal(32, name=f"info{i}") for i in range(len(LAYER_ANSWER))]
         core_words = [getattr(self.core_counters, n) for n in CORE_COUNTERS]
         n_words = len(core_words) + len(LINK_COUNTERS)      # READ_COUNTERS' answer
         words_sel = Signal()            # 0: run info, 1: counters
@@ -716,16 +720,18 @@ class CommandProcessor(wiring.Component):
                                  run_info[0].eq(self.run_beats),
                                  run_info[1].eq(self.core_counters.busy),
                                  respond(Mux(self.run_error, Status.FAULT, Status.OK),
-                                         _Reply.WORDS, 4 * len(run_info)),
+                                         _Reply.WORDS, 4 * len(RUN_ANSWER)),
                                  words_sel.eq(0)]
                     m.next = "HEADER"
 
             if layer:
                 with m.State("LAYER_WAIT"):
                     with m.If(self.layer_done):
-                        m.d.sync += [respond(self.layer_status, _Reply.WORDS, 4 * len(run_info)),
+                        m.d.sync += [respond(self.layer_status, _Reply.WORDS,
+                                             4 * len(LAYER_ANSWER)),
                                      run_info[0].eq(self.layer_cycles),
-                                     run_info[1].eq(self.layer_active), words_sel.eq(0)]
+                                     run_info[1].eq(self.layer_active),
+                                     run_info[2].eq(self.layer_kv_length), words_sel.eq(0)]
                         with m.If((self.layer_status == Status.OK) &
                                   (view[Opcode.LAYER].flags & LAYER_HEAD).any()):
                             m.d.sync += [stored_beats.eq(self.run_beats), stored_thr.eq(0)]

@@ -43,7 +43,8 @@ class Datapath(wiring.Component):
     run_done, run_error : Out(1);  run_beats : Out;  core_counters : Out(counters_layout())
     With a layer engine: layer_start : In(1);  layer_params : In(layer_layout());
     clear_cache : In(1);  layer_done : Out(1);  layer_status : Out(8);
-    layer_cycles, layer_active : Out(32);  resid_raddr, resid_ren : In;  resid_rdata : Out
+    layer_cycles, layer_active : Out(32);  layer_kv_length : Out(16);
+    resid_raddr, resid_ren : In;  resid_rdata : Out
     """
 
     def __init__(self, dev: DeviceConfig):
@@ -70,7 +71,7 @@ class Datapath(wiring.Component):
                 "resid_rdata": Out(16 * c.cols),
                 "layer_start": In(1), "layer_params": In(layer_layout()), "clear_cache": In(1),
                 "layer_done": Out(1), "layer_status": Out(8),
-                "layer_cycles": Out(32), "layer_active": Out(32),
+                "layer_cycles": Out(32), "layer_active": Out(32), "layer_kv_length": Out(16),
             })
         super().__init__(ports)
 
@@ -128,6 +129,7 @@ class Datapath(wiring.Component):
                      eng.clear_cache.eq(self.clear_cache),
                      self.layer_done.eq(eng.done), self.layer_status.eq(eng.status),
                      self.layer_cycles.eq(eng.cycles), self.layer_active.eq(eng.active),
+                     self.layer_kv_length.eq(eng.kv_length),
                      eng.run_done.eq(run.done), eng.run_error.eq(run.error),
                      eng.run_active.eq(run.counters.active)]
         wiring.connect(m, run.result, eng.run_result)

@@ -19,7 +19,9 @@ With ``LAYER_HEAD`` the engine binarises with ``th_out`` and runs ``Xb . Wout^T`
 result store instead (the LM head's logits). ``LAYER_FRESH`` empties the slot first.
 
 ``done`` pulses at the end with ``status`` (``onebit.host.protocol.Status``); ``cycles`` counts
-the command's cycles and ``active`` the cycles the array computed (summed over its GEMMs).
+the command's cycles and ``active`` the cycles the array computed (summed over its GEMMs);
+``kv_length`` is the number of tokens the command's slot holds (after it, when ``done`` pulses),
+which the host checks to notice a cache that a device reset emptied.
 
 Ports: the GEMM runner (``run_*``; its ``result`` stream when ``stream`` is set); the activation
 store's write port (one enable per ``cols`` bits) and read port; the residual store's ports; two
@@ -60,6 +62,7 @@ class LayerEngine(wiring.Component):
     -------
     start : In(1);  params : In(layer_layout());  clear_cache : In(1)
     done : Out(1);  status : Out(8);  busy : Out(1);  cycles, active : Out(32)
+    kv_length : Out(16)  (tokens in the command's KV cache slot; final when ``done`` pulses)
     run_start : Out(1);  run_params : Out(run_layout(dev));  run_done, run_error : In(1)
     run_active : In(32);  run_result : In(stream.Signature(result_layout(core)))
     act_waddr, act_wdata, act_wen (lanes // cols);  act_raddr, act_ren, act_rdata
@@ -77,7 +80,7 @@ class LayerEngine(wiring.Component):
         ports = {
             "start": In(1), "params": In(layer_layout()), "clear_cache": In(1),
             "done": Out(1), "status": Out(8), "busy": Out(1),
-            "cycles": Out(32), "active": Out(32),
+            "cycles": Out(32), "active": Out(32), "kv_length": Out(16),
             "run_start": Out(1), "run_params": Out(run_layout(dev)),
             "run_done": In(1), "run_error": In(1), "run_active": In(32),
             "run_result": In(stream.Signature(result_layout(c))),
@@ -167,7 +170,8 @@ class LayerEngine(wiring.Component):
         head = p.flags[1]
         fresh = p.flags[0]
         slot = Signal(range(ly.kv_slots))
-        m.d.comb += [att.slot.eq(slot), resu.shift.eq(p.shift[:4])]
+        m.d.comb += [att.slot.eq(slot), resu.shift.eq(p.shift[:4]),
+                     self.kv_length.eq(att.length)]
         fw = Signal(range(c.max_chunks + 2))
         t_dw, t_dc, t_fw = (Signal(32, name=n) for n in ("t_dw", "t_dc", "t_fw"))
         f_dw, d_fw, n_dw, h_beats = (Signal(32, name=n) for n in ("f_dw", "d_fw", "n_dw",

@@ -55,12 +55,15 @@ class ResultPacker(wiring.Component):
         c = self._cfg
         R, C, L = c.rows, c.cols, c.lanes
         groups = L // C
-        addr_shape = range(self._depth + c.max_t * c.max_chunks + c.max_chunks + 1)
+        # A row holds N <= max_n bits (``3 D`` for Q|K|V, more than max_k), so the word
+        # counters are sized by max_n, not by the core's longest K row.
+        row_words = -(-c.max_n // L)
+        addr_shape = range(self._depth + c.max_t * row_words + row_words + 1)
 
         t = Signal(range(c.max_t + 1))
-        wpr = Signal(range(c.max_chunks + 1))          # words per row
+        wpr = Signal(range(row_words + 1))             # words per row
         base = Signal(addr_shape)
-        tile_word = Signal(range(c.max_chunks + 1))     # word of the current channel tile
+        tile_word = Signal(range(row_words + 1))        # word of the current channel tile
         group = Signal(range(groups))                   # its C-bit group in that word
         tok0 = Signal(range(c.max_t + R + 1))           # first token of the current token tile
         tile_addr = Signal(addr_shape)                  # base + tok0 * wpr + tile_word

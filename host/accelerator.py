@@ -25,7 +25,8 @@ from .device_config import RESULT_INT_BYTES, DeviceConfig
 from .layer_driver import LayerCommands, load_unit
 from .link import DeviceError, LinkClient, LinkError, Transport
 from .packing import check_bits
-from .protocol import COUNTERS, RUN_THRESHOLD, Opcode
+from .params import clamp_thresholds
+from .protocol import COUNTERS, RUN_ANSWER, RUN_THRESHOLD, Opcode
 
 __all__ = ["Accelerator", "DeviceError", "LinkError", "check_linear_inputs"]
 
@@ -36,7 +37,12 @@ class Accelerator(LayerCommands):
     come from :class:`onebit.host.layer_driver.LayerCommands`."""
 
     def __init__(self, transport: Transport, *, timeout: float = 30.0, retries: int = 3):
-        self._client = LinkClient(transport, timeout=timeout, retries=retries)
+        try:
+            _check_link_options(timeout, retries)
+            self._client = LinkClient(transport, timeout=timeout, retries=retries)
+        except BaseException:
+            transport.close()
+            raise
         self._closed = False
         try:
             self.config: DeviceConfig = self._client.identify()
@@ -56,11 +62,31 @@ class Accelerator(LayerCommands):
         ``board`` (``"icebreaker"``, ``"ulx3s-25f"``, ...): the device of that board's
         bitstream, elaborated for its FPGA family (Icarus or Verilator only).
 
+        ``"sim://verilator"`` (or ``icarus``, ``amaranth``) names the simulator in the URL.
+
         ``"serial://PORT?baud=N"``: a board on a serial port (``baud`` defaults to 3000000).
+
+        ``timeout`` (seconds a response may take; positive) and ``retries`` (a non-negative
+        integer) are checked before anything starts; a failed open stops what it started.
         """
         if not isinstance(url, str):
             raise TypeError(f"url must be a string, not {url!r}")
+        if timeout is not None:
+            _check_link_options(timeout, retries)
+        else:
+            _check_link_options(1.0, retries)
         parsed = urlparse(url)
+        if parsed.scheme == "sim":
+            named = parsed.netloc + parsed.path
+            if parsed.query or parsed.fragment or named not in ("", "amaranth", "verilator",
+                                                                 "icarus"):
+                raise ValueError(f"unknown simulator URL {url!r}: use 'sim', 'sim://amaranth', "
+                                 f"'sim://icarus' or 'sim://verilator'")
+            if named:
+                if options.get("simulator", named) != named:
+                    raise ValueError(f"the URL {url!r} names simulator {named!r} but "
+                                     f"simulator={options['simulator']!r} was given")
+                options["simulator"] = named
         if url == "sim" or parsed.scheme == "sim":
             try:
                 from ..sim.transports import open_sim
@@ -130,8 +156,8 @@ class Accelerator(LayerCommands):
     def linear(self, x_bits: np.ndarray, w_bits: np.ndarray,
                thresholds: np.ndarray | None = None) -> np.ndarray:
         """The spec's ``BinaryLinear`` on the device: ``dot(x[t], w[n])`` for every token and
-        output, as an ``int64`` array ``(T, N)``, or with ``thresholds`` (``(N,)`` integers in
-        ``[-K, K + 1]``) the bits ``dot >= thresholds[n]`` as ``uint8``.
+        output, as an ``int64`` array ``(T, N)``, or with ``thresholds`` (``(N,)`` integers,
+        any that fit int64) the bits ``dot >= thresholds[n]`` as ``uint8``.
 
         ``x_bits`` ``(T, K)`` and ``w_bits`` ``(N, K)`` hold 0/1 (bit 1 is +1, bit 0 is -1).
         Any size is tiled to the device: tokens and outputs in blocks its stores hold, and K
@@ -169,7 +195,8 @@ class Accelerator(LayerCommands):
                                      flags=RUN_THRESHOLD if thr is not None else 0,
                                      t=t, n=n, k=k, act_base=0, weight_base=0, thresh_base=0)
                 beats = dev.result_beats_for(t, n, thr is not None)
-                got = struct.unpack("<II", info)[0] if len(info) == 8 else None
+                got = struct.unpack(f"<{len(RUN_ANSWER)}I", info)[0] \
+                    if len(info) == 4 * len(RUN_ANSWER) else None
                 if got != beats:
                     raise LinkError(f"RUN wrote {got} result beats, expected {beats}")
                 raw = self._read_results(beats, thr is not None)
@@ -206,6 +233,14 @@ class Accelerator(LayerCommands):
         return bytes(out)
 
 
+def _check_link_options(timeout: object, retries: object) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or \
+            not np.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer, not {retries!r}")
+
+
 def check_linear_inputs(x_bits, w_bits, thresholds=None):
     """Validate ``linear``'s arguments; return them as ``uint8``, ``uint8`` and ``int64`` (or
     None). Raise ``TypeError`` or ``ValueError`` naming the argument and the problem."""
@@ -225,17 +260,12 @@ def check_linear_inputs(x_bits, w_bits, thresholds=None):
 
 
 def _check_thresholds(thresholds, n: int, k: int) -> np.ndarray:
+    """Any integers (fitting int64), clamped into ``[-K, K + 1]``: beyond it ``dot >= t`` is
+    always 1 or always 0, exactly as at the nearer end."""
     th = np.asarray(thresholds)
     if th.shape != (n,):
         raise ValueError(f"thresholds must have shape ({n},) (one per output), not {th.shape}")
-    if th.dtype == np.bool_ or not np.issubdtype(th.dtype, np.integer):
-        raise TypeError(f"thresholds must be integers, not dtype {th.dtype}")
-    bad = np.flatnonzero((th < -k) | (th > k + 1))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"thresholds must lie in [-K, K + 1] = [{-k}, {k + 1}], but "
-                         f"thresholds[{i}] = {int(th[i])}")
-    return th.astype(np.int64)
+    return clamp_thresholds("thresholds", th, -k, k + 1)
 
 
 def _blocks(total: int, size: int) -> Iterator[tuple[int, int]]:

@@ -17,6 +17,7 @@ until its CRC checks, so a damaged frame writes nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .core_config import MEMORY_KINDS, SPRAM_BLOCKS, CoreConfig, spram_blocks
@@ -39,6 +40,8 @@ PARAM_BITS = 17
 #: Largest frame payload data a device may stage (the frame's length field is 16 bits and the
 #: command arguments take up to 32 bytes).
 MAX_FRAME_BYTES = 0xFFFF - 32
+#: Largest KV cache capacity (context sums are compared with int16 thresholds).
+MAX_KV_CAPACITY = 32766
 
 
 def _count(name: str, value: object, low: int = 1) -> int:
@@ -102,9 +105,9 @@ class LayerConfig:
         if self.d_model % self.heads:
             raise ValueError(f"Model width {self.d_model} is not a multiple of the head count "
                              f"{self.heads}")
-        if self.kv_capacity > 32766:
-            raise ValueError(f"KV cache capacity must be at most 32766 (context sums are "
-                             f"compared with int16 thresholds), not {self.kv_capacity}")
+        if self.kv_capacity > MAX_KV_CAPACITY:
+            raise ValueError(f"KV cache capacity must be at most {MAX_KV_CAPACITY} (context "
+                             f"sums are compared with int16 thresholds), not {self.kv_capacity}")
 
     @property
     def head_dim(self) -> int:
@@ -157,10 +160,13 @@ class DeviceConfig:
         if max(c.result_width, c.threshold_width) > 16:
             raise ValueError(f"Results and thresholds travel as 16-bit integers: max_k must be "
                              f"at most 32766, not {c.max_k}")
-        _count("Frame data size", self.frame_bytes, self.word_bytes)
-        if self.frame_bytes > MAX_FRAME_BYTES or self.frame_bytes % self.word_bytes:
-            raise ValueError(f"Frame data size must be a multiple of {self.word_bytes} bytes "
-                             f"up to {MAX_FRAME_BYTES}, not {self.frame_bytes}")
+        # A LOAD frame carries whole words and whole thresholds.
+        unit = math.lcm(self.word_bytes, THRESHOLD_BYTES)
+        _count("Frame data size", self.frame_bytes, unit)
+        if self.frame_bytes > MAX_FRAME_BYTES or self.frame_bytes % unit:
+            raise ValueError(f"Frame data size must be a multiple of {unit} bytes (whole "
+                             f"words and thresholds) up to {MAX_FRAME_BYTES}, not "
+                             f"{self.frame_bytes}")
         _count("Activation store size", self.act_words, c.max_chunks)
         _count("Weight store size", self.weight_words, c.max_chunks)
         _count("Threshold store size", self.thresh_words)

@@ -44,7 +44,10 @@ def _matrix(name: str, w: np.ndarray) -> np.ndarray:
 
 
 def _vector(name: str, v) -> np.ndarray:
-    a = np.asarray(v, dtype=np.float64)
+    a = np.asarray(v)
+    if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be real numbers, not dtype {a.dtype}")
+    a = a.astype(np.float64)
     if a.ndim != 1:
         raise ValueError(f"{name} must be 1-D (channels,), not shape {a.shape}")
     if not np.isfinite(a).all():

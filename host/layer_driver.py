@@ -33,11 +33,17 @@ from .layer_layout import (
     layer_weights,
     param_words_per_layer,
 )
-from .link import LinkError
+from .link import LinkError, LinkTimeout
 from .params import LayerParams, ModelParams
-from .protocol import LAYER_FRESH, LAYER_HEAD, Opcode
+from .protocol import LAYER_ANSWER, LAYER_FRESH, LAYER_HEAD, Opcode
 
-__all__ = ["LayerCommands", "LayerStats", "StorePlan", "store_plan", "device_for"]
+__all__ = ["LayerCommands", "LayerStats", "StorePlan", "store_plan", "device_for",
+           "CacheLostError"]
+
+
+class CacheLostError(LinkError):
+    """A KV cache slot does not hold the tokens the host put there: the device lost its caches
+    (a reset, or another host). The command's result is void; prefill again (``layer``)."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +70,13 @@ def store_plan(dev: DeviceConfig) -> StorePlan:
 
 
 def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int = 32,
-               max_t: int = 32, kv_capacity: int = 128, frame_bytes: int = 4096) -> DeviceConfig:
+               max_t: int = 32, kv_capacity: int = 128, frame_bytes: int = 4096,
+               max_k: int | None = None, weight_banks: int | None = None) -> DeviceConfig:
     """A device whose layer engine and stores hold ``model`` (every layer and the head), with
     an ``rows x cols x lanes`` array; the KV cache holds ``kv_capacity`` tokens per layer. Its
-    weight store has ``rows x cols`` banks (when a power of two and the model's rows suit the
-    GEMV unit; fewer when they do not), so decode runs at up to the array's width."""
+    weight store has up to ``weight_banks`` banks (default ``rows x cols``; the most, a power
+    of two, whose lines suit the model's rows), so decode runs at up to the array's width.
+    ``max_k`` (default ``max(D, F)``, the least that works) sizes the core's rows."""
     from dataclasses import replace
 
     from .core_config import CoreConfig
@@ -79,7 +87,9 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
         raise TypeError(f"model must be ModelParams, not {type(model).__name__}")
     d, v, n_layers = model.d_model, model.vocab, len(model.layers)
     heads, f = model.layers[0].heads, max(p.d_ff for p in model.layers)
-    core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=max(d, f), max_t=max_t,
+    if max_k is None:
+        max_k = max(d, f)
+    core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=max_k, max_t=max_t,
                       max_n=max(3 * d, f, v))
     ly = LayerConfig(d_model=d, heads=heads, max_ff=f, kv_capacity=kv_capacity,
                      kv_slots=n_layers, res_words=max_t * d // cols,
@@ -89,7 +99,10 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
                          weight_words=1 << 24, thresh_words=1 << 20, result_beats=1 << 16,
                          layer=replace(ly, param_words=1 << 16))
     # The most weight banks up to rows x cols (a power of two) whose lines suit the model.
-    banks = 1 << ((rows * cols).bit_length() - 1)
+    top = rows * cols if weight_banks is None else weight_banks
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"weight_banks must be a positive integer, not {weight_banks!r}")
+    banks = 1 << (top.bit_length() - 1)
     while banks > 1 and gemv_problem(d, lanes=lanes, cols=cols, banks=banks):
         banks //= 2
     if banks > 1:
@@ -115,6 +128,7 @@ class LayerStats:
     active: int = 0
     ideal: float = 0.0
     tokens: int = 0
+    restarts: int = 0         # ``generate``'s prefills again after a lost cache or answer
     per_command: list[tuple[int, int, int]] = field(default_factory=list)  # (T, cycles, active)
 
     @property
@@ -132,7 +146,9 @@ class LayerCommands:
         if plan is None:
             plan = self._store_plan = store_plan(self.config)
             self._loaded: dict[int, LayerParams] = {}
-            self._cache_len: dict[int, int] = {}
+            # Tokens in each KV cache slot: absent, the slot is to be emptied by its next
+            # command (LAYER_FRESH); None, lost (decode refuses until a prefill).
+            self._cache_len: dict[int, int | None] = {}
             self._head: ModelParams | None = None
             self.stats = LayerStats()
         return plan
@@ -157,7 +173,7 @@ class LayerCommands:
     # ------------------------------------------------------------------ loading
     def load_layer(self, params: LayerParams, index: int = 0) -> None:
         """Load a layer's weights, thresholds and parameters into slot ``index`` and empty its
-        KV cache."""
+        KV cache (the slot's next command starts from position 0)."""
         if not isinstance(params, LayerParams):
             raise TypeError(f"params must be LayerParams, not {type(params).__name__}")
         plan, i = self._plan(), self._slot(index)
@@ -169,6 +185,7 @@ class LayerCommands:
         self._load(Opcode.LOAD_PARAMS, layer_param_values(dev, params).astype("<i4").tobytes(),
                    base=plan.layer_p[i])
         self._loaded[i] = params
+        self._cache_len.pop(i, None)        # the next command empties the slot on the device
 
     def load_model(self, model: ModelParams) -> None:
         """Load every layer of a language model (layer ``i`` in slot ``i``) and its LM head."""
@@ -218,6 +235,10 @@ class LayerCommands:
         p = self._layer_params(i)
         ly = self.config.layer
         rows = self._rows(x, ly.d_model)
+        if not fresh and i in self._cache_len and self._cache_len[i] is None:
+            raise CacheLostError(f"KV cache slot {i} was lost (a device reset or a failed "
+                                 f"LAYER): prefill again with layer() before decode()")
+        fresh = fresh or i not in self._cache_len       # a slot the host has not filled
         self._check_room(i, rows.shape[0], fresh)
         out = np.empty(rows.shape, np.int16)
         for t0, block in self._blocks(rows):
@@ -242,27 +263,47 @@ class LayerCommands:
         in blocks of ``max_t`` tokens), then one token at a time with the KV caches. The residual
         rows stay on the device from layer to layer and into the LM head; the host looks up
         embeddings and takes the argmax of the last row's logits. ``progress(done, n)`` is
-        called after each token."""
+        called after each token.
+
+        If the device loses its KV caches on the way (a reset: ``CacheLostError``) or a LAYER's
+        answer is lost (``LinkTimeout``), the whole sequence so far (prompt and the tokens
+        generated) is prefilled again from position 0; prefill equals decode, so the tokens are
+        exactly those of an undisturbed run. At most ``link.retries`` such restarts a token,
+        then the error is raised."""
         m = self._model()
         tok = _check_tokens(prompt_tokens, m.vocab)
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, not {n!r}")
         for i in range(len(m.layers)):
             self._check_room(i, len(tok) + max(n - 1, 0), True)
-        x = m.E[tok]
         out: list[int] = []
-        for step in range(n):
-            for t0, block in self._blocks(x):
-                self._load_residual(block)
-                for i, p in enumerate(m.layers):
-                    self._layer_command(i, p, len(block), fresh=step == 0 and t0 == 0)
-            logits = self._head_command(len(block) - 1, 1)[0]
+        pending, fresh, restarts = [int(t) for t in tok], True, 0
+        while len(out) < n:
+            try:
+                logits = self._pass(m, m.E[pending], fresh=fresh)
+            except (CacheLostError, LinkTimeout):
+                restarts += 1
+                if restarts > self.link.retries:
+                    raise
+                self._cache_len.clear()
+                pending, fresh = [int(t) for t in tok] + out, True
+                self.stats.restarts += 1
+                continue
             nxt = int(np.argmax(logits))        # the lowest index wins a tie
             out.append(nxt)
-            x = m.E[[nxt]]
+            pending, fresh, restarts = [nxt], False, 0
             if progress is not None:
-                progress(step + 1, n)
+                progress(len(out), n)
         return np.asarray(out, dtype=np.int64)
+
+    def _pass(self, m: ModelParams, x: np.ndarray, *, fresh: bool) -> np.ndarray:
+        """Rows ``x`` through every layer (the first block from position 0 if ``fresh``);
+        return the logits of the last row."""
+        for t0, block in self._blocks(x):
+            self._load_residual(block)
+            for i, p in enumerate(m.layers):
+                self._layer_command(i, p, len(block), fresh=fresh and t0 == 0)
+        return self._head_command(len(block) - 1, 1)[0]
 
     # ------------------------------------------------------------------ helpers
     def _layer_params(self, i: int) -> LayerParams:
@@ -291,7 +332,7 @@ class LayerCommands:
 
     def _check_room(self, i: int, t: int, fresh: bool) -> None:
         cap = self.config.layer.kv_capacity
-        start = 0 if fresh else self._cache_len.get(i, 0)
+        start = 0 if fresh else self._cache_len.get(i) or 0
         if start + t > cap:
             raise ValueError(f"{t} tokens after {start} cached ones exceed the KV cache's "
                              f"capacity of {cap} tokens")
@@ -319,10 +360,19 @@ class LayerCommands:
 
     def _layer_command(self, i: int, p: LayerParams, t: int, *, fresh: bool) -> None:
         plan = self._plan()
-        self._send(t, self._ideal(t, p.d_ff), flags=LAYER_FRESH if fresh else 0, slot=i,
-                   shift=p.r, f=p.d_ff, n=0, res_base=0, w_base=plan.layer_w[i],
-                   th_base=plan.layer_th[i], p_base=plan.layer_p[i])
-        self._cache_len[i] = (0 if fresh else self._cache_len.get(i, 0)) + t
+        fresh = fresh or not self._cache_len.get(i)
+        want = (0 if fresh else self._cache_len[i]) + t
+        self._cache_len[i] = None           # unknown until the answer says
+        got = self._send(t, self._ideal(t, p.d_ff), flags=LAYER_FRESH if fresh else 0, slot=i,
+                         shift=p.r, f=p.d_ff, n=0, res_base=0, w_base=plan.layer_w[i],
+                         th_base=plan.layer_th[i], p_base=plan.layer_p[i])
+        if got != want:
+            for j in self._cache_len:       # a reset empties every slot
+                self._cache_len[j] = None
+            raise CacheLostError(f"KV cache slot {i} holds {got} tokens after this LAYER, but "
+                                 f"the host put {want} there: the device lost its KV caches "
+                                 f"(a reset?), so this result is void; prefill again")
+        self._cache_len[i] = want
         self.stats.tokens += t
 
     def _head_command(self, row: int, t: int) -> np.ndarray:
@@ -337,17 +387,19 @@ class LayerCommands:
         vals = np.frombuffer(raw, "<i2").astype(np.int64).reshape(tiles, t, c.cols)
         return vals.transpose(1, 0, 2).reshape(t, tiles * c.cols)[:, :m.vocab]
 
-    def _send(self, t: int, ideal: float, **args: int) -> None:
+    def _send(self, t: int, ideal: float, **args: int) -> int:
+        """Send LAYER; count its cycles; return the KV cache slot's length after it."""
         info = self._request(Opcode.LAYER, t=t, **args)
-        if len(info) != 8:
-            raise LinkError(f"LAYER answered {len(info)} bytes, not 8")
-        cycles, active = struct.unpack("<II", info)
+        if len(info) != 4 * len(LAYER_ANSWER):
+            raise LinkError(f"LAYER answered {len(info)} bytes, not {4 * len(LAYER_ANSWER)}")
+        cycles, active, kv_length = struct.unpack(f"<{len(LAYER_ANSWER)}I", info)
         st = self.stats
         st.commands += 1
         st.cycles += cycles
         st.active += active
         st.ideal += ideal
         st.per_command.append((t, cycles, active))
+        return kv_length
 
 
 def load_unit(dev: DeviceConfig, opcode: Opcode) -> int:

@@ -1,11 +1,12 @@
 """Validated parameters of the binary transformer layer and language model, and their file format.
 
 Names follow ``shared/spec/numerics.md``. Weights are ``{0,1}`` arrays of shape ``(out, in)``
-(bit 1 means +1). Threshold ranges: a threshold on a dot product over ``K`` elements must lie in
-``[-K, K + 1]`` (any value beyond is equivalent to the nearer end: always 1 or always 0), a
-threshold on the int16 residual stream in ``[-32768, 32768]``, the context threshold ``tc`` in
-``[-32768, 32767]`` (the context value is bounded by the sequence length), scales are signed
-8-bit and the shift ``r`` is 0..15. See ``docs/numerics-notes.md`` for why.
+(bit 1 means +1). Thresholds may be any integers (that fit int64): ``x >= t`` with ``t`` beyond the
+range of ``x`` is "always 1" or "always 0", so each is clamped, exactly, into its meaningful
+range: ``[-K, K + 1]`` on a dot product over ``K`` elements, ``[-32768, 32768]`` on the int16
+residual stream, ``[-32768, 32767]`` for the context threshold ``tc`` (the context value is
+bounded by the sequence length). Scales are signed 8-bit and the shift ``r`` is 0..15; values
+outside those are refused. See ``docs/numerics-notes.md`` for why.
 
 A model file is one ``.npz``: weights packed as the spec's little-endian uint32 words, every
 other field as integers, plus a ``format`` and ``version`` entry.
@@ -13,16 +14,18 @@ other field as integers, plus a ``format`` and ``version`` entry.
 
 from __future__ import annotations
 
-import zipfile
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .npz_file import read_npz
 from .packing import check_bits, pack_bits, unpack_bits
 
-__all__ = ["LayerParams", "ModelParams", "ModelFileError", "FORMAT_VERSION"]
+__all__ = ["LayerParams", "ModelParams", "ModelFileError", "FORMAT_VERSION", "clamp_thresholds"]
 
 FORMAT_VERSION = 1
 INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
@@ -69,6 +72,33 @@ def _integers(owner: str, name: str, value: Any, shape: tuple[int, ...], lo: int
     return out
 
 
+def _thresholds(owner: str, name: str, value: Any, shape: tuple[int, ...], lo: int,
+                hi: int) -> np.ndarray:
+    """Integer thresholds of ``shape``, clamped into ``[lo, hi]`` (exact: beyond the range of
+    the compared value every threshold gives the same bit as the nearer end)."""
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"{owner}.{name} must have shape {shape}, not {arr.shape}")
+    return clamp_thresholds(f"{owner}.{name}", arr, lo, hi).astype(np.int32)
+
+
+def clamp_thresholds(name: str, value: Any, lo: int, hi: int) -> np.ndarray:
+    """``value`` as int64 clamped into ``[lo, hi]``; ``TypeError`` unless it holds integers,
+    ``ValueError`` if one does not fit int64."""
+    arr = np.asarray(value)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype == object and all(isinstance(v, int) and not isinstance(v, bool)
+                                       for v in arr.flat):
+            big = next(v for v in arr.flat if not -(1 << 63) <= v < 1 << 63)
+            raise ValueError(f"{name} holds {big}, which does not fit int64")
+        raise TypeError(f"{name} must be integers, not dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and arr.max() >= 1 << 63:
+        raise ValueError(f"{name} holds {int(arr.max())}, which does not fit int64")
+    out = np.clip(arr.astype(np.int64), lo, hi)
+    out.setflags(write=False)
+    return out
+
+
 def _dot_range(k: int) -> tuple[int, int, str]:
     return -k, k + 1, f"a dot product over {k} elements lies in [-{k}, {k}]; clamp beyond it"
 
@@ -89,6 +119,7 @@ class LayerParams:
     Wq, Wk, Wv, Wo : uint8 (D, D); W1 : uint8 (F, D); W2 : uint8 (D, F)
         Binary weights as ``{0,1}`` (bit 1 = +1), rows are output channels.
     th_attn, tq, tk, tv, tc, th_ffn : int32 (D,); ta : int32 (H,); t1 : int32 (F,)
+        Any integers; clamped into their meaningful ranges (see the module's docstring).
     so, s2 : int32 (D,), each in [-128, 127]; r : int in 0..15
     """
 
@@ -134,7 +165,10 @@ class LayerParams:
             "so": ((d,), SCALE_RANGE), "s2": ((d,), SCALE_RANGE),
         }
         for name, (shape, (lo, hi, why)) in ranges.items():
-            value = _integers(own, name, getattr(self, name), shape, lo, hi, why)
+            if name in THRESHOLD_NAMES:
+                value = _thresholds(own, name, getattr(self, name), shape, lo, hi)
+            else:
+                value = _integers(own, name, getattr(self, name), shape, lo, hi, why)
             object.__setattr__(self, name, value)
         r = self.r
         if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 0 <= r <= 15:
@@ -189,13 +223,13 @@ class LayerParams:
 
     @classmethod
     def _from_entries(cls, z: _Entries, prefix: str) -> LayerParams:
-        d: dict[str, Any] = {"r": int(z.get(f"{prefix}r"))}
+        d: dict[str, Any] = {"r": z.integer(f"{prefix}r")}
         for n in WEIGHT_NAMES:
-            k = int(z.get(f"{prefix}{n}.bits"))
-            d[n] = z.unpack(f"{prefix}{n}", k)
+            d[n] = z.unpack(f"{prefix}{n}", z.integer(f"{prefix}{n}.bits"))
         for n in THRESHOLD_NAMES + SCALE_NAMES:
             d[n] = z.get(f"{prefix}{n}")
-        return z.build(lambda: cls.from_dict(d, heads=int(z.get(f"{prefix}heads"))))
+        heads = z.integer(f"{prefix}heads")
+        return z.build(lambda: cls.from_dict(d, heads=heads))
 
     def save(self, path: str | Path) -> None:
         """Write the layer to one ``.npz`` file."""
@@ -205,7 +239,9 @@ class LayerParams:
     def load(cls, path: str | Path) -> LayerParams:
         """Read a layer written by :meth:`save`; raise :class:`ModelFileError` if it is bad."""
         z = _Entries.open(path, "onebit-layer")
-        return cls._from_entries(z, "")
+        layer = cls._from_entries(z, "")
+        z.finish()
+        return layer
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,7 +255,7 @@ class ModelParams:
     layers : tuple[LayerParams, ...]
         All of the same D.
     th_out : int32 (D,)
-        Thresholds that binarise the final residual stream, in [-32768, 32768].
+        Thresholds that binarise the final residual stream (clamped into [-32768, 32768]).
     Wout : uint8 (V, D)
         Binary LM head; ``logits = (X >= th_out) . Wout^T``.
     charset : str
@@ -253,9 +289,8 @@ class ModelParams:
                 raise ValueError(f"{own}.layers[{i}].d_model must equal the embedding width {d},"
                                  f" not {layer.d_model}")
         object.__setattr__(self, "layers", layers)
-        lo, hi, why = RESIDUAL_RANGE
-        object.__setattr__(self, "th_out", _integers(own, "th_out", self.th_out, (d,), lo, hi,
-                                                     why))
+        lo, hi, _ = RESIDUAL_RANGE
+        object.__setattr__(self, "th_out", _thresholds(own, "th_out", self.th_out, (d,), lo, hi))
         object.__setattr__(self, "Wout", _weights(own, "Wout", self.Wout, (v, d)))
         if not isinstance(self.charset, str) or (self.charset and len(self.charset) != v):
             raise ValueError(f"{own}.charset must be empty or a string of {v} characters (one per"
@@ -290,18 +325,34 @@ class ModelParams:
     def load(cls, path: str | Path) -> ModelParams:
         """Read a model written by :meth:`save`; raise :class:`ModelFileError` if it is bad."""
         z = _Entries.open(path, "onebit-model")
-        n = int(z.get("n_layers"))
+        n = z.integer("n_layers")
+        stored = {int(m.group(1)) for k in z.data if (m := re.match(r"layer(\d+)\.", k))}
+        if n < 0 or stored != set(range(n)):
+            raise ModelFileError(f"{z.path}: entry 'n_layers' = {n} does not match the layers "
+                                 f"stored ({', '.join(map(str, sorted(stored))) or 'none'})")
         layers = tuple(LayerParams._from_entries(z, f"layer{i}.") for i in range(n))
-        wout = z.unpack("Wout", int(z.get("Wout.bits")))
-        charset = str(z.data.get("charset", ""))           # optional entries (older files)
-        scale = float(z.data.get("logit_scale", 1.0))
-        return z.build(lambda: cls(E=z.get("E"), layers=layers, th_out=z.get("th_out"),
-                                   Wout=wout, charset=charset, logit_scale=scale))
+        wout = z.unpack("Wout", z.integer("Wout.bits"))
+        # Optional entries (files written before they existed lack them).
+        charset = z.text("charset") if "charset" in z.data else ""
+        scale = z.real("logit_scale") if "logit_scale" in z.data else 1.0
+        model = z.build(lambda: cls(E=z.get("E"), layers=layers, th_out=z.get("th_out"),
+                                    Wout=wout, charset=charset, logit_scale=scale))
+        z.finish()
+        return model
 
 
 def _save(path: str | Path, fmt: str, entries: dict[str, np.ndarray]) -> None:
-    np.savez_compressed(Path(path), format=np.str_(fmt), version=np.int64(FORMAT_VERSION),
-                        **entries)
+    """Write the archive to exactly ``path`` (no ``.npz`` appended), through a temporary file
+    beside it that replaces ``path`` only once it is complete."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, format=np.str_(fmt), version=np.int64(FORMAT_VERSION),
+                                **entries)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class _Entries:
@@ -309,22 +360,18 @@ class _Entries:
 
     def __init__(self, path: Path, data: dict[str, np.ndarray]):
         self.path, self.data = path, data
+        self.used: set[str] = set()
 
     @classmethod
     def open(cls, path: str | Path, fmt: str) -> _Entries:
         path = Path(path)
-        try:
-            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
-                data = {k: npz[k] for k in npz.files}
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-            raise ModelFileError(f"{path}: not a readable .npz file ({exc})") from exc
-        z = cls(path, data)
-        found = str(z.get("format"))
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        z = cls(path, read_npz(path, ModelFileError))
+        found = z.text("format")
         if found != fmt:
             raise ModelFileError(f"{path}: holds a {found!r}, not a {fmt!r}")
-        version = int(z.get("version"))
+        version = z.integer("version")
         if version != FORMAT_VERSION:
             raise ModelFileError(f"{path}: format version {version} is not supported"
                                  f" (this onebit reads version {FORMAT_VERSION})")
@@ -333,7 +380,31 @@ class _Entries:
     def get(self, key: str) -> np.ndarray:
         if key not in self.data:
             raise ModelFileError(f"{self.path}: entry {key!r} is missing")
+        self.used.add(key)
         return self.data[key]
+
+    def _scalar(self, key: str, kinds: str, what: str) -> Any:
+        a = self.get(key)
+        if a.ndim != 0 or a.dtype.kind not in kinds:
+            raise ModelFileError(f"{self.path}: entry {key!r} must be {what}, not a "
+                                 f"{a.dtype} array of shape {a.shape}")
+        return a.item()
+
+    def integer(self, key: str) -> int:
+        """A scalar integer entry (a float, even 2.0, is damage)."""
+        return int(self._scalar(key, "iu", "one integer"))
+
+    def real(self, key: str) -> float:
+        return float(self._scalar(key, "f", "one floating-point number"))
+
+    def text(self, key: str) -> str:
+        return str(self._scalar(key, "U", "one string"))
+
+    def finish(self) -> None:
+        """Raise if the file holds entries that nothing read (damage, or another format)."""
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ModelFileError(f"{self.path}: unknown entries {', '.join(unknown[:8])}")
 
     def unpack(self, key: str, k: int) -> np.ndarray:
         try:

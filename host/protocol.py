@@ -29,10 +29,10 @@ __all__ = [
     "FrameError", "encode_frame", "FrameDecoder", "crc32", "crc8", "PROTOCOL_VERSION",
     "encode_identify", "decode_identify", "ARGUMENTS", "args_size", "encode_args",
     "LINK_COUNTERS", "COUNTERS", "DATA_UNIT", "RUN_THRESHOLD", "LAYER_OPCODES", "LAYER_FRESH",
-    "LAYER_HEAD",
+    "LAYER_HEAD", "RUN_ANSWER", "LAYER_ANSWER",
 ]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 # magic, version, rows, cols, lanes, max K, max T, max N, core weight memory, weight store,
 # frame data bytes, activation words, weight words, thresholds, result beats, weight banks,
 # then the layer engine (all zero without one): D, H, max F, KV capacity, KV slots, residual
@@ -122,6 +122,13 @@ LAYER_HEAD = 0x02
 DATA_UNIT = {Opcode.LOAD_WEIGHTS: "weight", Opcode.LOAD_ACTIVATIONS: "act",
              Opcode.LOAD_THRESHOLDS: "thresh", Opcode.LOAD_RESIDUAL: "res",
              Opcode.LOAD_PARAMS: "param"}
+
+#: The answer data of RUN and of LAYER: these fields as little-endian 32-bit words. RUN: the
+#: result beats written and the core's busy cycles. LAYER: its cycles, the cycles the array
+#: computed, and the number of tokens in its KV cache slot after it (the host checks it, so a
+#: cache that a device reset emptied is noticed instead of decoding from position 0).
+RUN_ANSWER = ("beats", "cycles")
+LAYER_ANSWER = ("cycles", "active", "kv_length")
 
 #: RUN's ``flags``: bit 0 asks for thresholded (bit) results.
 RUN_THRESHOLD = 0x01

@@ -6,7 +6,10 @@ flipped bits, a dropped byte, a frame cut short, garbage bytes before it, the de
 way through it, or a bit flipped in the device's answer. A fault is *detected* when the attempt
 it hit fails and the host sends the command again, *harmless* when the attempt still succeeded
 (only garbage between frames may be). ``run_campaign`` drives real ``Accelerator.linear`` calls
-through it and compares every result with the golden model.
+through it and compares every result with the golden model; ``run_layer_campaign`` does the
+same with ``generate`` and ``decode`` of a language model on a device with a layer engine,
+where a reset empties the KV caches: a call either returns golden's answer or raises (a
+*refused* call), never a wrong one.
 """
 
 from __future__ import annotations
@@ -17,13 +20,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..host import golden
 from ..host.accelerator import Accelerator
 from ..host.core_config import Op
 from ..host.core_streams import expected_gemm
 from ..host.device_config import DeviceConfig
+from ..host.layer_driver import CacheLostError
+from ..host.link import LinkError
+from ..host.params import ModelParams
 from .link_transport import AmaranthLinkTransport
 
-__all__ = ["FAULT_KINDS", "FaultyTransport", "CampaignReport", "run_campaign"]
+__all__ = ["FAULT_KINDS", "FaultyTransport", "CampaignReport", "run_campaign",
+           "run_layer_campaign"]
 
 FAULT_KINDS = ("bit_flip", "burst_flip", "dropped_byte", "truncated", "garbage",
                "reset_mid_frame", "answer_flip")
@@ -104,6 +112,8 @@ class CampaignReport:
     commands: int = 0
     products: int = 0
     wrong_results: int = 0
+    refused: int = 0          # calls that raised a clear error (no result, so none wrong)
+    restarts: int = 0         # generate's prefills again after a lost cache or answer
     retries: int = 0
     injected: dict[str, int] = field(default_factory=dict)
     detected: dict[str, int] = field(default_factory=dict)
@@ -115,8 +125,9 @@ class CampaignReport:
         for kind in FAULT_KINDS:
             lines.append(f"{kind:<16}{self.injected.get(kind, 0):>9}"
                          f"{self.detected.get(kind, 0):>9}{self.harmless.get(kind, 0):>9}")
-        lines.append(f"{self.products} products, {self.commands} commands, {self.retries} "
-                     f"retries, {self.wrong_results} wrong results")
+        lines.append(f"{self.products} calls, {self.commands} commands, {self.retries} "
+                     f"retries, {self.restarts} restarts, {self.refused} refused, "
+                     f"{self.wrong_results} wrong results")
         return "\n".join(lines)
 
 
@@ -145,6 +156,50 @@ def run_campaign(dev: DeviceConfig, *, products: int = 12, rate: float = 0.3, se
         faulty.finish()
         report.commands = acc.link.stats.commands
         report.retries = acc.link.stats.retries
+    report.injected = dict(faulty.injected)
+    report.detected = dict(faulty.detected)
+    report.harmless = dict(faulty.harmless)
+    return report
+
+
+def run_layer_campaign(dev: DeviceConfig, model: ModelParams, *, calls: int = 6,
+                       tokens: int = 3, rate: float = 0.3, seed: int = 1,
+                       timeout: float = 5.0) -> CampaignReport:
+    """Load ``model`` (without faults), then make ``calls`` calls through a faulty link,
+    alternately ``generate(prompt, tokens)`` and a prefill of a prompt followed by ``tokens``
+    single-token ``decode`` steps; each result is compared with the golden model. A call that
+    raises ``LinkError`` (a lost cache, a lost LAYER answer) counts as refused; the next call
+    starts with a prefill."""
+    faulty = FaultyTransport(AmaranthLinkTransport(dev, timeout_cycles=128), rate=0.0,
+                             seed=seed)
+    rng = np.random.default_rng(seed)
+    report = CampaignReport()
+    v, d = model.vocab, model.d_model
+    with Accelerator(faulty, timeout=timeout, retries=8) as acc:
+        acc.load_model(model)
+        faulty.rate = rate
+        for i in range(calls):
+            prompt = rng.integers(0, v, size=int(rng.integers(1, 4)))
+            try:
+                if i % 2 == 0:
+                    got = acc.generate(prompt, tokens)
+                    want = golden.generate(prompt, tokens, model)
+                else:
+                    x = model.E[prompt].astype(np.int16)
+                    rows = rng.integers(-256, 257, size=(tokens, d)).astype(np.int16)
+                    p = model.layers[0]
+                    got = np.concatenate([acc.layer(x, 0)] + [acc.decode(r, 0)[None]
+                                                              for r in rows])
+                    want = golden.layer(np.concatenate([x, rows]), p)
+                report.wrong_results += int(not np.array_equal(got, want))
+            except (CacheLostError, LinkError):
+                report.refused += 1
+            report.products += 1
+        faulty.rate = 0.0
+        faulty.finish()
+        report.commands = acc.link.stats.commands
+        report.retries = acc.link.stats.retries
+        report.restarts = acc.stats.restarts
     report.injected = dict(faulty.injected)
     report.detected = dict(faulty.detected)
     report.harmless = dict(faulty.harmless)

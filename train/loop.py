@@ -77,10 +77,18 @@ class RunConfig:
         if self.technique not in TECHNIQUES:
             raise ValueError(f"technique must be one of {', '.join(TECHNIQUES)}, not "
                              f"{self.technique!r}")
-        for name in ("steps", "batch", "context", "eval_batches"):
+        for name in ("d_model", "heads", "d_ff", "n_layers", "steps", "batch", "context",
+                     "eval_batches"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"RunConfig.{name} must be a positive integer, not {v!r}")
+        if self.d_model % self.heads:
+            raise ValueError(f"RunConfig.heads must divide d_model = {self.d_model}, not "
+                             f"{self.heads}")
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or not 0 <= self.r <= 15:
+            raise ValueError(f"RunConfig.r must be an integer shift in 0..15, not {self.r!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"RunConfig.seed must be a non-negative integer, not {self.seed!r}")
 
     @property
     def tech(self) -> Technique:

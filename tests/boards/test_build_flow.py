@@ -141,8 +141,10 @@ def test_seed_and_router_reach_nextpnr_and_bad_ones_are_refused(capsys):
             build("ulx3s-25f", out=lambda *_: None, **bad)    # refused before any tool runs
     from onebit.cli import main
 
-    assert main(["build", "--board", "ulx3s-25f", "--seed", "-3"]) == 1
-    assert "seed must be a non-negative integer, not -3" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build", "--board", "ulx3s-25f", "--seed", "-3"])
+    assert exit_info.value.code == 2
+    assert "argument --seed: must be an integer at least 0, not -3" in capsys.readouterr().err
 
 
 def test_board_seed_and_router_reach_its_whole_design_build(monkeypatch):

@@ -1,6 +1,8 @@
 """Fault injection on the simulated link: every fault is detected (its attempt fails and the
 command is sent again) or harmless; no result is ever wrong; the link recovers each time."""
 
+import pytest
+
 from onebit.host.core_config import CoreConfig
 from onebit.host.device_config import DeviceConfig
 from onebit.sim.fault_injection import FAULT_KINDS, run_campaign
@@ -23,3 +25,40 @@ def test_fault_campaign():
         if kind != "garbage":        # a damaged frame can never succeed
             assert report.detected.get(kind, 0) == n, kind
     assert report.retries >= injected - report.injected["garbage"]
+
+
+def test_layer_fault_campaign():
+    """generate and decode through a faulty link (resets empty the KV caches): every call
+    returns golden's answer or raises; none is wrong."""
+    import numpy as np
+
+    from onebit.host.layer_driver import device_for
+    from onebit.host.random_model import random_model
+    from onebit.sim.fault_injection import run_layer_campaign
+
+    m = random_model(np.random.default_rng(2), vocab=7, d_model=32, heads=2, d_ff=16,
+                     n_layers=2)
+    dev = device_for(m, rows=2, cols=2, lanes=16, max_t=4, kv_capacity=12, frame_bytes=64)
+    report = run_layer_campaign(dev, m, calls=4, tokens=2, rate=0.3, seed=4)
+    print("\n" + report.table())
+    assert report.wrong_results == 0 and report.products == 4
+    assert report.injected.get("reset_mid_frame", 0) >= 1
+    assert report.refused < report.products
+
+
+@pytest.mark.slow
+def test_layer_fault_campaign_long():
+    """The same over 16 calls of 3 tokens each."""
+    import numpy as np
+
+    from onebit.host.layer_driver import device_for
+    from onebit.host.random_model import random_model
+    from onebit.sim.fault_injection import run_layer_campaign
+
+    m = random_model(np.random.default_rng(5), vocab=9, d_model=32, heads=2, d_ff=48,
+                     n_layers=2)
+    dev = device_for(m, rows=2, cols=2, lanes=16, max_t=4, kv_capacity=12, frame_bytes=64)
+    report = run_layer_campaign(dev, m, calls=16, tokens=3, rate=0.3, seed=11)
+    print("\n" + report.table())
+    assert report.wrong_results == 0 and report.products == 16
+    assert report.injected.get("reset_mid_frame", 0) >= 3

@@ -134,7 +134,7 @@ def test_bad_inputs_are_named(tmp_path):
     model.update(E=np.full((4, D), 40000.0), Wout=np.ones((4, D)))
     assert "E holds 40000..40000, which does not fit int16" in _errors(tmp_path, model)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(QuantizeError, match="not a readable .npz file"):
+    with pytest.raises(QuantizeError, match="not a .npz archive"):
         quantize(tmp_path / "junk.npz", tmp_path / "o.npz")
 
 
@@ -152,3 +152,80 @@ def test_json_process_interface(tmp_path):
                           text=True, check=False)
     assert done.returncode == 2
     assert json.loads(done.stdout) == {"error": f"{tmp_path / 'missing.npz'}: no such file"}
+
+
+def test_output_goes_to_exactly_the_path_given(tmp_path):
+    np.savez(tmp_path / "f.npz", **_float_layer(np.random.default_rng(4)))
+    out = tmp_path / "model2.bin"
+    for existing in (False, True):               # a new file, then replacing an old one
+        if existing:
+            out.write_bytes(b"old contents")
+        s = quantize(tmp_path / "f.npz", out)
+        assert s["output"] == str(out) and not (tmp_path / "model2.bin.npz").exists()
+        import hashlib
+        assert s["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+        LayerParams.load(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "model2.bin"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"eps": np.float64(-1.0)}, "eps must be one finite positive number, not -1.0"),
+    ({"eps": np.float64(np.nan)}, "eps must be one finite positive number, not nan"),
+    ({"eps": np.float64(0.0)}, "eps must be one finite positive number, not 0.0"),
+    ({"eps": np.array([1e-5, 1e-5])}, "eps must be one finite positive number"),
+    ({"eps": np.str_("small")}, "eps must hold real numbers, not dtype <U5"),
+    ({"Wq": np.ones((D, D)) + 1j}, "Wq must hold real numbers, not dtype complex128"),
+    ({"so": np.ones(D, complex)}, "so must hold real numbers, not dtype complex128"),
+    ({"ta": np.ones(H, complex)}, "ta must hold real numbers, not dtype complex128"),
+    ({"tq.gamma": np.ones(D, complex)}, "tq.gamma must be real numbers"),
+    ({"W1": np.ones((0, D))}, r"W1 is empty \(shape \(0, 32\)\)"),
+])
+def test_bad_values_are_refused(tmp_path, change, message):
+    entries = {**_float_layer(np.random.default_rng(5)), **change}
+    assert message.replace("\\", "") in _errors(tmp_path, entries) or \
+        __import__("re").search(message, _errors(tmp_path, entries))
+
+
+def test_model_input_problems(tmp_path):
+    rng = np.random.default_rng(6)
+    model = {f"layer{i}.{k}": v for i in range(2) for k, v in _float_layer(rng).items()}
+    model.update(E=rng.normal(size=(4, D)), Wout=rng.normal(size=(4, D)))
+    narrow = {**model, "layer1.Wq": np.ones((16, 16)), "layer1.Wk": np.ones((16, 16))}
+    assert "d_model must equal the embedding width 32" in _errors(tmp_path, {
+        k: v for k, v in narrow.items()
+        if not k.startswith("layer1.") or k in ("layer1.Wq", "layer1.Wk")} |
+        {f"layer1.{k}": v for k, v in _float_layer_of(rng, 16).items()})
+    assert "E is empty (shape (0, 32))" in _errors(tmp_path, {**model, "E": np.ones((0, D)),
+                                                              "Wout": np.ones((0, D))})
+    assert "seed must be a non-negative integer, not -1" in _errors(tmp_path, model, seed=-1)
+    assert "heads must be a positive integer, not 0" in _errors(tmp_path, model, heads=0)
+
+
+def _float_layer_of(rng, d):
+    """A float layer of width ``d`` (heads 2), batch norms left out (thresholds default)."""
+    f = 2 * d
+    return {"Wq": rng.normal(size=(d, d)), "Wk": rng.normal(size=(d, d)),
+            "Wv": rng.normal(size=(d, d)), "Wo": rng.normal(size=(d, d)),
+            "W1": rng.normal(size=(f, d)), "W2": rng.normal(size=(d, f)), "heads": np.int64(2)}
+
+
+def test_files_in_and_out(tmp_path):
+    good = _float_layer(np.random.default_rng(7))
+    np.savez(tmp_path / "f.npz", **good)
+    with pytest.raises(QuantizeError, match="the output would overwrite the input"):
+        quantize(tmp_path / "f.npz", tmp_path / "f.npz")
+    with pytest.raises(QuantizeError, match="the output would overwrite the input"):
+        quantize(tmp_path / "f.npz", tmp_path / "." / "f.npz")
+    with pytest.raises(QuantizeError, match=r"its folder .*nope does not exist"):
+        quantize(tmp_path / "f.npz", tmp_path / "nope" / "o.npz")
+    with pytest.raises(QuantizeError, match="is a folder; give a file path"):
+        quantize(tmp_path / "f.npz", tmp_path)
+    np.save(tmp_path / "w.npy", np.zeros((3, 3)))
+    with pytest.raises(QuantizeError, match=r"not a .npz archive \(a .npy file"):
+        quantize(tmp_path / "w.npy", tmp_path / "o.npz")
+    raw = bytearray((tmp_path / "f.npz").read_bytes())
+    raw[200] ^= 0xFF                                   # inside the first entry's data
+    (tmp_path / "z.npz").write_bytes(bytes(raw))
+    with pytest.raises(QuantizeError, match=r"z.npz: entry '.*' is damaged|not a .npz archive"):
+        quantize(tmp_path / "z.npz", tmp_path / "o.npz")
+    assert not (tmp_path / "o.npz").exists()

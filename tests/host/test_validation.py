@@ -44,8 +44,9 @@ def test_linear_inputs_accepted_exactly_when_valid(x, w):
        hnp.arrays(st.sampled_from([np.int16, np.int64, np.float64]), st.integers(0, 8),
                   elements={"min_value": -60, "max_value": 60}))
 def test_thresholds_accepted_exactly_when_valid(n, k, thr):
-    valid = (thr.shape == (n,) and np.issubdtype(thr.dtype, np.integer) and
-             bool(((thr >= -k) & (thr <= k + 1)).all()))
+    """Integer thresholds of the right shape are accepted, any value: beyond [-K, K + 1] they
+    are clamped to it (always 1 or always 0, exactly as at the nearer end)."""
+    valid = thr.shape == (n,) and np.issubdtype(thr.dtype, np.integer)
     try:
         *_, got = check_linear_inputs(np.zeros((2, k), int), np.zeros((n, k), int), thr)
     except (TypeError, ValueError) as e:
@@ -53,7 +54,9 @@ def test_thresholds_accepted_exactly_when_valid(n, k, thr):
         assert "thresholds" in str(e)
     else:
         assert valid
-        np.testing.assert_array_equal(got, thr)
+        np.testing.assert_array_equal(got, np.clip(thr, -k, k + 1))
+        dots = np.arange(-k, k + 1)
+        assert ((dots[:, None] >= got) == (dots[:, None] >= thr.astype(np.int64))).all()
 
 
 @given(st.sampled_from(sorted(ARGUMENTS)), st.data())
