@@ -256,6 +256,21 @@ def test_files_that_are_not_model_archives(tmp_path):
         ModelParams.load(tmp_path / "huge.npz")
 
 
+def test_a_header_that_does_not_parse(tmp_path):
+    import zipfile
+    m = make_model(np.random.default_rng(6), vocab=5, d_model=16, heads=2, d_ff=8, n_layers=1)
+    m.save(tmp_path / "m.npz")
+    with zipfile.ZipFile(tmp_path / "m.npz") as src, \
+            zipfile.ZipFile(tmp_path / "bad.npz", "w") as dst:
+        for info in src.infolist():
+            raw = src.read(info)
+            if info.filename == "th_out.npy":
+                raw = raw.replace(b"'descr'", b"'descr\"", 1)      # the header's text breaks
+            dst.writestr(info.filename, raw)
+    with pytest.raises(ModelFileError, match=r"bad.npz: entry 'th_out' is damaged"):
+        ModelParams.load(tmp_path / "bad.npz")
+
+
 def _npy_claiming(dtype, shape) -> bytes:
     """A .npy file whose header claims ``shape`` but which holds 16 bytes of data."""
     import io
