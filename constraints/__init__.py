@@ -1,1 +1,2 @@
-"""Board constraints: one module per board, each defining ``BOARD`` (``onebit.boards.Board``)."""
+"""Board constraints: one module per board, each defining ``BOARD``
+(``onebit.flow.boards.Board``)."""

@@ -1,6 +1,6 @@
 """What the ULX3S variants share: 25 MHz oscillator and PLL, FTDI UART, the default device."""
 
-from ..boards import Board
+from ..flow.boards import Board
 from ..host.core_config import CoreConfig
 from ..host.device_config import DeviceConfig
 

@@ -1,18 +1,17 @@
 """iCEBreaker: iCE40UP5K-SG48, 12 MHz oscillator on pin 35, FTDI UART on pins 6 (rx), 9 (tx).
 
 Pins come from amaranth-boards' ``ICEBreakerPlatform``; the design runs at 48 MHz from the SB_PLL40
-(12 MHz x 64 / 16), the issue's UP5K target, met with placement seeds 3, 4 and 2 (50.8, 50.1
-and 48.5 MHz; seed 1 reached 47.3) at the session of 2026-12-04 (``docs/build.md``, "48 MHz on
-the UP5K"). The build tries seeds 3, 4, 2 and 1 in turn until one meets the clock (``--seed``
-and ``--seeds`` override). The weight store is three SPRAM blocks deep (49152 words of 16 bits
-= 786 Kbit: the reference layer's D=256, H=4, F=1024 weights stay resident); the array,
-2 x 1 x 16 (32 lanes), is sized to fit the logic cells left beside the host link and
-controller (4,487 of 5,280; the core's counters take five of the eight DSP blocks).
+(12 MHz x 64 / 16). Near that target the placement seed moves Fmax by a few MHz
+(``docs/build.md``), so the build tries seeds 3, 4, 2 and 1 in turn until one meets the clock
+(``--seed`` and ``--seeds`` override). The weight store is three SPRAM blocks deep (49152
+words of 16 bits = 786 Kbit: the reference layer's D=256, H=4, F=1024 weights stay resident);
+the array, 2 x 1 x 16 (32 lanes), is sized to fit the logic cells left beside the host link and
+controller (the core's counters take five of the eight DSP blocks).
 """
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 
-from ..boards import Board
+from ..flow.boards import Board
 from ..host.core_config import CoreConfig
 from ..host.device_config import DeviceConfig
 

@@ -1,10 +1,9 @@
 """ULX3S with an ECP5 LFE5U-85F (CABGA381): amaranth-boards' ``ULX3S_85F_Platform``;
-the clock is 50 MHz (25 MHz x 2). With nextpnr's defaults the design of 2026-12-02 did not route
-in reasonable time (router1 had 18,913 arcs queued after 43 minutes; router2 stalls at 1 to 3
-overused wires), so the board builds with router2 and placement seed 7, which route it in 3 to
-6 minutes. Since the layer engine's result path was registered and the GEMV unit stopped
-stalling (credit flow control), it reaches 55.6 MHz (``docs/build.md``); a design change moves
-the placement, and ``--seed``, ``--seeds`` and ``--router`` override these.
+the clock is 50 MHz (25 MHz x 2). With nextpnr's default router the design does not route in
+reasonable time (router1 leaves thousands of arcs queued after 40 minutes; router2 with other
+seeds stalls at a few overused wires), so the board builds with router2 and placement seed 7,
+which route it in a few minutes (``docs/build.md``); ``--seed``, ``--seeds`` and ``--router``
+override these.
 
 The device has the layer engine for models of the shipped one's shape (D = 128, H = 4,
 F <= 512, two layers, a 128-token KV cache each) and a 16-bank weight store for decode, so

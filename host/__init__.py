@@ -1,7 +1,7 @@
 """The host side of onebit: bit packing, model parameters, the golden model (NumPy only).
 
 ``from onebit.host import LayerParams, golden``; ``golden.layer(x, p)`` maps int16 (T, D) to
-int16 (T, D) exactly as ``shared/spec/numerics.md`` says. ``Accelerator.open("sim")`` drives the
+int16 (T, D) exactly as ``docs/numerics.md`` says. ``Accelerator.open("sim")`` drives the
 gateware (simulated, or a board over ``"serial://..."``).
 """
 

@@ -22,8 +22,9 @@ import numpy as np
 
 from .core_config import Op
 from .device_config import RESULT_INT_BYTES, DeviceConfig
-from .layer_driver import LayerCommands, load_unit
+from .layer_driver import LayerCommands
 from .link import DeviceError, LinkClient, LinkError, Transport
+from .loads import load_unit
 from .packing import check_bits
 from .params import clamp_thresholds
 from .protocol import COUNTERS, RUN_ANSWER, RUN_THRESHOLD, Opcode

@@ -1,9 +1,9 @@
 """The compute core's parameters, operations and chunk packing: one definition for both sides.
 
 Plain Python and NumPy, so the host imports it without Amaranth; the gateware builds its ports and
-layouts from it (``onebit.hdl.gemm``). A GEMM streams its operands as *chunks* of ``lanes`` bits:
-chunk ``j`` of a row holds elements ``j * lanes`` to ``j * lanes + lanes - 1``, element ``k`` at
-bit ``k % lanes``, the same little-endian order as the spec's 32-bit words.
+layouts from it (``onebit.hdl.core.gemm``). A GEMM streams its operands as *chunks* of ``lanes``
+bits: chunk ``j`` of a row holds elements ``j * lanes`` to ``j * lanes + lanes - 1``, element
+``k`` at bit ``k % lanes``, the same little-endian order as the spec's 32-bit words.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import check_count
 from .packing import check_bits
 
 __all__ = ["Op", "CoreConfig", "to_chunks", "MEMORY_KINDS", "SPRAM_DEPTH", "SPRAM_WIDTH",
@@ -46,12 +47,6 @@ class Op(enum.IntEnum):
     AND = 1
 
 
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class CoreConfig:
     """Parameters of the GEMM core, checked at construction.
@@ -83,18 +78,18 @@ class CoreConfig:
     weight_memory: str = "bram"
 
     def __post_init__(self) -> None:
-        _positive("Row count", self.rows)
-        _positive("Column count", self.cols)
-        _positive("Lane count", self.lanes)
+        check_count("Row count", self.rows)
+        check_count("Column count", self.cols)
+        check_count("Lane count", self.lanes)
         if self.lanes & (self.lanes - 1):
             raise ValueError(f"Lane count must be a power of two, not {self.lanes}")
         if self.lanes > 1024:
             raise ValueError(f"Lane count must be at most 1024, not {self.lanes}")
         if self.rows * self.cols > 4096:
             raise ValueError(f"Array of {self.rows} x {self.cols} has more than 4096 elements")
-        _positive("Maximum K", self.max_k)
-        _positive("Maximum T", self.max_t)
-        _positive("Maximum N", self.max_n)
+        check_count("Maximum K", self.max_k)
+        check_count("Maximum T", self.max_t)
+        check_count("Maximum N", self.max_n)
         if self.weight_memory not in MEMORY_KINDS:
             raise ValueError(f"Weight memory must be one of {', '.join(MEMORY_KINDS)}, "
                              f"not {self.weight_memory!r}")

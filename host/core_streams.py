@@ -1,7 +1,7 @@
 """What the GEMM core's streams carry for one product, and how its results read back.
 
-The host side of ``onebit.hdl.gemm.GemmCore``'s protocol (see that module's docstring): the same
-functions feed the Amaranth simulator, the cocotb testbenches and the host driver.
+The host side of ``onebit.hdl.core.gemm.GemmCore``'s protocol (see that module's docstring): the
+same functions feed the Amaranth simulator, the cocotb testbenches and the host driver.
 """
 
 from __future__ import annotations

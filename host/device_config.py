@@ -1,7 +1,7 @@
 """The whole device's parameters: the GEMM core plus the on-chip stores the host link fills.
 
-Plain Python (the host imports it without Amaranth; ``onebit.hdl.device`` builds from it). The
-host learns a device's ``DeviceConfig`` from IDENTIFY and tiles its work to fit.
+Plain Python (the host imports it without Amaranth; ``onebit.hdl.link.device`` builds from it).
+The host learns a device's ``DeviceConfig`` from IDENTIFY and tiles its work to fit.
 
 Stores, each addressed in its own units:
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .checks import check_count
 from .core_config import MEMORY_KINDS, SPRAM_BLOCKS, CoreConfig, spram_blocks
 
 __all__ = ["DeviceConfig", "LayerConfig", "gemv_problem", "THRESHOLD_BYTES", "RESULT_INT_BYTES",
@@ -44,12 +45,6 @@ MAX_FRAME_BYTES = 0xFFFF - 32
 MAX_KV_CAPACITY = 32766
 
 
-def _count(name: str, value: object, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer of at least {low}, not {value!r}")
-    return value
-
-
 def gemv_problem(k: int, *, lanes: int, cols: int, banks: int) -> str | None:
     """Why a GEMV unit reading ``banks`` words a line cannot take rows of ``k`` bits (None if
     it can): a row's ``ceil(k / lanes)`` words must be a power of two or a multiple of
@@ -65,7 +60,7 @@ def gemv_problem(k: int, *, lanes: int, cols: int, banks: int) -> str | None:
 
 @dataclass(frozen=True)
 class LayerConfig:
-    """The layer engine's parameters (``onebit.hdl.layer``), checked at construction.
+    """The layer engine's parameters (``onebit.hdl.layer.engine``), checked at construction.
 
     The model width and heads are fixed by the build (the attention unit works on all heads and
     channels at once); the feed-forward width is given per command, up to ``max_ff``.
@@ -95,13 +90,13 @@ class LayerConfig:
     param_words: int = 512
 
     def __post_init__(self) -> None:
-        _count("Model width", self.d_model)
-        _count("Head count", self.heads)
-        _count("Maximum feed-forward width", self.max_ff)
-        _count("KV cache capacity", self.kv_capacity)
-        _count("KV cache slots", self.kv_slots)
-        _count("Residual store size", self.res_words)
-        _count("Parameter store size", self.param_words)
+        check_count("Model width", self.d_model)
+        check_count("Head count", self.heads)
+        check_count("Maximum feed-forward width", self.max_ff)
+        check_count("KV cache capacity", self.kv_capacity)
+        check_count("KV cache slots", self.kv_slots)
+        check_count("Residual store size", self.res_words)
+        check_count("Parameter store size", self.param_words)
         if self.d_model % self.heads:
             raise ValueError(f"Model width {self.d_model} is not a multiple of the head count "
                              f"{self.heads}")
@@ -133,8 +128,8 @@ class DeviceConfig:
     weight_banks : int
         Block RAM banks the weight store is split into (a power of two; word ``a`` in bank
         ``a mod weight_banks``). With more than one, the layer engine decodes single tokens with
-        the GEMV unit, which reads a line of ``weight_banks`` words a cycle (``onebit.hdl.gemv``),
-        and the threshold store is split into ``cols`` banks.
+        the GEMV unit, which reads a line of ``weight_banks`` words a cycle
+        (``onebit.hdl.core.gemv``), and the threshold store is split into ``cols`` banks.
     layer : LayerConfig or None
         The layer engine (``LAYER`` and ``HEAD`` commands); ``None`` builds a GEMM-only device.
         Its sizes must fit the core and the activation store (``onebit.host.layer_layout``).
@@ -162,15 +157,15 @@ class DeviceConfig:
                              f"at most 32766, not {c.max_k}")
         # A LOAD frame carries whole words and whole thresholds.
         unit = math.lcm(self.word_bytes, THRESHOLD_BYTES)
-        _count("Frame data size", self.frame_bytes, unit)
+        check_count("Frame data size", self.frame_bytes, unit)
         if self.frame_bytes > MAX_FRAME_BYTES or self.frame_bytes % unit:
             raise ValueError(f"Frame data size must be a multiple of {unit} bytes (whole "
                              f"words and thresholds) up to {MAX_FRAME_BYTES}, not "
                              f"{self.frame_bytes}")
-        _count("Activation store size", self.act_words, c.max_chunks)
-        _count("Weight store size", self.weight_words, c.max_chunks)
-        _count("Threshold store size", self.thresh_words)
-        _count("Result store size", self.result_beats)
+        check_count("Activation store size", self.act_words, c.max_chunks)
+        check_count("Weight store size", self.weight_words, c.max_chunks)
+        check_count("Threshold store size", self.thresh_words)
+        check_count("Result store size", self.result_beats)
         if self.weight_store not in MEMORY_KINDS:
             raise ValueError(f"Weight store must be one of {', '.join(MEMORY_KINDS)}, "
                              f"not {self.weight_store!r}")
@@ -181,7 +176,7 @@ class DeviceConfig:
                                  f"{c.lanes} bits (plus the core's {c.spram_blocks}) needs "
                                  f"{blocks} SB_SPRAM256KA blocks; the iCE40 UP5K has "
                                  f"{SPRAM_BLOCKS}")
-        _count("Weight bank count", self.weight_banks)
+        check_count("Weight bank count", self.weight_banks)
         if self.weight_banks & (self.weight_banks - 1):
             raise ValueError(f"Weight bank count must be a power of two, not "
                              f"{self.weight_banks}")

@@ -1,4 +1,4 @@
-"""The bit-exact NumPy golden model of ``shared/spec/numerics.md``.
+"""The bit-exact NumPy golden model of ``docs/numerics.md``.
 
 Every function works on packed ``uint32`` words with ``np.bitwise_count``; no step holds one bit
 per byte in its inner loop. Integers are exact (``int32``/``int64``), compared with ``==`` by the

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .device_config import PARAM_BYTES, RESIDUAL_BYTES, DeviceConfig
+from .device_config import RESIDUAL_BYTES, DeviceConfig
 from .golden import _check_rows, _check_tokens
 from .layer_layout import (
     check_layer,
@@ -400,13 +400,3 @@ class LayerCommands:
         st.ideal += ideal
         st.per_command.append((t, cycles, active))
         return kv_length
-
-
-def load_unit(dev: DeviceConfig, opcode: Opcode) -> int:
-    """Bytes per store word of a LOAD command (``Accelerator._load`` counts offsets in them)."""
-    from .device_config import THRESHOLD_BYTES
-
-    return {Opcode.LOAD_ACTIVATIONS: dev.word_bytes, Opcode.LOAD_WEIGHTS: dev.word_bytes,
-            Opcode.LOAD_THRESHOLDS: THRESHOLD_BYTES,
-            Opcode.LOAD_RESIDUAL: RESIDUAL_BYTES * dev.core.cols,
-            Opcode.LOAD_PARAMS: PARAM_BYTES * dev.core.cols}[Opcode(opcode)]

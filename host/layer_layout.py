@@ -24,7 +24,7 @@ import numpy as np
 
 from .packing import check_bits
 
-__all__ = ["PARAM_ROWS", "WEIGHT_ORDER", "matrix_offsets", "act_regions", "check_layer",
+__all__ = ["PARAM_ROWS", "matrix_offsets", "act_regions", "check_layer",
            "param_words_per_layer", "layer_weight_words",
            "layer_thresh_count", "layer_weights", "layer_thresholds", "layer_param_values",
            "head_weights", "head_param_values"]
@@ -91,8 +91,6 @@ def layer_thresh_count(dev, f: int) -> int:
     return -(-(3 * d + f) // b) * b
 
 
-#: The order of a layer's weight matrices in the weight store.
-WEIGHT_ORDER = ("Wq", "Wk", "Wv", "Wo", "W1", "W2")
 
 
 def _word_bytes(bits: np.ndarray, lanes: int) -> bytes:

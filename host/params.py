@@ -1,12 +1,12 @@
 """Validated parameters of the binary transformer layer and language model, and their file format.
 
-Names follow ``shared/spec/numerics.md``. Weights are ``{0,1}`` arrays of shape ``(out, in)``
+Names follow ``docs/numerics.md``. Weights are ``{0,1}`` arrays of shape ``(out, in)``
 (bit 1 means +1). Thresholds may be any integers (that fit int64): ``x >= t`` with ``t`` beyond the
 range of ``x`` is "always 1" or "always 0", so each is clamped, exactly, into its meaningful
 range: ``[-K, K + 1]`` on a dot product over ``K`` elements, ``[-32768, 32768]`` on the int16
 residual stream, ``[-32768, 32767]`` for the context threshold ``tc`` (the context value is
 bounded by the sequence length). Scales are signed 8-bit and the shift ``r`` is 0..15; values
-outside those are refused. See ``docs/numerics-notes.md`` for why.
+outside those are refused. See ``docs/numerics.md`` for why.
 
 A model file is one ``.npz``: weights packed as the spec's little-endian uint32 words, every
 other field as integers, plus a ``format`` and ``version`` entry.
@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_count
 from .npz_file import read_npz
 from .packing import check_bits, pack_bits, unpack_bits
 
-__all__ = ["LayerParams", "ModelParams", "ModelFileError", "FORMAT_VERSION", "clamp_thresholds"]
+__all__ = ["LayerParams", "ModelParams", "ModelFileError", "FORMAT_VERSION", "clamp_thresholds",
+           "WEIGHT_NAMES"]
 
 FORMAT_VERSION = 1
 INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
@@ -38,12 +40,6 @@ LAYER_NAMES = WEIGHT_NAMES + THRESHOLD_NAMES + SCALE_NAMES + ("r",)
 
 class ModelFileError(ValueError):
     """A model or layer file is damaged, of another format, or does not match what was asked."""
-
-
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{owner}.{name} must be a positive integer, not {value!r}")
-    return int(value)
 
 
 def _weights(owner: str, name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -147,9 +143,9 @@ class LayerParams:
 
     def __post_init__(self) -> None:
         own = "LayerParams"
-        d = _positive_int(own, "d_model", self.d_model)
-        h = _positive_int(own, "heads", self.heads)
-        f = _positive_int(own, "d_ff", self.d_ff)
+        d = check_count(f"{own}.d_model", self.d_model)
+        h = check_count(f"{own}.heads", self.heads)
+        f = check_count(f"{own}.d_ff", self.d_ff)
         if d % h:
             raise ValueError(f"{own}.heads must divide d_model = {d}, not {h}")
         dh = d // h

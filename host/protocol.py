@@ -28,7 +28,7 @@ __all__ = [
     "START", "MAX_PAYLOAD", "HEADER_BYTES", "TRAILER_BYTES", "Opcode", "Status", "Frame",
     "FrameError", "encode_frame", "FrameDecoder", "crc32", "crc8", "PROTOCOL_VERSION",
     "encode_identify", "decode_identify", "ARGUMENTS", "args_size", "encode_args",
-    "LINK_COUNTERS", "COUNTERS", "DATA_UNIT", "RUN_THRESHOLD", "LAYER_OPCODES", "LAYER_FRESH",
+    "LINK_COUNTERS", "COUNTERS", "RUN_THRESHOLD", "LAYER_OPCODES", "LAYER_FRESH",
     "LAYER_HEAD", "RUN_ANSWER", "LAYER_ANSWER",
 ]
 
@@ -117,11 +117,6 @@ LAYER_OPCODES = (Opcode.LOAD_RESIDUAL, Opcode.READ_RESIDUAL, Opcode.LOAD_PARAMS,
 #: of a layer: ``(X >= th_out) . Wout^T`` as integers into the result store (``n`` = V rows).
 LAYER_FRESH = 0x01
 LAYER_HEAD = 0x02
-
-#: Commands whose payload continues with data after the arguments, and the store they fill.
-DATA_UNIT = {Opcode.LOAD_WEIGHTS: "weight", Opcode.LOAD_ACTIVATIONS: "act",
-             Opcode.LOAD_THRESHOLDS: "thresh", Opcode.LOAD_RESIDUAL: "res",
-             Opcode.LOAD_PARAMS: "param"}
 
 #: The answer data of RUN and of LAYER: these fields as little-endian 32-bit words. RUN: the
 #: result beats written and the core's busy cycles. LAYER: its cycles, the cycles the array

@@ -20,7 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..hdl.link import DeviceLink
+from ..hdl.lib.family import family
+from ..hdl.link.device import DeviceLink
 from ..host.device_config import DeviceConfig
 from ..host.link import LinkError
 from .cocotb_runner import CELL_FAMILIES, build_design, cell_models, failure_lines
@@ -36,10 +37,10 @@ class CocotbLinkTransport:
                  platform=None):
         verilog = write_verilog(DeviceLink(dev, timeout=timeout_cycles), "device",
                                 platform=platform)
-        family = str(getattr(platform, "family", "")).lower()
+        fam = family(platform)
         if "ice40_spram" in (dev.weight_store, dev.core.weight_memory):
-            family = family or "ice40"
-        models = [cell_models(family)] if family in CELL_FAMILIES else []
+            fam = fam or "ice40"
+        models = [cell_models(fam)] if fam in CELL_FAMILIES else []
         runner, build_dir = build_design(simulator, verilog, "device", models)
         self._quiet, self._simulator = quiet, simulator
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

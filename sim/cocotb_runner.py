@@ -12,9 +12,10 @@ import json
 import re
 from pathlib import Path
 
-from ..hdl.gemm import GemmCore
+from ..hdl.core.gemm import GemmCore
 from ..host.core_config import CoreConfig
-from .toolchain import BUILD_ROOT, check_simulator
+from ..paths import BUILD_ROOT
+from .toolchain import check_simulator
 from .verilog import write_by_content, write_verilog
 
 __all__ = ["run_gemm_tb", "run_membank_tb", "run_event_counter_tb", "run_cell_tb",
@@ -104,7 +105,7 @@ def run_gemm_tb(sim: str, cfg: CoreConfig, *, seed: int = 0, cases: int = 5, idl
 
 def run_membank_tb(*, width: int, depth: int, seed: int = 0) -> int:
     """Run the SPRAM MemoryBank testbench on Icarus; return the number of tests that passed."""
-    from ..hdl.membank import MemoryBank
+    from ..hdl.lib.membank import MemoryBank
 
     return run_cell_tb(MemoryBank(width=width, depth=depth, kind="ice40_spram"), "membank",
                        "onebit.sim.cocotb_membank", "ONEBIT_MEMBANK_TB",
@@ -114,7 +115,7 @@ def run_membank_tb(*, width: int, depth: int, seed: int = 0) -> int:
 def run_event_counter_tb(*, kind: str, width: int = 32, seed: int = 0) -> int:
     """Run the EventCounter testbench (``kind`` ``"ice40_dsp"``: Yosys's SB_MAC16 model) on
     Icarus; return the number of tests that passed."""
-    from ..hdl.event_counter import EventCounter
+    from ..hdl.lib.event_counter import EventCounter
 
     return run_cell_tb(EventCounter(width=width, kind=kind), "event_counter",
                        "onebit.sim.cocotb_event_counter", "ONEBIT_EVENT_COUNTER_TB",

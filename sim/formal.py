@@ -28,11 +28,11 @@ from amaranth.hdl import Assert, Assume, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from ..hdl.gemm import GemmCore
-from ..hdl.pe import ProcessingElement
-from ..hdl.popcount import Popcount
+from ..hdl.core.gemm import GemmCore
+from ..hdl.core.pe import ProcessingElement
+from ..hdl.lib.popcount import Popcount
 from ..host.core_config import CoreConfig
-from .toolchain import BUILD_ROOT
+from ..paths import BUILD_ROOT
 
 __all__ = ["PopcountHarness", "PEHarness", "GemmStreamHarness", "run_bmc"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.sim import Simulator
 
-from ..hdl.gemm import GemmCore
+from ..hdl.core.gemm import GemmCore
 from ..host.core_config import CoreConfig
 from ..host.core_streams import GemmStreams, decode_results
 from .streams import put_all

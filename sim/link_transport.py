@@ -14,7 +14,7 @@ from collections import deque
 from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
-from ..hdl.link import DeviceLink
+from ..hdl.link.device import DeviceLink
 from ..host.device_config import DeviceConfig
 
 __all__ = ["AmaranthLinkTransport"]

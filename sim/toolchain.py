@@ -11,10 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["BUILD_ROOT", "verilator_env", "check_simulator", "SIMULATORS"]
-
-#: Generated output (Verilog, simulator builds, waveforms, reports) goes below this folder.
-BUILD_ROOT = Path(os.environ.get("ONEBIT_BUILD", Path(__file__).resolve().parent.parent / "build"))
+__all__ = ["verilator_env", "check_simulator", "SIMULATORS"]
 
 SIMULATORS = ("icarus", "verilator")
 

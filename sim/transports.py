@@ -24,7 +24,7 @@ def open_sim(*, simulator: str = "amaranth", config: DeviceConfig | None = None,
         raise ValueError(f"simulator must be one of {', '.join(SIM_BACKENDS)}, "
                          f"not {simulator!r}")
     if board is not None:
-        from ..boards import board as find_board
+        from ..flow.boards import board as find_board
 
         if config is not None or core_options:
             raise TypeError(f"board {board!r} fixes the device: give no config or core options, "

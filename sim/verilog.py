@@ -8,7 +8,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from .toolchain import BUILD_ROOT
+from ..paths import BUILD_ROOT
 
 __all__ = ["write_verilog", "write_by_content"]
 

@@ -1,4 +1,4 @@
-"""The spec's 1-bit language model for quantisation-aware training (``shared/spec/numerics.md``).
+"""The spec's 1-bit language model for quantisation-aware training (``docs/numerics.md``).
 
 The forward pass computes the integer model: binary weights (:class:`.ste.WeightBinarizer`),
 binary activations from batch-norm thresholds, binary scores thresholded per head with the causal
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..host.checks import check_count
 from .ste import WeightBinarizer, floor_ste, round_ste, sign_ste, step_ste
 
 __all__ = ["BinaryConfig", "BinaryLM"]
@@ -51,8 +52,7 @@ class BinaryConfig:
     def __post_init__(self) -> None:
         for name in ("vocab", "d_model", "heads", "d_ff", "n_layers"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"BinaryConfig.{name} must be a positive integer, not {v!r}")
+            check_count(f"BinaryConfig.{name}", v)
         if self.d_model % self.heads:
             raise ValueError(f"BinaryConfig.heads must divide d_model = {self.d_model}, not "
                              f"{self.heads}")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..host.folding import fold_batchnorm
-from ..host.params import INT16_MAX, INT16_MIN, LayerParams, ModelParams
+from ..host.params import INT16_MAX, INT16_MIN, WEIGHT_NAMES, LayerParams, ModelParams
 from .binary_lm import BinaryLM, Threshold
 
 __all__ = ["export_model"]
@@ -51,8 +51,7 @@ def export_model(model: BinaryLM, *, charset: str = "") -> ModelParams:
     res = dict(lo=INT16_MIN, hi=INT16_MAX + 1, negate=False)
     layers = []
     for i, layer in enumerate(model.layers):
-        w = {n: getattr(layer, n).bits().numpy().copy() for n in ("Wq", "Wk", "Wv", "Wo", "W1",
-                                                                   "W2")}
+        w = {n: getattr(layer, n).bits().numpy().copy() for n in WEIGHT_NAMES}
         th_attn, flip = _fold(layer.th_attn, **res, name=f"layer{i}.th_attn")
         for n in ("Wq", "Wk", "Wv"):
             _flip_cols(w[n], flip)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..host.checks import check_count
 from .binary_lm import BinaryConfig, BinaryLM
 from .corpus import Corpus, batches
 from .float_lm import FloatLM
@@ -80,8 +81,7 @@ class RunConfig:
         for name in ("d_model", "heads", "d_ff", "n_layers", "steps", "batch", "context",
                      "eval_batches"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"RunConfig.{name} must be a positive integer, not {v!r}")
+            check_count(f"RunConfig.{name}", v)
         if self.d_model % self.heads:
             raise ValueError(f"RunConfig.heads must divide d_model = {self.d_model}, not "
                              f"{self.heads}")

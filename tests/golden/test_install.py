@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from onebit.cli import main
+from onebit.cli.main import main
 
 
 def test_host_imports_without_amaranth_or_cocotb():
@@ -36,7 +36,7 @@ def test_demo_runs_the_shipped_model_on_verilator_and_agrees(capsys):
 def test_shipped_model_is_small_and_described():
     from importlib import resources
 
-    from onebit.demo import default_model, default_model_card
+    from onebit.cli.demo import default_model, default_model_card
 
     m, card = default_model(), default_model_card()
     assert m is not None and card is not None
@@ -62,7 +62,7 @@ def test_bench_link_json(capsys):
 
 
 def test_bench_layer_measures_a_small_layer():
-    from onebit.bench_layer import measure, reference_device
+    from onebit.bench.layer import measure, reference_device
 
     dev = reference_device(2, 2, 16, decode=2, t=6, d=32, heads=2, f=64)
     r = measure(dev, sim="icarus", decode=2, t=6, repeats=1)

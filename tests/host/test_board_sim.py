@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from onebit.boards import board
+from onebit.flow.boards import board
 from onebit.host import Accelerator
 from onebit.host.core_config import Op
 from onebit.host.core_streams import expected_gemm
@@ -64,7 +64,7 @@ def test_the_demo_runs_the_shipped_model_on_the_85f_device(capsys):
     # The ULX3S-85F's device has the layer engine: `onebit demo --board ulx3s-85f` runs the
     # trained model, whole, on the ECP5 variant of the gateware (about six minutes on Icarus,
     # most of it loading weights) and checks its tokens against the golden model.
-    from onebit.cli import main
+    from onebit.cli.main import main
 
     assert main(["demo", "--board", "ulx3s-85f", "--simulator", "icarus", "--tokens", "3"]) == 0
     out = capsys.readouterr().out
@@ -94,7 +94,7 @@ def test_board_options_are_checked():
                                                   "ulx3s-85f's KV cache of 128 tokens"),
 ])
 def test_demo_board_arguments_are_checked(capsys, args, message):
-    from onebit.cli import main
+    from onebit.cli.main import main
 
     assert main(["demo", *args]) == 2
     assert message in capsys.readouterr().err

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from onebit.host import LayerParams, ModelParams, golden
-from onebit.quantize import QuantizeError, quantize
+from onebit.host.quantize import QuantizeError, quantize
 
 D, H, F = 32, 2, 48
 EPS = 1e-5
@@ -141,7 +141,7 @@ def test_bad_inputs_are_named(tmp_path):
 def test_json_process_interface(tmp_path):
     """The way another runtime (a .NET Process, say) calls it: argv in, one JSON object out."""
     np.savez(tmp_path / "f.npz", **_float_layer(np.random.default_rng(4)))
-    cmd = [sys.executable, "-m", "onebit.cli", "quantize", str(tmp_path / "f.npz"), "-o",
+    cmd = [sys.executable, "-m", "onebit.cli.main", "quantize", str(tmp_path / "f.npz"), "-o",
            str(tmp_path / "b.npz"), "--method", "error-feedback", "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

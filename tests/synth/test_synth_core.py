@@ -2,10 +2,10 @@
 
 import pytest
 
-from onebit.hdl.gemm import GemmCore
-from onebit.hdl.pe import ProcessingElement
+from onebit.flow.synth import ff_count, lut4_count, synth_stats
+from onebit.hdl.core.gemm import GemmCore
+from onebit.hdl.core.pe import ProcessingElement
 from onebit.host.core_config import CoreConfig
-from onebit.synth import ff_count, lut4_count, synth_stats
 
 pytestmark = pytest.mark.synth
 

@@ -111,7 +111,7 @@ def test_corpus_split_and_charset():
 
 
 def test_train_command_writes_a_model(tmp_path, capsys):
-    from onebit.cli import main
+    from onebit.cli.main import main
 
     out = tmp_path / "tiny.npz"
     assert main(["train", "--technique", "ste-clip", "--steps", "5", "--d-model", "32",
@@ -126,7 +126,7 @@ def test_train_command_writes_a_model(tmp_path, capsys):
 
 
 def test_shipped_model_golden_equals_emulation():
-    from onebit.demo import default_model
+    from onebit.cli.demo import default_model
     from onebit.train.corpus import encode
 
     m = default_model()

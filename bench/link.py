@@ -1,0 +1,124 @@
+"""``onebit bench link``: wire bytes of real commands, host packing speed, fault campaign.
+
+Wire efficiency is counted on the bytes the real driver (``Accelerator``) exchanges with the
+device (``DeviceLink`` on Amaranth's simulator) while it loads a D=256 layer's packed weights
+(Wq, Wk, Wv, Wo, W1, W2: 786,432 bits) into the weight store and one token's activations
+(256 bits) into the activation store: payload bytes over bytes sent, and over bytes sent and
+received (the answers). Packing speed is the driver's packing of random bits, best of a few
+runs. ``--faults N`` also runs a fault-injection campaign of N products.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import json_output
+from ..host import random_layer
+from ..host.accelerator import Accelerator, _words
+from ..host.core_config import CoreConfig
+from ..host.device_config import DeviceConfig
+from ..host.params import WEIGHT_NAMES
+from ..host.protocol import Opcode
+
+
+class _Counting:
+    """Counts the bytes a transport carries each way."""
+
+    def __init__(self, inner):
+        self.inner, self.sent, self.received = inner, 0, 0
+
+    def write(self, data: bytes) -> None:
+        self.sent += len(data)
+        self.inner.write(data)
+
+    def read(self) -> bytes:
+        data = self.inner.read()
+        self.received += len(data)
+        return data
+
+    def drain(self) -> None:
+        self.inner.drain()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def device(frame_bytes: int, d_model: int) -> DeviceConfig:
+    """A device whose weight store holds the whole layer (D x 12 D bits)."""
+    return DeviceConfig(core=CoreConfig(rows=4, cols=8, lanes=32, max_k=4 * d_model,
+                                        max_t=64, max_n=4 * d_model),
+                        frame_bytes=frame_bytes, act_words=2048,
+                        weight_words=12 * d_model * d_model // 32, thresh_words=1024,
+                        result_beats=512)
+
+
+def _transfer(acc: Accelerator, counting: _Counting, opcode: Opcode, data: bytes) -> dict:
+    s0, r0 = counting.sent, counting.received
+    acc._load(opcode, data)
+    sent, received = counting.sent - s0, counting.received - r0
+    return {"payload_bytes": len(data), "sent_bytes": sent, "received_bytes": received,
+            "efficiency": len(data) / sent, "round_trip_efficiency": len(data) / (sent + received)}
+
+
+def measure(frame_bytes: int = 4096, repeats: int = 5, d_model: int = 256) -> dict:
+    from ..sim.link_transport import AmaranthLinkTransport
+
+    rng = np.random.default_rng(0)
+    layer = random_layer(rng, d_model=d_model, heads=4, d_ff=4 * d_model)
+    dev = device(frame_bytes, d_model)
+    weights = b"".join(_words(getattr(layer, name), 32) for name in WEIGHT_NAMES)
+    token = _words(rng.integers(0, 2, (1, d_model), dtype=np.uint8), 32)
+    counting = _Counting(AmaranthLinkTransport(dev, cycles_per_read=20000))
+    with Accelerator(counting, timeout=600) as acc:
+        start = time.perf_counter()
+        layer_r = _transfer(acc, counting, Opcode.LOAD_WEIGHTS, weights)
+        sim_s = time.perf_counter() - start
+        token_r = _transfer(acc, counting, Opcode.LOAD_ACTIVATIONS, token)
+    bits = rng.integers(0, 2, (1024, 8192), dtype=np.uint8)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        packed = _words(bits, 32)
+        best = min(best, time.perf_counter() - start)
+    return {"frame_bytes": frame_bytes, "d_model": d_model, "layer_weights": layer_r,
+            "token": token_r,
+            "layer_load_sim_seconds": sim_s,
+            "pack_input_mbit_per_s": bits.size / best / 1e6,
+            "pack_output_mb_per_s": len(packed) / best / 1e6}
+
+
+def run(*, json_out: bool = False, frame_bytes: int = 4096, faults: int = 0,
+        d_model: int = 256) -> int:
+    """Print the link figures; return 0."""
+    r = measure(frame_bytes, d_model=d_model)
+    if faults:
+        from ..sim.fault_injection import run_campaign
+
+        small = DeviceConfig(core=CoreConfig(rows=2, cols=3, lanes=8, max_k=24, max_t=4,
+                                             max_n=12),
+                             frame_bytes=8, act_words=16, weight_words=24, thresh_words=8,
+                             result_beats=16)
+        report = run_campaign(small, products=faults, rate=0.35, seed=3)
+        r["faults"] = {"injected": report.injected, "detected": report.detected,
+                       "harmless": report.harmless, "products": report.products,
+                       "commands": report.commands, "retries": report.retries,
+                       "wrong_results": report.wrong_results}
+    if json_out:
+        print(json_output.dumps(r))
+        return 0
+    print(f"host link, {r['frame_bytes']}-byte LOAD frames, driver and gateware on Amaranth's "
+          f"simulator")
+    d = r["d_model"]
+    for name, key in ((f"D={d} layer weights", "layer_weights"), (f"one token (D={d})", "token")):
+        x = r[key]
+        print(f"  {name}: {x['payload_bytes']} payload bytes, {x['sent_bytes']} sent, "
+              f"{x['received_bytes']} received: efficiency {x['efficiency']:.2%} "
+              f"({x['round_trip_efficiency']:.2%} counting the answers)")
+    print(f"  host packing: {r['pack_input_mbit_per_s']:.0f} Mbit/s of 0/1 input, "
+          f"{r['pack_output_mb_per_s']:.0f} MB/s of packed output")
+    if faults:
+        print("fault injection (rate 0.35 per frame):")
+        print(report.table())
+    return 0

@@ -1,0 +1,293 @@
+"""The ``onebit`` command line: ``onebit demo``, ``onebit bench ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad options end in one line naming the option, exit status 2 (no usage dump, no
+    traceback); with ``quantize --json`` that line is one JSON object ``{"error": ...}`` on
+    standard output, the command's contract for programs."""
+
+    json_errors = False
+
+    def error(self, message: str):
+        text = f"{self.prog}: {message}"
+        if _Parser.json_errors:
+            print(json.dumps({"error": text}))
+        else:
+            print(text, file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _integer(low: int, high: int | None = None):
+    """An argparse type: an integer in ``low..high``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"at least {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be an integer {span}, not {value}")
+        return value
+    return parse
+
+
+_positive = _integer(1)
+_non_negative = _integer(0)
+
+
+def _check_bench(args: argparse.Namespace) -> str | None:
+    """Why the bench's options cannot make its device (None if they can), checked before any
+    simulation or build starts."""
+    from ..flow.boards import boards
+
+    if args.boards:
+        unknown = [b for b in args.boards if b not in boards()]
+        if unknown:
+            return (f"--boards: unknown board {unknown[0]!r}; boards: "
+                    f"{', '.join(sorted(boards()))}")
+    try:
+        if args.what == "core":
+            from ..host.core_config import CoreConfig
+
+            CoreConfig(rows=args.rows, cols=args.cols, lanes=args.lanes)
+        elif args.what == "layer":
+            if args.lanes % args.layer_cols:
+                return f"--layer-cols must divide --lanes ({args.lanes}), not {args.layer_cols}"
+            from ..bench.layer import reference_device
+
+            reference_device(args.rows, args.layer_cols, args.lanes, decode=args.decode)
+        elif args.what == "link":
+            from ..bench.link import device
+
+            device(args.frame_bytes, args.d_model)
+    except ValueError as e:
+        names = {"core": "--rows/--cols/--lanes", "layer": "--rows/--layer-cols/--lanes",
+                 "link": "--frame-bytes/--d-model"}[args.what]
+        return f"{names}: {e}"
+    return None
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(seed=args.seed, tokens=args.tokens, random=args.random,
+                    simulator=args.simulator, board=args.board)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    why = _check_bench(args)
+    if why:
+        print(f"onebit bench {args.what}: {why}", file=sys.stderr)
+        return 2
+    if args.what == "golden":
+        from ..bench.golden import run
+        return run(json_out=args.json, repeats=args.repeats)
+    if args.what == "scaling":
+        from ..bench.scaling import run
+        return run(json_out=args.json, boards=args.boards)
+    if args.what == "array":
+        from ..bench.array import run
+        return run(json_out=args.json, boards=args.boards)
+    if args.what == "layer":
+        from ..bench.layer import run
+        return run(json_out=args.json, rows=args.rows, cols=args.layer_cols, lanes=args.lanes,
+                   sim=args.sim, decode=args.decode)
+    if args.what == "link":
+        from ..bench.link import run
+        return run(json_out=args.json, frame_bytes=args.frame_bytes, faults=args.faults,
+                   d_model=args.d_model)
+    from ..bench.core import run
+    return run(json_out=args.json, rows=args.rows, cols=args.cols, lanes=args.lanes,
+               sim=args.sim, synth=not args.no_synth)
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"seeds must be integers separated by commas, not {text!r}") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be non-negative, not {text!r}")
+    return seeds
+
+
+def _clock(text: str) -> float:
+    try:
+        mhz = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of MHz, not {text!r}") from None
+    if not 1 <= mhz <= 1000:
+        raise argparse.ArgumentTypeError(f"must be in 1..1000 MHz, not {text}")
+    return mhz
+
+
+def _build(args: argparse.Namespace) -> int:
+    from ..flow.build import BuildError, BuildRequest, build
+
+    if args.asic:
+        import json
+        from dataclasses import replace
+
+        from ..flow.asic import asic_estimate, format_asic
+        from ..flow.boards import board
+
+        try:
+            core = board(args.board or "ulx3s-25f").device.core
+            changes = {k: v for k, v in (("rows", args.rows), ("cols", args.cols),
+                                         ("lanes", args.lanes)) if v is not None}
+            core = replace(core, **changes)
+        except ValueError as e:
+            print(f"onebit build: {e}", file=sys.stderr)
+            return 2
+        r = asic_estimate(core, out=lambda *a: print(*a, file=sys.stderr))
+        print(json.dumps(r) if args.json else format_asic(r))
+        return 0
+    if not args.board:
+        print("onebit build: --board is required (or --asic)", file=sys.stderr)
+        return 2
+    try:
+        build(BuildRequest(args.board, rows=args.rows, cols=args.cols, lanes=args.lanes,
+                           clock_mhz=args.clock_mhz, rebuild=args.rebuild, seed=args.seed,
+                           seeds=args.seeds, router=args.router, jobs=args.jobs),
+              json_out=args.json)
+    except BuildError as e:                 # the build ran and failed
+        print(f"onebit build: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:                 # a bad option: nothing was built
+        print(f"onebit build: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import run
+    return run(technique=args.technique, compare=args.compare, steps=args.steps, seed=args.seed,
+               out=args.out, json_out=args.json, d_model=args.d_model, heads=args.heads,
+               d_ff=args.d_ff, n_layers=args.layers, context=args.context, batch=args.batch)
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from ..host.quantize import main as quantize_main
+    return quantize_main(args.input, args.output, method=args.method, seed=args.seed,
+                         heads=args.heads, json_out=args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``onebit`` command; return its exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _Parser.json_errors = bool(argv) and argv[0] == "quantize" and "--json" in argv
+    parser = _Parser(prog="onebit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"onebit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate tokens with the default 1-bit model")
+    demo.add_argument("--seed", type=_non_negative, default=0,
+                      help="seed of the random default model")
+    demo.add_argument("--tokens", type=_positive, default=16, help="how many tokens to generate")
+    demo.add_argument("--random", action="store_true",
+                      help="use a seeded random model instead of the shipped trained one")
+    demo.add_argument("--simulator", choices=["verilator", "icarus", "amaranth"],
+                      help="simulator for the gateware (default: the fastest installed)")
+    demo.add_argument("--board",
+                      help="run the gateware of this board's bitstream (its device, built for its "
+                           "FPGA family; Icarus or Verilator): ulx3s-85f")
+    demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser("bench", help="print performance figures")
+    bench.add_argument("what", choices=["golden", "core", "link", "scaling", "array", "layer"],
+                       help="golden: NumPy golden model time; core: GEMM cycles on the array; "
+                            "link: wire efficiency, host packing speed, fault injection; "
+                            "scaling: builds at several array sizes per board; "
+                            "array: the array alone placed and routed at several sizes")
+    bench.add_argument("--json", action="store_true", help="print JSON for machines")
+    bench.add_argument("--repeats", type=_positive, default=5,
+                       help="timing repeats (best is kept)")
+    bench.add_argument("--rows", type=_positive, default=4, help="core: array rows")
+    bench.add_argument("--cols", type=_positive, default=8, help="core: array columns")
+    bench.add_argument("--lanes", type=_positive, default=32, help="core: lanes per element")
+    bench.add_argument("--sim", choices=["verilator", "icarus"], default="verilator",
+                       help="core: simulator")
+    bench.add_argument("--no-synth", action="store_true", help="core: skip the synthesis")
+    bench.add_argument("--frame-bytes", type=_positive, default=4096,
+                       help="link: data bytes per LOAD frame (the device's staging buffer)")
+    bench.add_argument("--d-model", type=_positive, default=256, help="link: layer width D")
+    bench.add_argument("--faults", type=_non_negative, default=0,
+                       help="link: also run a fault-injection campaign of this many products")
+    bench.add_argument("--boards", nargs="+", help="scaling, array: boards (default: all)")
+    bench.add_argument("--layer-cols", type=_positive, default=4,
+                       help="layer: array columns (must divide the lanes)")
+    bench.add_argument("--decode", type=_positive, default=4, help="layer: decode tokens")
+    bench.set_defaults(func=_bench)
+
+    build = sub.add_parser("build", help="build the design into a bitstream for a board")
+    build.add_argument("--board",
+                       help="a board of constraints/: icebreaker, ulx3s-25f, ulx3s-85f")
+    build.add_argument("--rows", type=_positive, help="array rows (default: the board's)")
+    build.add_argument("--cols", type=_positive, help="array columns (default: the board's)")
+    build.add_argument("--lanes", type=_positive, help="lanes per element (default: the board's)")
+    build.add_argument("--clock-mhz", type=_clock,
+                       help="clock target in MHz (boards with a PLL; default: the board's)")
+    build.add_argument("--json", action="store_true", help="print the report as JSON")
+    build.add_argument("--rebuild", action="store_true",
+                       help="build again even if this design's build is cached")
+    placement = build.add_mutually_exclusive_group()
+    placement.add_argument("--seed", type=_non_negative,
+                           help="nextpnr's placement seed (a design that routes slowly or not "
+                                "at all may route with another)")
+    placement.add_argument("--seeds", type=_seed_list, metavar="N,N,...",
+                           help="placement seeds tried in turn until one meets timing "
+                                "(default: the board's)")
+    build.add_argument("--jobs", type=_positive,
+                       help="placement seeds built at once (default: one per core)")
+    from ..flow.build import ROUTERS
+
+    build.add_argument("--router", choices=ROUTERS,
+                       help="nextpnr's router (default: router1)")
+    build.add_argument("--asic", action="store_true",
+                       help="instead: an ASIC estimate of the core (Yosys synth, stat -tech cmos)")
+    build.set_defaults(func=_build)
+
+    tr = sub.add_parser("train", help="train a 1-bit character LM (needs onebit[train])")
+    tr.add_argument("--technique", default="combined",
+                    help="ste, ste-clip, stochastic, error-feedback, grad-clip, distill, "
+                         "combined (default) or float")
+    tr.add_argument("--compare", action="store_true",
+                    help="train every technique under the same budget and print the table")
+    tr.add_argument("--steps", type=_positive, default=2000, help="optimiser steps per run")
+    tr.add_argument("--seed", type=_non_negative, default=0)
+    tr.add_argument("--out", help="model file (.npz) or folder (default build/train)")
+    tr.add_argument("--d-model", type=_positive, default=128)
+    tr.add_argument("--heads", type=_positive, default=4, help="must divide --d-model")
+    tr.add_argument("--d-ff", type=_positive, default=512)
+    tr.add_argument("--layers", type=_positive, default=2)
+    tr.add_argument("--context", type=_positive, default=64)
+    tr.add_argument("--batch", type=_positive, default=32)
+    tr.add_argument("--json", action="store_true", help="print JSON for machines")
+    tr.set_defaults(func=_train)
+
+    qz = sub.add_parser("quantize", help="float weights (.npz) to a binary model file")
+    qz.add_argument("input", help="float .npz (the spec's names; see docs/quantize.md)")
+    qz.add_argument("-o", "--output", required=True, help="binary model file to write (.npz)")
+    qz.add_argument("--method", default="sign", choices=["sign", "stochastic", "error-feedback"])
+    qz.add_argument("--seed", type=_non_negative, default=0,
+                    help="seed of stochastic binarisation")
+    qz.add_argument("--heads", type=_positive,
+                    help="attention heads (else the file's heads entry)")
+    qz.add_argument("--json", action="store_true",
+                    help="print one JSON object (the summary or the error) on stdout")
+    qz.set_defaults(func=_quantize)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

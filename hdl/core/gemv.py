@@ -1,0 +1,273 @@
+"""The GEMV unit: one token's binary linear layer at the array's full width, for decode.
+
+With one token a GEMM uses one row of the R x C array and is limited by the weight stream (one
+word a cycle), so the array idles. The GEMV unit instead reads a *line* of ``P`` weight words a
+cycle from the banked weight store (``BankedStore``, ``P = weight_banks``, typically R x C), XORs
+each word with the matching word of the token's row and popcounts all ``P * L`` bits at once:
+the K dimension is split across the line and the partial counts are reduced by an adder tree.
+
+Layout: the matrix is row-major, ``kw = ceil(K / L)`` words a row, starting at a line boundary
+(``w_line``). A line holds ``G = P / S`` rows of ``S = min(kw, P)`` words each (``kw`` a power of
+two below ``P``) or a ``P``-word segment of one row (``kw`` a multiple of ``P``; ``E = kw / P``
+lines a row). ``G <= cols`` (``DeviceConfig.gemv_problem`` checks both). Padding bits beyond K
+must be zero in the row and in the weights (the layer engine and the host make them so).
+
+Protocol: ``start`` latches ``params``; the unit reads the row's ``kw`` words from
+``act_base`` (``act_*``, latency 1) into its line register, then streams lines and writes
+``result`` beats in the GEMM core's format for T = 1: a beat per channel tile of ``cols``
+outputs, ``ints`` (dot products) or, with ``threshold``, ``bits`` (bit ``c`` is ``dot >=
+thr``, thresholds read a tile at a time from the banked threshold store at ``th_line``).
+Channels beyond N are 0; ``last`` marks the final beat; ``done`` pulses when it is taken.
+Backpressure never stalls the pipeline: beats go into a ``OUT_DEPTH``-beat FIFO in front of
+``result``, and a line is issued only while the FIFO has room for every beat in flight (credit
+flow control; timing: ``result.ready`` reaches only the FIFO and the issue stage, not the
+pipeline's registers). Cycles: ``kw + 1`` to load the row, then one line a cycle,
+``ceil(N / G) * E`` lines, plus 7.
+"""
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...host.device_config import DeviceConfig
+from ..lib.popcount import popcount_tree
+from .gemm import result_layout
+
+__all__ = ["Gemv", "gemv_layout", "OUT_DEPTH"]
+
+#: Beats of the output FIFO.
+OUT_DEPTH = 16
+#: Beats that may still reach the FIFO after a line issues: stages s1, sx, s2, s3, the tile
+#: register and the output register (one beat a line at most), and one more line issued while
+#: the registered credit catches up. A line issues only while the FIFO has room for them all.
+_IN_FLIGHT = 7
+
+
+def gemv_layout(dev: DeviceConfig) -> data.StructLayout:
+    c = dev.core
+    return data.StructLayout({
+        "threshold": 1, "n": range(c.max_n + 1), "k": range(c.max_k + 1),
+        "act_base": range(dev.act_words), "w_line": range(-(-dev.weight_words //
+                                                             dev.weight_banks)),
+        "th_line": range(-(-dev.thresh_words // dev.thresh_banks)),
+    })
+
+
+class Gemv(wiring.Component):
+    """Members
+    -------
+    start : In(1);  params : In(gemv_layout(dev));  done : Out(1);  busy : Out(1)
+    act_raddr : Out;  act_ren : Out(1);  act_rdata : In(lanes)
+    w_laddr : Out;  w_lren : Out(1);  w_ldata : In(lanes * weight_banks)
+    th_laddr : Out;  th_lren : Out(1);  th_ldata : In(threshold_width * cols)
+    result : Out(stream.Signature(result_layout(core)))
+    """
+
+    def __init__(self, dev: DeviceConfig):
+        if not isinstance(dev, DeviceConfig):
+            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        if dev.weight_banks < 2:
+            raise ValueError(f"Gemv needs a banked weight store (weight_banks >= 2), not "
+                             f"{dev.weight_banks}")
+        self._dev = dev
+        c = dev.core
+        super().__init__({
+            "start": In(1), "params": In(gemv_layout(dev)), "done": Out(1), "busy": Out(1),
+            "act_raddr": Out(range(dev.act_words)), "act_ren": Out(1), "act_rdata": In(c.lanes),
+            "w_laddr": Out(range(-(-dev.weight_words // dev.weight_banks))), "w_lren": Out(1),
+            "w_ldata": In(c.lanes * dev.weight_banks),
+            "th_laddr": Out(range(-(-dev.thresh_words // dev.thresh_banks))), "th_lren": Out(1),
+            "th_ldata": In(c.threshold_width * c.cols),
+            "result": Out(stream.Signature(result_layout(c))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        dev, c = self._dev, self._dev.core
+        L, C, P = c.lanes, c.cols, dev.weight_banks
+        p_bits = P.bit_length() - 1
+        e_max = max(1, c.max_chunks // P)
+        levels = p_bits + 1
+
+        p = Signal(gemv_layout(dev))
+        kw = Signal(range(c.max_chunks + 1))
+        s_log = Signal(range(levels))                  # log2(S)
+        g_log = Signal(range(levels))                  # log2(G)
+        g_mask = Signal(range(P + 1))                  # G - 1
+        e_m1 = Signal(range(e_max + 1))                # E - 1
+        lines_left = Signal(range(c.max_n * c.max_chunks + 1))
+        n_groups = Signal(range(c.max_n + 1))
+
+        # The row, as lines: entry e slot s holds word e * P + s (kw >= P), or word s mod kw.
+        xl = [Signal(P * L, name=f"xline{e}") for e in range(e_max)]
+
+        m.d.sync += self.done.eq(0)
+        # The output: a registered beat (``res``) into the FIFO that drives ``result``.
+        res = stream.Signature(result_layout(c)).create(path=("res",))
+        m.submodules.out_fifo = ofifo = fifo.SyncFIFOBuffered(
+            width=res.payload.shape().size, depth=OUT_DEPTH)
+        m.d.comb += [ofifo.w_data.eq(res.payload.as_value()), ofifo.w_en.eq(res.valid),
+                     res.ready.eq(ofifo.w_rdy),
+                     self.result.valid.eq(ofifo.r_rdy), self.result.payload.eq(ofifo.r_data),
+                     ofifo.r_en.eq(self.result.ready)]
+        credit = Signal()
+        m.d.sync += credit.eq(ofifo.level < OUT_DEPTH - _IN_FLIGHT)
+        out_free = ~res.valid | res.ready
+        build_full = Signal()
+
+        # ---------------------------------------------------------------- issue (s0)
+        line = Signal.like(self.w_laddr)
+        phase = Signal(range(e_max))
+        row0 = Signal(range(c.max_n + P + 1))
+        issuing = Signal()
+        s1_valid, s1_last, s1_first = Signal(), Signal(), Signal()
+        s1_phase = Signal(range(e_max))
+        s1_row0 = Signal.like(row0)
+        m.d.comb += [self.w_laddr.eq(line), self.w_lren.eq(issuing)]
+        m.d.sync += [s1_valid.eq(issuing), s1_phase.eq(phase), s1_last.eq(phase == e_m1),
+                     s1_first.eq(phase == 0), s1_row0.eq(row0)]
+        with m.If(issuing):
+            m.d.sync += [line.eq(line + 1), lines_left.eq(lines_left - 1)]
+            with m.If(phase == e_m1):
+                m.d.sync += [phase.eq(0), row0.eq(row0 + g_mask + 1)]
+            with m.Else():
+                m.d.sync += phase.eq(phase + 1)
+
+        # ---------------------------------------------------------------- popcounts (s1)
+        xsel = Signal(P * L)
+        m.d.comb += xsel.eq(Array(xl)[s1_phase] if e_max > 1 else xl[0])
+        pc_w = L.bit_length()
+        # sx: the line XOR the row, registered straight off the block RAM outputs (timing).
+        sx_valid, sx_last, sx_first = Signal(), Signal(), Signal()
+        sx_row0 = Signal.like(row0)
+        sx_xw = Signal(P * L)
+        m.d.sync += [sx_valid.eq(s1_valid), sx_last.eq(s1_last), sx_first.eq(s1_first),
+                     sx_row0.eq(s1_row0), sx_xw.eq(xsel ^ self.w_ldata)]
+        s2_valid, s2_last, s2_first = Signal(), Signal(), Signal()
+        s2_row0 = Signal.like(row0)
+        s2_pc = [Signal(pc_w, name=f"pc{i}") for i in range(P)]
+        m.d.sync += [s2_valid.eq(sx_valid), s2_last.eq(sx_last), s2_first.eq(sx_first),
+                     s2_row0.eq(sx_row0)]
+        for i in range(P):
+            word = sx_xw[i * L:(i + 1) * L]
+            m.d.sync += s2_pc[i].eq(popcount_tree(m, [word[b] for b in range(L)],
+                                                  name=f"gv{i}"))
+
+        # ---------------------------------------------------------------- reduce (s2)
+        acc_w = c.acc_width
+        lvl = [s2_pc]
+        for k in range(p_bits):
+            prev = lvl[-1]
+            lvl.append([Signal(acc_w, name=f"l{k + 1}_{i}") for i in range(len(prev) // 2)])
+            for i, v in enumerate(lvl[-1]):
+                m.d.comb += v.eq(prev[2 * i] + prev[2 * i + 1])
+        part = [Signal(acc_w, name=f"part{g}") for g in range(C)]
+        for g in range(C):
+            with m.Switch(s_log):
+                for k in range(levels):
+                    if g < len(lvl[k]):
+                        with m.Case(k):
+                            m.d.comb += part[g].eq(lvl[k][g])
+        # s3: the group sums registered (the adder tree is one stage, the accumulation the next).
+        s3_valid, s3_last, s3_first = Signal(), Signal(), Signal()
+        s3_row0 = Signal.like(row0)
+        s3_part = [Signal(acc_w, name=f"s3_part{g}") for g in range(C)]
+        m.d.sync += [s3_valid.eq(s2_valid), s3_last.eq(s2_last), s3_first.eq(s2_first),
+                     s3_row0.eq(s2_row0)]
+        m.d.sync += [a.eq(b) for a, b in zip(s3_part, part, strict=True)]
+        acc = [Signal(acc_w, name=f"acc{g}") for g in range(C)]
+        total = [Signal(acc_w, name=f"total{g}") for g in range(C)]
+        rw = c.result_width + 2
+        dotv = [Signal(signed(rw), name=f"dot{g}") for g in range(C)]
+        k_s = Signal(signed(rw))
+        m.d.comb += k_s.eq(p.k)
+        for g in range(C):
+            m.d.comb += [total[g].eq(Mux(s3_first, 0, acc[g]) + s3_part[g]),
+                         dotv[g].eq(k_s - 2 * total[g])]
+
+        build = [Signal(signed(rw), name=f"build{b}") for b in range(C)]
+        tile = Signal(range(-(-c.max_n // C) + 1))
+        build_last = Signal()
+        n_tiles = Signal(range(-(-c.max_n // C) + 1))
+        pos = Signal(range(C))
+        m.d.comb += pos.eq(s3_row0[:max(1, (C - 1).bit_length())] if C > 1 else 0)
+        # ---------------------------------------------------------------- out
+        thr = data.View(data.ArrayLayout(signed(c.threshold_width), C), self.th_ldata)
+        with m.If(res.ready):
+            m.d.sync += res.valid.eq(0)
+        with m.If(build_full & out_free):
+            m.d.sync += [res.valid.eq(1), res.payload.last.eq(build_last),
+                         res.payload.bits.eq(0), res.payload.ints.eq(0)]
+            m.d.sync += build_full.eq(0)      # a tile completing now sets it again below
+            base = (tile - 1) * C
+            for b in range(C):
+                live = (base + b) < p.n
+                with m.If(p.threshold):
+                    m.d.sync += res.payload.bits[b].eq(live & (build[b] >= thr[b]))
+                with m.Else():
+                    m.d.sync += res.payload.ints[b].eq(Mux(live, build[b], 0))
+
+        with m.If(s3_valid):
+            m.d.sync += [a.eq(t) for a, t in zip(acc, total, strict=True)]
+            with m.If(s3_last):
+                for b in range(C):
+                    g = b & g_mask
+                    hit = ((b ^ pos) & ~g_mask & (C - 1)) == 0
+                    with m.If(hit):
+                        m.d.sync += build[b].eq(Mux(s3_row0 + g < p.n, Array(dotv)[g], 0))
+                with m.If(pos == 0):
+                    m.d.comb += self.th_lren.eq(1)
+                # The tile is complete when its last slot is written or the rows run out.
+                with m.If(((pos | g_mask) >= C - 1) | (s3_row0 + g_mask + 1 >= p.n)):
+                    m.d.sync += [build_full.eq(1), build_last.eq(tile == n_tiles - 1),
+                                 tile.eq(tile + 1)]
+        m.d.comb += self.th_laddr.eq(p.th_line + tile)
+
+        # ---------------------------------------------------------------- control
+        xj = Signal(range(c.max_chunks + 1))
+        xv, xj_d = Signal(), Signal(range(c.max_chunks + 1))
+        s_mask = Signal(range(P + 1))
+        m.d.sync += xv.eq(0)
+        with m.If(xv):
+            for e in range(e_max):
+                for s in range(P):
+                    with m.If(((xj_d >> p_bits) == e) & ((s & s_mask) == (xj_d & s_mask))):
+                        m.d.sync += xl[e][s * L:(s + 1) * L].eq(self.act_rdata)
+        m.d.comb += self.act_raddr.eq(p.act_base + xj)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += p.eq(self.params)
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.comb += self.busy.eq(1)
+                k_w = (p.k + L - 1) >> c.lane_bits
+                m.d.sync += [kw.eq(k_w), s_log.eq(p_bits), g_log.eq(0), g_mask.eq(0), xj.eq(0),
+                             e_m1.eq((k_w >> p_bits) - 1), s_mask.eq(P - 1)]
+                for i in range(p_bits):
+                    with m.If(k_w == (1 << i)):
+                        m.d.sync += [s_log.eq(i), g_log.eq(p_bits - i), g_mask.eq((P >> i) - 1),
+                                     e_m1.eq(0),
+                                     s_mask.eq((1 << i) - 1)]
+                m.next = "SETUP2"
+            with m.State("SETUP2"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [n_groups.eq((p.n + g_mask) >> g_log),
+                             n_tiles.eq((p.n + C - 1) >> max(0, (C - 1).bit_length()))]
+                m.next = "SETUP3"
+            with m.State("SETUP3"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [lines_left.eq(n_groups * (e_m1 + 1)), line.eq(p.w_line),
+                             phase.eq(0), row0.eq(0), tile.eq(0)]
+                m.next = "XLOAD"
+            with m.State("XLOAD"):
+                m.d.comb += [self.busy.eq(1), self.act_ren.eq(1)]
+                m.d.sync += [xj.eq(xj + 1), xv.eq(1), xj_d.eq(xj)]
+                with m.If(xj == kw - 1):
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [self.busy.eq(1), issuing.eq((lines_left != 0) & ~xv & credit)]
+                with m.If(self.result.valid & self.result.ready & self.result.payload.last):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
+        return m

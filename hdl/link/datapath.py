@@ -1,0 +1,170 @@
+"""The device's datapath: its stores, the GEMM runner and (with ``DeviceConfig.layer``) the layer
+engine, behind the ports the command processor drives.
+
+Stores (read latency 1): activations (``lanes``-bit words, one write enable per ``cols`` bits
+for the engine, whole words from the host), weights, thresholds, results, and for the layer
+engine the residual store (words of ``cols`` int16) and the parameter store (words of ``cols``
+``PARAM_BITS``-bit values, two read ports). The host writes any store through ``st_*`` (one
+word a cycle, never while the runner or the engine works); the runner and the engine share the
+activation store's read port and the engine's writes go first (they never overlap with the
+runner's reads of the same words). The runner serves RUN (``run_*``, results into the result
+store) and the engine (``layer_*``), one at a time.
+"""
+
+from amaranth.hdl import Module, Mux
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...host.device_config import PARAM_BITS, DeviceConfig
+from ..core.gemm import counters_layout
+from ..core.gemm_runner import GemmRunner, run_layout
+from ..layer.engine import LayerEngine, layer_layout
+from ..lib.banked_store import BankedStore
+from ..lib.membank import MemoryBank
+
+__all__ = ["Datapath", "store_word_bits"]
+
+
+def store_word_bits(dev: DeviceConfig) -> int:
+    """Width of the shared store write data: the widest store word."""
+    c = dev.core
+    widths = [c.lanes, c.threshold_width]
+    if dev.layer is not None:
+        widths += [16 * c.cols, PARAM_BITS * c.cols]
+    return max(widths)
+
+
+class Datapath(wiring.Component):
+    """Members
+    -------
+    st_waddr, st_wdata;  act_wen, weight_wen, thresh_wen (and resid_wen, param_wen) : In(1)
+    res_raddr, res_ren : In;  res_rdata : Out(result_word_bits)
+    run_start : In(1);  run_params : In(run_layout(dev))
+    run_done, run_error : Out(1);  run_beats : Out;  core_counters : Out(counters_layout())
+    With a layer engine: layer_start : In(1);  layer_params : In(layer_layout());
+    clear_cache : In(1);  layer_done : Out(1);  layer_status : Out(8);
+    layer_cycles, layer_active : Out(32);  layer_kv_length : Out(16);
+    resid_raddr, resid_ren : In;  resid_rdata : Out
+    """
+
+    def __init__(self, dev: DeviceConfig):
+        if not isinstance(dev, DeviceConfig):
+            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        self._dev = dev
+        c = dev.core
+        depth = max(dev.act_words, dev.weight_words, dev.thresh_words)
+        ports = {
+            "st_waddr": In(range(depth)), "st_wdata": In(store_word_bits(dev)),
+            "act_wen": In(1), "weight_wen": In(1), "thresh_wen": In(1),
+            "res_raddr": In(range(dev.result_beats)), "res_ren": In(1),
+            "res_rdata": Out(dev.result_word_bits),
+            "run_start": In(1), "run_params": In(run_layout(dev)),
+            "run_done": Out(1), "run_error": Out(1),
+            "run_beats": Out(range(dev.result_beats + 1)), "core_counters": Out(counters_layout()),
+        }
+        if dev.layer is not None:
+            ly = dev.layer
+            ports["st_waddr"] = In(range(max(depth, ly.res_words, ly.param_words)))
+            ports.update({
+                "resid_wen": In(1), "param_wen": In(1),
+                "resid_raddr": In(range(ly.res_words)), "resid_ren": In(1),
+                "resid_rdata": Out(16 * c.cols),
+                "layer_start": In(1), "layer_params": In(layer_layout()), "clear_cache": In(1),
+                "layer_done": Out(1), "layer_status": Out(8),
+                "layer_cycles": Out(32), "layer_active": Out(32), "layer_kv_length": Out(16),
+            })
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        dev, c = self._dev, self._dev.core
+        m.submodules.runner = run = GemmRunner(dev)
+        layer = dev.layer is not None
+        if layer:
+            m.submodules.engine = eng = LayerEngine(dev)
+
+        act = MemoryBank(width=c.lanes, depth=dev.act_words,
+                         granularity=c.cols if layer else None)
+        if dev.weight_banks > 1:
+            stores = {
+                "weight": BankedStore(width=c.lanes, depth=dev.weight_words,
+                                      banks=dev.weight_banks),
+                "thresh": BankedStore(width=c.threshold_width, depth=dev.thresh_words,
+                                      banks=dev.thresh_banks),
+            }
+        else:
+            stores = {
+                "weight": MemoryBank(width=c.lanes, depth=dev.weight_words,
+                                     kind=dev.weight_store),
+                "thresh": MemoryBank(width=c.threshold_width, depth=dev.thresh_words),
+            }
+        m.submodules.act_store = act
+        for name, bank in stores.items():
+            m.submodules[f"{name}_store"] = bank
+            m.d.comb += [bank.waddr.eq(self.st_waddr), bank.wdata.eq(self.st_wdata),
+                         bank.wen.eq(getattr(self, f"{name}_wen")),
+                         bank.raddr.eq(getattr(run, f"{name}_raddr")),
+                         bank.ren.eq(getattr(run, f"{name}_ren")),
+                         getattr(run, f"{name}_rdata").eq(bank.rdata)]
+        all_groups = (1 << (c.lanes // c.cols)) - 1 if layer else 1
+        m.d.comb += [act.waddr.eq(self.st_waddr), act.wdata.eq(self.st_wdata),
+                     act.wen.eq(Mux(self.act_wen, all_groups, 0)),
+                     act.raddr.eq(run.act_raddr), act.ren.eq(run.act_ren),
+                     run.act_rdata.eq(act.rdata)]
+
+        m.submodules.result_store = res = MemoryBank(width=dev.result_word_bits,
+                                                     depth=dev.result_beats)
+        m.d.comb += [res.waddr.eq(run.res_waddr), res.wdata.eq(run.res_wdata),
+                     res.wen.eq(run.res_wen), res.raddr.eq(self.res_raddr),
+                     res.ren.eq(self.res_ren), self.res_rdata.eq(res.rdata)]
+
+        m.d.comb += [run.start.eq(self.run_start), run.params.eq(self.run_params),
+                     self.run_done.eq(run.done), self.run_error.eq(run.error),
+                     self.run_beats.eq(run.beats), self.core_counters.eq(run.counters)]
+        if not layer:
+            return m
+
+        ly = dev.layer
+        m.d.comb += [eng.start.eq(self.layer_start), eng.params.eq(self.layer_params),
+                     eng.clear_cache.eq(self.clear_cache),
+                     self.layer_done.eq(eng.done), self.layer_status.eq(eng.status),
+                     self.layer_cycles.eq(eng.cycles), self.layer_active.eq(eng.active),
+                     self.layer_kv_length.eq(eng.kv_length),
+                     eng.run_done.eq(run.done), eng.run_error.eq(run.error),
+                     eng.run_active.eq(run.counters.active)]
+        wiring.connect(m, run.result, eng.run_result)
+        if dev.weight_banks > 1:
+            for name, prefix in (("weight", "w"), ("thresh", "th")):
+                st = stores[name]
+                m.d.comb += [st.laddr.eq(getattr(eng, f"{prefix}_laddr")),
+                             st.lren.eq(getattr(eng, f"{prefix}_lren")),
+                             getattr(eng, f"{prefix}_ldata").eq(st.ldata)]
+        with m.If(eng.busy):
+            m.d.comb += [run.start.eq(eng.run_start), run.params.eq(eng.run_params)]
+        # The activation store: the engine's group writes, or the host's whole words.
+        with m.If(eng.act_wen.any()):
+            m.d.comb += [act.waddr.eq(eng.act_waddr), act.wdata.eq(eng.act_wdata),
+                         act.wen.eq(eng.act_wen)]
+        with m.If(eng.act_ren):
+            m.d.comb += [act.raddr.eq(eng.act_raddr), act.ren.eq(1)]
+        m.d.comb += eng.act_rdata.eq(act.rdata)
+
+        m.submodules.resid_store = resid = MemoryBank(width=16 * c.cols, depth=ly.res_words)
+        m.d.comb += [resid.waddr.eq(Mux(eng.res_wen, eng.res_waddr, self.st_waddr)),
+                     resid.wdata.eq(Mux(eng.res_wen, eng.res_wdata, self.st_wdata)),
+                     resid.wen.eq(eng.res_wen | self.resid_wen),
+                     resid.raddr.eq(Mux(eng.busy, eng.res_raddr, self.resid_raddr)),
+                     resid.ren.eq(Mux(eng.busy, eng.res_ren, self.resid_ren)),
+                     eng.res_rdata.eq(resid.rdata), self.resid_rdata.eq(resid.rdata)]
+
+        m.submodules.param_store = params = memory.Memory(
+            shape=PARAM_BITS * c.cols, depth=ly.param_words, init=[])
+        pw = params.write_port()
+        m.d.comb += [pw.addr.eq(self.st_waddr), pw.data.eq(self.st_wdata),
+                     pw.en.eq(self.param_wen)]
+        for i in range(2):
+            pr = params.read_port()
+            m.d.comb += [pr.addr.eq(getattr(eng, f"par_raddr{i}")),
+                         pr.en.eq(getattr(eng, f"par_ren{i}")),
+                         getattr(eng, f"par_rdata{i}").eq(pr.data)]
+        return m

@@ -1,0 +1,85 @@
+"""The device side of the host link: bytes in, commands executed, framed responses out.
+
+``DeviceLink`` joins ``FrameReceiver`` -> ``CommandProcessor`` -> ``FrameSender`` over byte
+streams (a UART on a board, a plain byte stream in simulation; register slices between the
+blocks), with the ``Datapath``: the
+stores the commands fill, the ``GemmRunner`` that runs the GEMM core out of them and, when the
+device has one, the layer engine. Every complete frame gets exactly one response frame; a frame
+whose header check fails gets none (its length cannot be trusted). The commands and their
+payloads are ``onebit.host.protocol``'s; ``docs/host-link.md`` tabulates them.
+"""
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...host.device_config import DeviceConfig
+from ..lib.register_slice import RegisterSlice
+from .command import CommandProcessor
+from .datapath import Datapath
+from .frame_rx import FrameReceiver
+from .frame_tx import FrameSender
+
+__all__ = ["DeviceLink"]
+
+
+class DeviceLink(wiring.Component):
+    """The whole device behind a byte stream.
+
+    Parameters
+    ----------
+    dev : DeviceConfig
+    timeout : int
+        Cycles without a byte after which a frame in progress is abandoned (answered
+        ``TIMED_OUT``).
+
+    Members
+    -------
+    i : In(stream.Signature(8))
+    o : Out(stream.Signature(8))
+    """
+
+    i: In(stream.Signature(8))
+    o: Out(stream.Signature(8))
+
+    def __init__(self, dev: DeviceConfig, *, timeout: int = 1 << 16):
+        if not isinstance(dev, DeviceConfig):
+            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 2:
+            raise ValueError(f"Timeout must be an integer of at least 2 cycles, not {timeout!r}")
+        self._dev, self._timeout = dev, timeout
+        super().__init__()
+
+    @property
+    def config(self) -> DeviceConfig:
+        return self._dev
+
+    def elaborate(self, platform):
+        m = Module()
+        dev = self._dev
+        m.submodules.rx = rx = FrameReceiver(timeout=self._timeout)
+        m.submodules.proc = proc = CommandProcessor(dev)
+        m.submodules.tx = tx = FrameSender()
+        m.submodules.datapath = dp = Datapath(dev)
+        # Register slices (timing) between the processor's answer bytes and the sender, and
+        # after the sender: no path runs from one block's state through another's handshake
+        # into a third's registers. (The receiver needs none: its output waits until empty, so
+        # the processor's ``events.ready``, a register, reaches only its ``o.valid``.)
+        m.submodules.data_slice = data_slice = RegisterSlice(8)
+        m.submodules.out_slice = out_slice = RegisterSlice(8)
+        wiring.connect(m, wiring.flipped(self.i), rx.i)
+        wiring.connect(m, rx.o, proc.events)
+        wiring.connect(m, proc.header, tx.header)
+        wiring.connect(m, proc.data, data_slice.i)
+        wiring.connect(m, data_slice.o, tx.data)
+        wiring.connect(m, tx.o, out_slice.i)
+        wiring.connect(m, out_slice.o, wiring.flipped(self.o))
+        m.d.comb += [proc.bad_header.eq(rx.bad_header),
+                     proc.tx_stall.eq(self.o.valid & ~self.o.ready)]
+        # The processor drives the datapath's inputs and reads its outputs, port by port.
+        for name, member in dp.signature.members.items():
+            if member.flow == In:
+                m.d.comb += getattr(dp, name).eq(getattr(proc, name))
+            else:
+                m.d.comb += getattr(proc, name).eq(getattr(dp, name))
+        return m

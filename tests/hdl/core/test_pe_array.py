@@ -1,0 +1,154 @@
+# amaranth: UnusedElaboratable=no
+"""Amaranth-simulator unit tests of the compute core's parts (processing element, array,
+core options), exact against simple models."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from onebit.hdl.core.array import ComputeArray
+from onebit.hdl.core.gemm import GemmCore
+from onebit.hdl.core.pe import ProcessingElement
+from onebit.host.core_config import CoreConfig
+
+
+def run(dut, bench, *, clocked=True):
+    sim = Simulator(dut)
+    if clocked:
+        sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+@pytest.mark.parametrize("lanes, count", [(lanes, count) for lanes in (1, 5, 8, 32, 64)
+                                          for count in ("tree", "chains")
+                                          if count == "tree" or lanes >= 4])
+def test_pe_accumulate_clear_hold(lanes, stages, count):
+    acc_width = (8 * lanes).bit_length()
+    dut = ProcessingElement(lanes=lanes, acc_width=acc_width, stages=stages, count=count)
+    assert dut.latency == stages
+    rng = random.Random(lanes * 10 + stages)
+
+    async def bench(ctx):
+        model = 0
+        # The element's register stages, oldest last: (count, valid, last) each.
+        regs = [(0, False, False)] * stages
+        for _ in range(400):
+            x, w = rng.getrandbits(lanes), rng.getrandbits(lanes)
+            valid, last, en = rng.random() < 0.8, rng.random() < 0.15, rng.random() < 0.8
+            ctx.set(dut.x, x)
+            ctx.set(dut.w, w)
+            ctx.set(dut.valid, valid)
+            ctx.set(dut.last, last)
+            ctx.set(dut.en, en)
+            total = (model + regs[-1][0]) % (1 << acc_width)
+            assert ctx.get(dut.sum) == total
+            await ctx.tick()
+            if en:
+                if regs[-1][1]:
+                    model = 0 if regs[-1][2] else total
+                regs = [(bin(x ^ w).count("1"), valid, last)] + regs[:-1]
+            assert ctx.get(dut.acc) == model
+
+    run(dut, bench)
+
+
+def test_pe_rejects_bad_stages_and_count():
+    with pytest.raises(ValueError, match="Pipeline stages must be 1 or 2, not 3"):
+        ProcessingElement(lanes=32, acc_width=8, stages=3)
+    with pytest.raises(ValueError, match="Count must be 'tree' or 'chains', not 'wallace'"):
+        ProcessingElement(lanes=32, acc_width=8, count="wallace")
+    with pytest.raises(ValueError, match="A carry-chain count needs at least 4 lanes, not 2"):
+        ProcessingElement(lanes=2, acc_width=8, count="chains")
+
+
+def test_pe_rejects_narrow_accumulator():
+    with pytest.raises(ValueError, match="must hold one chunk's count of 32, so be at least 6"):
+        ProcessingElement(lanes=32, acc_width=5)
+
+
+def test_array_count_by_family():
+    cfg = CoreConfig(rows=2, cols=2, lanes=32, max_k=64)
+    assert ComputeArray(cfg, family="ecp5").count() == "chains"
+    assert ComputeArray(cfg, family="ice40").count() == "tree"
+    assert ComputeArray(cfg).count() == "tree"                 # no platform: simulation
+    assert ComputeArray(CoreConfig(rows=1, cols=1, lanes=2, max_k=8), family="ecp5").count() \
+        == "tree"                                              # chains need 4 lanes
+    with pytest.raises(ValueError, match="Family must be None, 'ice40' or 'ecp5', not 'xc7'"):
+        ComputeArray(cfg, family="xc7")
+
+
+def test_array_operand_copies_by_family():
+    cfg = CoreConfig(rows=2, cols=2, lanes=32, max_k=64)
+    ecp5 = ComputeArray(cfg, family="ecp5")
+    assert ecp5.copies() and ecp5.latency() == 3
+    assert not ComputeArray(cfg, family="ice40").copies()
+    assert not ComputeArray(cfg).copies() and ComputeArray(cfg).latency() == 2
+    one = CoreConfig(rows=1, cols=1, lanes=32, max_k=64)
+    assert not ComputeArray(one, family="ecp5").copies()
+    assert not ComputeArray(cfg, family="ecp5", copies=False).copies()
+    with pytest.raises(TypeError, match="copies must be None, True or False, not 1"):
+        ComputeArray(cfg, copies=1)
+
+
+@pytest.mark.parametrize("rows, cols, lanes, copies, latency", [
+    (3, 2, 8, False, 1), (3, 2, 8, True, 2), (5, 2, 16, False, 2), (2, 6, 16, True, 3)])
+def test_array_every_pair(rows, cols, lanes, copies, latency):
+    # Latency: the elements' stages (one below 16 lanes, two from 16), plus one with each
+    # element's operand copies. Random stalls (en low) and bubbles (valid low); every cycle,
+    # every sum is checked against the chunks the array has taken.
+    cfg = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=8 * lanes)
+    dut = ComputeArray(cfg, copies=copies)
+    assert dut.latency() == latency
+    rng = np.random.default_rng(rows * 100 + cols + 1000 * copies)
+
+    def chunk(valid, last):
+        return (valid, last, rng.integers(0, 1 << lanes, rows), rng.integers(0, 1 << lanes, cols))
+
+    chunks = []
+    for n in rng.integers(1, 6, 5):
+        for j in range(n):
+            chunks.append(chunk(1, int(j == n - 1)))
+            if rng.random() < 0.3:
+                chunks.append(chunk(0, int(rng.integers(0, 2))))    # last without valid: ignored
+    chunks += [chunk(0, 0) for _ in range(latency)]
+
+    def count(ch):
+        return np.array([[bin(int(ch[2][r]) ^ int(ch[3][c])).count("1") for c in range(cols)]
+                         for r in range(rows)])
+
+    async def bench(ctx):
+        taken, acc, checked = [], np.zeros((rows, cols), int), 0
+        while len(taken) < len(chunks):
+            valid, last, x, w = chunks[len(taken)]
+            en = int(rng.random() < 0.7)
+            for sig, v in ((dut.en, en), (dut.valid, valid), (dut.last, last)):
+                ctx.set(sig, v)
+            for r in range(rows):
+                ctx.set(dut.x[r], int(x[r]))
+            for c in range(cols):
+                ctx.set(dut.w[c], int(w[c]))
+            cur = len(taken) - latency         # the chunk in the adders this cycle
+            if en:
+                taken.append(chunks[len(taken)])
+                if cur >= 0 and chunks[cur][0]:           # ... which the accumulators take now
+                    acc = np.zeros_like(acc) if chunks[cur][1] else acc + count(chunks[cur])
+            await ctx.tick()
+            cur = len(taken) - latency
+            if cur >= 0:
+                expect = acc + count(chunks[cur])
+                got = [[ctx.get(dut.sum[r][c]) for c in range(cols)] for r in range(rows)]
+                assert got == expect.tolist(), f"cycle with chunk {cur} in the adders"
+                checked += 1
+        assert checked > len(chunks) - latency
+
+    run(dut, bench)
+
+
+def test_core_result_stage_is_checked():
+    cfg = CoreConfig(rows=2, cols=2, lanes=8, max_k=16)
+    with pytest.raises(TypeError, match="result_stage must be None, True or False, not 1"):
+        GemmCore(cfg, result_stage=1)

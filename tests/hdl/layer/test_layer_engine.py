@@ -1,0 +1,217 @@
+"""The layer engine inside the datapath against the golden layer: stores filled through the
+host's write port in the host's layout (``onebit.host.layer_layout``), one LAYER start, the
+residual rows read back. Prefill equals golden; decode (one token at a time on the cache)
+equals prefill; the LM head's logits equal golden's; bad commands and a full cache are refused
+without running anything."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from onebit.hdl.link.datapath import Datapath
+from onebit.host import golden
+from onebit.host.core_config import CoreConfig
+from onebit.host.device_config import PARAM_BITS, DeviceConfig, LayerConfig
+from onebit.host.layer_layout import (
+    head_param_values,
+    head_weights,
+    layer_param_values,
+    layer_thresholds,
+    layer_weights,
+    param_words_per_layer,
+)
+from onebit.host.packing import pack_bits
+from onebit.host.protocol import LAYER_FRESH, LAYER_HEAD, Status
+from onebit.host.random_model import random_activations, random_layer, random_model
+
+DEV = DeviceConfig(
+    core=CoreConfig(rows=2, cols=2, lanes=8, max_k=32, max_t=8, max_n=64),
+    act_words=256, weight_words=1024, thresh_words=256, result_beats=64, weight_banks=4,
+    layer=LayerConfig(d_model=16, heads=2, max_ff=32, kv_capacity=12, kv_slots=2,
+                      res_words=80, param_words=128))
+#: Array-equivalent cycles of one decode token on the GEMV unit at F = 32 (P = 4 words a line):
+#: QKV 48 rows / 2 a line, Wo 16 / 2, W1 32 / 2, W2 16 rows of 4 words (one a line).
+GEMV_LINES = 24 + 8 + 16 + 16
+C = DEV.core.cols
+
+
+def _words(values, bits: int) -> list[int]:
+    """Group values into store words of ``cols`` two's complement fields of ``bits`` bits."""
+    v = [int(x) & ((1 << bits) - 1) for x in values]
+    return [sum(f << (bits * i) for i, f in enumerate(v[j:j + C])) for j in range(0, len(v), C)]
+
+
+def _unwords(words, t: int, d: int) -> np.ndarray:
+    out = []
+    for w in words:
+        for i in range(C):
+            f = (w >> (16 * i)) & 0xFFFF
+            out.append(f - (1 << 16) if f & 0x8000 else f)
+    return np.asarray(out, np.int64).reshape(t, d)
+
+
+def _lane_words(data: bytes) -> list[int]:
+    n = DEV.word_bytes
+    return [int.from_bytes(data[i:i + n], "little") for i in range(0, len(data), n)]
+
+
+class Bench:
+    """The datapath with async helpers to fill stores, start a LAYER and read stores."""
+
+    def __init__(self):
+        self.dut = Datapath(DEV)
+
+    async def write(self, ctx, store: str, base: int, words) -> None:
+        d = self.dut
+        for i, w in enumerate(words):
+            ctx.set(d.st_waddr, base + i)
+            ctx.set(d.st_wdata, int(w))
+            ctx.set(getattr(d, f"{store}_wen"), 1)
+            await ctx.tick()
+        ctx.set(getattr(d, f"{store}_wen"), 0)
+
+    async def load_layer(self, ctx, p, *, w_base=0, th_base=0, p_base=0) -> None:
+        await self.write(ctx, "weight", w_base, _lane_words(layer_weights(DEV, p)))
+        await self.write(ctx, "thresh", th_base,
+                         [int(v) & ((1 << DEV.core.threshold_width) - 1)
+                          for v in layer_thresholds(DEV, p)])
+        await self.write(ctx, "param", p_base, _words(layer_param_values(DEV, p), PARAM_BITS))
+
+    async def layer(self, ctx, x, *, res_base=0, flags=0, slot=0, f=24, r=4, n=0,
+                    w_base=0, th_base=0, p_base=0):
+        d = self.dut
+        await self.write(ctx, "resid", res_base, _words(x.reshape(-1), 16))
+        ctx.set(d.layer_params, {"flags": flags, "slot": slot, "shift": r, "t": x.shape[0],
+                                 "f": f, "n": n, "res_base": res_base, "w_base": w_base,
+                                 "th_base": th_base, "p_base": p_base})
+        ctx.set(d.layer_start, 1)
+        await ctx.tick()
+        ctx.set(d.layer_start, 0)
+        status, self.active = await ctx.tick().sample(d.layer_status, d.layer_active).until(
+            d.layer_done)
+        return Status(status)
+
+    async def read(self, ctx, store: str, base: int, count: int) -> list[int]:
+        """Words ``base .. base + count - 1`` of the residual (``resid``) or result (``res``)
+        store, through the datapath's read port."""
+        d, out = self.dut, []
+        for a in range(base, base + count):
+            ctx.set(getattr(d, f"{store}_raddr"), a)
+            ctx.set(getattr(d, f"{store}_ren"), 1)
+            await ctx.tick()
+            out.append(ctx.get(getattr(d, f"{store}_rdata")))
+        ctx.set(getattr(d, f"{store}_ren"), 0)
+        return out
+
+    def run(self, body) -> None:
+        sim = Simulator(self.dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(body)
+        sim.run()
+
+
+def _layer(seed: int, d_ff: int = 24):
+    rng = np.random.default_rng(seed)
+    return rng, random_layer(rng, d_model=16, heads=2, d_ff=d_ff, r=3)
+
+
+@pytest.mark.parametrize("t", [1, 5, 8])
+def test_prefill_equals_golden(t):
+    rng, p = _layer(t)
+    x = random_activations(rng, t, 16)
+    want = golden.layer(x, p)
+    bench = Bench()
+    got = {}
+
+    async def body(ctx):
+        await bench.load_layer(ctx, p, w_base=7, th_base=3, p_base=5)
+        got["status"] = await bench.layer(ctx, x, res_base=2, flags=LAYER_FRESH, slot=1, r=3,
+                                          w_base=7, th_base=3, p_base=5)
+        got["x2"] = _unwords(await bench.read(ctx, "resid", 2, t * 16 // C), t, 16)
+
+    bench.run(body)
+    assert got["status"] == Status.OK
+    assert np.array_equal(got["x2"], want)
+
+
+@pytest.mark.parametrize("d_ff", [32, 24])   # decode on the GEMV unit; F = 24 on the core
+def test_decode_equals_prefill_and_cache_full(d_ff):
+    rng, p = _layer(11, d_ff)
+    t = 6
+    x = random_activations(rng, t, 16)
+    want = golden.layer(x, p)
+    bench = Bench()
+    got = {"rows": []}
+
+    async def body(ctx):
+        await bench.load_layer(ctx, p)
+        # Prefill of two tokens, then decode one at a time on the cache.
+        st = await bench.layer(ctx, x[:2], flags=LAYER_FRESH, r=3, f=d_ff)
+        got["rows"].append((st, _unwords(await bench.read(ctx, "resid", 0, 2 * 16 // C), 2, 16)))
+        for i in range(2, t):
+            st = await bench.layer(ctx, x[i:i + 1], r=3, f=d_ff)
+            got["active"] = bench.active
+            got["rows"].append((st, _unwords(await bench.read(ctx, "resid", 0, 16 // C), 1, 16)))
+        # 6 cached tokens + 7 > capacity 12: refused, and the cache is unchanged.
+        got["full"] = await bench.layer(ctx, random_activations(rng, 7, 16), r=3, f=d_ff)
+        st = await bench.layer(ctx, x[:1], flags=LAYER_FRESH, r=3, f=d_ff)
+        got["again"] = (st, _unwords(await bench.read(ctx, "resid", 0, 16 // C), 1, 16))
+
+    bench.run(body)
+    assert all(st == Status.OK for st, _ in got["rows"])
+    assert np.array_equal(np.concatenate([r for _, r in got["rows"]]), want)
+    assert got["full"] == Status.CACHE_FULL
+    assert got["again"][0] == Status.OK and np.array_equal(got["again"][1], want[:1])
+    assert (got["active"] == GEMV_LINES) == (d_ff == 32)
+
+
+def test_head_equals_golden():
+    rng = np.random.default_rng(3)
+    m = random_model(rng, vocab=11, d_model=16, heads=2, d_ff=24, n_layers=1)
+    x = random_activations(rng, 3, 16)
+    want = golden.binary_linear(pack_bits(x.astype(np.int64) >= m.th_out), pack_bits(m.Wout), 16)
+    bench = Bench()
+    got = {}
+
+    async def body(ctx):
+        await bench.write(ctx, "weight", 4, _lane_words(head_weights(DEV, m.Wout)))
+        await bench.write(ctx, "param", 9, _words(head_param_values(DEV, m.th_out), PARAM_BITS))
+        got["status"] = await bench.layer(ctx, x, flags=LAYER_HEAD, n=11, w_base=4, p_base=9)
+        got["beats"] = await bench.read(ctx, "res", 0, 3 * 6)
+
+    bench.run(body)
+    assert got["status"] == Status.OK
+    logits = np.zeros((3, 12), np.int64)
+    for b, w in enumerate(got["beats"]):
+        tile, tok = divmod(b, 3)
+        for c in range(C):
+            f = (w >> (16 * c)) & 0xFFFF
+            logits[tok, tile * C + c] = f - (1 << 16) if f & 0x8000 else f
+    assert np.array_equal(logits[:, :11], want)
+
+
+@pytest.mark.parametrize("fields", [
+    {"t": 0}, {"t": 9}, {"f": 0}, {"f": 33}, {"slot": 2}, {"shift": 16}, {"flags": 4},
+    {"res_base": 76}, {"w_base": 1000}, {"th_base": 200}, {"p_base": 128 - param_words_per_layer(
+        DEV) + 1},
+])
+def test_bad_commands_are_refused(fields):
+    bench = Bench()
+    got = {}
+    d = bench.dut
+    args = {"flags": 0, "slot": 0, "shift": 0, "t": 2, "f": 24, "n": 0, "res_base": 0,
+            "w_base": 0, "th_base": 0, "p_base": 0}
+    args.update(fields)
+
+    async def body(ctx):
+        ctx.set(d.layer_params, args)
+        ctx.set(d.layer_start, 1)
+        await ctx.tick()
+        ctx.set(d.layer_start, 0)
+        status, cycles = await ctx.tick().sample(d.layer_status, d.layer_cycles).until(
+            d.layer_done)
+        got["status"], got["cycles"] = status, cycles
+
+    bench.run(body)
+    assert got["status"] == Status.OUT_OF_RANGE
+    assert got["cycles"] < 10          # nothing ran

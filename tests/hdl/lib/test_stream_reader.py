@@ -1,0 +1,65 @@
+# amaranth: UnusedElaboratable=no
+"""The memory stream reader against the memory's words: every run's words in order, exactly,
+with random backpressure, with and without the registered read."""
+
+import random
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import memory
+from amaranth.sim import Simulator
+
+from onebit.hdl.lib.stream_reader import MemoryStreamReader
+
+DEPTH, WIDTH = 64, 12
+
+
+@pytest.mark.parametrize("register_output", [True, False])
+@pytest.mark.parametrize("p_ready", [1.0, 0.6, 0.2])
+def test_reader_streams_runs_exactly(register_output, p_ready):
+    rng = random.Random(int(p_ready * 10) + register_output)
+    words = [rng.randrange(1 << WIDTH) for _ in range(DEPTH)]
+    m = Module()
+    m.submodules.mem = mem = memory.Memory(shape=WIDTH, depth=DEPTH, init=words)
+    rd_port = mem.read_port()
+    m.submodules.dut = dut = MemoryStreamReader(width=WIDTH, depth=DEPTH,
+                                                register_output=register_output)
+    m.d.comb += [rd_port.addr.eq(dut.raddr), rd_port.en.eq(dut.ren),
+                 dut.rdata.eq(rd_port.data)]
+    runs = [(0, 1), (5, 17), (63, 1), (10, 54), (0, 64), (30, 3)]
+    got, cycles = [], []
+
+    async def bench(ctx):
+        for base, count in runs:
+            ctx.set(dut.base, base)
+            ctx.set(dut.count, count)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            run, n = [], 0
+            while ctx.get(dut.busy):
+                ready = rng.random() < p_ready
+                ctx.set(dut.o.ready, ready)
+                if ready and ctx.get(dut.o.valid):
+                    run.append(ctx.get(dut.o.payload))
+                await ctx.tick()
+                n += 1
+                assert n < 20 * count + 20, "the reader hangs"
+            ctx.set(dut.o.ready, 0)
+            got.append(run)
+            cycles.append(n)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [words[b:b + c] for b, c in runs]
+    if p_ready == 1.0:                     # one word a cycle once the reads are under way
+        assert all(n <= c + 3 for n, (_, c) in zip(cycles, runs, strict=True)), cycles
+
+
+def test_reader_validation():
+    with pytest.raises(ValueError, match="Reader width must be a positive integer, not 0"):
+        MemoryStreamReader(width=0, depth=4)
+    with pytest.raises(TypeError, match="register_output must be a bool, not 1"):
+        MemoryStreamReader(width=8, depth=4, register_output=1)
