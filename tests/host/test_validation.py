@@ -86,7 +86,7 @@ def test_encode_args_names_missing_fields():
     (dict(frame_bytes=0), "Frame data size must be an integer of at least 4, not 0"),
     (dict(act_words=3), "Activation store size must be an integer of at least 64"),
     (dict(weight_words=True), "Weight store size must be an integer"),
-    (dict(result_beats=0), "Result store size must be an integer of at least 1, not 0"),
+    (dict(result_beats=0), "Result store size must be a positive integer, not 0"),
     (dict(weight_store="dram"), "Weight store must be one of bram, ice40_spram, not 'dram'"),
     (dict(weight_store="ice40_spram", weight_words=40000),
      r"An SPRAM weight store of 40000 words of 32 bits \(plus the core's 0\) needs 6 "
