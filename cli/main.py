@@ -119,6 +119,23 @@ def _seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def _int_list(low: int, high: int):
+    """An argparse type: integers in ``low..high`` separated by commas."""
+    one = _integer(low, high)
+
+    def parse(text: str) -> tuple[int, ...]:
+        return tuple(one(part) for part in text.split(","))
+    return parse
+
+
+def _kind_list(text: str) -> tuple[str, ...]:
+    kinds = tuple(text.split(","))
+    bad = [k for k in kinds if k not in ("binary", "ternary")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"weight kinds are binary or ternary, not {bad[0]!r}")
+    return kinds
+
+
 def _clock(text: str) -> float:
     try:
         mhz = float(text)
@@ -171,13 +188,16 @@ def _train(args: argparse.Namespace) -> int:
     from .train import run
     return run(technique=args.technique, compare=args.compare, steps=args.steps, seed=args.seed,
                out=args.out, json_out=args.json, d_model=args.d_model, heads=args.heads,
+               bits=args.bits, weights=args.weights, layer_bits=args.layer_bits,
+               layer_weights=args.layer_weights, positions=args.positions,
                d_ff=args.d_ff, n_layers=args.layers, context=args.context, batch=args.batch)
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from ..host.quantize import main as quantize_main
+    from .quantize import main as quantize_main
     return quantize_main(args.input, args.output, method=args.method, seed=args.seed,
-                         heads=args.heads, json_out=args.json)
+                         heads=args.heads, json_out=args.json, bits=args.bits,
+                         weights=args.weights)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,8 +279,20 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--technique", default="combined",
                     help="ste, ste-clip, stochastic, error-feedback, grad-clip, distill, "
                          "combined (default) or float")
-    tr.add_argument("--compare", action="store_true",
-                    help="train every technique under the same budget and print the table")
+    tr.add_argument("--compare", nargs="?", const="both",
+                    choices=["techniques", "precisions", "both"],
+                    help="train under one budget and print the tables: every technique, and "
+                         "A = 1..4 with binary and ternary weights (default both)")
+    tr.add_argument("--bits", type=_integer(1, 4), default=1,
+                    help="activation bits of every layer and the head (1..4)")
+    tr.add_argument("--weights", choices=["binary", "ternary"], default="binary",
+                    help="weight kind of every layer and the head")
+    tr.add_argument("--layer-bits", type=_int_list(1, 4), metavar="A,A,...",
+                    help="per-layer activation bits (a hybrid model; default --bits)")
+    tr.add_argument("--layer-weights", type=_kind_list, metavar="KIND,KIND,...",
+                    help="per-layer weight kinds (binary or ternary; default --weights)")
+    tr.add_argument("--positions", action="store_true",
+                    help="learn a position table of --context rows (added on the host)")
     tr.add_argument("--steps", type=_positive, default=2000, help="optimiser steps per run")
     tr.add_argument("--seed", type=_non_negative, default=0)
     tr.add_argument("--out", help="model file (.npz) or folder (default build/train)")
@@ -281,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="seed of stochastic binarisation")
     qz.add_argument("--heads", type=_positive,
                     help="attention heads (else the file's heads entry)")
+    qz.add_argument("--bits", type=_integer(1, 4), default=1,
+                    help="activation bits A of every quantiser (1..4; multi-thresholds)")
+    qz.add_argument("--weights", choices=["binary", "ternary"], default="binary",
+                    help="weight kind: binary (--method) or ternary (BitNet b1.58's absmean)")
     qz.add_argument("--json", action="store_true",
                     help="print one JSON object (the summary or the error) on stdout")
     qz.set_defaults(func=_quantize)

@@ -11,22 +11,53 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 
-def run(*, technique: str, compare: bool, steps: int, seed: int, out: str | None,
+def model_card(model, cfg, loss: float, float_loss: float | None) -> dict:
+    """The model card written beside a trained model (the shipped one is
+    ``host/default_model.json``): what training measured, the configuration, each layer's
+    precision, the head's and the position table's size."""
+    card = {"technique": cfg.technique, "valid_loss": round(loss, 4),
+            "bits_per_char": round(loss / math.log(2), 4)}
+    if float_loss is not None:
+        card.update(float_valid_loss=round(float_loss, 4),
+                    float_bits_per_char=round(float_loss / math.log(2), 4),
+                    ratio_to_float=round(loss / float_loss, 4))
+    card["config"] = {k: v for k, v in asdict(cfg).items() if k not in ("technique",
+                                                                      "eval_batches")}
+    card["layers"] = [{"bits": p.bits, "weights": p.weights} for p in model.layers]
+    card["head"] = {"bits": model.head_bits, "weights": model.head_weights}
+    card["positions"] = 0 if model.P is None else int(model.P.shape[0])
+    card["corpus"] = "pydoc_data.topics (Python 3.11), last 10% held out for validation"
+    return card
+
+
+def run(*, technique: str, compare: str | None, steps: int, seed: int, out: str | None,
         json_out: bool, d_model: int, heads: int, d_ff: int, n_layers: int,
-        context: int, batch: int) -> int:
+        context: int, batch: int, bits: int = 1, weights: str = "binary",
+        layer_bits: tuple[int, ...] | None = None, layer_weights: tuple[str, ...] | None = None,
+        positions: bool = False) -> int:
+    """``compare``: None (train one model), ``"techniques"``, ``"precisions"`` or ``"both"``
+    (the tables of ``onebit train --compare``)."""
     if importlib.util.find_spec("torch") is None:
         print("onebit train needs PyTorch: pip install 'onebit[train]' (torch==2.13.0, a CPU "
               "build)", file=sys.stderr)
         return 2
     from ..train.compare import compare as run_compare
-    from ..train.compare import format_table, golden_valid_loss, stderr_progress
+    from ..train.compare import (
+        compare_precisions,
+        format_precision_table,
+        format_table,
+        golden_valid_loss,
+        stderr_progress,
+    )
     from ..train.corpus import load_corpus
     from ..train.export import export_model
     from ..train.loop import RunConfig, train
 
     try:
         base = RunConfig(technique=technique, steps=steps, seed=seed, d_model=d_model,
-                         heads=heads, d_ff=d_ff, n_layers=n_layers, context=context, batch=batch)
+                         heads=heads, d_ff=d_ff, n_layers=n_layers, context=context, batch=batch,
+                         bits=bits, weights=weights, layer_bits=layer_bits,
+                         layer_weights=layer_weights, positions=positions)
     except ValueError as e:
         print(f"onebit train: {e}", file=sys.stderr)
         return 2
@@ -34,14 +65,29 @@ def run(*, technique: str, compare: bool, steps: int, seed: int, out: str | None
     progress = stderr_progress()
     out_dir = Path(out or "build/train")
     if compare:
-        rows, runs = run_compare(base, corpus, progress=progress)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, r in runs.items():
-            if name != "float":
-                export_model(r.model, charset=corpus.charset).save(out_dir / f"{name}.npz")
-        table = {"config": asdict(base), "rows": [r.as_dict() for r in rows]}
-        (out_dir / "techniques.json").write_text(json.dumps(table, indent=1))
-        print(json.dumps(table) if json_out else format_table(rows, base))
+        tables = {}
+        if compare in ("techniques", "both"):
+            rows, runs = run_compare(base, corpus, progress=progress)
+            for name, r in runs.items():
+                if name != "float":
+                    export_model(r.model, charset=corpus.charset).save(out_dir / f"{name}.npz")
+            tables["techniques"] = {"config": asdict(base), "rows": [r.as_dict() for r in rows]}
+            (out_dir / "techniques.json").write_text(json.dumps(tables["techniques"], indent=1))
+            if not json_out:
+                print(format_table(rows, base))
+        if compare in ("precisions", "both"):
+            prows, pruns, float_loss = compare_precisions(base, corpus, progress=progress)
+            for name, r in pruns.items():
+                if name != "float":
+                    export_model(r.model, charset=corpus.charset).save(out_dir / f"{name}.npz")
+            tables["precisions"] = {"config": asdict(base), "float_valid_loss": float_loss,
+                                    "rows": [r.as_dict() for r in prows]}
+            (out_dir / "precisions.json").write_text(json.dumps(tables["precisions"], indent=1))
+            if not json_out:
+                print(format_precision_table(prows, base, float_loss))
+        if json_out:
+            print(json.dumps(tables))
         return 0
     teacher = None
     float_loss = None
@@ -63,6 +109,9 @@ def run(*, technique: str, compare: bool, steps: int, seed: int, out: str | None
                "bits_per_char": round(loss / math.log(2), 4),
                "float_valid_loss": None if float_loss is None else round(float_loss, 4),
                "bytes": path.stat().st_size, "train_seconds": round(r.seconds, 1)}
+    card = model_card(model, base, loss, float_loss)
+    path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    summary["card"] = str(path.with_suffix(".json"))
     if json_out:
         print(json.dumps(summary))
     else:

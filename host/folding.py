@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = [
     "binarize_sign", "binarize_stochastic", "binarize_error_feedback", "BINARIZERS",
-    "fold_batchnorm", "quantize_scales",
+    "ternarize_absmean", "level_boundaries", "fold_batchnorm", "quantize_scales",
 ]
 
 
@@ -89,10 +89,36 @@ def binarize_error_feedback(w: np.ndarray, *, name: str = "w") -> np.ndarray:
 BINARIZERS = ("sign", "stochastic", "error-feedback")
 
 
+def ternarize_absmean(w: np.ndarray, *, name: str = "w") -> tuple[np.ndarray, float]:
+    """BitNet b1.58's absmean rule: ``w_t = round(clip(w / mean|w|, -1, 1))`` over the whole
+    matrix; return ``(w_t, mean|w|)`` (``int8`` in {-1, 0, 1}, and the scale that makes
+    ``mean|w| * w_t`` approximate ``w``; a zero matrix has scale 1 and all-zero weights)."""
+    arr = _matrix(name, w)
+    scale = float(np.abs(arr).mean())
+    if scale == 0.0:
+        return np.zeros(arr.shape, np.int8), 1.0
+    return np.round(np.clip(arr / scale, -1.0, 1.0)).astype(np.int8), scale
+
+
+def level_boundaries(bits: int, step: float = 1.0) -> np.ndarray:
+    """Where an A-bit activation quantiser of ``step`` changes level: its output level ``q``
+    stands for ``step * (2q - L)``, and ``q >= j`` exactly when its input ``z >= step * (2j - 1
+    - L)``, j = 1..L (midway between neighbouring values; for A = 1 the sign, ``z >= 0``)."""
+    lv = (1 << bits) - 1
+    return step * (2.0 * np.arange(1, lv + 1) - 1 - lv)
+
+
 def fold_batchnorm(gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray, *,
-                   eps: float, lo: int, hi: int, negate: bool,
-                   name: str = "bn") -> tuple[np.ndarray, np.ndarray]:
-    """Fold ``gamma * (x - mean) / sqrt(var + eps) + beta >= 0`` into ``(t, flip)``.
+                   eps: float, lo: int, hi: int, negate: bool, name: str = "bn",
+                   boundaries: np.ndarray | None = None,
+                   scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``gamma * (scale * x - mean) / sqrt(var + eps) + beta >= 0`` into ``(t, flip)``.
+
+    With ``boundaries`` (``level_boundaries``: the L values ``z_j`` where an A-bit quantiser
+    after the batch norm changes level) the result is a multi-threshold ``t`` (N, L) whose
+    ``MT(x, t[n])`` is that quantiser's level; without, one threshold per channel (``z >= 0``).
+    ``scale`` (positive) is what one unit of the integer ``x`` is worth in the float network
+    (the input activations' step times the weights' scale).
 
     ``x`` is an integer in ``[lo, hi - 1]`` (a dot product: ``lo = -K, hi = K + 1``); ``t`` is
     clamped to ``[lo, hi]`` (``lo`` means always 1, ``hi`` always 0). Where ``flip[n]`` is False
@@ -116,17 +142,24 @@ def fold_batchnorm(gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: n
         raise ValueError(f"{name}.var must be non-negative, found {arrays['var'].min()!r}")
     if not eps > 0 and not (arrays["var"] > 0).all():
         raise ValueError(f"{name}: eps must be positive when a variance is zero, not {eps!r}")
-    g, b, m = arrays["gamma"], arrays["beta"], arrays["mean"]
-    s = np.sqrt(arrays["var"] + eps)
-    flip = g < 0
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"{name}: the scale must be a positive number, not {scale!r}")
+    z = np.zeros(1) if boundaries is None else np.asarray(boundaries, np.float64)
+    g, b, m = (arrays[k][:, None] for k in ("gamma", "beta", "mean"))
+    s = np.sqrt(arrays["var"] + eps)[:, None]
+    flip = arrays["gamma"] < 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = m - b * s / g                      # the boundary: bit is x >= c (g > 0), x <= c (g < 0)
-    # x <= c  <=>  -x >= ceil(-c)  (negate)  <=>  not (x >= floor(c) + 1)  (invert)
-    flipped = np.ceil(-c) if negate else np.floor(c) + 1
-    t = np.where(flip, flipped, np.ceil(c))
-    t = np.where(g == 0, np.where(b >= 0, lo, hi), t)
+        # Level j is reached at x >= c_j (g > 0) or x <= c_j (g < 0).
+        c = (m + (z[None, :] - b) * s / g) / scale
+    # x <= c  <=>  -x >= ceil(-c)  (negate: the level is unchanged)  <=>  not (x >= floor(c) +
+    # 1)  (invert: the level becomes L - q, read as -hat(q)); sorted, as MT needs.
+    flipped = np.sort(np.ceil(-c) if negate else np.floor(c) + 1, axis=1)
+    t = np.where(flip[:, None], flipped, np.ceil(c))
+    const = np.where(b >= z[None, :], lo, hi)       # gamma = 0: a constant level
+    const = np.sort(const, axis=1)
+    t = np.where((arrays["gamma"] == 0)[:, None], const, t)
     t = np.clip(np.nan_to_num(t, nan=lo, posinf=hi, neginf=lo), lo, hi).astype(np.int64)
-    return t, flip
+    return (t[:, 0] if boundaries is None else t), flip
 
 
 def quantize_scales(scales: dict[str, np.ndarray], *, max_shift: int = 15) -> tuple[

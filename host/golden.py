@@ -1,11 +1,14 @@
-"""The bit-exact NumPy golden model of ``docs/numerics.md``.
+"""The bit-exact NumPy golden model of ``docs/numerics.md`` (version 2: hybrid precision).
 
-Every function works on packed ``uint32`` words with ``np.bitwise_count``; no step holds one bit
-per byte in its inner loop. Integers are exact (``int32``/``int64``), compared with ``==`` by the
-tests, never with a tolerance.
+Every product works on packed ``uint32`` words with ``np.bitwise_count``; no step holds one value
+per byte in its inner loop. An A-bit activation vector travels as A bit-planes (plane i holds
+bit i of every level), and since ``hat(q) = 2q - L = sum_i 2^i (2 p_i - 1)``, a product with
+A-bit activations is the shift-and-add of A binary products, one per plane; a ternary weight
+matrix is two binary planes whose products are summed and halved. Integers are exact
+(``int64``), compared with ``==`` by the tests, never with a tolerance.
 
 Prefill and decode are one function seen two ways: :func:`layer_step` takes a block of new rows
-and a :class:`KVCache` that holds the packed ``Kb``/``Vb`` rows of earlier tokens. Prefill is one
+and a :class:`KVCache` that holds the packed K and V levels of earlier tokens. Prefill is one
 call with an empty cache; decode is one call per token.
 """
 
@@ -16,11 +19,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .packing import WORD_BITS, pack_bits, words_for
-from .params import INT16_MAX, INT16_MIN, LayerParams, ModelParams
+from .params import (
+    INT16_MAX,
+    INT16_MIN,
+    LayerParams,
+    ModelParams,
+    check_levels,
+    check_weights,
+    multi_thresholds,
+    weight_planes,
+)
 
 __all__ = [
-    "dot", "mdot", "binary_linear", "sat16", "KVCache", "layer_step", "layer", "layer_decode",
-    "model_logits", "generate",
+    "dot", "mdot", "binary_linear", "linear", "multi_threshold", "sat16", "KVCache",
+    "layer_step", "layer", "layer_decode", "model_logits", "generate", "embed",
 ]
 
 
@@ -41,23 +53,23 @@ def dot(a: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
     if a.shape[-1] != words_for(k) or w.shape[-1] != words_for(k):
         raise ValueError(f"{k} bits need {words_for(k)} words, not {a.shape[-1]} and "
                          f"{w.shape[-1]}")
-    mismatches = np.bitwise_count(a ^ w).sum(axis=-1, dtype=np.int32)
+    mismatches = np.bitwise_count(a ^ w).sum(axis=-1, dtype=np.int64)
     return k - 2 * mismatches
 
 
 def mdot(p: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Return ``mdot(p, w) = 2 * popcount(p AND w) - popcount(p)`` of packed words."""
     p, w = _words("p", p), _words("w", w)
-    both = np.bitwise_count(p & w).sum(axis=-1, dtype=np.int32)
-    return 2 * both - np.bitwise_count(p).sum(axis=-1, dtype=np.int32)
+    both = np.bitwise_count(p & w).sum(axis=-1, dtype=np.int64)
+    return 2 * both - np.bitwise_count(p).sum(axis=-1, dtype=np.int64)
 
 
 def binary_linear(x: np.ndarray, w: np.ndarray, k: int,
                   thresholds: np.ndarray | None = None) -> np.ndarray:
-    """Return the spec's ``BinaryLinear``: ``y[..., n] = dot(x[...], w[n])``.
+    """Return version 1's ``BinaryLinear``: ``y[..., n] = dot(x[...], w[n])``.
 
     ``x`` (..., W) and ``w`` (N, W) are packed words over ``k`` bits. Without thresholds the
-    result is ``int32`` (..., N); with ``thresholds`` (N,) it is the bits ``y >= t`` as ``uint8``.
+    result is ``int64`` (..., N); with ``thresholds`` (N,) it is the bits ``y >= t`` as ``uint8``.
     """
     x, w = _words("x", x), _words("w", w)
     if w.ndim != 2:
@@ -69,6 +81,67 @@ def binary_linear(x: np.ndarray, w: np.ndarray, k: int,
     if t.shape != (w.shape[0],):
         raise ValueError(f"thresholds must have shape ({w.shape[0]},), not {t.shape}")
     return (y >= t).astype(np.uint8)
+
+
+def multi_threshold(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``MT(x, t)``: for integers ``x`` (..., N) and thresholds ``t`` (N,) or (N, L), the number
+    of ``j`` with ``x >= t[n, j]``, as ``uint8`` levels (..., N)."""
+    t = np.asarray(t)
+    if t.ndim == 1:
+        return (x >= t).astype(np.uint8)
+    out = np.zeros(np.shape(x), np.uint8)
+    for j in range(t.shape[1]):              # one compare per level (no small-axis reduction)
+        out += x >= t[:, j]
+    return out
+
+
+def _planes(q: np.ndarray, bits: int) -> np.ndarray:
+    """Levels (..., K) as packed bit-planes (bits, ..., words(K))."""
+    q = np.asarray(q)
+    return np.stack([pack_bits((q >> i) & 1) for i in range(bits)])
+
+
+def _plane_weights(bits: int) -> np.ndarray:
+    return (1 << np.arange(bits, dtype=np.int64))
+
+
+def _prod(w_planes: np.ndarray, k: int, x_planes: np.ndarray, bits: int) -> np.ndarray:
+    """``prod(hat(q), w[n])`` for activations as packed planes (bits, ..., W) and weights as
+    packed binary planes (1 or 2, N, W) over ``k`` elements: per weight plane
+    ``sum_i 2^i dot(b_i, w) = L k - 2 sum_i 2^i popcount(p_i XOR w)``; two planes (ternary)
+    are summed and halved, which is exact."""
+    # Words lead (W, A, ..., 1) x (W, N): the popcounts are summed over whole contiguous
+    # blocks rather than along a short last axis.
+    # One activation plane at a time keeps the intermediate arrays in cache.
+    xw = np.moveaxis(x_planes, -1, 0)[..., None]                       # (W, A, ..., 1)
+    weighted = np.zeros((), np.int64)
+    for wp in w_planes:
+        wt = wp.T.reshape((wp.shape[1],) + (1,) * (xw.ndim - 3) + (wp.shape[0],))
+        for i in range(bits):
+            m = np.bitwise_count(xw[:, i] ^ wt).sum(axis=0, dtype=np.int32)   # (..., N)
+            weighted = weighted + (m.astype(np.int64) << i)
+    total = len(w_planes) * ((1 << bits) - 1) * k - 2 * weighted
+    return total if len(w_planes) == 1 else total // 2
+
+
+def linear(x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None = None, *,
+           bits: int = 1, weights: str = "binary") -> np.ndarray:
+    """The numerics' ``Linear``: ``y[t, n] = prod(hat(x[t]), w[n])``.
+
+    ``x`` (T, K) holds activation levels in ``0..2^bits - 1``; ``w`` (N, K) binary weights
+    (``{0, 1}``, bit 1 = +1) or ternary ones (``{-1, 0, 1}``, ``weights="ternary"``). Without
+    thresholds the result is ``int64`` (T, N); with ``thresholds`` (N,) or (N, L') the output
+    levels ``MT(y[t, n], thresholds[n])`` as ``uint8``.
+    """
+    xq = check_levels("x", x, bits)
+    if xq.ndim != 2:
+        raise ValueError(f"x must be 2-D (tokens, K), not shape {xq.shape}")
+    wm = check_weights("w", w, weights, (None, xq.shape[1]))
+    y = _prod(weight_planes(wm, weights), wm.shape[1], _planes(xq, bits), bits)
+    if thresholds is None:
+        return y
+    t = multi_thresholds("thresholds", thresholds, wm.shape[0])
+    return multi_threshold(y, t)
 
 
 def sat16(x: np.ndarray) -> np.ndarray:
@@ -94,16 +167,17 @@ def _check_rows(name: str, x: np.ndarray, d: int) -> np.ndarray:
 
 @dataclass
 class KVCache:
-    """Packed ``Kb`` and ``Vb`` rows of the tokens seen so far by one layer.
+    """The packed K and V levels of the tokens seen so far by one layer.
 
-    ``k`` is (capacity, H, words(Dh)): each token's keys, packed per head. ``vt`` is
-    (D, words(capacity)): the values transposed, so bit ``j`` of row ``d`` is ``Vb[j, d]``, which
-    is the packed operand of the context ``mdot`` over tokens.
+    ``k`` is (capacity, bits, H, words(Dh)): each token's key levels as bit-planes, packed per
+    head. ``vt`` is (bits, D, words(capacity)): the value planes transposed, so bit ``j`` of
+    ``vt[i, d]`` is bit i of ``V[j, d]``, the packed operand of the context ``msum`` over tokens.
     """
 
     heads: int
     head_dim: int
     capacity: int
+    bits: int = 1
     length: int = 0
     k: np.ndarray = field(init=False)
     vt: np.ndarray = field(init=False)
@@ -112,80 +186,99 @@ class KVCache:
         if self.capacity <= 0:
             raise ValueError(f"KV cache capacity must be a positive integer, not "
                              f"{self.capacity!r}")
-        self.k = np.zeros((self.capacity, self.heads, words_for(self.head_dim)), np.uint32)
-        self.vt = np.zeros((self.heads * self.head_dim, words_for(self.capacity)), np.uint32)
+        if self.bits not in (1, 2, 3, 4):
+            raise ValueError(f"KV cache bits must be 1, 2, 3 or 4, not {self.bits!r}")
+        self.k = np.zeros((self.capacity, self.bits, self.heads, words_for(self.head_dim)),
+                          np.uint32)
+        self.vt = np.zeros((self.bits, self.heads * self.head_dim, words_for(self.capacity)),
+                           np.uint32)
 
-    def append(self, kb: np.ndarray, vb: np.ndarray) -> None:
-        """Append rows: ``kb`` (n, H, words(Dh)) packed keys, ``vb`` (n, D) value bits."""
-        n = kb.shape[0]
+    def append(self, kq: np.ndarray, vq: np.ndarray) -> None:
+        """Append rows: ``kq`` (n, H, Dh) key levels, ``vq`` (n, D) value levels."""
+        n = kq.shape[0]
         if self.length + n > self.capacity:
             raise OverflowError(f"KV cache holds {self.capacity} tokens; {self.length} are in it"
                                 f" and {n} more do not fit")
         pos = self.length + np.arange(n)
-        self.k[pos] = kb
+        self.k[pos] = np.moveaxis(_planes(kq, self.bits), 0, 1)      # (n, A, H, Wh)
         word, bit = pos // WORD_BITS, (pos % WORD_BITS).astype(np.uint32)
-        for i in range(n):
-            self.vt[:, word[i]] |= vb[i].astype(np.uint32) << bit[i]
+        for b in range(self.bits):
+            shifted = ((vq.T >> b) & 1).astype(np.uint32) << bit      # (D, n)
+            for w in np.unique(word):                                 # words the rows touch
+                self.vt[b, :, w] |= np.bitwise_or.reduce(shifted[:, word == w], axis=1)
         self.length += n
 
 
 def layer_step(x: np.ndarray, p: LayerParams, cache: KVCache) -> np.ndarray:
     """Run the layer on new rows ``x`` (n, D) int16 that follow the rows already in ``cache``.
 
-    Appends the new ``Kb``/``Vb`` rows to ``cache`` and returns the new rows' output (n, D) int16.
+    Appends the new K and V levels to ``cache`` and returns the new rows' output (n, D) int16.
     """
-    d, h, dh, f = p.d_model, p.heads, p.head_dim, p.d_ff
+    d, h, dh = p.d_model, p.heads, p.head_dim
+    a, lv = p.bits, (1 << p.bits) - 1
     xi = _check_rows("x", x, d)
     n = xi.shape[0]
-    if (cache.heads, cache.head_dim) != (h, dh):
-        raise ValueError(f"KV cache is for {cache.heads} heads of width {cache.head_dim}, "
-                         f"not {h} of width {dh}")
+    if (cache.heads, cache.head_dim, cache.bits) != (h, dh, a):
+        raise ValueError(f"KV cache is for {cache.heads} heads of width {cache.head_dim} at "
+                         f"{cache.bits} bits, not {h} of width {dh} at {a}")
     p0 = cache.length
 
-    # 1-2. Binarise the residual stream; binary Q/K/V projections with thresholds.
-    xb = pack_bits(xi >= p.th_attn)
-    qb = binary_linear(xb, p.packed("Wq"), d, p.tq)
-    kb = binary_linear(xb, p.packed("Wk"), d, p.tk)
-    vb = binary_linear(xb, p.packed("Wv"), d, p.tv)
-    cache.append(pack_bits(kb.reshape(n, h, dh)), vb)
+    def proj(q: np.ndarray, w: str) -> np.ndarray:
+        return _prod(p.planes(w), getattr(p, w).shape[1], _planes(q, a), a)
+
+    # 1-2. Quantise the residual stream; Q/K/V projections with multi-thresholds.
+    xq = multi_threshold(xi, p.th_attn)
+    xplanes = _planes(xq, a)
+    qq, kq, vq = (multi_threshold(_prod(p.planes(w), d, xplanes, a), t)
+                  for w, t in (("Wq", p.tq), ("Wk", p.tk), ("Wv", p.tv)))
+    cache.append(kq.reshape(n, h, dh), vq)
     length = cache.length
 
-    # 3-4. Per-head binary scores, thresholded, with the causal mask j <= i.
-    qh = pack_bits(qb.reshape(n, h, dh))                      # (n, H, Wh)
-    keys = cache.k[:length]                                  # (P, H, Wh)
-    s = dot(qh[:, None, :, :], keys[None, :, :, :], dh)      # (n, P, H)
+    # 3-4. Per-head scores aprod(hat(Q), hat(K)) = sum_ij 2^(i+j) dot(plane_i, plane_j),
+    # thresholded, with the causal mask j <= i.
+    qw = np.moveaxis(_planes(qq.reshape(n, h, dh), a), -1, 0)      # (Wh, A, n, H)
+    kw = np.moveaxis(cache.k[:length], -1, 0)                      # (Wh, P, A, H)
+    mism = np.zeros((n, length, h), np.int64)
+    for i in range(a):
+        for j in range(a):
+            m = np.bitwise_count(qw[:, i, :, None] ^ kw[:, None, :, j])   # (Wh, n, P, H)
+            mism += m.sum(axis=0, dtype=np.int64) << (i + j)
+    s = lv * lv * dh - 2 * mism                                    # (n, P, H)
     causal = np.arange(length)[None, :] <= (p0 + np.arange(n))[:, None]
-    a = (s >= p.ta[None, None, :]) & causal[:, :, None]
-    a_packed = pack_bits(np.moveaxis(a, 1, 2))               # (n, H, words(P))
+    mask = (s >= p.ta[None, None, :]) & causal[:, :, None]
+    mask_packed = pack_bits(np.moveaxis(mask, 1, 2))              # (n, H, words(P))
 
-    # 5. Context: mask times binary values, per head; thresholds tc.
-    vt = cache.vt[:, :words_for(length)].reshape(h, dh, -1)  # (H, Dh, words(P))
-    c = mdot(a_packed[:, :, None, :], vt[None, :, :, :]).reshape(n, d)
-    cb = pack_bits(c >= p.tc)
+    # 5. Context: msum(mask, hat(V)) = sum_i 2^i mdot(mask, plane_i), per head; tc.
+    vt = cache.vt[:, :, :words_for(length)].reshape(a, h, dh, -1)  # (A, H, Dh, words(P))
+    both = np.bitwise_count(mask_packed[None, :, :, None, :] & vt[:, None])
+    both = both.sum(axis=-1, dtype=np.int64)                       # (A, n, H, Dh)
+    ones = np.bitwise_count(mask_packed).sum(axis=-1, dtype=np.int64)   # (n, H)
+    c = 2 * (both * _plane_weights(a)[:, None, None, None]).sum(axis=0) - lv * ones[..., None]
+    cq = multi_threshold(c.reshape(n, d), p.tc)
 
     # 6. Output projection, residual scale-shift-add with saturation.
-    o = binary_linear(cb, p.packed("Wo"), d)
+    o = proj(cq, "Wo")
     x1 = _scale_shift(xi, o, p.so, p.r)
 
     # 7-8. Feed-forward block.
-    hb = binary_linear(pack_bits(x1 >= p.th_ffn), p.packed("W1"), d, p.t1)
-    y = binary_linear(pack_bits(hb), p.packed("W2"), f)
+    hq = multi_threshold(proj(multi_threshold(x1, p.th_ffn), "W1"), p.t1)
+    y = proj(hq, "W2")
     return _scale_shift(x1, y, p.s2, p.r)
 
 
 def layer(x: np.ndarray, p: LayerParams) -> np.ndarray:
-    """Return the spec's transformer layer over a whole sequence: int16 (T, D) to int16 (T, D)."""
+    """Return the transformer layer over a whole sequence: int16 (T, D) to int16 (T, D)."""
     if not isinstance(p, LayerParams):
         raise TypeError(f"p must be LayerParams, not {type(p).__name__}")
     t = np.asarray(x).shape[0] if np.ndim(x) == 2 else 0
-    cache = KVCache(p.heads, p.head_dim, max(t, 1))
+    cache = KVCache(p.heads, p.head_dim, max(t, 1), p.bits)
     return layer_step(x, p, cache)
 
 
 def layer_decode(x: np.ndarray, p: LayerParams) -> np.ndarray:
     """Return the layer computed one token at a time with a KV cache (equals :func:`layer`)."""
     xi = _check_rows("x", x, p.d_model)
-    cache = KVCache(p.heads, p.head_dim, max(xi.shape[0], 1))
+    cache = KVCache(p.heads, p.head_dim, max(xi.shape[0], 1), p.bits)
     rows = [layer_step(xi[i:i + 1], p, cache) for i in range(xi.shape[0])]
     return np.concatenate(rows, axis=0) if rows else np.zeros((0, p.d_model), np.int16)
 
@@ -202,15 +295,27 @@ def _check_tokens(tokens: np.ndarray, vocab: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def embed(tokens: np.ndarray, m: ModelParams, start: int = 0) -> np.ndarray:
+    """The input rows (T, D) int16 of ``tokens`` at positions ``start, start + 1, ...``:
+    ``sat16(E[token] + P[position])`` (``E[token]`` without a position table)."""
+    tok = _check_tokens(tokens, m.vocab)
+    if m.P is None:
+        return m.E[tok]
+    last = start + len(tok) - 1
+    if last >= m.P.shape[0]:
+        raise ValueError(f"position {last} is beyond the model's position table of "
+                         f"{m.P.shape[0]} positions")
+    return sat16(m.E[tok].astype(np.int64) + m.P[start:last + 1])
+
+
 def _head(x: np.ndarray, m: ModelParams) -> np.ndarray:
-    return binary_linear(pack_bits(x.astype(np.int64) >= m.th_out), pack_bits(m.Wout),
-                         m.d_model)
+    xq = multi_threshold(x.astype(np.int64), m.th_out)
+    return _prod(m.head_planes(), m.d_model, _planes(xq, m.head_bits), m.head_bits)
 
 
 def model_logits(tokens: np.ndarray, m: ModelParams) -> np.ndarray:
-    """Return the logits (T, V) int32 of the language model for every position of ``tokens``."""
-    tok = _check_tokens(tokens, m.vocab)
-    x = m.E[tok]
+    """Return the logits (T, V) int64 of the language model for every position of ``tokens``."""
+    x = embed(tokens, m)
     for p in m.layers:
         x = layer(x, p)
     return _head(x, m)
@@ -219,18 +324,25 @@ def model_logits(tokens: np.ndarray, m: ModelParams) -> np.ndarray:
 def generate(prompt: np.ndarray, n: int, m: ModelParams) -> np.ndarray:
     """Greedily generate ``n`` tokens after ``prompt`` (prefill, then decode with KV caches).
 
-    The next token is the argmax of the logits, the lowest index winning a tie.
+    The next token is the argmax of the logits, the lowest index winning a tie. A model with a
+    position table refuses a sequence longer than it (``len(prompt) + n - 1`` positions).
     """
     tok = _check_tokens(prompt, m.vocab)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer, not {n!r}")
-    caches = [KVCache(p.heads, p.head_dim, len(tok) + n) for p in m.layers]
-    x = m.E[tok]
+    if m.P is not None and len(tok) + max(n, 1) - 1 > m.P.shape[0]:
+        raise ValueError(f"{len(tok)} prompt tokens and {n} more need "
+                         f"{len(tok) + max(n, 1) - 1} positions; the model's position table "
+                         f"has {m.P.shape[0]}")
+    caches = [KVCache(p.heads, p.head_dim, len(tok) + n, p.bits) for p in m.layers]
+    x = embed(tok, m)
     out: list[int] = []
-    for _ in range(n):
+    for step in range(n):
         for p, cache in zip(m.layers, caches, strict=True):
             x = layer_step(x, p, cache)
         nxt = int(np.argmax(_head(x[-1:], m)[0]))   # argmax returns the first maximum
         out.append(nxt)
-        x = m.E[[nxt]]
+        if step + 1 < n:                            # the last token is not fed back
+            x = embed([nxt], m, start=len(tok) + step)
     return np.asarray(out, dtype=np.int64)
+

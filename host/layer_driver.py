@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .device_config import RESIDUAL_BYTES, DeviceConfig
-from .golden import _check_rows, _check_tokens
+from .golden import _check_rows, _check_tokens, embed
 from .layer_layout import (
     check_layer,
+    check_precision,
     head_param_values,
     head_weights,
     layer_param_values,
@@ -202,6 +203,9 @@ class LayerCommands:
         if model.vocab > dev.core.max_n:
             raise ValueError(f"vocabulary of {model.vocab} exceeds the core's max_n "
                              f"{dev.core.max_n}")
+        check_precision("the model's LM head", model.head_bits, model.head_weights)
+        for i, p in enumerate(model.layers):
+            check_precision(f"layer {i}", p.bits, p.weights)
         for i, p in enumerate(model.layers):
             self.load_layer(p, i)
         self._load(Opcode.LOAD_WEIGHTS, head_weights(dev, model.Wout), base=plan.head_w)
@@ -274,13 +278,18 @@ class LayerCommands:
         tok = _check_tokens(prompt_tokens, m.vocab)
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, not {n!r}")
+        total = len(tok) + max(n - 1, 0)
         for i in range(len(m.layers)):
-            self._check_room(i, len(tok) + max(n - 1, 0), True)
+            self._check_room(i, total, True)
+        if m.P is not None and total > m.P.shape[0]:
+            raise ValueError(f"{len(tok)} prompt tokens and {n} more need {total} positions; "
+                             f"the model's position table has {m.P.shape[0]}")
         out: list[int] = []
         pending, fresh, restarts = [int(t) for t in tok], True, 0
         while len(out) < n:
+            start = 0 if fresh else len(tok) + len(out) - 1     # the position of pending[0]
             try:
-                logits = self._pass(m, m.E[pending], fresh=fresh)
+                logits = self._pass(m, embed(pending, m, start), fresh=fresh)
             except (CacheLostError, LinkTimeout):
                 restarts += 1
                 if restarts > self.link.retries:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .packing import check_bits
 
-__all__ = ["PARAM_ROWS", "matrix_offsets", "act_regions", "check_layer",
+__all__ = ["PARAM_ROWS", "check_precision", "matrix_offsets", "act_regions", "check_layer",
            "param_words_per_layer", "layer_weight_words",
            "layer_thresh_count", "layer_weights", "layer_thresholds", "layer_param_values",
            "head_weights", "head_param_values"]
@@ -118,9 +118,20 @@ def layer_weights(dev, p) -> bytes:
     return bytes(out)
 
 
+def check_precision(what: str, bits: int, weights: str) -> None:
+    """Raise ``ValueError`` unless ``bits`` and ``weights`` are what the gateware computes: 1-bit
+    activations and binary weights (multi-bit activations and ternary weights run on the host's
+    golden model; the gateware's support is to come)."""
+    if (bits, weights) != (1, "binary"):
+        raise ValueError(f"the device computes 1-bit activations with binary weights; {what} "
+                         f"has {bits}-bit activations and {weights} weights (golden.layer and "
+                         f"golden.generate compute it on the host)")
+
+
 def check_layer(dev, p) -> None:
     """Raise ``ValueError`` naming the mismatch if ``LayerParams`` ``p`` cannot run on ``dev``."""
     d, _, _, heads = _dims(dev)
+    check_precision("this layer", p.bits, p.weights)
     if (p.d_model, p.heads) != (d, heads):
         raise ValueError(f"the device's layer engine is built for D = {d}, H = {heads}; this "
                          f"layer has D = {p.d_model}, H = {p.heads}")

@@ -1,27 +1,28 @@
-"""``onebit quantize``: float weights (``.npz``) to a binary model or layer file.
+"""Quantize float weights (``.npz``) into a model or layer file (the library behind
+``onebit quantize``; NumPy only).
 
-Input entries (``(out, in)`` matrices, the spec's names):
+Input entries (``(out, in)`` matrices, the numerics' names):
 
 - A layer: ``Wq Wk Wv Wo W1 W2`` and ``heads``. A model: ``E`` (V, D), ``Wout`` (V, D), and each
   layer's entries prefixed ``layer0.``, ``layer1.`` ...
 - Each threshold site (``th_attn tq tk tv tc th_ffn t1``, and the model's ``th_out``) comes
   either as batch-norm statistics ``<site>.gamma .beta .mean .var`` (folded, FINN style; a
-  negative gamma negates the producing weight row for ``tq tk tv t1`` and flips the reading
-  weights' column for the others), or as thresholds ``<site>`` (``x >= t``, rounded up), or not
-  at all (threshold 0). ``ta`` (per head) as thresholds or absent. ``eps`` (default 1e-5).
-- ``so``, ``s2`` float scales (default 1.0); they become int8 with one shared shift ``r``.
-  ``E`` is rounded to int16 and must fit.
+  negative gamma negates the producing weight row for ``tq tk tv t1`` and negates the reading
+  weights' column for the others), or as thresholds ``<site>`` (``x >= t``, rounded up; (n, L)
+  for L levels), or not at all (the quantiser's own boundaries). ``<site>.step``: the step of
+  the A-bit quantiser after the site (its level q stands for ``step * (2q - L)``; default 1).
+  ``ta`` (per head) as thresholds, statistics or absent. ``eps`` (default 1e-5).
+- ``so``, ``s2`` float scales (default 1.0); with the steps and weight scales folded in they
+  become int8 with one shared shift ``r``. ``E`` is rounded to int16 and must fit.
 
-Binarisers: ``sign``, ``stochastic`` (``--seed``), ``error-feedback``
-(:mod:`onebit.host.folding`). With ``--json`` the result, or the error, is one JSON object on
-standard output, for programs that call ``onebit quantize`` as a process.
+Weights: binary by ``sign``, ``stochastic`` (``seed``) or ``error-feedback``
+(:mod:`onebit.host.folding`); ternary by BitNet b1.58's absmean rule, its scale folded into the
+thresholds and residual scales. ``bits`` (1..4) is every quantiser's activation bits.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +32,14 @@ from .folding import (
     binarize_sign,
     binarize_stochastic,
     fold_batchnorm,
+    level_boundaries,
     quantize_scales,
+    ternarize_absmean,
 )
 from .npz_file import read_npz
 from .params import INT16_MAX, INT16_MIN, LayerParams, ModelParams
 
-__all__ = ["QuantizeError", "quantize", "main"]
+__all__ = ["QuantizeError", "quantize"]
 
 BN_KEYS = ("gamma", "beta", "mean", "var")
 
@@ -100,23 +103,58 @@ class _Input:
 
 
 class _Quantizer:
-    def __init__(self, inp: _Input, method: str, seed: int):
+    """Quantizes one input file's matrices and folds its threshold sites at ``bits`` bits of
+    activation and ``weights`` of one kind. Each activation quantiser (the output of a
+    threshold site) has a step: its level ``q`` stands for ``step * (2q - L)`` in the float
+    network (``<site>.step``, default 1); a ternary matrix stands for ``mean|w| * w_t``. What
+    one unit of an integer product is worth in the float network (the input activations' step
+    times the weights' scale) divides the folded thresholds and multiplies the residual
+    scales."""
+
+    def __init__(self, inp: _Input, method: str, seed: int, bits: int, weights: str):
         self.inp, self.method, self.seed = inp, method, seed
+        self.a, self.kind, self.levels = bits, weights, (1 << bits) - 1
         self.flipped: dict[str, int] = {}
         self.count = 0
 
-    def bits(self, key: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    def matrix(self, key: str, shape: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
+        """The quantized matrix and its scale (1 for binary weights)."""
         w = self.inp.matrix(key, shape)
         self.count += 1
+        if self.kind == "ternary":
+            return ternarize_absmean(w, name=key)
         if self.method == "sign":
-            return binarize_sign(w, name=key)
+            return binarize_sign(w, name=key), 1.0
         if self.method == "stochastic":
-            return binarize_stochastic(w, seed=self.seed + self.count, name=key)
-        return binarize_error_feedback(w, name=key)
+            return binarize_stochastic(w, seed=self.seed + self.count, name=key), 1.0
+        return binarize_error_feedback(w, name=key), 1.0
 
-    def threshold(self, site: str, n: int, *, lo: int, hi: int, negate: bool,
-                  eps: float) -> tuple[np.ndarray, np.ndarray]:
-        inp = self.inp
+    def negate(self, w: np.ndarray, rows=None, cols=None) -> None:
+        """Negate rows or columns of a quantized matrix in place (flip bits; negate ternary)."""
+        index = (rows, slice(None)) if rows is not None else (slice(None), cols)
+        if self.kind == "ternary":
+            w[index] = -w[index]
+        else:
+            w[index] ^= 1
+
+    def step(self, site: str) -> float:
+        key = f"{site}.step"
+        if not self.inp.has(key):
+            return 1.0
+        a = self.inp.get(key)
+        self.inp.real_numbers(key, a)
+        value = float(a) if a.ndim == 0 else None
+        if value is None or not np.isfinite(value) or value <= 0:
+            raise QuantizeError(f"{self.inp.path}: {key} must be one finite positive number, "
+                                f"not {a.tolist()!r}")
+        return value
+
+    def threshold(self, site: str, n: int, *, lo: int, hi: int, negate: bool, eps: float,
+                  scale: float = 1.0, levels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The site's thresholds ((n,) for one level, else (n, L)) and which channels were
+        flipped (a negative gamma)."""
+        inp, lv = self.inp, self.levels if levels is None else levels
+        bounds = level_boundaries(lv.bit_length(), self.step(site))
         stats = [f"{site}.{k}" for k in BN_KEYS]
         present = [s for s in stats if inp.has(s)]
         if present and inp.has(site):
@@ -129,24 +167,29 @@ class _Quantizer:
                                     f" {', '.join(missing)} missing")
             try:
                 t, flip = fold_batchnorm(*(inp.get(s) for s in stats), eps=eps, lo=lo, hi=hi,
-                                         negate=negate, name=site)
+                                         negate=negate, name=site, boundaries=bounds,
+                                         scale=scale)
             except ValueError as e:
                 raise QuantizeError(f"{inp.path}: {e}") from e
-            if t.shape != (n,):
+            if t.shape[0] != n:
                 raise QuantizeError(f"{inp.path}: {site} statistics must have shape ({n},), not "
-                                    f"{t.shape}")
+                                    f"({t.shape[0]},)")
             self.flipped[site] = int(flip.sum())
-            return t, flip
+            return (t[:, 0] if lv == 1 else t), flip
         if inp.has(site):
             a = inp.get(site)
-            if a.shape != (n,):
-                raise QuantizeError(f"{inp.path}: {site} must be ({n},) numbers, not shape "
+            want = (n,) if lv == 1 else (n, lv)
+            if a.shape != want:
+                raise QuantizeError(f"{inp.path}: {site} must be {want} numbers, not shape "
                                     f"{a.shape} dtype {a.dtype}")
             inp.real_numbers(site, a)
             if not np.isfinite(a).all():
                 raise QuantizeError(f"{inp.path}: {site} holds a value that is not finite")
             return np.clip(np.ceil(a), lo, hi).astype(np.int64), np.zeros(n, bool)
-        return np.zeros(n, np.int64), np.zeros(n, bool)
+        # No statistics: the quantiser's own boundaries, in units of the integer input.
+        t = np.clip(np.ceil(bounds / scale), lo, hi).astype(np.int64)
+        t = np.broadcast_to(t, (n, lv)).copy()
+        return (t[:, 0] if lv == 1 else t), np.zeros(n, bool)
 
     def layer(self, prefix: str, *, eps: float, heads: int | None) -> tuple[dict, dict]:
         inp = self.inp
@@ -155,46 +198,55 @@ class _Quantizer:
         f = inp.matrix(prefix + "W1").shape[0]
         shapes = {"Wq": (d, d), "Wk": (d, d), "Wv": (d, d), "Wo": (d, d), "W1": (f, d),
                   "W2": (d, f)}
-        w = {n: self.bits(prefix + n, s) for n, s in shapes.items()}
+        w, g = {}, {}
+        for n, s in shapes.items():
+            w[n], g[n] = self.matrix(prefix + n, s)
         if heads is not None:
             h = heads
         else:
             h = inp.scalar_int(prefix + "heads" if inp.has(prefix + "heads") else "heads")
         if h <= 0 or d % h:
             raise QuantizeError(f"{inp.path}: heads must divide d_model = {d}, not {h}")
+        lv, dh = self.levels, d // h
+        step = {site: self.step(prefix + site) for site in
+                ("th_attn", "tq", "tk", "tv", "tc", "th_ffn", "t1")}
         res = dict(lo=INT16_MIN, hi=INT16_MAX + 1, negate=False, eps=eps)
         t = {}
         t["th_attn"], flip = self.threshold(prefix + "th_attn", d, **res)
         for n in ("Wq", "Wk", "Wv"):
-            w[n][:, flip] ^= 1
+            self.negate(w[n], cols=flip)
         for site, wn in (("tq", "Wq"), ("tk", "Wk"), ("tv", "Wv")):
-            t[site], flip = self.threshold(prefix + site, d, lo=-d, hi=d + 1, negate=True,
-                                           eps=eps)
-            w[wn][flip, :] ^= 1
-        t["tc"], flip = self.threshold(prefix + "tc", d, lo=INT16_MIN, hi=INT16_MAX,
-                                       negate=False, eps=eps)
-        w["Wo"][:, flip] ^= 1
+            t[site], flip = self.threshold(prefix + site, d, lo=-lv * d, hi=lv * d + 1,
+                                           negate=True, eps=eps,
+                                           scale=step["th_attn"] * g[wn])
+            self.negate(w[wn], rows=flip)
+        t["tc"], flip = self.threshold(prefix + "tc", d, lo=lv * INT16_MIN, hi=lv * INT16_MAX,
+                                       negate=False, eps=eps, scale=step["tv"])
+        self.negate(w["Wo"], cols=flip)
         t["th_ffn"], flip = self.threshold(prefix + "th_ffn", d, **res)
-        w["W1"][:, flip] ^= 1
-        t["t1"], flip = self.threshold(prefix + "t1", f, lo=-d, hi=d + 1, negate=True, eps=eps)
-        w["W1"][flip, :] ^= 1
-        dh = d // h
-        t["ta"], flip = self.threshold(prefix + "ta", h, lo=-dh, hi=dh + 1, negate=True, eps=eps)
+        self.negate(w["W1"], cols=flip)
+        t["t1"], flip = self.threshold(prefix + "t1", f, lo=-lv * d, hi=lv * d + 1, negate=True,
+                                       eps=eps, scale=step["th_ffn"] * g["W1"])
+        self.negate(w["W1"], rows=flip)
+        t["ta"], flip = self.threshold(prefix + "ta", h, lo=-lv * lv * dh, hi=lv * lv * dh + 1,
+                                       negate=True, eps=eps, scale=step["tq"] * step["tk"],
+                                       levels=1)
         if flip.any():
             raise QuantizeError(f"{inp.path}: {prefix}ta has a negative gamma, which cannot be "
                                 f"folded (a score has no weight row to negate)")
         scales = {}
-        for n in ("so", "s2"):
+        for n, unit in (("so", step["tc"] * g["Wo"]), ("s2", step["t1"] * g["W2"])):
             if inp.has(prefix + n):
                 a = inp.get(prefix + n)
                 if a.shape != (d,):
                     raise QuantizeError(f"{inp.path}: {prefix}{n} must have shape ({d},), not "
                                         f"{a.shape}")
                 inp.real_numbers(prefix + n, a)
-                scales[prefix + n] = a
+                scales[prefix + n] = a * unit
             else:
-                scales[prefix + n] = np.ones(d)
-        return {"d_model": d, "heads": h, "d_ff": f, **w, **t}, scales
+                scales[prefix + n] = np.full(d, unit)
+        return {"d_model": d, "heads": h, "d_ff": f, **w, **t, "bits": self.a,
+                "weights": self.kind}, scales
 
 
 def _check_output(src: Path, dst: Path) -> None:
@@ -209,12 +261,21 @@ def _check_output(src: Path, dst: Path) -> None:
 
 
 def quantize(src: str | Path, dst: str | Path, *, method: str = "sign", seed: int = 0,
-             heads: int | None = None) -> dict:
+             heads: int | None = None, bits: int = 1, weights: str = "binary") -> dict:
     """Quantize ``src`` into exactly the path ``dst`` (replaced whole, never left half
-    written); return a summary dict (the ``--json`` output) that describes that file."""
+    written) with ``bits``-bit activations and ``weights`` of that kind (binary by
+    ``method``; ternary by the absmean rule); return a summary dict (the ``--json`` output)
+    that describes that file."""
     methods = ("sign", "stochastic", "error-feedback")
     if method not in methods:
         raise QuantizeError(f"method must be one of {', '.join(methods)}, not {method!r}")
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 4:
+        raise QuantizeError(f"bits must be 1, 2, 3 or 4 (activation bits), not {bits!r}")
+    if weights not in ("binary", "ternary"):
+        raise QuantizeError(f"weights must be 'binary' or 'ternary', not {weights!r}")
+    if weights == "ternary" and method != "sign":
+        raise QuantizeError(f"method {method!r} binarises weights; ternary weights use the "
+                            f"absmean rule (leave --method at sign)")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise QuantizeError(f"seed must be a non-negative integer, not {seed!r}")
     if heads is not None and (isinstance(heads, bool) or not isinstance(heads, int) or
@@ -223,7 +284,7 @@ def quantize(src: str | Path, dst: str | Path, *, method: str = "sign", seed: in
     src, dst = Path(src), Path(dst)
     _check_output(src, dst)
     inp = _Input(src, read_npz(src, QuantizeError))
-    q = _Quantizer(inp, method, seed)
+    q = _Quantizer(inp, method, seed, bits, weights)
     eps = inp.eps()
     if inp.has("E"):
         n_layers = 0
@@ -242,13 +303,14 @@ def quantize(src: str | Path, dst: str | Path, *, method: str = "sign", seed: in
             raise QuantizeError(f"{inp.path}: E holds {e.min():g}..{e.max():g}, which does not fit"
                                 f" int16 [{INT16_MIN}, {INT16_MAX}]")
         v, d = e.shape
-        wout = q.bits("Wout", (v, d))
+        wout, _ = q.matrix("Wout", (v, d))      # (a positive scale leaves the argmax alone)
         th_out, flip = q.threshold("th_out", d, lo=INT16_MIN, hi=INT16_MAX + 1, negate=False,
                                    eps=eps)
-        wout[:, flip] ^= 1
+        q.negate(wout, cols=flip)
         layers = tuple(_layer(inp, spec, ints, f"layer{i}.", r) for i, spec in enumerate(specs))
         try:
-            params = ModelParams(E=e.astype(np.int16), layers=layers, th_out=th_out, Wout=wout)
+            params = ModelParams(E=e.astype(np.int16), layers=layers, th_out=th_out, Wout=wout,
+                                 head_bits=bits, head_weights=weights)
         except (ValueError, TypeError) as e:
             raise QuantizeError(f"{inp.path}: {e}") from e
         kind = "onebit-model"
@@ -269,6 +331,7 @@ def quantize(src: str | Path, dst: str | Path, *, method: str = "sign", seed: in
     first = layers[0]
     return {
         "output": str(dst), "format": kind, "method": method, "seed": seed,
+        "bits": bits, "weights": weights,
         "layers": len(layers), "d_model": first.d_model, "heads": first.heads,
         "d_ff": first.d_ff, "vocab": params.vocab if kind == "onebit-model" else None,
         "r": first.r, "flipped": q.flipped,
@@ -289,24 +352,3 @@ def _layer(inp: _Input, spec: dict, ints: dict[str, np.ndarray], prefix: str,
         return LayerParams(**spec, so=ints[prefix + "so"], s2=ints[prefix + "s2"], r=r)
     except (ValueError, TypeError) as e:
         raise QuantizeError(f"{inp.path}: {e}") from e
-
-
-def main(src: str, dst: str, *, method: str, seed: int, heads: int | None,
-         json_out: bool) -> int:
-    """The command: print the summary (or the error) and return the exit status."""
-    try:
-        summary = quantize(src, dst, method=method, seed=seed, heads=heads)
-    except (QuantizeError, OSError, MemoryError) as e:
-        if json_out:
-            print(json.dumps({"error": str(e)}))
-        else:
-            print(f"onebit quantize: {e}", file=sys.stderr)
-        return 2
-    if json_out:
-        print(json.dumps(summary))
-    else:
-        print(f"wrote {summary['output']}: {summary['format']}, {summary['layers']} layer(s), "
-              f"D={summary['d_model']} H={summary['heads']} F={summary['d_ff']}, "
-              f"{summary['method']} binarisation, shift r={summary['r']}, negative-gamma flips "
-              f"{sum(summary['flipped'].values())}")
-    return 0

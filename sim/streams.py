@@ -1,12 +1,15 @@
 """Stream drivers for Amaranth's simulator: producers with random idle cycles, consumers with
-random backpressure. Each is an async testbench body (``ctx`` from ``Simulator.add_testbench``).
+random backpressure. Each is an async testbench body (``ctx`` from ``Simulator.add_testbench``);
+``simulate`` runs testbenches over a design.
 """
 
 from __future__ import annotations
 
 import random
 
-__all__ = ["put_all", "get_all"]
+from amaranth.sim import Simulator
+
+__all__ = ["put_all", "get_all", "simulate"]
 
 
 async def put_all(ctx, stream, payloads, *, rng: random.Random, idle: float = 0.0) -> None:
@@ -32,3 +35,14 @@ async def get_all(ctx, stream, count: int, *, rng: random.Random, stall: float =
             out.append(convert(payload))
     ctx.set(stream.ready, 0)
     return out
+
+
+def simulate(dut, *testbenches, clocked: bool = True) -> None:
+    """Run ``testbenches`` (async functions of ``ctx``) on Amaranth's simulator over ``dut``,
+    with a 100 MHz clock on its ``sync`` domain if ``clocked``, until they return."""
+    sim = Simulator(dut)
+    if clocked:
+        sim.add_clock(1e-8)
+    for bench in testbenches:
+        sim.add_testbench(bench)
+    sim.run()

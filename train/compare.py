@@ -22,7 +22,8 @@ from .corpus import Corpus, batches
 from .export import export_model
 from .loop import TECHNIQUES, RunConfig, RunResult, train
 
-__all__ = ["Row", "compare", "golden_valid_loss", "format_table"]
+__all__ = ["Row", "compare", "golden_valid_loss", "format_table", "PRECISIONS", "PrecisionRow",
+           "compare_precisions", "format_precision_table", "weight_bytes", "ops_per_token"]
 
 
 @dataclass
@@ -109,3 +110,86 @@ def stderr_progress(every: int = 250) -> Callable[[str, int, float], None]:
     return show
 
 
+
+
+#: The precisions of ``onebit train --compare``'s second table: A = 1..4, binary and ternary.
+PRECISIONS = tuple((a, k) for a in (1, 2, 3, 4) for k in ("binary", "ternary"))
+
+
+@dataclass
+class PrecisionRow:
+    bits: int
+    weights: str
+    valid_loss: float
+    float_loss: float
+    weight_bytes: int
+    ops_per_token: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {"bits": self.bits, "weights": self.weights,
+                "valid_loss": round(self.valid_loss, 4),
+                "bits_per_char": round(self.valid_loss / math.log(2), 4),
+                "ratio_to_float": round(self.valid_loss / self.float_loss, 4),
+                "weight_kb": round(self.weight_bytes / 1024, 1),
+                "ops_per_token": self.ops_per_token, "train_seconds": round(self.seconds, 1)}
+
+
+def weight_bytes(m: ModelParams) -> int:
+    """Bytes of the model's packed weight planes (one bit a binary weight, two a ternary)."""
+    total = int(m.head_planes().nbytes)
+    for p in m.layers:
+        total += sum(int(p.planes(n).nbytes) for n in ("Wq", "Wk", "Wv", "Wo", "W1", "W2"))
+    return total
+
+
+def ops_per_token(m: ModelParams, context: int) -> int:
+    """The device's binary operations (XNOR or AND, and add: 2 a bit pair) for one token's
+    products at a context of ``context`` tokens: each matrix's ``N x K`` times the activation
+    planes A and weight planes (2 for ternary); the scores' ``A^2`` and the context's ``A``
+    planes over ``context`` keys and values."""
+    d = m.d_model
+    ops = 0
+    for p in m.layers:
+        planes = p.bits * (2 if p.weights == "ternary" else 1)
+        ops += 2 * planes * (4 * d * d + 2 * d * p.d_ff)
+        ops += 2 * context * d * (p.bits * p.bits + p.bits)
+    ops += 2 * m.head_bits * (2 if m.head_weights == "ternary" else 1) * m.vocab * d
+    return ops
+
+
+def compare_precisions(base: RunConfig, corpus: Corpus, precisions=PRECISIONS, *,
+                       progress: Callable[[str, int, float], None] | None = None
+                       ) -> tuple[list[PrecisionRow], dict[str, RunResult], float]:
+    """Train the float twin, then ``base`` at each ``(bits, weights)`` (every layer and the
+    head), each exported and measured on the golden model; the rows, the runs and the float
+    twin's loss. Same budget and seed for every row."""
+    def report(name: str):
+        return (lambda step, loss: progress(name, step, loss)) if progress else None
+
+    teacher = train(replace(base, technique="float"), corpus, progress=report("float"))
+    runs: dict[str, RunResult] = {"float": teacher}
+    rows = []
+    for bits, kind in precisions:
+        cfg = replace(base, bits=bits, weights=kind, layer_bits=None, layer_weights=None)
+        name = f"A{bits}-{kind}"
+        run = train(cfg, corpus, teacher=teacher.model, progress=report(name))
+        runs[name] = run
+        exported = export_model(run.model, charset=corpus.charset)
+        rows.append(PrecisionRow(bits, kind, golden_valid_loss(exported, corpus, cfg),
+                                 teacher.valid_loss, weight_bytes(exported),
+                                 ops_per_token(exported, base.context), run.seconds))
+    return rows, runs, teacher.valid_loss
+
+
+def format_precision_table(rows: list[PrecisionRow], base: RunConfig, float_loss: float) -> str:
+    lines = [f"precisions ({base.technique}; budget {base.steps} steps x batch {base.batch} x "
+             f"context {base.context}, seed {base.seed}): float twin {float_loss:.4f} nats/char",
+             f"{'A':>3} {'weights':<8}{'valid loss':>11}{'bits/char':>11}{'/ float':>9}"
+             f"{'weight KB':>11}{'Mops/token':>12}{'train s':>9}"]
+    for r in rows:
+        d = r.as_dict()
+        lines.append(f"{r.bits:>3} {r.weights:<8}{d['valid_loss']:>11.4f}"
+                     f"{d['bits_per_char']:>11.4f}{d['ratio_to_float']:>9.3f}"
+                     f"{d['weight_kb']:>11.1f}{r.ops_per_token / 1e6:>12.2f}{r.seconds:>9.1f}")
+    return "\n".join(lines)

@@ -1,6 +1,7 @@
 """The float twin of :class:`.binary_lm.BinaryLM`: same D, H, F, L and vocabulary, float weights,
-LayerNorm, softmax attention with the causal mask, ReLU feed-forward, no positional encoding
-(like the binary model). The teacher for distillation and the yardstick of the loss target."""
+LayerNorm, softmax attention with the causal mask, ReLU feed-forward, and a learned position
+table exactly when the binary model has one. The teacher for distillation and the yardstick
+of the loss target."""
 
 from __future__ import annotations
 
@@ -32,16 +33,19 @@ class FloatLM(nn.Module):
     """Float language model of the binary model's shape; ``forward`` gives logits (B, T, V)."""
 
     def __init__(self, *, vocab: int, d_model: int, heads: int, d_ff: int, n_layers: int,
-                 seed: int = 0):
+                 seed: int = 0, positions: int = 0):
         super().__init__()
         torch.manual_seed(seed)
         self.embed = nn.Embedding(vocab, d_model)
+        self.pos = nn.Parameter(torch.zeros(positions, d_model)) if positions else None
         self.layers = nn.ModuleList(FloatLayer(d_model, heads, d_ff) for _ in range(n_layers))
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab, bias=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)
+        if self.pos is not None:
+            x = x + self.pos[:tokens.shape[-1]]
         for layer in self.layers:
             x = layer(x)
         return self.head(self.ln(x))

@@ -73,6 +73,11 @@ class RunConfig:
     float_lr: float = 5e-3
     seed: int = 0
     eval_batches: int = 40
+    bits: int = 1                # activation bits of every layer and the head
+    weights: str = "binary"      # weight kind of every layer and the head
+    layer_bits: tuple[int, ...] | None = None      # per layer (hybrid models); default bits
+    layer_weights: tuple[str, ...] | None = None   # per layer; default weights
+    positions: bool = False      # a learned position table of `context` rows
 
     def __post_init__(self) -> None:
         if self.technique not in TECHNIQUES:
@@ -89,6 +94,24 @@ class RunConfig:
             raise ValueError(f"RunConfig.r must be an integer shift in 0..15, not {self.r!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"RunConfig.seed must be a non-negative integer, not {self.seed!r}")
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or \
+                not 1 <= self.bits <= 4:
+            raise ValueError(f"RunConfig.bits must be 1, 2, 3 or 4, not {self.bits!r}")
+        if self.weights not in ("binary", "ternary"):
+            raise ValueError(f"RunConfig.weights must be 'binary' or 'ternary', not "
+                             f"{self.weights!r}")
+        for name, default in (("layer_bits", self.bits), ("layer_weights", self.weights)):
+            value = getattr(self, name)
+            value = (default,) * self.n_layers if value is None else tuple(value)
+            if len(value) != self.n_layers:
+                raise ValueError(f"RunConfig.{name} must give one value per layer "
+                                 f"({self.n_layers}), not {value!r}")
+            object.__setattr__(self, name, value)
+        if any(b not in (1, 2, 3, 4) for b in self.layer_bits):
+            raise ValueError(f"RunConfig.layer_bits must be 1..4 each, not {self.layer_bits}")
+        if any(k not in ("binary", "ternary") for k in self.layer_weights):
+            raise ValueError(f"RunConfig.layer_weights must be 'binary' or 'ternary' each, not "
+                             f"{self.layer_weights}")
 
     @property
     def tech(self) -> Technique:
@@ -110,12 +133,15 @@ class RunResult:
 
 def make_model(cfg: RunConfig, vocab: int) -> nn.Module:
     tech = cfg.tech
+    positions = cfg.context if cfg.positions else 0
     if tech.float_model:
         return FloatLM(vocab=vocab, d_model=cfg.d_model, heads=cfg.heads, d_ff=cfg.d_ff,
-                       n_layers=cfg.n_layers, seed=cfg.seed)
+                       n_layers=cfg.n_layers, seed=cfg.seed, positions=positions)
     bc = BinaryConfig(vocab=vocab, d_model=cfg.d_model, heads=cfg.heads, d_ff=cfg.d_ff,
                       n_layers=cfg.n_layers, r=cfg.r, stochastic=tech.stochastic,
-                      clip=tech.clip, error_feedback=tech.error_feedback)
+                      clip=tech.clip, error_feedback=tech.error_feedback,
+                      bits=cfg.layer_bits, weights=cfg.layer_weights, head_bits=cfg.bits,
+                      head_weights=cfg.weights, positions=positions)
     return BinaryLM(bc, seed=cfg.seed)
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["sign_ste", "step_ste", "round_ste", "floor_ste", "stochastic_sign", "WeightBinarizer"]
+__all__ = ["sign_ste", "step_ste", "round_ste", "floor_ste", "stochastic_sign", "WeightBinarizer",
+           "WeightTernarizer", "level_ste"]
 
 
 class _Sign(torch.autograd.Function):
@@ -133,3 +134,44 @@ class WeightBinarizer(torch.nn.Module):
     def bits(self) -> torch.Tensor:
         """The binary weights of the evaluation forward as 0/1 (bit 1 = +1)."""
         return (self.weight >= 0).to(torch.uint8)
+
+    values = bits
+
+
+def level_ste(z: torch.Tensor, step: torch.Tensor, levels: int) -> torch.Tensor:
+    """An A-bit uniform quantiser of step ``step`` (``levels = 2^A - 1``): the level ``q`` =
+    number of ``j`` in 1..L with ``z >= step * (2j - 1 - L)``, returned as the odd integer
+    ``2q - L``. Gradient: ``1 / step`` to ``z`` inside the levels' range, zero outside; the
+    step learns through ``z / step`` (as LSQ's does)."""
+    u = (z / step + levels + 1) / 2
+    q = torch.clamp(floor_ste(u), 0, levels)
+    return 2 * q - levels
+
+
+class WeightTernarizer(torch.nn.Module):
+    """Latent float weights ``(out, in)`` and their ternary quantisation by BitNet b1.58's
+    absmean rule, ``w_t = round(clip(w / mean|w|, -1, 1))`` over the matrix, with a
+    straight-through gradient (through ``w / mean|w|``). ``clip`` keeps latent weights in
+    [-1, 1]."""
+
+    def __init__(self, out_features: int, in_features: int, *, clip: bool = True,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.clip = clip
+        bound = 1.0 / 3
+        self.weight = torch.nn.Parameter(torch.empty(out_features, in_features).uniform_(
+            -bound, bound, generator=generator))
+
+    def forward(self) -> torch.Tensor:
+        scaled = self.weight / self.weight.abs().mean().clamp_min(1e-8)
+        return scaled + (torch.clamp(torch.round(scaled), -1, 1) - scaled).detach()
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        if self.clip:
+            self.weight.clamp_(-1, 1)
+
+    @torch.no_grad()
+    def values(self) -> torch.Tensor:
+        """The ternary weights of the forward pass as int8 in {-1, 0, 1}."""
+        return self.forward().round().to(torch.int8)

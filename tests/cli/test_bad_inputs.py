@@ -17,7 +17,9 @@ from onebit.cli.main import main
 from onebit.host import Accelerator, LayerParams, ModelFileError, ModelParams
 from onebit.host.core_config import CoreConfig
 from onebit.host.device_config import DeviceConfig, LayerConfig
+from onebit.host.layer_layout import check_layer
 from onebit.host.link import LinkTimeout
+from onebit.host.random_model import random_layer
 
 # (argv, phrase): each exits with status 2 and prints exactly one line naming the problem.
 CLI = [
@@ -32,6 +34,14 @@ CLI = [
     (["train", "--d-ff", "0"], "argument --d-ff: must be an integer at least 1, not 0"),
     (["train", "--steps", "-5"], "argument --steps: must be an integer at least 1, not -5"),
     (["train", "--technique", "magic"], "technique must be one of"),
+    (["train", "--bits", "5"], "argument --bits: must be an integer in 1..4, not 5"),
+    (["train", "--layer-bits", "1,5"], "argument --layer-bits: must be an integer in 1..4"),
+    (["train", "--layer-bits", "1,2,3"], "RunConfig.layer_bits must give one value per layer "
+                                         "(2)"),
+    (["train", "--layer-weights", "binary,quaternary"], "weight kinds are binary or ternary, "
+                                                        "not 'quaternary'"),
+    (["train", "--weights", "quaternary"], "argument --weights: invalid choice"),
+    (["train", "--compare", "everything"], "argument --compare: invalid choice"),
     (["bench", "link", "--frame-bytes", "7"], "--frame-bytes/--d-model: Frame data size"),
     (["bench", "link", "--frame-bytes", "0"], "argument --frame-bytes: must be an integer at "
                                               "least 1, not 0"),
@@ -58,6 +68,8 @@ CLI = [
                                                             "integer at least 0"),
     (["quantize", "in.npz", "-o", "o.npz", "--heads", "0"], "argument --heads: must be an "
                                                             "integer at least 1"),
+    (["quantize", "in.npz", "-o", "o.npz", "--bits", "5"], "argument --bits: must be an "
+                                                           "integer in 1..4, not 5"),
 ]
 
 
@@ -99,6 +111,9 @@ QUANTIZE_JSON = [
     (["-o", "o.npz"], "vocab0", "E is empty (shape (0, 16))"),
     (["-o", "o.npz"], "widths", "d_model must equal the embedding width 16, not 8"),
     (["-o", "o.npz"], "eps", "eps must be one finite positive number, not nan"),
+    (["-o", "o.npz", "--weights", "ternary", "--method", "stochastic"], "layer",
+     "method 'stochastic' binarises weights; ternary weights use the absmean rule"),
+    (["-o", "o.npz", "--bits", "0"], "layer", "argument --bits: must be an integer in 1..4"),
 ]
 
 
@@ -189,6 +204,12 @@ API = [
     (lambda: DeviceConfig(core=CoreConfig(lanes=8), frame_bytes=7), ValueError,
      "Frame data size must be a multiple of 2 bytes"),
     (lambda: ModelParams.load("missing.npz"), FileNotFoundError, "no such file"),
+    (lambda: check_layer(_layer_dev(), random_layer(np.random.default_rng(0), d_model=64,
+                                                    heads=2, d_ff=32, bits=2)), ValueError,
+     "the device computes 1-bit activations with binary weights; this layer has 2-bit"),
+    (lambda: check_layer(_layer_dev(), random_layer(np.random.default_rng(0), d_model=64,
+                                                    heads=2, d_ff=32, weights="ternary")),
+     ValueError, "this layer has 1-bit activations and ternary weights"),
     (lambda: LayerParams.load("."), ModelFileError, "is a folder"),
 ]
 

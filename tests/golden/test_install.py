@@ -45,6 +45,9 @@ def test_shipped_model_is_small_and_described():
     assert len(m.charset) == m.vocab and m.logit_scale > 0
     assert card["bits_per_char"] == pytest.approx(card["valid_loss"] / 0.693147, rel=1e-3)
     assert card["config"]["d_model"] == m.d_model and card["config"]["n_layers"] == len(m.layers)
+    assert card["layers"] == [{"bits": p.bits, "weights": p.weights} for p in m.layers]
+    assert card["head"] == {"bits": m.head_bits, "weights": m.head_weights}
+    assert card["positions"] == (0 if m.P is None else m.P.shape[0])
 
 
 def test_bench_golden_json(capsys):

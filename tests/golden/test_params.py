@@ -241,34 +241,29 @@ def test_files_that_are_not_model_archives(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         ModelParams.load(tmp_path / "none.npz")
     # An entry whose .npy header claims a huge array: refused before anything is allocated.
-    import zipfile
-    m = make_model(np.random.default_rng(6), vocab=5, d_model=16, heads=2, d_ff=8, n_layers=1)
-    m.save(tmp_path / "m.npz")
-    with zipfile.ZipFile(tmp_path / "m.npz") as src, \
-            zipfile.ZipFile(tmp_path / "huge.npz", "w") as dst:
-        for info in src.infolist():
-            raw = src.read(info)
-            if info.filename == "E.npy":
-                raw = _npy_claiming(np.int16, (1 << 40,))
-            dst.writestr(info.filename, raw)
+    _rewrite_entry(tmp_path, "huge.npz", "E.npy", lambda raw: _npy_claiming(np.int16, (1 << 40,)))
     with pytest.raises(ModelFileError, match=r"entry 'E' claims a \(1099511627776,\) int16 "
                                              r"array \(2199023255552 bytes\) but holds at most"):
         ModelParams.load(tmp_path / "huge.npz")
 
 
 def test_a_header_that_does_not_parse(tmp_path):
+    _rewrite_entry(tmp_path, "bad.npz", "th_out.npy",        # the header's text breaks
+                   lambda raw: raw.replace(b"'descr'", b"'descr\"", 1))
+    with pytest.raises(ModelFileError, match=r"bad.npz: entry 'th_out' is damaged"):
+        ModelParams.load(tmp_path / "bad.npz")
+
+
+def _rewrite_entry(tmp_path, name: str, entry: str, change) -> None:
+    """Save a small model, then write it again as ``name`` with ``entry``'s bytes changed."""
     import zipfile
     m = make_model(np.random.default_rng(6), vocab=5, d_model=16, heads=2, d_ff=8, n_layers=1)
     m.save(tmp_path / "m.npz")
     with zipfile.ZipFile(tmp_path / "m.npz") as src, \
-            zipfile.ZipFile(tmp_path / "bad.npz", "w") as dst:
+            zipfile.ZipFile(tmp_path / name, "w") as dst:
         for info in src.infolist():
             raw = src.read(info)
-            if info.filename == "th_out.npy":
-                raw = raw.replace(b"'descr'", b"'descr\"", 1)      # the header's text breaks
-            dst.writestr(info.filename, raw)
-    with pytest.raises(ModelFileError, match=r"bad.npz: entry 'th_out' is damaged"):
-        ModelParams.load(tmp_path / "bad.npz")
+            dst.writestr(info.filename, change(raw) if info.filename == entry else raw)
 
 
 def _npy_claiming(dtype, shape) -> bytes:

@@ -74,3 +74,23 @@ def test_generate_prefills_again_after_a_reset(link):
     before = acc.stats.restarts
     assert np.array_equal(acc.generate(prompt, 4, progress=reset_now), want)
     assert acc.stats.restarts - before == 2
+
+
+def test_a_position_table_runs_on_the_device(link):
+    """The position table is added on the host (sat16(E[token] + P[t])), prefill and decode
+    alike, so a 1-bit binary model with one runs on the device as the golden model says."""
+    from onebit.host import ModelParams
+    acc, _ = link
+    pos = np.random.default_rng(8).integers(-300, 301, size=(6, 32)).astype(np.int16)
+    m = ModelParams(E=MODEL.E, layers=MODEL.layers, th_out=MODEL.th_out, Wout=MODEL.Wout, P=pos)
+    acc.load_model(m)
+    try:
+        prompt = [3, 1, 4]
+        assert np.array_equal(acc.generate(prompt, 4), golden.generate(prompt, 4, m))
+        assert not np.array_equal(golden.generate(prompt, 4, m),
+                                  golden.generate(prompt, 4, MODEL))
+        with pytest.raises(ValueError, match="need 7 positions; the model's position table "
+                                             "has 6"):
+            acc.generate(prompt, 5)
+    finally:
+        acc.load_model(MODEL)

@@ -27,7 +27,9 @@ def test_fault_campaign():
     assert report.retries >= injected - report.injected["garbage"]
 
 
-def test_layer_fault_campaign():
+@pytest.mark.parametrize("calls, tokens, seed", [
+    (4, 2, 4), pytest.param(16, 3, 11, marks=pytest.mark.slow)])
+def test_layer_fault_campaign(calls, tokens, seed):
     """generate and decode through a faulty link (resets empty the KV caches): every call
     returns golden's answer or raises; none is wrong."""
     import numpy as np
@@ -39,26 +41,8 @@ def test_layer_fault_campaign():
     m = random_model(np.random.default_rng(2), vocab=7, d_model=32, heads=2, d_ff=16,
                      n_layers=2)
     dev = device_for(m, rows=2, cols=2, lanes=16, max_t=4, kv_capacity=12, frame_bytes=64)
-    report = run_layer_campaign(dev, m, calls=4, tokens=2, rate=0.3, seed=4)
+    report = run_layer_campaign(dev, m, calls=calls, tokens=tokens, rate=0.3, seed=seed)
     print("\n" + report.table())
-    assert report.wrong_results == 0 and report.products == 4
+    assert report.wrong_results == 0 and report.products == calls
     assert report.injected.get("reset_mid_frame", 0) >= 1
     assert report.refused < report.products
-
-
-@pytest.mark.slow
-def test_layer_fault_campaign_long():
-    """The same over 16 calls of 3 tokens each."""
-    import numpy as np
-
-    from onebit.host.layer_driver import device_for
-    from onebit.host.random_model import random_model
-    from onebit.sim.fault_injection import run_layer_campaign
-
-    m = random_model(np.random.default_rng(5), vocab=9, d_model=32, heads=2, d_ff=48,
-                     n_layers=2)
-    dev = device_for(m, rows=2, cols=2, lanes=16, max_t=4, kv_capacity=12, frame_bytes=64)
-    report = run_layer_campaign(dev, m, calls=16, tokens=3, rate=0.3, seed=11)
-    print("\n" + report.table())
-    assert report.wrong_results == 0 and report.products == 16
-    assert report.injected.get("reset_mid_frame", 0) >= 3

@@ -229,3 +229,110 @@ def test_files_in_and_out(tmp_path):
     with pytest.raises(QuantizeError, match=r"z.npz: entry '.*' is damaged|not a .npz archive"):
         quantize(tmp_path / "z.npz", tmp_path / "o.npz")
     assert not (tmp_path / "o.npz").exists()
+
+
+def _ternary_float(rng, shape):
+    """Float weights whose absmean is exactly 0.5 and whose absmean rounding is w / 0.5 clipped:
+    half the entries +-1 and half 0 (each row), so ``w_t`` is ``sign(w)`` and the scale 0.5."""
+    w = np.zeros(shape)
+    for row in w:
+        nz = rng.permutation(shape[1])[:shape[1] // 2]
+        row[nz] = rng.choice([-1.0, 1.0], size=len(nz))
+    return w
+
+
+STEPS = {"th_attn": 2.0, "tq": 0.5, "tk": 1.0, "tv": 0.5, "tc": 2.0, "th_ffn": 4.0, "t1": 0.5}
+
+
+def _hybrid_float_layer(rng, bits, kind):
+    entries = _float_layer(rng)
+    if kind == "ternary":
+        for n, s in (("Wq", (D, D)), ("Wk", (D, D)), ("Wv", (D, D)), ("Wo", (D, D)),
+                     ("W1", (F, D)), ("W2", (D, F))):
+            entries[n] = _ternary_float(rng, s)
+    entries.update({f"{site}.step": np.float64(s) for site, s in STEPS.items()})
+    entries["ta"] = rng.normal(scale=3.0, size=H)
+    entries["so"] = rng.integers(-60, 60, D) / 256      # exact with the steps, in int8
+    entries["s2"] = rng.integers(-60, 60, D) / 64
+    return entries
+
+
+def _hybrid_reference(e, x, bits, kind):
+    """The float network: batch norms in floating point, each followed by an A-bit uniform
+    quantiser of its site's step (value ``step * (2q - L)``), weights sign or 0.5 * ternary."""
+    lv = (1 << bits) - 1
+    bounds = 2.0 * np.arange(1, lv + 1) - 1 - lv
+
+    def quant(site, v):
+        z = (e[f"{site}.gamma"] * (v - e[f"{site}.mean"]) / np.sqrt(e[f"{site}.var"] + EPS)
+             + e[f"{site}.beta"])
+        q = (z[..., None] >= STEPS[site] * bounds).sum(axis=-1)
+        return STEPS[site] * (2 * q - lv)
+
+    def weight(n):
+        return np.where(e[n] >= 0, 1.0, -1.0) if kind == "binary" else 0.5 * e[n]
+
+    t = x.shape[0]
+    xa = quant("th_attn", x)
+    q, k, v = (quant(s, xa @ weight(w).T) for s, w in (("tq", "Wq"), ("tk", "Wk"),
+                                                       ("tv", "Wv")))
+    dh = D // H
+    c = np.zeros((t, D))
+    for h in range(H):
+        sl = slice(h * dh, (h + 1) * dh)
+        s = q[:, sl] @ k[:, sl].T
+        a = (s >= np.ceil(e["ta"][h]) * STEPS["tq"] * STEPS["tk"]) & np.tri(t, dtype=bool)
+        c[:, sl] = a @ v[:, sl]
+    ca = quant("tc", c)
+    x1 = np.clip(x + np.floor((ca @ weight("Wo").T) * e["so"]), -32768, 32767)
+    ha = quant("t1", quant("th_ffn", x1) @ weight("W1").T)
+    return np.clip(x1 + np.floor((ha @ weight("W2").T) * e["s2"]), -32768, 32767)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+@pytest.mark.parametrize("kind", ["binary", "ternary"])
+def test_hybrid_folded_layer_equals_the_float_network(tmp_path, bits, kind):
+    """Multi-thresholds folded from batch norm and the quantisers' steps (FINN's rule for a
+    negative gamma at every site), ternary weights by absmean with the scale folded into the
+    thresholds and residual scales: the file, run by the golden model, equals the float net."""
+    rng = np.random.default_rng(bits * 10 + len(kind))
+    e = _hybrid_float_layer(rng, bits, kind)
+    np.savez(tmp_path / "f.npz", **e)
+    summary = quantize(tmp_path / "f.npz", tmp_path / "b.npz", bits=bits, weights=kind)
+    assert (summary["bits"], summary["weights"]) == (bits, kind)
+    assert sum(summary["flipped"].values()) > 50
+    p = LayerParams.load(tmp_path / "b.npz")
+    assert (p.bits, p.weights) == (bits, kind)
+    x = rng.integers(-300, 300, size=(20, D)).astype(np.int16)
+    assert np.array_equal(golden.layer(x, p), _hybrid_reference(e, x.astype(np.float64), bits,
+                                                               kind))
+
+
+def test_hybrid_model_and_bad_combinations(tmp_path):
+    rng = np.random.default_rng(9)
+    e = {f"layer0.{k}": v for k, v in _hybrid_float_layer(rng, 2, "ternary").items()}
+    e["E"] = rng.normal(scale=200, size=(7, D))
+    e["Wout"] = _ternary_float(rng, (7, D))
+    e.update({f"th_out.{k}": v for k, v in _bn(rng, D, 100).items()})
+    np.savez(tmp_path / "f.npz", **e)
+    quantize(tmp_path / "f.npz", tmp_path / "m.npz", bits=2, weights="ternary")
+    m = ModelParams.load(tmp_path / "m.npz")
+    assert (m.head_bits, m.head_weights, m.layers[0].bits) == (2, "ternary", 2)
+    golden.generate(np.array([1, 2, 3]), 3, m)
+    for kw, message in (({"bits": 5}, "bits must be 1, 2, 3 or 4"),
+                        ({"bits": 0}, "bits must be 1, 2, 3 or 4"),
+                        ({"weights": "quaternary"}, "weights must be 'binary' or 'ternary'"),
+                        ({"weights": "ternary", "method": "stochastic"},
+                         "method 'stochastic' binarises weights; ternary weights use the "
+                         "absmean rule")):
+        with pytest.raises(QuantizeError, match=message):
+            quantize(tmp_path / "f.npz", tmp_path / "o.npz", **kw)
+    e["layer0.tq.step"] = np.float64(-1.0)
+    np.savez(tmp_path / "g.npz", **e)
+    with pytest.raises(QuantizeError, match="layer0.tq.step must be one finite positive"):
+        quantize(tmp_path / "g.npz", tmp_path / "o.npz", bits=2)
+    e["layer0.tq.step"] = np.float64(1.0)
+    e["layer0.tz.step"] = np.float64(1.0)
+    np.savez(tmp_path / "h.npz", **e)
+    with pytest.raises(QuantizeError, match="unknown entries layer0.tz.step"):
+        quantize(tmp_path / "h.npz", tmp_path / "o.npz", bits=2)

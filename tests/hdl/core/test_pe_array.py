@@ -6,20 +6,12 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from onebit.hdl.core.array import ComputeArray
 from onebit.hdl.core.gemm import GemmCore
 from onebit.hdl.core.pe import ProcessingElement
 from onebit.host.core_config import CoreConfig
-
-
-def run(dut, bench, *, clocked=True):
-    sim = Simulator(dut)
-    if clocked:
-        sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+from onebit.sim.streams import simulate
 
 
 @pytest.mark.parametrize("stages", [1, 2])
@@ -53,7 +45,7 @@ def test_pe_accumulate_clear_hold(lanes, stages, count):
                 regs = [(bin(x ^ w).count("1"), valid, last)] + regs[:-1]
             assert ctx.get(dut.acc) == model
 
-    run(dut, bench)
+    simulate(dut, bench)
 
 
 def test_pe_rejects_bad_stages_and_count():
@@ -145,7 +137,7 @@ def test_array_every_pair(rows, cols, lanes, copies, latency):
                 checked += 1
         assert checked > len(chunks) - latency
 
-    run(dut, bench)
+    simulate(dut, bench)
 
 
 def test_core_result_stage_is_checked():

@@ -21,11 +21,11 @@ def _golden_context(qb, kb, vb, heads, ta, tc):
     t, d = qb.shape
     dh = d // heads
     cache = golden.KVCache(heads, dh, t)
-    cache.append(pack_bits(kb.reshape(t, heads, dh)), vb)
+    cache.append(kb.reshape(t, heads, dh), vb)          # 1-bit levels: the bits
     qh = pack_bits(qb.reshape(t, heads, dh))
-    s = golden.dot(qh[:, None], cache.k[None, :t], dh)
+    s = golden.dot(qh[:, None], cache.k[None, :t, 0], dh)    # plane 0: the key bits
     a = (s >= ta[None, None, :]) & (np.arange(t)[None, :] <= np.arange(t)[:, None])[:, :, None]
-    vt = cache.vt[:, :(t + 31) // 32].reshape(heads, dh, -1)
+    vt = cache.vt[0, :, :(t + 31) // 32].reshape(heads, dh, -1)
     c = golden.mdot(pack_bits(np.moveaxis(a, 1, 2))[:, :, None, :], vt[None]).reshape(t, d)
     return (c >= tc).astype(np.uint8)
 

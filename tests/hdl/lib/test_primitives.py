@@ -5,19 +5,11 @@ models."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from onebit.hdl.lib.membank import MemoryBank
 from onebit.hdl.lib.popcount import Popcount
 from onebit.host.core_config import CoreConfig
-
-
-def run(dut, bench, *, clocked=True):
-    sim = Simulator(dut)
-    if clocked:
-        sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+from onebit.sim.streams import simulate
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 7, 32, 33, 64])
@@ -31,7 +23,7 @@ def test_popcount(width):
             ctx.set(dut.i, v)
             assert ctx.get(dut.o) == bin(v).count("1")
 
-    run(dut, bench, clocked=False)
+    simulate(dut, bench, clocked=False)
 
 
 def test_popcount_rejects_bad_width():
@@ -61,7 +53,7 @@ def test_memory_bank_read_latency_and_hold():
             await ctx.tick()
             assert ctx.get(dut.rdata) == data[a]   # holds while ren is low
 
-    run(dut, bench)
+    simulate(dut, bench)
 
 
 def test_memory_bank_validation():
