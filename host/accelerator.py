@@ -72,10 +72,7 @@ class Accelerator(LayerCommands):
         """
         if not isinstance(url, str):
             raise TypeError(f"url must be a string, not {url!r}")
-        if timeout is not None:
-            _check_link_options(timeout, retries)
-        else:
-            _check_link_options(1.0, retries)
+        _check_link_options(1.0 if timeout is None else timeout, retries)
         parsed = urlparse(url)
         if parsed.scheme == "sim":
             named = parsed.netloc + parsed.path

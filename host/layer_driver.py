@@ -369,6 +369,8 @@ class LayerCommands:
 
     def _layer_command(self, i: int, p: LayerParams, t: int, *, fresh: bool) -> None:
         plan = self._plan()
+        # A slot that is empty, not yet filled or lost starts afresh (the callers refuse a
+        # decode on a lost slot before this; a prefill empties it anyway).
         fresh = fresh or not self._cache_len.get(i)
         want = (0 if fresh else self._cache_len[i]) + t
         self._cache_len[i] = None           # unknown until the answer says
