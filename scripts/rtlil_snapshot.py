@@ -1,10 +1,14 @@
-"""Write each board's design as the build hands it to Yosys (RTLIL, ``src`` attributes left out),
+r"""Write each board's design as the build hands it to Yosys (RTLIL, ``src`` attributes left out),
 the whole design and the array alone, into a folder; two checkouts' folders compare with ``cmp``
 to show a refactoring left the gateware unchanged::
 
     .venv/bin/python scripts/rtlil_snapshot.py build/rtlil-before     # on the old checkout
     .venv/bin/python scripts/rtlil_snapshot.py build/rtlil-after      # on the new one
     for f in build/rtlil-before/*.il; do cmp "$f" build/rtlil-after/"${f##*/}"; done
+
+A change that only reorders connections (``wiring.connect`` instead of a loop) renumbers
+Amaranth's generated names (``$46``); compare those with the numbers dropped and the lines
+sorted: ``cmp <(sed -E 's/\$[0-9]+/$N/g' A.il | sort) <(sed -E 's/\$[0-9]+/$N/g' B.il | sort)``.
 """
 
 import sys

@@ -45,12 +45,10 @@ from ...host.protocol import (
     args_size,
     encode_identify,
 )
-from ..core.gemm import counters_layout
 from ..core.gemm_runner import run_layout
-from ..layer.engine import layer_layout
 from ..lib.counter_bank import CounterBank
 from ..lib.family import family
-from .datapath import store_word_bits
+from .datapath import datapath_signature
 from .frame_rx import EventKind, event_layout
 from .frame_tx import header_layout
 
@@ -133,13 +131,11 @@ class CommandProcessor(wiring.Component):
     -------
     events : In(stream.Signature(event_layout()))
     header : Out(stream.Signature(header_layout()));  data : Out(stream.Signature(8))
-    st_waddr, st_wdata : Out;  act_wen, weight_wen, thresh_wen : Out(1)
-        One write port shared by the stores (registered outputs).
-    res_raddr : Out;  res_ren : Out(1);  res_rdata : In(result_word_bits)
-    run_start : Out(1);  run_params : Out(run_layout(dev))
-    run_done, run_error : In(1);  run_beats : In;  core_counters : In(counters_layout())
     bad_header, tx_stall : In(1)
         Pulses counted by the link counters.
+    The datapath's ports, ``datapath_signature(dev).flip()``: the store write port ``st_*``
+    and one write enable per store (registered outputs), the result and residual stores' read
+    ports, ``run_*`` and ``layer_*`` (see ``onebit.hdl.link.datapath``).
     """
 
     def __init__(self, dev: DeviceConfig):
@@ -147,30 +143,14 @@ class CommandProcessor(wiring.Component):
             raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
         self._dev = dev
         self._identify = encode_identify(dev)
-        depth = max(d for *_, d in loads(dev))
         ports = {
             "events": In(stream.Signature(event_layout())),
             "header": Out(stream.Signature(header_layout())),
             "data": Out(stream.Signature(8)),
-            "st_waddr": Out(range(depth)), "st_wdata": Out(store_word_bits(dev)),
-            "res_raddr": Out(range(dev.result_beats)), "res_ren": Out(1),
-            "res_rdata": In(dev.result_word_bits),
-            "run_start": Out(1), "run_params": Out(run_layout(dev)),
-            "run_done": In(1), "run_error": In(1), "run_beats": In(range(dev.result_beats + 1)),
-            "core_counters": In(counters_layout()),
             "bad_header": In(1), "tx_stall": In(1),
         }
-        for _, store, _, _ in loads(dev):
-            ports[f"{store}_wen"] = Out(1)
-        if dev.layer is not None:
-            ports.update({
-                "resid_raddr": Out(range(dev.layer.res_words)), "resid_ren": Out(1),
-                "resid_rdata": In(16 * dev.core.cols),
-                "layer_start": Out(1), "layer_params": Out(layer_layout()),
-                "clear_cache": Out(1),
-                "layer_done": In(1), "layer_status": In(8),
-                "layer_cycles": In(32), "layer_active": In(32), "layer_kv_length": In(16),
-            })
+        # The datapath's ports, flipped (``datapath_signature``: one definition for both).
+        ports.update(datapath_signature(dev).flip().members)
         super().__init__(ports)
 
     def elaborate(self, platform):

@@ -22,7 +22,7 @@ from ..layer.engine import LayerEngine, layer_layout
 from ..lib.banked_store import BankedStore
 from ..lib.membank import MemoryBank
 
-__all__ = ["Datapath", "store_word_bits"]
+__all__ = ["Datapath", "datapath_signature", "DatapathPort", "store_word_bits"]
 
 
 def store_word_bits(dev: DeviceConfig) -> int:
@@ -32,6 +32,45 @@ def store_word_bits(dev: DeviceConfig) -> int:
     if dev.layer is not None:
         widths += [16 * c.cols, PARAM_BITS * c.cols]
     return max(widths)
+
+
+def datapath_signature(dev: DeviceConfig) -> wiring.Signature:
+    """The datapath's ports as the datapath sees them (``In`` from the command processor,
+    ``Out`` to it); the processor's are this signature flipped. One definition for both."""
+    c = dev.core
+    depth = max(dev.act_words, dev.weight_words, dev.thresh_words)
+    ports = {
+        "st_waddr": In(range(depth)), "st_wdata": In(store_word_bits(dev)),
+        "act_wen": In(1), "weight_wen": In(1), "thresh_wen": In(1),
+        "res_raddr": In(range(dev.result_beats)), "res_ren": In(1),
+        "res_rdata": Out(dev.result_word_bits),
+        "run_start": In(1), "run_params": In(run_layout(dev)),
+        "run_done": Out(1), "run_error": Out(1),
+        "run_beats": Out(range(dev.result_beats + 1)), "core_counters": Out(counters_layout()),
+    }
+    if dev.layer is not None:
+        ly = dev.layer
+        ports["st_waddr"] = In(range(max(depth, ly.res_words, ly.param_words)))
+        ports.update({
+            "resid_wen": In(1), "param_wen": In(1),
+            "resid_raddr": In(range(ly.res_words)), "resid_ren": In(1),
+            "resid_rdata": Out(16 * c.cols),
+            "layer_start": In(1), "layer_params": In(layer_layout()), "clear_cache": In(1),
+            "layer_done": Out(1), "layer_status": Out(8),
+            "layer_cycles": Out(32), "layer_active": Out(32), "layer_kv_length": Out(16),
+        })
+    return wiring.Signature(ports)
+
+
+class DatapathPort:
+    """A component's datapath-facing ports as one interface (its own signals, signature
+    ``signature``), so that ``wiring.connect`` can join the command processor to the
+    datapath."""
+
+    def __init__(self, owner: wiring.Component, signature: wiring.Signature):
+        self.signature = signature
+        for name in signature.members:
+            setattr(self, name, getattr(owner, name))
 
 
 class Datapath(wiring.Component):
@@ -51,29 +90,7 @@ class Datapath(wiring.Component):
         if not isinstance(dev, DeviceConfig):
             raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
         self._dev = dev
-        c = dev.core
-        depth = max(dev.act_words, dev.weight_words, dev.thresh_words)
-        ports = {
-            "st_waddr": In(range(depth)), "st_wdata": In(store_word_bits(dev)),
-            "act_wen": In(1), "weight_wen": In(1), "thresh_wen": In(1),
-            "res_raddr": In(range(dev.result_beats)), "res_ren": In(1),
-            "res_rdata": Out(dev.result_word_bits),
-            "run_start": In(1), "run_params": In(run_layout(dev)),
-            "run_done": Out(1), "run_error": Out(1),
-            "run_beats": Out(range(dev.result_beats + 1)), "core_counters": Out(counters_layout()),
-        }
-        if dev.layer is not None:
-            ly = dev.layer
-            ports["st_waddr"] = In(range(max(depth, ly.res_words, ly.param_words)))
-            ports.update({
-                "resid_wen": In(1), "param_wen": In(1),
-                "resid_raddr": In(range(ly.res_words)), "resid_ren": In(1),
-                "resid_rdata": Out(16 * c.cols),
-                "layer_start": In(1), "layer_params": In(layer_layout()), "clear_cache": In(1),
-                "layer_done": Out(1), "layer_status": Out(8),
-                "layer_cycles": Out(32), "layer_active": Out(32), "layer_kv_length": Out(16),
-            })
-        super().__init__(ports)
+        super().__init__(datapath_signature(dev))
 
     def elaborate(self, platform):
         m = Module()

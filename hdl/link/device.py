@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from ...host.device_config import DeviceConfig
 from ..lib.register_slice import RegisterSlice
 from .command import CommandProcessor
-from .datapath import Datapath
+from .datapath import Datapath, DatapathPort, datapath_signature
 from .frame_rx import FrameReceiver
 from .frame_tx import FrameSender
 
@@ -76,10 +76,7 @@ class DeviceLink(wiring.Component):
         wiring.connect(m, out_slice.o, wiring.flipped(self.o))
         m.d.comb += [proc.bad_header.eq(rx.bad_header),
                      proc.tx_stall.eq(self.o.valid & ~self.o.ready)]
-        # The processor drives the datapath's inputs and reads its outputs, port by port.
-        for name, member in dp.signature.members.items():
-            if member.flow == In:
-                m.d.comb += getattr(dp, name).eq(getattr(proc, name))
-            else:
-                m.d.comb += getattr(proc, name).eq(getattr(dp, name))
+        # The processor drives the datapath's inputs and reads its outputs.
+        flipped = datapath_signature(self._dev).flip()
+        wiring.connect(m, DatapathPort(proc, flipped), dp)
         return m
