@@ -73,3 +73,28 @@ def test_bench_layer_measures_a_small_layer():
     assert 0 < r["prefill"]["utilization"] <= 1 and 0 < r["decode"]["utilization"] <= 1
     assert r["prefill"]["cycles"] > r["prefill"]["ideal"] > 0
     assert {b["board"] for b in r["boards"]} == {"icebreaker", "ulx3s-25f", "ulx3s-85f"}
+
+
+def test_hybrid_model_is_described():
+    """The version-2 model trained for the gateware to come (A = 4, binary weights, positions):
+    small, its card matching the file, within 10% of its float twin's validation loss."""
+    from importlib import resources
+
+    import numpy as np
+
+    from onebit.host import ModelParams, golden
+
+    path = resources.files("onebit.host") / "hybrid_a4_model.npz"
+    m = ModelParams.load(path)
+    card = json.loads((resources.files("onebit.host") / "hybrid_a4_model.json").read_text())
+    assert path.stat().st_size < 1_000_000
+    assert card["layers"] == [{"bits": p.bits, "weights": p.weights} for p in m.layers]
+    assert card["head"] == {"bits": m.head_bits, "weights": m.head_weights}
+    assert card["positions"] == m.P.shape[0]
+    assert card["ratio_to_float"] == pytest.approx(card["valid_loss"] / card["float_valid_loss"],
+                                                   abs=1e-3)
+    assert card["ratio_to_float"] <= 1.10
+    from onebit.train.corpus import decode, encode
+    prompt = "The return statement"
+    out = golden.generate(np.array(encode(m.charset, prompt)), 44, m)
+    assert prompt + decode(m.charset, out) == card["sample"]
