@@ -736,8 +736,10 @@ class CommandProcessor(wiring.Component):
                                 m.d.sync += recv.eq(0)
                                 m.next = "IDENT"
                             with m.Case(_Reply.WORDS, _Reply.RESULTS, _Reply.RESIDUAL):
-                                m.d.sync += recv.eq(0)
-                                m.next = "FETCH"
+                                # (A read of no words answers no data.)
+                                with m.If(reply_len != 0):
+                                    m.d.sync += recv.eq(0)
+                                    m.next = "FETCH"
             with m.State("IDENT"):
                 # ``ident_byte`` (the ROM's read) holds table byte ``bidx`` from the cycle
                 # after ``bidx`` moves; a byte goes out every other cycle (timing: no table

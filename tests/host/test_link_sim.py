@@ -4,7 +4,7 @@ retries and recovery after damaged or partial frames."""
 import pytest
 
 from onebit.host.core_config import CoreConfig
-from onebit.host.device_config import DeviceConfig
+from onebit.host.device_config import DeviceConfig, LayerConfig
 from onebit.host.link import DeviceError, LinkClient, LinkTimeout
 from onebit.host.protocol import FrameDecoder, Opcode, Status, encode_args, encode_frame
 from onebit.sim.link_transport import AmaranthLinkTransport
@@ -35,6 +35,23 @@ def test_bad_length_is_answered():
         c.request(Opcode.IDENTIFY, b"x")
     assert e.value.status == Status.BAD_LENGTH
     assert c.identify() == DEV          # and the link still works
+
+
+LAYER_DEV = DeviceConfig(
+    core=CoreConfig(rows=2, cols=2, lanes=8, max_k=32, max_t=8, max_n=64),
+    act_words=256, weight_words=1024, thresh_words=256, result_beats=64, weight_banks=4,
+    layer=LayerConfig(d_model=16, heads=2, max_ff=32, kv_capacity=12, kv_slots=2,
+                      res_words=80, param_words=128))
+
+
+def test_a_read_of_no_words_answers_no_data():
+    """READ_RESULTS and READ_RESIDUAL with ``count`` 0 are answered OK with no data (they once
+    sent bytes without end), and the link goes on."""
+    c = LinkClient(AmaranthLinkTransport(LAYER_DEV), timeout=20.0, retries=0)
+    assert c.request(Opcode.READ_RESULTS, offset=0, count=0) == b""
+    assert c.request(Opcode.READ_RESIDUAL, offset=38, count=0) == b""
+    assert c.request(Opcode.READ_RESIDUAL, offset=1, count=1) == bytes(4)
+    assert c.identify() == LAYER_DEV
 
 
 def test_bad_crc_is_answered_with_the_tag_and_dropped():
