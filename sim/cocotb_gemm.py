@@ -19,7 +19,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from ..hdl.core.gemm import COUNTERS, command_layout, counters_layout, result_layout
+from ..hdl.core.gemm_layouts import COUNTERS, command_layout, counters_layout, result_layout
 from ..host.core_config import CoreConfig, Op
 from ..host.core_streams import decode_results, encode_gemm, expected_gemm
 

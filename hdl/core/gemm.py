@@ -33,53 +33,20 @@ a tile's last chunk captures its sums, two cycles after they become results; the
 beat per row (or per tile of bits).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...host.core_config import CORE_COUNTERS, CoreConfig, Op
+from ...host.core_config import CoreConfig, Op
 from ..lib.event_counter import COUNTER_KINDS, EventCounter, counter_kind
 from ..lib.family import family
-from ..lib.membank import MemoryBank
-from ..lib.popcount import reduce_columns, register_columns, tree_depth, two_rows
+from .act_buffer import ActivationBuffer
 from .array import ComputeArray
+from .gemm_layouts import COUNTERS, command_layout, counters_layout, result_layout, tile_layout
+from .result_drain import ResultDrain
+from .weight_buffer import WeightBuffer
 
-__all__ = ["GemmCore", "command_layout", "result_layout", "counters_layout", "COUNTERS"]
-
-#: Performance counters, each 32 bits, cleared when a command is accepted.
-COUNTERS = CORE_COUNTERS
-
-
-def counters_layout() -> data.StructLayout:
-    """Layout of the ``counters`` output: one 32-bit count per name in ``COUNTERS``."""
-    return data.StructLayout({name: 32 for name in COUNTERS})
-
-
-def command_layout(c: CoreConfig) -> data.StructLayout:
-    """Layout of a ``cmd`` beat for this configuration."""
-    return data.StructLayout({
-        "op": Op, "threshold": 1,
-        "t": unsigned(c.max_t.bit_length()),
-        "n": unsigned(c.max_n.bit_length()),
-        "k": unsigned(c.max_k.bit_length()),
-    })
-
-
-def result_layout(c: CoreConfig) -> data.StructLayout:
-    """Layout of a ``result`` beat: ``ints`` (one row of C results, without thresholds) or
-    ``bits`` (a whole R x C token tile, bit ``r * C + c``, with thresholds)."""
-    return data.StructLayout({
-        "ints": data.ArrayLayout(signed(c.result_width), c.cols),
-        "bits": unsigned(c.rows * c.cols),
-        "last": 1,
-    })
-
-
-def _tile_layout(c: CoreConfig) -> data.StructLayout:
-    return data.StructLayout({
-        "rows": range(c.rows + 1), "cols": range(c.cols + 1), "half": 1,
-        "last_tt": 1, "last_nt": 1,
-    })
+__all__ = ["GemmCore"]
 
 
 class GemmCore(wiring.Component):
@@ -149,31 +116,22 @@ class GemmCore(wiring.Component):
         cfg = self._cfg
         R, C, L, KWM = cfg.rows, cfg.cols, cfg.lanes, cfg.max_chunks
         m.submodules.array = arr = ComputeArray(cfg, copies=self._copies)
-
-        act_rd, act_wr = [], []
-        # (``no_rw_check``: a row is read only once the loader has written it, and the loader
-        # writes rows the issue stage has not reached; a read the same cycle as a write to its
-        # address only happens while nothing is issued, and its word is not used.)
-        for r in range(R):
-            mem = memory.Memory(shape=L, depth=cfg.act_depth, init=[],
-                                attrs={"no_rw_check": 1})
-            m.submodules[f"act_bank{r}"] = mem
-            act_wr.append(mem.write_port())
-            act_rd.append(mem.read_port())
-        # Weight buffer: for each half (ping-pong) and column, one bank of a tile row's chunks.
-        w_bank = [[MemoryBank(width=L, depth=KWM, kind=cfg.weight_memory) for _ in range(C)]
-                  for _ in range(2)]
-        for h in range(2):
-            for col in range(C):
-                m.submodules[f"weight_h{h}_c{col}"] = w_bank[h][col]
+        m.submodules.acts = acts = ActivationBuffer(cfg)
+        m.submodules.weights = weights = WeightBuffer(cfg)
+        stage = self._result_stage
+        if stage is None:
+            stage = family(platform) != "ice40"
+        m.submodules.drain = drain = ResultDrain(cfg, result_stage=stage)
+        wiring.connect(m, wiring.flipped(self.act), acts.act)
+        wiring.connect(m, wiring.flipped(self.weight), weights.weight)
+        wiring.connect(m, wiring.flipped(self.thresh), weights.thresh)
+        wiring.connect(m, drain.result, wiring.flipped(self.result))
 
         # Command registers.
         op = Signal(Op)
         thr_en = Signal()
         t = Signal(range(cfg.max_t + 1))
         n = Signal(range(cfg.max_n + 1))
-        l_rest = Signal(range(cfg.max_n + 1))   # weight rows not yet in a loaded tile
-        l_rest_ge, l_rest_le = Signal(), Signal()   # l_rest >= C, l_rest <= C (registers)
         k = Signal(range(cfg.max_k + 1))
         kw = Signal(range(KWM + 1))
         last_mask = Signal(L)
@@ -185,42 +143,30 @@ class GemmCore(wiring.Component):
         # tile's last results are captured). The loader refills only a half that is not held.
         full = Signal(2)
         held = Signal(2)
-        tile_loaded = Signal(2)
+        tile_loaded = weights.tile_loaded
         full_clr = Signal(2)
-        held_clr = Signal(2)
+        held_clr = drain.held_clr
         m.d.sync += [full.eq((full | tile_loaded) & ~full_clr),
                      held.eq((held | tile_loaded) & ~held_clr)]
-        thr = [[Signal(signed(cfg.threshold_width), name=f"thr_{h}_{col}") for col in range(C)]
-               for h in range(2)]
-        # popcount(w) of each loaded weight row, for mdot = popcount(w) - popcount(p XOR w).
-        wpop = [[Signal(cfg.acc_width, name=f"wpop_{h}_{col}") for col in range(C)]
-                for h in range(2)]
 
         # Pipeline control: ``adv`` moves issue -> s1 -> s2 -> array (s3: the stage whose sums
         # the array gives, ``arr.latency()`` after s2) together.
         s2_valid, s2_last = Signal(), Signal()
         s3_valid, s3_last = Signal(), Signal()
-        shadow_full = Signal()
-        raw_full = Signal()
-        # A tile's last chunk captures the array's sums (``raw``, then the results in the
-        # shadow); it waits (and so does the whole pipeline) while ``raw`` still holds the
-        # previous tile: ``adv = ~(s3_valid & s3_last & raw_full)``. ``adv`` enables every
-        # register of the array, so it is a register itself, computed a cycle early from the
-        # values those three take next (exactly; below, after the capture stage) (timing: a
-        # decode in front of that fan-out set the whole design's Fmax in some placements).
+        # A tile's last chunk captures the array's sums (``ResultDrain``); it waits (and so
+        # does the whole pipeline) while the drain's ``raw`` still holds the previous tile:
+        # ``adv = ~(s3_valid & s3_last & raw_full)``. ``adv`` enables every register of the
+        # array, so it is a register itself, computed a cycle early from the values those
+        # three take next (exactly; below, after the capture) (timing: a decode in front of
+        # that fan-out set the whole design's Fmax in some placements).
         adv = Signal(init=1)
 
         # ---------------------------------------------------------------- main controller
-        a_j = Signal(range(KWM))
-        a_jlast = Signal()      # a_j is the row's last chunk (a register, not a_j == kw - 1)
-        a_r = Signal(range(R))
-        a_base = Signal(range(cfg.act_depth + KWM + 1))
-        a_tok = Signal(range(cfg.max_t + 1))
         i_j = Signal(range(KWM))
         i_abase = Signal(range(cfg.act_depth + KWM + 1))
         i_half = Signal()
         s0_valid = Signal()
-        s0 = Signal(_tile_layout(cfg))
+        s0 = Signal(tile_layout(cfg))
         s0_last = Signal()
         final_taken = Signal()
         idle = Signal()
@@ -237,7 +183,7 @@ class GemmCore(wiring.Component):
         i_jlast = Signal()
         t_le_r = Signal()                           # T <= R
         t_m1 = Signal(range(cfg.max_t + 1))         # T - 1: the activation loader's last row
-        rows_in, rows_ge, need_moves, loaded_all = Signal(), Signal(), Signal(), Signal()
+        rows_in, rows_ge, need_moves = Signal(), Signal(), Signal()
         kw_one = Signal()                           # K <= L: one chunk a row
         first_end = Signal()                        # kw_one & t_le_r: a tile of one issue
         # ceil(K/L) - 2: ``j + 1 == kw_m1`` as ``j == kw_m2`` (timing: no adder before the
@@ -266,11 +212,14 @@ class GemmCore(wiring.Component):
             s0.last_nt.eq(i_lnt),
             s0_last.eq(i_jlast),
         ]
-        for r in range(R):
-            m.d.comb += [act_rd[r].addr.eq(i_abase + i_j), act_rd[r].en.eq(adv)]
-        for h in range(2):
-            for col in range(C):
-                m.d.comb += [w_bank[h][col].raddr.eq(i_j), w_bank[h][col].ren.eq(adv)]
+        # The buffers: read at the issue position, loaded with the command's shape.
+        m.d.comb += [acts.rd_addr.eq(i_abase + i_j), acts.rd_en.eq(adv),
+                     weights.rd_addr.eq(i_j), weights.rd_en.eq(adv)]
+        for buf in (acts, weights):
+            m.d.comb += [buf.start.eq(start), buf.kw_one.eq(kw_one), buf.kw_m2.eq(kw_m2),
+                         buf.last_mask.eq(last_mask)]
+        m.d.comb += [acts.kw.eq(kw), acts.t_m1.eq(t_m1), weights.thr_en.eq(thr_en),
+                     weights.held.eq(held)]
 
         m.d.sync += self.cmd_error.eq(0)
         pend = Signal(command_layout(cfg))
@@ -313,31 +262,28 @@ class GemmCore(wiring.Component):
                 m.d.comb += top.eq(k_m1[:cfg.lane_bits] if L > 1 else 0)
                 m.d.sync += [
                     op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n), k.eq(p.k),
-                    l_rest.eq(p.n), l_rest_ge.eq(c_nge), l_rest_le.eq(c_nle),
                     kw.eq(kw_m1 + 1),
                     last_mask.eq(Cat(*(top >= i for i in range(L)))),
-                    a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0), loaded_all.eq(0),
                     i_j.eq(0), i_abase.eq(0),
                     i_tleft.eq(p.t), i_nleft.eq(p.n),
                     i_rows.eq(first_need),
                     i_cols.eq(c_nmin), i_lnt.eq(c_nle),
                     i_need.eq(first_need), kw_m2.eq(kw_m1 - 1),
-                    a_jlast.eq(kw_one),
                 ]
                 m.d.comb += [i_half_next.eq(0), i_ltt_next.eq(t_le_r), i_jlast_next.eq(kw_one)]
-                # Each result field loads only in its own mode (timing: no mode multiplexer in
-                # front of the registers); the other stays at the 0 set here.
-                m.d.sync += [self.result.payload.ints.eq(0), self.result.payload.bits.eq(0)]
+                # (The weight loader takes the command's rows with ``start``.)
+                m.d.comb += [weights.n.eq(p.n), weights.n_ge_c.eq(c_nge),
+                             weights.n_le_c.eq(c_nle)]
                 m.d.comb += start.eq(1)
                 m.next = "COMPUTE"
 
             with m.State("COMPUTE"):
                 # A token tile may issue once its rows are in the activation buffer
-                # (``a_tok >= i_need``). That compare is registered (timing: it fed every
+                # (``tokens >= i_need``). That compare is registered (timing: it fed every
                 # issue-stage enable): ``rows_ge`` is last cycle's answer, cleared the cycle
-                # after ``i_need`` moves, so it is never true too early (``a_tok`` only grows);
-                # it can be one cycle late, and not at all once the whole load is in. So the
-                # first channel tile overlaps the activation load.
+                # after ``i_need`` moves, so it is never true too early (``tokens`` only
+                # grows); it can be one cycle late, and not at all once the whole load is in.
+                # So the first channel tile overlaps the activation load.
                 m.d.comb += [s0_valid.eq(full_cur & rows_in), computing.eq(1)]
                 issue = s0_valid & adv
                 with m.If(issue & s0_last):
@@ -378,161 +324,14 @@ class GemmCore(wiring.Component):
         when_issued = Mux(s0_last, Mux(i_ltt, first_end, kw_one & (i_tleft <= 2 * R)),
                           (i_j == kw_m2) & i_ltt)
         m.d.sync += tile_end.eq(Mux(issue_any, when_issued, Mux(start, first_end, tile_end)))
-        m.d.sync += rows_ge.eq(~need_moves & ~start & (a_tok >= i_need))
-        m.d.comb += rows_in.eq(loaded_all | rows_ge)
-
-        # ---------------------------------------------------------------- activation loader
-        # Row t goes to bank t mod R at address (t div R) * ceil(K/L) + chunk.
-        # A row's last chunk is masked as it is written (padding bits 0, as in the weight
-        # buffer), so the array takes the buffer's words as they are read.
-        for r in range(R):
-            m.d.comb += [act_wr[r].addr.eq(a_base + a_j),
-                         act_wr[r].data.eq(self.act.payload &
-                                           Mux(a_jlast, last_mask, (1 << L) - 1))]
-        with m.FSM(name="act_loader"):
-            with m.State("IDLE"):
-                with m.If(start):
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += self.act.ready.eq(1)
-                for r in range(R):
-                    m.d.comb += act_wr[r].en.eq(self.act.valid & (a_r == r))
-                with m.If(self.act.valid):
-                    with m.If(a_jlast):
-                        m.d.sync += [a_j.eq(0), a_jlast.eq(kw_one), a_tok.eq(a_tok + 1)]
-                        with m.If(a_r == R - 1):
-                            m.d.sync += [a_r.eq(0), a_base.eq(a_base + kw)]
-                        with m.Else():
-                            m.d.sync += a_r.eq(a_r + 1)
-                        with m.If(a_tok == t_m1):
-                            m.d.sync += loaded_all.eq(1)
-                            m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += [a_j.eq(a_j + 1), a_jlast.eq(a_j == kw_m2)]
-
-        # ---------------------------------------------------------------- weight loader
-        l_half = Signal()
-        l_c = Signal(range(C))
-        l_j = Signal(range(KWM))
-        # Rows of the tile being loaded (set while waiting for it, from ``l_rest``), and a
-        # down-counter of its rows: the last-row and last-tile decisions start from registers.
-        l_tile_rows = Signal(range(C + 1))
-        l_rows = Signal(range(C + 1))
-        l_last_row = Signal()
-        l_last_tile = Signal()
-        l_pop = Signal(cfg.acc_width)
-        l_chunk = Signal(L)
-        # ``l_j == ceil(K/L) - 1``, a register like ``i_jlast`` (timing: the compare fed the
-        # loader's enables).
-        l_jlast = Signal()
-        m.d.comb += l_chunk.eq(self.weight.payload & Mux(l_jlast, last_mask, (1 << L) - 1))
-        # popcount(w) of each row, four stages behind the loader (registered chunk, half the
-        # tree, its two rows, then the row sum): wpop is read only when the tile's results
-        # leave the array, many cycles after its last chunk is loaded.
-        p_valid, p_first, p_last = Signal(), Signal(), Signal()
-        # Stage p also writes the chunk into its bank (timing: the weight stream's valid
-        # went straight to the banks' write enables, across the array). A tile's last chunk is
-        # written the cycle after it is taken, when TILE_DONE marks the half full: the issue
-        # stage reads it a cycle later still.
-        p_chunk = Signal(L)
-        p_j = Signal(range(KWM))
-        p_wen = Signal(2 * C)
-        p_half, p_c = Signal(), Signal(range(C))
-        m.d.sync += [p_valid.eq(0), p_wen.eq(0)]
-        # A second stage (q) holds the chunk's count (timing: the popcount tree and the row
-        # sum's adder in different cycles).
-        q_valid, q_first, q_last, q_half = Signal(), Signal(), Signal(), Signal()
-        q_c = Signal(range(C))
-        # (The tree's two carry-save rows, not their sum: the sum's adder merges into the
-        # row sum's, and an iCE40's LUT tree alone is 8 levels deep.)
-        q_rows = [Signal(L.bit_length(), name=f"q_rows{i}") for i in range(2)]
-        # Between them, stage o holds the tree's columns after half its levels of full adders
-        # (timing: 8 levels for 32 lanes, with the routing of a LUT4 each, were a critical
-        # path on ECP5).
-        o_valid, o_first, o_last, o_half = Signal(), Signal(), Signal(), Signal()
-        o_c = Signal(range(C))
-        width = L.bit_length()
-        columns = reduce_columns(m, {0: [p_chunk[i] for i in range(L)]}, width, "wpa",
-                                 levels=tree_depth(L) // 2)
-        staged = register_columns(m, columns, "o")
-        m.d.sync += [o_valid.eq(p_valid), o_first.eq(p_first), o_last.eq(p_last),
-                     o_half.eq(p_half), o_c.eq(p_c)]
-        m.d.sync += [q_valid.eq(o_valid), q_first.eq(o_first), q_last.eq(o_last),
-                     q_half.eq(o_half), q_c.eq(o_c)]
-        for q_row, row in zip(q_rows, two_rows(reduce_columns(m, staged, width, "wpb"), width),
-                              strict=True):
-            m.d.sync += q_row.eq(row)
-        with m.If(q_valid):
-            row_pop = Mux(q_first, 0, l_pop) + q_rows[0] + q_rows[1]
-            m.d.sync += l_pop.eq(row_pop)
-            with m.If(q_last):
-                for h in range(2):
-                    for col in range(C):
-                        with m.If((q_half == h) & (q_c == col)):
-                            m.d.sync += wpop[h][col].eq(row_pop)
-        m.d.comb += l_last_row.eq(l_rows == 1)
-        for h in range(2):
-            for col in range(C):
-                m.d.comb += [w_bank[h][col].waddr.eq(p_j),
-                             w_bank[h][col].wdata.eq(p_chunk),
-                             w_bank[h][col].wen.eq(p_wen[h * C + col])]
-        with m.FSM(name="loader"):
-            with m.State("IDLE"):
-                with m.If(start):
-                    m.d.sync += [l_half.eq(0), l_c.eq(0), l_j.eq(0), l_jlast.eq(kw_one)]
-                    m.next = "WAIT"
-            with m.State("WAIT"):
-                rows = Mux(l_rest_ge, C, l_rest)
-                m.d.sync += [l_tile_rows.eq(rows), l_rows.eq(rows), l_last_tile.eq(l_rest_le)]
-                with m.If(~held.bit_select(l_half, 1)):
-                    m.next = "WEIGHTS"
-            with m.State("WEIGHTS"):
-                m.d.comb += self.weight.ready.eq(1)
-                for h in range(2):
-                    for col in range(C):
-                        m.d.sync += p_wen[h * C + col].eq(self.weight.valid & (l_c == col) &
-                                                          (l_half == h))
-                with m.If(self.weight.valid):
-                    m.d.sync += [p_valid.eq(1), p_first.eq(l_j == 0), p_last.eq(l_jlast),
-                                 p_chunk.eq(l_chunk), p_half.eq(l_half), p_c.eq(l_c),
-                                 p_j.eq(l_j)]
-                    with m.If(l_jlast):
-                        m.d.sync += [l_j.eq(0), l_jlast.eq(kw_one)]
-                        with m.If(l_last_row):
-                            m.d.sync += [l_c.eq(0), l_rows.eq(l_tile_rows)]
-                            m.next = "THRESH"
-                            with m.If(~thr_en):
-                                m.next = "TILE_DONE"
-                        with m.Else():
-                            m.d.sync += [l_c.eq(l_c + 1), l_rows.eq(l_rows - 1)]
-                    with m.Else():
-                        m.d.sync += [l_j.eq(l_j + 1), l_jlast.eq(l_j == kw_m2)]
-            with m.State("THRESH"):
-                m.d.comb += self.thresh.ready.eq(1)
-                with m.If(self.thresh.valid):
-                    for h in range(2):
-                        for col in range(C):
-                            with m.If((l_half == h) & (l_c == col)):
-                                m.d.sync += thr[h][col].eq(self.thresh.payload)
-                    with m.If(l_last_row):
-                        m.d.sync += l_c.eq(0)
-                        m.next = "TILE_DONE"
-                    with m.Else():
-                        m.d.sync += [l_c.eq(l_c + 1), l_rows.eq(l_rows - 1)]
-            with m.State("TILE_DONE"):
-                m.d.comb += tile_loaded.bit_select(l_half, 1).eq(1)
-                m.d.sync += [l_half.eq(~l_half), l_rest.eq(l_rest - C),
-                             l_rest_ge.eq(l_rest >= 2 * C), l_rest_le.eq(l_rest <= 2 * C)]
-                with m.If(l_last_tile):
-                    m.next = "IDLE"
-                with m.Else():
-                    m.next = "WAIT"
+        m.d.sync += rows_ge.eq(~need_moves & ~start & (acts.tokens >= i_need))
+        m.d.comb += rows_in.eq(acts.loaded_all | rows_ge)
 
         # ---------------------------------------------------------------- pipeline s1, s2
         s1_valid, s1_last = Signal(), Signal()
-        s1 = Signal(_tile_layout(cfg))
-        s2 = Signal(_tile_layout(cfg))
-        s3 = Signal(_tile_layout(cfg))
+        s1 = Signal(tile_layout(cfg))
+        s2 = Signal(tile_layout(cfg))
+        s3 = Signal(tile_layout(cfg))
         x_bus = Signal(data.ArrayLayout(L, R), reset_less=True)
         w_bus = Signal(data.ArrayLayout(L, C))
         with m.If(adv):
@@ -543,118 +342,29 @@ class GemmCore(wiring.Component):
             prev_valid, prev_last, prev = s2_valid, s2_last, s2
             for i in range(arr.latency(platform) - 1):
                 sv, sl = Signal(name=f"pe_valid{i}"), Signal(name=f"pe_last{i}")
-                st = Signal(_tile_layout(cfg), name=f"pe_tile{i}")
+                st = Signal(tile_layout(cfg), name=f"pe_tile{i}")
                 m.d.sync += [sv.eq(prev_valid), sl.eq(prev_last), st.eq(prev)]
                 prev_valid, prev_last, prev = sv, sl, st
             m.d.sync += [s3_valid.eq(prev_valid), s3_last.eq(prev_last), s3.eq(prev)]
-            m.d.sync += [x_bus[r].eq(act_rd[r].data) for r in range(R)]
-            m.d.sync += [w_bus[col].eq(Mux(s1.half, w_bank[1][col].rdata, w_bank[0][col].rdata))
+            m.d.sync += [x_bus[r].eq(acts.rd_data[r]) for r in range(R)]
+            m.d.sync += [w_bus[col].eq(Mux(s1.half, weights.rd_data[1][col],
+                                           weights.rd_data[0][col]))
                          for col in range(C)]
         s3_next_valid, s3_next_last = prev_valid, prev_last     # what s3 takes with ``adv``
         m.d.comb += [arr.x.eq(x_bus), arr.w.eq(w_bus), arr.valid.eq(s2_valid),
                      arr.last.eq(s2_last), arr.en.eq(adv)]
 
-        # ---------------------------------------------------------------- capture
-        done = s3
+        # ---------------------------------------------------------------- capture and drain
         capture = Signal()
-        m.d.comb += capture.eq(adv & s3_valid & s3_last)
-
-        # Two stages: the capture takes the sums (``raw``); the cycle after, the results are
-        # computed from them (``diff``), and the cycle after that, once the shadow is free,
-        # they move into the shadow: ``value = K - 2 * acc``
-        # (XOR, the dot product) or ``popcount(w) - acc`` (AND, mdot; see pe.py), one subtract
-        # per element, so the drain only picks and compares registers (timing: neither the
-        # accumulator's adder and a subtract, nor a subtract and the drain's enables, in one
-        # cycle).
-        bw = max(cfg.result_width, cfg.threshold_width) + 2
-        # (Data registers without reset: only ``raw_full`` and ``shadow_full`` say what they
-        # hold, and a reset would become logic in front of them.)
-        raw = Signal(data.ArrayLayout(data.ArrayLayout(cfg.acc_width, C), R), reset_less=True)
-        raw_thr = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
-        raw_wpop = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
-        raw_tile = Signal(_tile_layout(cfg), reset_less=True)
-        shadow = Signal(data.ArrayLayout(data.ArrayLayout(signed(bw), C), R), reset_less=True)
-        shadow_thr = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
-        sh = Signal(_tile_layout(cfg), reset_less=True)
-        with m.If(capture):
-            m.d.sync += [raw.eq(arr.sum), raw_tile.eq(done), raw_full.eq(1)]
-            for col in range(C):
-                m.d.sync += [raw_thr[col].eq(Mux(done.half, thr[1][col], thr[0][col])),
-                             raw_wpop[col].eq(Mux(done.half, wpop[1][col], wpop[0][col]))]
-            with m.If(done.last_tt):
-                m.d.comb += held_clr.bit_select(done.half, 1).eq(1)
-        # One subtract: ``base - acc * scale``, base K (XOR) or popcount(w) (AND).
-        xor = Signal()
-        base = Signal(data.ArrayLayout(signed(bw), C))
-        m.d.comb += xor.eq(op == Op.XOR)
-        for col in range(C):
-            m.d.comb += base[col].eq(Mux(xor, k, raw_wpop[col]))
-        # With the shadow, the drain's masks and last row (timing: no compare in the drain):
-        # ``sh_col[c] = c < cols``, ``sh_row[r] = r < rows``, ``sh_rlast = rows - 1``.
-        sh_col = Signal(C, reset_less=True)
-        sh_row = Signal(R, reset_less=True)
-        sh_rlast = Signal(range(R), reset_less=True)
-        # With ``result_stage``, the subtracts run every cycle into ``diff`` (no enable: the
-        # shadow's load enable, which fans out to every element, was in front of them);
-        # ``diff_ok``: ``raw`` did not change last cycle, so ``diff`` is its results.
-        stage = self._result_stage
-        if stage is None:
-            stage = family(platform) != "ice40"
-        diff = Signal(data.ArrayLayout(data.ArrayLayout(signed(bw), C), R), reset_less=True)
-        results = Signal.like(diff)
-        for col in range(C):
-            for r in range(R):
-                acc = Signal(signed(bw), name=f"acc{r}_{col}")
-                m.d.comb += acc.eq(raw[r][col])
-                scaled = Signal(signed(bw), name=f"scaled{r}_{col}")
-                m.d.comb += scaled.eq(Mux(xor, acc << 1, acc))
-                m.d.comb += results[r][col].eq(base[col] - scaled)
-        diff_ok = Signal()
-        if stage:
-            m.d.sync += [diff.eq(results), diff_ok.eq(~capture)]
-        else:
-            m.d.comb += [diff.eq(results), diff_ok.eq(1)]
-        with m.If(raw_full & diff_ok & ~shadow_full):
-            m.d.sync += [sh.eq(raw_tile), shadow_thr.eq(raw_thr), shadow_full.eq(1),
-                         shadow.eq(diff),
-                         sh_col.eq(Cat(*(raw_tile.cols > col for col in range(C)))),
-                         sh_row.eq(Cat(*(raw_tile.rows > r for r in range(R)))),
-                         sh_rlast.eq(raw_tile.rows - 1)]
-            with m.If(~capture):
-                m.d.sync += raw_full.eq(0)
-        # ``adv`` of the next cycle, from the next values of s3 and ``raw_full``.
-        raw_full_next = capture | (raw_full & ~(diff_ok & ~shadow_full))
-        m.d.sync += adv.eq(~(Mux(adv, s3_next_valid, s3_valid) & Mux(adv, s3_next_last, s3_last) &
-                             raw_full_next))
-
-        # ---------------------------------------------------------------- drain + post-op
-        # Integers: one beat per row. Bits: one beat per token tile, ``value >= thr``.
-        d_r = Signal(range(R))
-        last_row = Signal()
-        m.d.comb += last_row.eq(d_r == sh_rlast)
-        out_free = ~self.result.valid | self.result.ready
+        m.d.comb += [capture.eq(adv & s3_valid & s3_last),
+                     drain.start.eq(start), drain.thr_en.eq(thr_en), drain.xor.eq(op == Op.XOR),
+                     drain.k.eq(k), drain.capture.eq(capture), drain.sums.eq(arr.sum),
+                     drain.tile.eq(s3), drain.thr.eq(weights.thr), drain.wpop.eq(weights.wpop)]
         m.d.comb += final_taken.eq(self.result.valid & self.result.ready &
                                    self.result.payload.last)
-        with m.If(self.result.ready):
-            m.d.sync += self.result.valid.eq(0)
-        with m.If(out_free & shadow_full & thr_en):
-            m.d.sync += [self.result.valid.eq(1),
-                         self.result.payload.last.eq(sh.last_nt & sh.last_tt),
-                         shadow_full.eq(0)]
-            for r in range(R):
-                for col in range(C):
-                    m.d.sync += self.result.payload.bits[r * C + col].eq(
-                        sh_row[r] & sh_col[col] & (shadow[r][col] >= shadow_thr[col]))
-        with m.Elif(out_free & shadow_full):
-            m.d.sync += [self.result.valid.eq(1),
-                         self.result.payload.last.eq(sh.last_nt & sh.last_tt & last_row)]
-            for col in range(C):
-                m.d.sync += self.result.payload.ints[col].eq(
-                    Mux(sh_col[col], shadow[d_r][col], 0))
-            with m.If(last_row):
-                m.d.sync += [d_r.eq(0), shadow_full.eq(0)]
-            with m.Else():
-                m.d.sync += d_r.eq(d_r + 1)
+        # ``adv`` of the next cycle, from the next values of s3 and the drain's ``raw_full``.
+        m.d.sync += adv.eq(~(Mux(adv, s3_next_valid, s3_valid) & Mux(adv, s3_next_last, s3_last) &
+                             drain.raw_full_next))
 
         # ---------------------------------------------------------------- counters
         # (Each an EventCounter: on the UP5K one DSP block each, no logic cells.)

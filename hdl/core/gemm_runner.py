@@ -21,7 +21,8 @@ from ...host.core_config import Op
 from ...host.device_config import RESULT_INT_BYTES, DeviceConfig
 from ..lib.family import family
 from ..lib.stream_reader import MemoryStreamReader
-from .gemm import GemmCore, counters_layout, result_layout
+from .gemm import GemmCore
+from .gemm_layouts import counters_layout, result_layout
 
 __all__ = ["GemmRunner", "run_layout"]
 

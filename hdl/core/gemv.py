@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...host.device_config import DeviceConfig
 from ..lib.popcount import popcount_tree
-from .gemm import result_layout
+from .gemm_layouts import result_layout
 
 __all__ = ["Gemv", "gemv_layout", "OUT_DEPTH"]
 

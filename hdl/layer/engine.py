@@ -36,7 +36,7 @@ from ...host.core_config import Op
 from ...host.device_config import PARAM_BITS, DeviceConfig
 from ...host.layer_layout import PARAM_ROWS, act_regions, matrix_offsets, param_words_per_layer
 from ...host.protocol import ARGUMENTS, LAYER_FRESH, LAYER_HEAD, Opcode, Status
-from ..core.gemm import result_layout
+from ..core.gemm_layouts import result_layout
 from ..core.gemm_runner import run_layout
 from ..core.gemv import Gemv, gemv_layout
 from ..lib.register_slice import RegisterSlice

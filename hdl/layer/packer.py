@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_count
 from ...host.core_config import CoreConfig
-from ..core.gemm import result_layout
+from ..core.gemm_layouts import result_layout
 
 __all__ = ["ResultPacker"]
 

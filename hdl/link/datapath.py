@@ -16,7 +16,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...host.device_config import PARAM_BITS, DeviceConfig
-from ..core.gemm import counters_layout
+from ..core.gemm_layouts import counters_layout
 from ..core.gemm_runner import GemmRunner, run_layout
 from ..layer.engine import LayerEngine, layer_layout
 from ..lib.banked_store import BankedStore

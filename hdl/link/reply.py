@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 from ...host.core_config import CORE_COUNTERS
 from ...host.device_config import RESIDUAL_BYTES, DeviceConfig
 from ...host.protocol import LAYER_ANSWER, LINK_COUNTERS, Status, encode_identify
-from ..core.gemm import counters_layout
+from ..core.gemm_layouts import counters_layout
 from ..lib.counter_bank import CounterBank
 from ..lib.family import family
 from .frame_tx import header_layout

@@ -1,0 +1,45 @@
+"""The GEMM core's payload layouts and counters, shared by the core's parts and its users."""
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from ...host.core_config import CORE_COUNTERS, CoreConfig, Op
+
+__all__ = ["COUNTERS", "command_layout", "result_layout", "counters_layout", "tile_layout"]
+
+#: Performance counters, each 32 bits, cleared when a command is accepted.
+COUNTERS = CORE_COUNTERS
+
+
+def counters_layout() -> data.StructLayout:
+    """Layout of the ``counters`` output: one 32-bit count per name in ``COUNTERS``."""
+    return data.StructLayout({name: 32 for name in COUNTERS})
+
+
+def command_layout(c: CoreConfig) -> data.StructLayout:
+    """Layout of a ``cmd`` beat for this configuration."""
+    return data.StructLayout({
+        "op": Op, "threshold": 1,
+        "t": unsigned(c.max_t.bit_length()),
+        "n": unsigned(c.max_n.bit_length()),
+        "k": unsigned(c.max_k.bit_length()),
+    })
+
+
+def result_layout(c: CoreConfig) -> data.StructLayout:
+    """Layout of a ``result`` beat: ``ints`` (one row of C results, without thresholds) or
+    ``bits`` (a whole R x C token tile, bit ``r * C + c``, with thresholds)."""
+    return data.StructLayout({
+        "ints": data.ArrayLayout(signed(c.result_width), c.cols),
+        "bits": unsigned(c.rows * c.cols),
+        "last": 1,
+    })
+
+
+def tile_layout(c: CoreConfig) -> data.StructLayout:
+    """The tags a chunk carries through the pipeline: its tile's rows and columns in use, the
+    weight buffer half, and whether it is the last token tile and the last channel tile."""
+    return data.StructLayout({
+        "rows": range(c.rows + 1), "cols": range(c.cols + 1), "half": 1,
+        "last_tt": 1, "last_nt": 1,
+    })
