@@ -29,7 +29,22 @@ from amaranth.lib.wiring import In, Out
 from ...host.checks import check_count
 from ..lib.popcount import popcount_tree
 
-__all__ = ["AttentionUnit"]
+__all__ = ["AttentionUnit", "kv_layout", "q_layout", "c_layout"]
+
+
+def kv_layout(d: int) -> data.StructLayout:
+    """A token's key and value bits (``kv``)."""
+    return data.StructLayout({"k": d, "v": d})
+
+
+def q_layout(d: int, capacity: int) -> data.StructLayout:
+    """A token's query bits and its position (``q``)."""
+    return data.StructLayout({"q": d, "pos": range(capacity)})
+
+
+def c_layout(d: int) -> data.StructLayout:
+    """A query's context bits, and whether it failed (``c``)."""
+    return data.StructLayout({"bits": d, "error": 1})
 
 
 class AttentionUnit(wiring.Component):
@@ -54,9 +69,9 @@ class AttentionUnit(wiring.Component):
         d = heads * head_dim
         ta_shape = signed((head_dim + 1).bit_length() + 1)   # [-Dh, Dh + 1]
         super().__init__({
-            "kv": In(stream.Signature(data.StructLayout({"k": d, "v": d}))),
-            "q": In(stream.Signature(data.StructLayout({"q": d, "pos": range(capacity)}))),
-            "c": Out(stream.Signature(data.StructLayout({"bits": d, "error": 1}))),
+            "kv": In(stream.Signature(kv_layout(d))),
+            "q": In(stream.Signature(q_layout(d, capacity))),
+            "c": Out(stream.Signature(c_layout(d))),
             "ta": In(data.ArrayLayout(ta_shape, heads)),
             "tc": In(data.ArrayLayout(signed(16), d)),
             "clear": In(1),

@@ -28,7 +28,7 @@ store's write port (one enable per ``cols`` bits) and read port; the residual st
 read ports of the parameter store. All memories have a read latency of one cycle.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,8 +41,9 @@ from ..core.gemm_runner import run_layout
 from ..core.gemv import Gemv, gemv_layout
 from ..lib.register_slice import RegisterSlice
 from .attention import AttentionUnit
+from .attention_steps import AttentionSteps
 from .packer import ResultPacker
-from .residual import ResidualUnit
+from .residual_pass import ResidualPass
 
 __all__ = ["LayerEngine", "layer_layout"]
 
@@ -118,10 +119,11 @@ class LayerEngine(wiring.Component):
         n_ta = -(-H // C)
         cap = ly.kv_capacity
 
-        m.submodules.residual = resu = ResidualUnit(width=C, y_width=c.result_width)
+        m.submodules.residual = rpass = ResidualPass(dev)
         m.submodules.packer = pk = ResultPacker(c, depth=dev.act_words)
         m.submodules.attention = att = AttentionUnit(heads=H, head_dim=DH, capacity=cap,
                                                      slots=ly.kv_slots)
+        m.submodules.steps = steps = AttentionSteps(dev)
         # CLEAR_CACHE reaches the attention unit a cycle later (timing: the command processor's
         # decision fanned out to the unit's enables; no command follows within a cycle).
         clear_q = Signal()
@@ -170,8 +172,7 @@ class LayerEngine(wiring.Component):
         head = p.flags[1]
         fresh = p.flags[0]
         slot = Signal(range(ly.kv_slots))
-        m.d.comb += [att.slot.eq(slot), resu.shift.eq(p.shift[:4]),
-                     self.kv_length.eq(att.length)]
+        m.d.comb += [att.slot.eq(slot), self.kv_length.eq(att.length)]
         fw = Signal(range(c.max_chunks + 2))
         t_dw, t_dc, t_fw = (Signal(32, name=n) for n in ("t_dw", "t_dc", "t_fw"))
         f_dw, d_fw, n_dw, h_beats = (Signal(32, name=n) for n in ("f_dw", "d_fw", "n_dw",
@@ -180,7 +181,6 @@ class LayerEngine(wiring.Component):
         bad, full = Signal(), Signal()
         pb = Signal(range(ly.param_words))
         w_o, w_1, w_2 = (Signal(range(dev.weight_words), name=n) for n in ("w_o", "w_1", "w_2"))
-        i = Signal(range(c.max_t + 1))           # token index of the attention steps
 
         mo = matrix_offsets(dev, 0)
         o_wo, o_w1 = mo["Wo"], mo["W1"]
@@ -212,101 +212,60 @@ class LayerEngine(wiring.Component):
             return ops
 
         # ------------------------------------------------------------ residual pass
-        # Beats in the core's order (group of C channels outer, token inner); each beat reads
-        # X (residual store), the scale and the threshold (parameter store), feeds the residual
-        # unit a cycle later, and two cycles after that writes X1 back and its bits into the
-        # activation store. ``rp_gen``: beats made here (binarise, y = 0); else the GEMM's.
-        rp_gen, rp_write, rp_bits = Signal(), Signal(), Signal()
-        rp_soff, rp_toff = Signal(range(PW + 1)), Signal(range(PW + 1))
-        rp_region = Signal(range(dev.act_words + 1))
-        rp_tok = Signal(range(c.max_t + 1))
-        rp_grp = Signal(range(Dc + 1))
-        rp_left = Signal(32)                       # beats still to come out of the unit
-        ra, ra_col = Signal(range(ly.res_words + Dc + 1)), Signal(range(ly.res_words + Dc + 1))
-        aa, aa_col = Signal(range(dev.act_words + Dw + 1)), Signal(range(dev.act_words + Dw + 1))
-        gsel = Signal(range(gpw))
-        fire = Signal()
-        gen_left = Signal(32)
-
+        # (``ResidualPass``: X through the residual unit, back in place, its bits into the
+        # activation store.) Its parameter port 0 is the threshold loader's in TC_LOAD.
         def rp_setup(*, gen, write, bits, soff, toff, region):
-            return [rp_gen.eq(gen), rp_write.eq(write), rp_bits.eq(bits), rp_soff.eq(soff),
-                    rp_toff.eq(toff), rp_region.eq(region), rp_tok.eq(0), rp_grp.eq(0),
-                    rp_left.eq(t_dc), gen_left.eq(t_dc), ra.eq(p.res_base),
-                    ra_col.eq(p.res_base), aa.eq(region), aa_col.eq(region), gsel.eq(0)]
+            return [rpass.setup.eq(1), rpass.config.gen.eq(gen), rpass.config.write.eq(write),
+                    rpass.config.bits.eq(bits), rpass.config.soff.eq(soff),
+                    rpass.config.toff.eq(toff), rpass.config.region.eq(region)]
 
-        m.d.comb += [self.res_raddr.eq(ra), self.res_ren.eq(fire),
-                     self.par_raddr0.eq(pb + rp_soff + rp_grp), self.par_ren0.eq(fire),
-                     self.par_raddr1.eq(pb + rp_toff + rp_grp), self.par_ren1.eq(fire)]
-        with m.If(fire):
-            with m.If(rp_tok == p.t - 1):
-                nxt_aa = aa_col + (gsel == gpw - 1)
-                m.d.sync += [rp_tok.eq(0), rp_grp.eq(rp_grp + 1), ra_col.eq(ra_col + 1),
-                             ra.eq(ra_col + 1), aa_col.eq(nxt_aa), aa.eq(nxt_aa),
-                             gsel.eq(gsel + 1 if gpw > 1 else 0)]
-            with m.Else():
-                m.d.sync += [rp_tok.eq(rp_tok + 1), ra.eq(ra + Dc), aa.eq(aa + Dw)]
-        # Stage B: the residual unit's input.
-        b_valid = Signal()
-        b_y = Signal(data.ArrayLayout(signed(c.result_width), C))
-        meta = data.StructLayout({"ra": range(ly.res_words + Dc + 1),
-                                  "aa": range(dev.act_words + Dw + 1), "gsel": range(gpw)})
-        b_meta, d1_meta, d2_meta = (Signal(meta, name=n) for n in ("b_meta", "d1_meta",
-                                                                  "d2_meta"))
-        m.d.sync += [b_valid.eq(fire), d1_meta.eq(b_meta), d2_meta.eq(d1_meta)]
-        with m.If(fire):
-            m.d.sync += [b_y.eq(Mux(rp_gen, 0, src.payload.ints)),
-                         b_meta.ra.eq(ra), b_meta.aa.eq(aa), b_meta.gsel.eq(gsel)]
-        x_in = data.View(data.ArrayLayout(signed(16), C), self.res_rdata)
+        m.d.comb += [rpass.t.eq(p.t), rpass.beats.eq(t_dc), rpass.shift.eq(p.shift[:4]),
+                     rpass.res_base.eq(p.res_base), rpass.param_base.eq(pb),
+                     rpass.y.payload.eq(src.payload),
+                     self.res_raddr.eq(rpass.res_raddr), self.res_ren.eq(rpass.res_ren),
+                     rpass.res_rdata.eq(self.res_rdata),
+                     self.par_raddr0.eq(rpass.par_raddr0), self.par_ren0.eq(rpass.par_ren0),
+                     rpass.par_rdata0.eq(self.par_rdata0),
+                     self.par_raddr1.eq(rpass.par_raddr1), self.par_ren1.eq(rpass.par_ren1),
+                     rpass.par_rdata1.eq(self.par_rdata1),
+                     self.res_waddr.eq(rpass.res_waddr), self.res_wdata.eq(rpass.res_wdata),
+                     self.res_wen.eq(rpass.res_wen)]
         s_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata0)
-        t_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata1)
-        m.d.comb += [resu.i.valid.eq(b_valid), resu.o.ready.eq(1)]
-        for ch in range(C):
-            m.d.comb += [resu.i.payload.x[ch].eq(x_in[ch]), resu.i.payload.y[ch].eq(b_y[ch]),
-                         resu.i.payload.s[ch].eq(Mux(rp_gen, 0, s_in[ch][:8].as_signed())),
-                         resu.i.payload.t[ch].eq(t_in[ch])]
-        # Output: X1 back in place, its bits into the activation store.
-        m.d.comb += [self.res_waddr.eq(d2_meta.ra), self.res_wdata.eq(resu.o.payload.x),
-                     self.res_wen.eq(resu.o.valid & rp_write)]
-        with m.If(resu.o.valid):
-            m.d.sync += rp_left.eq(rp_left - 1)
+        rp_left_zero = rpass.done
 
         # Activation store writes: the residual pass's bits, the packer's groups, or a Cb word.
-        cb_wen = Signal()
-        cb_addr = Signal(range(dev.act_words + Dw + 1))
-        cb_word = Signal(L)
         packing = Signal()
-        with m.If(resu.o.valid & rp_bits):
-            m.d.comb += [self.act_waddr.eq(d2_meta.aa),
-                         self.act_wdata.eq(resu.o.payload.bits.replicate(gpw)),
-                         self.act_wen.eq(1 << d2_meta.gsel)]
+        with m.If(rpass.act_wen.any()):
+            m.d.comb += [self.act_waddr.eq(rpass.act_waddr), self.act_wdata.eq(rpass.act_wdata),
+                         self.act_wen.eq(rpass.act_wen)]
         with m.Elif(packing):
             m.d.comb += [self.act_waddr.eq(pk.waddr), self.act_wdata.eq(pk.wdata),
                          self.act_wen.eq(pk.wen)]
-        with m.Elif(cb_wen):
-            m.d.comb += [self.act_waddr.eq(cb_addr), self.act_wdata.eq(cb_word),
-                         self.act_wen.eq((1 << gpw) - 1)]
+        with m.Elif(steps.cb_wen):
+            m.d.comb += [self.act_waddr.eq(steps.cb_waddr),
+                         self.act_wdata.eq(steps.cb_wdata), self.act_wen.eq((1 << gpw) - 1)]
 
-        # GEMM results: to the packer (``packing``) or the residual pass (``fire`` takes them).
+        # GEMM results: to the packer (``packing``) or the residual pass (which never stalls).
         to_res = Signal()
         with m.If(packing):
             m.d.comb += [pk.i.valid.eq(src.valid), pk.i.payload.eq(src.payload),
                          src.ready.eq(pk.i.ready)]
         with m.Elif(to_res):
-            m.d.comb += [src.ready.eq(1), fire.eq(src.valid)]
+            m.d.comb += [rpass.y.valid.eq(src.valid), src.ready.eq(rpass.y.ready)]
 
-        # ------------------------------------------------------------ attention row moves
-        row = Signal(2 * D)                       # act words shifted in at the top
-        rd_v = Signal()
-        rd_addr = Signal(range(dev.act_words + 3 * Dw + 1))
-        row_addr = Signal(range(dev.act_words + 3 * Dw * c.max_t + 1))
-        wcount = Signal(range(2 * Dw + 1))
-        m.d.sync += rd_v.eq(self.act_ren)
-        m.d.comb += self.act_raddr.eq(rd_addr)
+        # ------------------------------------------------------------ attention steps
+        # (``AttentionSteps``: steps 3-5, the KV cache appends and the queries, their Cb rows
+        # into the activation store.) The GEMV unit takes the activation read port while it
+        # runs.
+        wiring.connect(m, steps.kv, att.kv)
+        wiring.connect(m, steps.q, att.q)
+        wiring.connect(m, att.c, steps.c)
+        m.d.comb += [steps.t.eq(p.t), steps.len0.eq(len0), steps.act_rdata.eq(self.act_rdata),
+                     self.act_raddr.eq(steps.act_raddr), self.act_ren.eq(steps.act_ren)]
         if banked:
             with m.If(gv.act_ren):
                 m.d.comb += [self.act_raddr.eq(gv.act_raddr), self.act_ren.eq(1)]
-        with m.If(rd_v):
-            m.d.sync += row.eq(Cat(row[L:], self.act_rdata))
+        # The context and attention thresholds, loaded into registers in TC_LOAD.
         tc_regs = [Signal(data.ArrayLayout(signed(16), C), name=f"tc{g}") for g in range(Dc)]
         ta_shape = att.ta.shape().elem_shape
         ta_top = (1 << (ta_shape.width - 1)) - 1
@@ -316,10 +275,6 @@ class LayerEngine(wiring.Component):
                 m.d.comb += att.tc[g * C + ch].eq(tc_regs[g][ch])
         for h in range(H):
             m.d.comb += att.ta[h].eq(ta_regs[h // C][h % C])
-        cbits = Signal(D)
-        q_start, in_query, w_busy = Signal(), Signal(), Signal()
-        wi = Signal(range(c.max_t + 1))
-        wcount2 = Signal(range(Dw + 1))
         tl = Signal(range(Dc + n_ta + 2))
         tl_prev = Signal(range(Dc + n_ta + 2))
         tl_v = Signal()
@@ -385,18 +340,16 @@ class LayerEngine(wiring.Component):
                     m.d.sync += err.eq(Status.CACHE_FULL)
                     m.next = "DONE"
                 with m.Else():
-                    m.d.sync += [err.eq(Status.OK),
-                                 rp_setup(gen=1, write=0, bits=1, soff=0, toff=0,
-                                          region=reg["xb"])]
+                    m.d.sync += err.eq(Status.OK)
+                    m.d.comb += rp_setup(gen=1, write=0, bits=1, soff=0, toff=0,
+                                         region=reg["xb"])
                     m.d.comb += att.clear_slot.eq(fresh & ~head)
                     m.next = "BIN"
 
             # Step 1 (or the head's binarisation).
             with m.State("BIN"):
-                m.d.comb += fire.eq(gen_left != 0)
-                with m.If(gen_left != 0):
-                    m.d.sync += gen_left.eq(gen_left - 1)
-                with m.If(rp_left == 0):
+                m.d.comb += rpass.generate.eq(1)
+                with m.If(rp_left_zero):
                     m.d.sync += gemm(thr=1, n=3 * D, k=D, act=reg["xb"], act_count=t_dw,
                                      w=p.w_base, w_count=3 * D * Dw, th=p.th_base,
                                      th_count=3 * D)
@@ -417,7 +370,6 @@ class LayerEngine(wiring.Component):
                 m.d.comb += [pk.cmd.valid.eq(1),
                              pk.cmd.payload.t.eq(p.t), pk.cmd.payload.n.eq(3 * D),
                              pk.cmd.payload.base.eq(reg["qkv"])]
-                m.d.sync += [i.eq(0), wcount.eq(0)]
                 m.next = "QKV_WAIT"
             with m.State("QKV_WAIT"):
                 m.d.comb += packing.eq(1)
@@ -440,62 +392,28 @@ class LayerEngine(wiring.Component):
                                     m.d.sync += ta_regs[g - Dc][ch].eq(
                                         _clamp(s_in[ch], -ta_top - 1, ta_top))
                 with m.If(~tl_v & (tl != 0)):
-                    m.d.sync += [i.eq(0), row_addr.eq(reg["qkv"]),
-                                 rd_addr.eq(reg["qkv"] + Dw), wcount.eq(0)]
-                    m.next = "KV_READ"
+                    m.d.comb += steps.start.eq(1)
+                    m.next = "ATTEND"
 
-            # Steps 3-5: append every token's Kb|Vb, then query every token.
-            with m.State("KV_READ"):
-                m.d.comb += self.act_ren.eq(1)
-                m.d.sync += [rd_addr.eq(rd_addr + 1), wcount.eq(wcount + 1)]
-                with m.If(wcount == 2 * Dw - 1):
-                    m.next = "KV_LAST"
-            with m.State("KV_LAST"):
-                m.next = "KV_PUSH"
-            with m.State("KV_PUSH"):
-                m.d.comb += [att.kv.valid.eq(1), att.kv.payload.k.eq(row[:D]),
-                             att.kv.payload.v.eq(row[D:])]
-                with m.If(att.kv.ready):
-                    m.d.sync += [i.eq(i + 1), row_addr.eq(row_addr + 3 * Dw),
-                                 rd_addr.eq(row_addr + 4 * Dw), wcount.eq(0)]
-                    m.next = "KV_READ"
-                    with m.If(i == p.t - 1):
-                        m.d.sync += [i.eq(0), row_addr.eq(reg["qkv"]), rd_addr.eq(reg["qkv"]),
-                                     cb_addr.eq(reg["cb"]), wi.eq(0), w_busy.eq(0)]
-                        m.d.comb += q_start.eq(1)
-                        m.next = "QUERY"
-            with m.State("QUERY"):
-                # The query reader (below) fetches and pushes Qb rows while the attention unit
-                # scans; here each answer is taken and its Cb row written, overlapping the next
-                # query's fetch and scan.
-                m.d.comb += in_query.eq(1)
-                with m.If(w_busy):
-                    m.d.comb += [cb_wen.eq(1), cb_word.eq(cbits.word_select(wcount2, L))]
-                    m.d.sync += [cb_addr.eq(cb_addr + 1), wcount2.eq(wcount2 + 1)]
-                    with m.If(wcount2 == Dw - 1):
-                        m.d.sync += [w_busy.eq(0), wi.eq(wi + 1)]
-                        with m.If(wi == p.t - 1):
-                            m.d.sync += gemm(thr=0, n=D, k=D, act=reg["cb"], act_count=t_dw,
-                                             w=w_o, w_count=D * Dw)
-                            m.next = "O_RUN"
-                with m.Else():
-                    m.d.comb += att.c.ready.eq(1)
-                    with m.If(att.c.valid):
-                        m.d.sync += [cbits.eq(att.c.payload.bits), wcount2.eq(0),
-                                     w_busy.eq(1)]
-                        with m.If(att.c.payload.error):
-                            m.d.sync += err.eq(Status.FAULT)
-                            m.next = "DONE"
+            # Steps 3-5: every token's Kb|Vb appended, then every token queried.
+            with m.State("ATTEND"):
+                with m.If(steps.fault):
+                    m.d.sync += err.eq(Status.FAULT)
+                    m.next = "DONE"
+                with m.Elif(steps.done):
+                    m.d.sync += gemm(thr=0, n=D, k=D, act=reg["cb"], act_count=t_dw, w=w_o,
+                                     w_count=D * Dw)
+                    m.next = "O_RUN"
 
             # Step 6: O through the residual unit.
             with m.State("O_RUN"):
                 m.d.comb += launch()
-                m.d.sync += rp_setup(gen=0, write=1, bits=1, soff=off["so"], toff=off["th_ffn"],
+                m.d.comb += rp_setup(gen=0, write=1, bits=1, soff=off["so"], toff=off["th_ffn"],
                                      region=reg["x1b"])
                 m.next = "O_WAIT"
             with m.State("O_WAIT"):
                 m.d.comb += to_res.eq(1)
-                await_product(rp_left == 0,
+                await_product(rp_left_zero,
                               gemm(thr=1, n=p.f, k=D, act=reg["x1b"], act_count=t_dw, w=w_1,
                                    w_count=f_dw, th=p.th_base + 3 * D, th_count=p.f), "F1_RUN")
 
@@ -514,44 +432,15 @@ class LayerEngine(wiring.Component):
             # Step 8: Y through the residual unit.
             with m.State("F2_RUN"):
                 m.d.comb += launch()
-                m.d.sync += rp_setup(gen=0, write=1, bits=0, soff=off["s2"], toff=0,
+                m.d.comb += rp_setup(gen=0, write=1, bits=0, soff=off["s2"], toff=0,
                                      region=reg["xb"])
                 m.next = "F2_WAIT"
             with m.State("F2_WAIT"):
                 m.d.comb += to_res.eq(1)
-                await_product(rp_left == 0, [], "DONE")
+                await_product(rp_left_zero, [], "DONE")
 
             with m.State("DONE"):
                 m.d.sync += [self.done.eq(1), self.status.eq(err)]
                 m.next = "IDLE"
 
-        # The query reader: token i's Qb row (Dw words) into ``row``, then pushed with its
-        # position; it stops with the QUERY state.
-        with m.FSM(name="qreader"):
-            with m.State("IDLE"):
-                with m.If(q_start):
-                    m.d.sync += wcount.eq(0)
-                    m.next = "READ"
-            with m.State("READ"):
-                m.d.comb += self.act_ren.eq(1)
-                m.d.sync += [rd_addr.eq(rd_addr + 1), wcount.eq(wcount + 1)]
-                with m.If(wcount == Dw - 1):
-                    m.next = "LAST"
-                with m.If(~in_query):
-                    m.next = "IDLE"
-            with m.State("LAST"):
-                m.next = "PUSH"
-                with m.If(~in_query):
-                    m.next = "IDLE"
-            with m.State("PUSH"):
-                m.d.comb += [att.q.valid.eq(1), att.q.payload.q.eq(row[D:]),
-                             att.q.payload.pos.eq(len0 + i)]
-                with m.If(att.q.ready):
-                    m.d.sync += [i.eq(i + 1), wcount.eq(0), row_addr.eq(row_addr + 3 * Dw),
-                                 rd_addr.eq(row_addr + 3 * Dw)]
-                    m.next = "READ"
-                    with m.If(i == p.t - 1):
-                        m.next = "IDLE"
-                with m.If(~in_query):
-                    m.next = "IDLE"
         return m
