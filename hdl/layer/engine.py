@@ -67,7 +67,7 @@ class LayerEngine(wiring.Component):
     run_start : Out(1);  run_params : Out(run_layout(dev));  run_done, run_error : In(1)
     run_active : In(32);  run_result : In(stream.Signature(result_layout(core)))
     act_waddr, act_wdata, act_wen (lanes // cols);  act_raddr, act_ren, act_rdata
-    res_raddr, res_ren, res_rdata, res_waddr, res_wdata, res_wen  (words of cols int16)
+    resid_raddr, resid_ren, resid_rdata, resid_waddr, resid_wdata, resid_wen  (words of cols int16)
     par_raddr0, par_ren0, par_rdata0, par_raddr1, par_ren1, par_rdata1 (cols x PARAM_BITS)
     """
 
@@ -88,10 +88,10 @@ class LayerEngine(wiring.Component):
             "act_waddr": Out(range(dev.act_words)), "act_wdata": Out(c.lanes),
             "act_wen": Out(c.lanes // c.cols),
             "act_raddr": Out(range(dev.act_words)), "act_ren": Out(1), "act_rdata": In(c.lanes),
-            "res_raddr": Out(range(ly.res_words)), "res_ren": Out(1),
-            "res_rdata": In(16 * c.cols),
-            "res_waddr": Out(range(ly.res_words)), "res_wdata": Out(16 * c.cols),
-            "res_wen": Out(1),
+            "resid_raddr": Out(range(ly.res_words)), "resid_ren": Out(1),
+            "resid_rdata": In(16 * c.cols),
+            "resid_waddr": Out(range(ly.res_words)), "resid_wdata": Out(16 * c.cols),
+            "resid_wen": Out(1),
         }
         for i in range(2):
             ports.update({f"par_raddr{i}": Out(range(ly.param_words)), f"par_ren{i}": Out(1),
@@ -222,14 +222,14 @@ class LayerEngine(wiring.Component):
         m.d.comb += [rpass.t.eq(p.t), rpass.beats.eq(t_dc), rpass.shift.eq(p.shift[:4]),
                      rpass.res_base.eq(p.res_base), rpass.param_base.eq(pb),
                      rpass.y.payload.eq(src.payload),
-                     self.res_raddr.eq(rpass.res_raddr), self.res_ren.eq(rpass.res_ren),
-                     rpass.res_rdata.eq(self.res_rdata),
+                     self.resid_raddr.eq(rpass.resid_raddr), self.resid_ren.eq(rpass.resid_ren),
+                     rpass.resid_rdata.eq(self.resid_rdata),
                      self.par_raddr0.eq(rpass.par_raddr0), self.par_ren0.eq(rpass.par_ren0),
                      rpass.par_rdata0.eq(self.par_rdata0),
                      self.par_raddr1.eq(rpass.par_raddr1), self.par_ren1.eq(rpass.par_ren1),
                      rpass.par_rdata1.eq(self.par_rdata1),
-                     self.res_waddr.eq(rpass.res_waddr), self.res_wdata.eq(rpass.res_wdata),
-                     self.res_wen.eq(rpass.res_wen)]
+                     self.resid_waddr.eq(rpass.resid_waddr), self.resid_wdata.eq(rpass.resid_wdata),
+                     self.resid_wen.eq(rpass.resid_wen)]
         s_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata0)
         rp_left_zero = rpass.done
 

@@ -43,9 +43,9 @@ class ResidualPass(wiring.Component):
     res_base : In(32);  param_base : In(range(param_words))
     generate : In(1);  y : In(stream.Signature(result_layout(core)))
     done : Out(1)
-    res_raddr, res_ren : Out;  res_rdata : In(16 * cols)
+    resid_raddr, resid_ren : Out;  resid_rdata : In(16 * cols)
     par_raddr0, par_ren0, par_raddr1, par_ren1 : Out;  par_rdata0, par_rdata1 : In
-    res_waddr, res_wdata, res_wen : Out
+    resid_waddr, resid_wdata, resid_wen : Out
     act_waddr, act_wdata : Out;  act_wen : Out(lanes // cols)
     """
 
@@ -61,14 +61,14 @@ class ResidualPass(wiring.Component):
             "t": In(range(c.max_t + 1)), "beats": In(32), "shift": In(range(16)),
             "res_base": In(32), "param_base": In(range(ly.param_words)),
             "generate": In(1), "y": In(stream.Signature(result_layout(c))), "done": Out(1),
-            "res_raddr": Out(range(ly.res_words)), "res_ren": Out(1),
-            "res_rdata": In(16 * c.cols),
+            "resid_raddr": Out(range(ly.res_words)), "resid_ren": Out(1),
+            "resid_rdata": In(16 * c.cols),
             "par_raddr0": Out(range(ly.param_words)), "par_ren0": Out(1),
             "par_rdata0": In(PARAM_BITS * c.cols),
             "par_raddr1": Out(range(ly.param_words)), "par_ren1": Out(1),
             "par_rdata1": In(PARAM_BITS * c.cols),
-            "res_waddr": Out(range(ly.res_words)), "res_wdata": Out(16 * c.cols),
-            "res_wen": Out(1),
+            "resid_waddr": Out(range(ly.res_words)), "resid_wdata": Out(16 * c.cols),
+            "resid_wen": Out(1),
             "act_waddr": Out(range(dev.act_words)), "act_wdata": Out(c.lanes),
             "act_wen": Out(c.lanes // c.cols),
         })
@@ -107,7 +107,7 @@ class ResidualPass(wiring.Component):
             m.d.comb += fire.eq(self.y.valid)
 
         pb = self.param_base
-        m.d.comb += [self.res_raddr.eq(ra), self.res_ren.eq(fire),
+        m.d.comb += [self.resid_raddr.eq(ra), self.resid_ren.eq(fire),
                      self.par_raddr0.eq(pb + rp_soff + rp_grp), self.par_ren0.eq(fire),
                      self.par_raddr1.eq(pb + rp_toff + rp_grp), self.par_ren1.eq(fire)]
         with m.If(fire):
@@ -129,7 +129,7 @@ class ResidualPass(wiring.Component):
         with m.If(fire):
             m.d.sync += [b_y.eq(Mux(rp_gen, 0, self.y.payload.ints)),
                          b_meta.ra.eq(ra), b_meta.aa.eq(aa), b_meta.gsel.eq(gsel)]
-        x_in = data.View(data.ArrayLayout(signed(16), C), self.res_rdata)
+        x_in = data.View(data.ArrayLayout(signed(16), C), self.resid_rdata)
         s_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata0)
         t_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata1)
         m.d.comb += [resu.i.valid.eq(b_valid), resu.o.ready.eq(1)]
@@ -138,8 +138,8 @@ class ResidualPass(wiring.Component):
                          resu.i.payload.s[ch].eq(Mux(rp_gen, 0, s_in[ch][:8].as_signed())),
                          resu.i.payload.t[ch].eq(t_in[ch])]
         # Output: X1 back in place, its bits into the activation store.
-        m.d.comb += [self.res_waddr.eq(d2_meta.ra), self.res_wdata.eq(resu.o.payload.x),
-                     self.res_wen.eq(resu.o.valid & rp_write)]
+        m.d.comb += [self.resid_waddr.eq(d2_meta.ra), self.resid_wdata.eq(resu.o.payload.x),
+                     self.resid_wen.eq(resu.o.valid & rp_write)]
         with m.If(resu.o.valid):
             m.d.sync += rp_left.eq(rp_left - 1)
         with m.If(resu.o.valid & rp_bits):

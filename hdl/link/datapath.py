@@ -167,12 +167,12 @@ class Datapath(wiring.Component):
         m.d.comb += eng.act_rdata.eq(act.rdata)
 
         m.submodules.resid_store = resid = MemoryBank(width=16 * c.cols, depth=ly.res_words)
-        m.d.comb += [resid.waddr.eq(Mux(eng.res_wen, eng.res_waddr, self.st_waddr)),
-                     resid.wdata.eq(Mux(eng.res_wen, eng.res_wdata, self.st_wdata)),
-                     resid.wen.eq(eng.res_wen | self.resid_wen),
-                     resid.raddr.eq(Mux(eng.busy, eng.res_raddr, self.resid_raddr)),
-                     resid.ren.eq(Mux(eng.busy, eng.res_ren, self.resid_ren)),
-                     eng.res_rdata.eq(resid.rdata), self.resid_rdata.eq(resid.rdata)]
+        m.d.comb += [resid.waddr.eq(Mux(eng.resid_wen, eng.resid_waddr, self.st_waddr)),
+                     resid.wdata.eq(Mux(eng.resid_wen, eng.resid_wdata, self.st_wdata)),
+                     resid.wen.eq(eng.resid_wen | self.resid_wen),
+                     resid.raddr.eq(Mux(eng.busy, eng.resid_raddr, self.resid_raddr)),
+                     resid.ren.eq(Mux(eng.busy, eng.resid_ren, self.resid_ren)),
+                     eng.resid_rdata.eq(resid.rdata), self.resid_rdata.eq(resid.rdata)]
 
         m.submodules.param_store = params = memory.Memory(
             shape=PARAM_BITS * c.cols, depth=ly.param_words, init=[])

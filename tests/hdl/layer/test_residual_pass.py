@@ -85,11 +85,11 @@ def test_a_pass_matches_the_residual_arithmetic(gen, seed):
 
     async def stores(ctx):
         async for _, _, rren, raddr, p0en, p0, p1en, p1, wen, waddr, wdata, aen, aaddr, adata in \
-                ctx.tick().sample(dut.res_ren, dut.res_raddr, dut.par_ren0, dut.par_raddr0,
-                                  dut.par_ren1, dut.par_raddr1, dut.res_wen, dut.res_waddr,
-                                  dut.res_wdata, dut.act_wen, dut.act_waddr, dut.act_wdata):
+                ctx.tick().sample(dut.resid_ren, dut.resid_raddr, dut.par_ren0, dut.par_raddr0,
+                                  dut.par_ren1, dut.par_raddr1, dut.resid_wen, dut.resid_waddr,
+                                  dut.resid_wdata, dut.act_wen, dut.act_waddr, dut.act_wdata):
             if rren:
-                ctx.set(dut.res_rdata, _pack(res[raddr], 16))
+                ctx.set(dut.resid_rdata, _pack(res[raddr], 16))
             if p0en:
                 ctx.set(dut.par_rdata0, _pack(par[p0], PARAM_BITS))
             if p1en:
