@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_count"]
+__all__ = ["check_count", "check_device"]
 
 
 def check_count(name: str, value: object, low: int = 1) -> int:
@@ -16,3 +16,15 @@ def check_count(name: str, value: object, low: int = 1) -> int:
         what = "a positive integer" if low == 1 else f"an integer of at least {low}"
         raise ValueError(f"{name} must be {what}, not {value!r}")
     return int(value)
+
+
+def check_device(dev: object, *, layer_for: str | None = None):
+    """``dev`` if it is a ``DeviceConfig`` (else ``TypeError``) with a layer engine when
+    ``layer_for`` names a block that needs one (else ``ValueError``)."""
+    from .device_config import DeviceConfig
+
+    if not isinstance(dev, DeviceConfig):
+        raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+    if layer_for is not None and dev.layer is None:
+        raise ValueError(f"{layer_for} needs a DeviceConfig with a layer (LayerConfig)")
+    return dev

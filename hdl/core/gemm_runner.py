@@ -17,6 +17,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.core_config import Op
 from ...host.device_config import RESULT_INT_BYTES, DeviceConfig
 from ..lib.family import family
@@ -50,8 +51,7 @@ class GemmRunner(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        check_device(dev)
         self._dev = dev
         c = dev.core
         ports = {

@@ -29,6 +29,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.device_config import DeviceConfig
 from ..lib.popcount import popcount_tree
 from .gemm_layouts import result_layout
@@ -64,8 +65,7 @@ class Gemv(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        check_device(dev)
         if dev.weight_banks < 2:
             raise ValueError(f"Gemv needs a banked weight store (weight_banks >= 2), not "
                              f"{dev.weight_banks}")

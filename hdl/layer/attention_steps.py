@@ -18,6 +18,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.device_config import DeviceConfig
 from ...host.layer_layout import act_regions
 from .attention import c_layout, kv_layout, q_layout
@@ -37,10 +38,7 @@ class AttentionSteps(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
-        if dev.layer is None:
-            raise ValueError("AttentionSteps needs a DeviceConfig with a layer (LayerConfig)")
+        check_device(dev, layer_for="AttentionSteps")
         self._dev = dev
         c, ly = dev.core, dev.layer
         super().__init__({

@@ -32,6 +32,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.core_config import Op
 from ...host.device_config import PARAM_BITS, DeviceConfig
 from ...host.layer_layout import PARAM_ROWS, act_regions, matrix_offsets, param_words_per_layer
@@ -72,10 +73,7 @@ class LayerEngine(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
-        if dev.layer is None:
-            raise ValueError("LayerEngine needs a DeviceConfig with a layer (LayerConfig)")
+        check_device(dev, layer_for="LayerEngine")
         self._dev = dev
         c, ly = dev.core, dev.layer
         ports = {

@@ -20,6 +20,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.device_config import PARAM_BITS, DeviceConfig
 from ...host.layer_layout import param_words_per_layer
 from ..core.gemm_layouts import result_layout
@@ -50,10 +51,7 @@ class ResidualPass(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
-        if dev.layer is None:
-            raise ValueError("ResidualPass needs a DeviceConfig with a layer (LayerConfig)")
+        check_device(dev, layer_for="ResidualPass")
         self._dev = dev
         c, ly = dev.core, dev.layer
         super().__init__({

@@ -22,6 +22,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.core_config import Op
 from ...host.device_config import RESIDUAL_BYTES, DeviceConfig
 from ...host.loads import loads
@@ -129,8 +130,7 @@ class ArgumentDecoder(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        check_device(dev)
         self._dev = dev
         super().__init__({
             "events": In(stream.Signature(event_layout())), "listen": In(1),

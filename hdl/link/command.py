@@ -24,6 +24,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.core_config import CORE_COUNTERS
 from ...host.device_config import DeviceConfig
 from ...host.loads import loads
@@ -62,8 +63,7 @@ class CommandProcessor(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        check_device(dev)
         self._dev = dev
         ports = {
             "events": In(stream.Signature(event_layout())),

@@ -15,6 +15,7 @@ from amaranth.hdl import Module, Mux
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.device_config import PARAM_BITS, DeviceConfig
 from ..core.gemm_layouts import counters_layout
 from ..core.gemm_runner import GemmRunner, run_layout
@@ -87,8 +88,7 @@ class Datapath(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        check_device(dev)
         self._dev = dev
         super().__init__(datapath_signature(dev))
 

@@ -13,6 +13,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.device_config import DeviceConfig
 from ..lib.register_slice import RegisterSlice
 from .command import CommandProcessor
@@ -43,8 +44,7 @@ class DeviceLink(wiring.Component):
     o: Out(stream.Signature(8))
 
     def __init__(self, dev: DeviceConfig, *, timeout: int = 1 << 16):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        check_device(dev)
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 2:
             raise ValueError(f"Timeout must be an integer of at least 2 cycles, not {timeout!r}")
         self._dev, self._timeout = dev, timeout

@@ -17,6 +17,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.device_config import PARAM_BITS, DeviceConfig
 from ...host.loads import loads
 from ..lib.family import family
@@ -50,8 +51,7 @@ class LoadCopy(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig, *, addr_shape, word_bits: int):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        check_device(dev)
         self._dev = dev
         device_loads = loads(dev)
         max_unit = max(u for _, _, u, _ in device_loads)

@@ -21,6 +21,7 @@ from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.core_config import CORE_COUNTERS
 from ...host.device_config import RESIDUAL_BYTES, DeviceConfig
 from ...host.protocol import LAYER_ANSWER, LINK_COUNTERS, Status, encode_identify
@@ -59,8 +60,7 @@ class ReplySender(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        check_device(dev)
         self._dev = dev
         self._identify = encode_identify(dev)
         ports = {

@@ -16,6 +16,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ...host.checks import check_device
 from ...host.device_config import DeviceConfig
 from ...host.protocol import Opcode
 from ..core.gemm_runner import run_layout
@@ -32,8 +33,7 @@ class RunSizer(wiring.Component):
     """
 
     def __init__(self, dev: DeviceConfig):
-        if not isinstance(dev, DeviceConfig):
-            raise TypeError(f"dev must be a DeviceConfig, not {dev!r}")
+        check_device(dev)
         self._dev = dev
         super().__init__({"start": In(1), "args": In(args_layout(Opcode.RUN)),
                           "sized": Out(1), "over": Out(1), "params": Out(run_layout(dev))})
