@@ -119,7 +119,7 @@ class ArgumentDecoder(wiring.Component):
     stored_beats : In(range(result_beats + 1));  stored_thr : In(1)
         What the result store holds (READ_RESULTS is checked against it).
     end, end_ok, end_timed_out : Out(1)
-        The frame's END is taken this cycle, and what it says.
+        An END event is offered (taken when ``listen`` is high), and what it says.
     opcode : Out(8);  args : Out(8 * ARGS_BYTES)
         The frame's opcode and argument register (registers, steady until the next frame).
     data_len : Out(16);  len_nz : Out(1)
@@ -212,48 +212,53 @@ class ArgumentDecoder(wiring.Component):
 
         ev = self.events.payload
         m.d.comb += self.events.ready.eq(self.listen)
+        # The events, whatever the state below (timing: ``end`` does not wait on it; while the
+        # checks run, ``listen`` is low).
+        with m.If(self.events.valid & self.listen):
+            with m.Switch(ev.kind):
+                with m.Case(EventKind.HEADER):
+                    m.d.sync += [self.opcode.eq(ev.opcode), idx.eq(0), arg_at.eq(1),
+                                 *(flag.eq(ev.opcode == op)
+                                   for op, flag in is_op.items()),
+                                 in_args.eq(hdr_n_args != 0), sidx.eq(0),
+                                 s_room.eq(1),
+                                 args.eq(0), dropped.eq(0), dropped_thr.eq(0),
+                                 known.eq(hdr_known), n_args.eq(hdr_n_args),
+                                 hdr_len.eq(ev.value)]
+                with m.Case(EventKind.DATA):
+                    with m.If(in_args):
+                        m.d.sync += [idx.eq(idx + 1), in_args.eq(idx + 1 != n_args),
+                                     arg_at.eq(arg_at << 1)]
+                    with m.Else():
+                        m.d.sync += [sidx.eq(sidx + 1),
+                                     s_room.eq(s_room & (sidx != dev.frame_bytes - 1))]
+                    for j, k in enumerate(kept):
+                        with m.If(in_args & arg_at[j]):
+                            if k:
+                                m.d.sync += args[8 * j:8 * j + k].eq(ev.value[:k])
+                    # Set bits beyond the kept ones, by kind of byte and kept width;
+                    # they raise ``dropped`` or ``dropped_thr`` a cycle later (timing),
+                    # before CHECK, which follows the END event a cycle later at the
+                    # earliest.
+                    with m.If(in_args):
+                        for (thr, w), flag in hi.items():
+                            at = Cat(*(arg_at[j] for j, k in enumerate(kept)
+                                       if k == w and (j in thr_bytes) == thr)).any()
+                            m.d.sync += flag.eq(at & ev.value[w:8].any())
+                    m.d.sync += [self.stage.addr.eq(sidx), self.stage.data.eq(ev.value[:8]),
+                                 self.stage.en.eq(~in_args & s_room)]
+                with m.Case(EventKind.END):
+                    m.d.sync += [short.eq(hdr_len < n_args),
+                                 self.data_len.eq(hdr_len - n_args)]
+        # An END offered, and what it says (timing: not gated by ``listen``; the processor
+        # acts on it only while listening, when it is taken).
+        m.d.comb += [self.end.eq(self.events.valid & (ev.kind == EventKind.END)),
+                     self.end_ok.eq(ev.ok), self.end_timed_out.eq(ev.timed_out)]
+
         with m.FSM():
             with m.State("RECV"):
-                with m.If(self.events.valid & self.listen):
-                    with m.Switch(ev.kind):
-                        with m.Case(EventKind.HEADER):
-                            m.d.sync += [self.opcode.eq(ev.opcode), idx.eq(0), arg_at.eq(1),
-                                         *(flag.eq(ev.opcode == op)
-                                           for op, flag in is_op.items()),
-                                         in_args.eq(hdr_n_args != 0), sidx.eq(0),
-                                         s_room.eq(1),
-                                         args.eq(0), dropped.eq(0), dropped_thr.eq(0),
-                                         known.eq(hdr_known), n_args.eq(hdr_n_args),
-                                         hdr_len.eq(ev.value)]
-                        with m.Case(EventKind.DATA):
-                            with m.If(in_args):
-                                m.d.sync += [idx.eq(idx + 1), in_args.eq(idx + 1 != n_args),
-                                             arg_at.eq(arg_at << 1)]
-                            with m.Else():
-                                m.d.sync += [sidx.eq(sidx + 1),
-                                             s_room.eq(s_room & (sidx != dev.frame_bytes - 1))]
-                            for j, k in enumerate(kept):
-                                with m.If(in_args & arg_at[j]):
-                                    if k:
-                                        m.d.sync += args[8 * j:8 * j + k].eq(ev.value[:k])
-                            # Set bits beyond the kept ones, by kind of byte and kept width;
-                            # they raise ``dropped`` or ``dropped_thr`` a cycle later (timing),
-                            # before CHECK, which follows the END event a cycle later at the
-                            # earliest.
-                            with m.If(in_args):
-                                for (thr, w), flag in hi.items():
-                                    at = Cat(*(arg_at[j] for j, k in enumerate(kept)
-                                               if k == w and (j in thr_bytes) == thr)).any()
-                                    m.d.sync += flag.eq(at & ev.value[w:8].any())
-                            m.d.sync += [self.stage.addr.eq(sidx), self.stage.data.eq(ev.value[:8]),
-                                         self.stage.en.eq(~in_args & s_room)]
-                        with m.Case(EventKind.END):
-                            m.d.comb += [self.end.eq(1), self.end_ok.eq(ev.ok),
-                                         self.end_timed_out.eq(ev.timed_out)]
-                            m.d.sync += [short.eq(hdr_len < n_args),
-                                         self.data_len.eq(hdr_len - n_args)]
-                            with m.If(ev.ok):
-                                m.next = "CHECK"
+                with m.If(self.listen & self.end & self.end_ok):
+                    m.next = "CHECK"
 
             with m.State("CHECK"):
                 # CHECK forms the sums and the compares against constants, CHECK_END compares

@@ -165,7 +165,7 @@ class CommandProcessor(wiring.Component):
 
         with m.FSM():
             with m.State("RECV"):
-                with m.If(dec.end):
+                with m.If(dec.end):             # (``listen`` is high here: the END is taken)
                     m.d.sync += recv.eq(0)       # every END leaves RECV
                     with m.If(dec.end_ok):
                         m.d.comb += link["frames"].eq(1)
@@ -258,8 +258,10 @@ class CommandProcessor(wiring.Component):
             with m.State("REPLY"):
                 m.d.comb += reply.start.eq(1)
                 with m.If(reply.done):
-                    m.d.sync += recv.eq(1)
                     m.next = "RECV"
+        # (Outside the state machine, timing: the sender is done only in REPLY.)
+        with m.If(reply.done):
+            m.d.sync += recv.eq(1)
 
         m.d.comb += link["exec"].eq(~recv)
         return m

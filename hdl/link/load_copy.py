@@ -115,13 +115,16 @@ class LoadCopy(wiring.Component):
                    for (_, name, _, _), f in zip(device_loads, sat_fields(f_word), strict=True)]
 
         m.d.sync += self.wen.eq(0)
+        # A copy's registers load with ``start`` whatever the state (timing: ``start`` comes
+        # only while idle).
+        with m.If(self.start):
+            m.d.sync += [sel.eq(self.sel), unit_mask.eq(self.unit_mask),
+                         offset.eq(self.offset), copy_i.eq(0),
+                         copy_last.eq(~self.length_nz), copy_rem.eq(self.length - 1),
+                         in_word.eq(0), word_i.eq(0), d_valid.eq(0), e_valid.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [sel.eq(self.sel), unit_mask.eq(self.unit_mask),
-                                 offset.eq(self.offset), copy_i.eq(0),
-                                 copy_last.eq(~self.length_nz), copy_rem.eq(self.length - 1),
-                                 in_word.eq(0), word_i.eq(0), d_valid.eq(0), e_valid.eq(0)]
                     m.next = "COPY"
             with m.State("COPY"):
                 # Read staging byte copy_i; a cycle later register it (timing: a block RAM's

@@ -133,12 +133,13 @@ class ReplySender(wiring.Component):
         if layer:
             resid_word = read_word(self.resid_rdata)
 
+        # The answer's length into a register (timing: the status compare and an adder went
+        # on into the sender's length registers), while ``start`` is high (its inputs hold).
+        with m.If(self.start):
+            m.d.sync += ans_len.eq(Mux(status == Status.OK, self.length, 0) + 2)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    # The answer's length into a register (timing: the status compare and an
-                    # adder went on into the sender's length registers).
-                    m.d.sync += ans_len.eq(Mux(status == Status.OK, self.length, 0) + 2)
                     m.next = "HEADER"
             with m.State("HEADER"):
                 m.d.comb += [self.header.valid.eq(1),

@@ -71,18 +71,21 @@ class RunSizer(wiring.Component):
                      self.params.thresh_base.eq(a.thresh_base),
                      self.params.thresh_count.eq(rp.n)]
 
+        # A new command's registers load with ``start`` whatever the state (timing: ``start``
+        # comes only while idle).
+        with m.If(self.start):
+            m.d.sync += [
+                rp.op.eq(a.op), rp.threshold.eq(a.flags[0]),
+                rp.t.eq(a.t), rp.n.eq(a.n), rp.k.eq(a.k),
+                kw.eq((a.k + c.lanes - 1) >> c.lane_bits),
+                t_rem.eq(a.t - 1), n_rem.eq(a.n - 1),
+                t_more.eq(1), n_more.eq(1),             # (t, n >= 1 here)
+                t_mod.eq(0), t_tiles.eq(0), n_mod.eq(0),
+                n_tiles.eq(0), act_need.eq(0), w_need.eq(0), beats.eq(0),
+            ]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [
-                        rp.op.eq(a.op), rp.threshold.eq(a.flags[0]),
-                        rp.t.eq(a.t), rp.n.eq(a.n), rp.k.eq(a.k),
-                        kw.eq((a.k + c.lanes - 1) >> c.lane_bits),
-                        t_rem.eq(a.t - 1), n_rem.eq(a.n - 1),
-                        t_more.eq(1), n_more.eq(1),             # (t, n >= 1 here)
-                        t_mod.eq(0), t_tiles.eq(0), n_mod.eq(0),
-                        n_tiles.eq(0), act_need.eq(0), w_need.eq(0), beats.eq(0),
-                    ]
                     m.next = "SIZE"
             with m.State("SIZE"):
                 # Rows of the activations and weights (ceil(K / L) words each) and tiles of
