@@ -9,6 +9,7 @@ parameters from IDENTIFY and tiles any product to fit the device's stores and li
     with Accelerator.open("sim") as acc:
         y = acc.linear(x_bits, w_bits)                 # (T, N) integers, like golden
         b = acc.linear(x_bits, w_bits, thresholds)     # (T, N) bits
+        z = acc.linear(levels, w, thresholds, bits=4, weights="ternary")   # levels
         print(acc.counters())
 """
 
@@ -22,11 +23,19 @@ import numpy as np
 
 from .core_config import Op
 from .device_config import RESULT_INT_BYTES, DeviceConfig
+from .golden import multi_threshold
 from .layer_driver import LayerCommands
 from .link import DeviceError, LinkClient, LinkError, Transport
 from .loads import load_unit
 from .packing import check_bits
-from .params import clamp_thresholds
+from .params import (
+    check_activation_bits,
+    check_kind,
+    check_levels,
+    check_weights,
+    clamp_thresholds,
+    multi_thresholds,
+)
 from .protocol import COUNTERS, RUN_ANSWER, RUN_THRESHOLD, Opcode
 
 __all__ = ["Accelerator", "DeviceError", "LinkError", "check_linear_inputs"]
@@ -151,26 +160,60 @@ class Accelerator(LayerCommands):
             raise LinkError(f"READ_COUNTERS answered {len(data)} bytes, not {4 * len(COUNTERS)}")
         return dict(zip(COUNTERS, struct.unpack(f"<{len(COUNTERS)}I", data), strict=True))
 
-    def linear(self, x_bits: np.ndarray, w_bits: np.ndarray,
-               thresholds: np.ndarray | None = None) -> np.ndarray:
-        """The spec's ``BinaryLinear`` on the device: ``dot(x[t], w[n])`` for every token and
-        output, as an ``int64`` array ``(T, N)``, or with ``thresholds`` (``(N,)`` integers,
-        any that fit int64) the bits ``dot >= thresholds[n]`` as ``uint8``.
+    def linear(self, x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None = None, *,
+               bits: int = 1, weights: str = "binary") -> np.ndarray:
+        """``golden.linear`` on the device: ``y[t, n] = prod(hat(x[t]), w[n])`` as an ``int64``
+        array ``(T, N)``, or with ``thresholds`` (``(N,)`` or ``(N, L')``, any integers that fit
+        int64) the output levels ``MT(y[t, n], thresholds[n])`` as ``uint8``.
 
-        ``x_bits`` ``(T, K)`` and ``w_bits`` ``(N, K)`` hold 0/1 (bit 1 is +1, bit 0 is -1).
-        Any size is tiled to the device: tokens and outputs in blocks its stores hold, and K
-        beyond the core's ``max_k`` in segments whose integer results the host adds (it then
-        applies the thresholds itself).
+        ``x`` ``(T, K)`` holds activation levels of ``bits`` bits (1..4; for 1 bit, 0/1 where 1
+        is +1); ``w`` ``(N, K)`` binary weights (0/1) or ternary ones (-1, 0, +1,
+        ``weights="ternary"``). Any size is tiled to the device: tokens and outputs in blocks
+        its stores hold, and K beyond the core's ``max_k`` in segments whose integer results
+        the host adds.
+
+        Every product runs on the array's XNOR-popcount: one binary pass per activation
+        bit-plane and weight plane (``bits`` passes, twice that for ternary weights), which the
+        host sums with the plane's weight ``2^i`` (and halves for ternary), exactly as the
+        numerics define them. The device applies one threshold per output itself (1-bit
+        activations, binary weights, K within ``max_k``); otherwise the host applies the
+        thresholds to the exact sums.
         """
-        x, w, thr = check_linear_inputs(x_bits, w_bits, thresholds)
-        k = x.shape[1]
-        c = self.config.core
-        if k <= c.max_k:
-            return self._product(Op.XOR, x, w, thr)
+        bits = check_activation_bits("bits", bits)
+        weights = check_kind("weights", weights)
+        one_level = thresholds is None or np.ndim(thresholds) == 1
+        if bits == 1 and weights == "binary" and one_level:
+            xb, wb, thr = check_linear_inputs(x, w, thresholds)
+            if wb.shape[1] <= self.config.core.max_k:
+                return self._product(Op.XOR, xb, wb, thr)
+            total = self._dots(xb, wb)
+            return total if thr is None else (total >= thr).astype(np.uint8)
+        xq = check_levels("x", x, bits)
+        if xq.ndim != 2 or 0 in xq.shape:
+            raise ValueError(f"x must be 2-D (tokens, K) and not empty, not shape {xq.shape}")
+        wm = check_weights("w", w, weights, (None, xq.shape[1]))
+        if wm.shape[0] == 0:
+            raise ValueError(f"w must not be empty, not shape {wm.shape}")
+        t = None if thresholds is None else multi_thresholds("thresholds", thresholds,
+                                                              wm.shape[0])
+        planes = [wm] if weights == "binary" else [wm >= 0, wm > 0]
+        total = np.zeros((xq.shape[0], wm.shape[0]), np.int64)
+        for plane in planes:
+            for i in range(bits):
+                total += self._dots(((xq >> i) & 1).astype(np.uint8),
+                                    plane.astype(np.uint8)) << i
+        if weights == "ternary":
+            total //= 2                 # (the planes' sum is even: exact)
+        return total if t is None else multi_threshold(total, t)
+
+    def _dots(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``dot(x[t], w[n])`` of bits, ``int64`` (T, N): RUNs of K within ``max_k`` whose
+        integer results the host adds."""
+        max_k = self.config.core.max_k
         total = np.zeros((x.shape[0], w.shape[0]), np.int64)
-        for k0 in range(0, k, c.max_k):
-            total += self._product(Op.XOR, x[:, k0:k0 + c.max_k], w[:, k0:k0 + c.max_k], None)
-        return total if thr is None else (total >= thr).astype(np.uint8)
+        for k0 in range(0, x.shape[1], max_k):
+            total += self._product(Op.XOR, x[:, k0:k0 + max_k], w[:, k0:k0 + max_k], None)
+        return total
 
     # ------------------------------------------------------------------ tiling
     def _product(self, op: Op, x: np.ndarray, w: np.ndarray, thr: np.ndarray | None):
