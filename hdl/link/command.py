@@ -81,7 +81,7 @@ class CommandProcessor(wiring.Component):
         layer = dev.layer is not None
         device_loads = loads(dev)
         m.submodules.decoder = dec = ArgumentDecoder(dev)
-        m.submodules.copy = copy = LoadCopy(dev, addr_shape=self.st_waddr.shape(),
+        m.submodules.copy = copy = LoadCopy(dev, addr_bits=len(self.st_waddr),
                                             word_bits=len(self.st_wdata))
         m.submodules.sizer = sizer = RunSizer(dev)
         m.submodules.reply = reply = ReplySender(dev)

@@ -17,7 +17,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...host.checks import check_device
+from ...host.checks import check_count, check_device
 from ...host.device_config import PARAM_BITS, DeviceConfig
 from ...host.loads import loads
 from ..lib.family import family
@@ -43,15 +43,17 @@ class LoadCopy(wiring.Component):
     stage : In(StructLayout addr, data, en)
         The staging buffer's write port.
     start : In(1);  sel : In(len(loads(dev)));  unit_mask : In(range(max unit))
-    offset : In(range(store depth));  length : In(16);  length_nz : In(1)
+    offset : In(addr_bits);  length : In(16);  length_nz : In(1)
         The copy to begin (read the cycle ``start`` is high).
-    waddr : Out(range(store depth));  wdata : Out(store word);  wen : Out(len(loads(dev)))
+    waddr : Out(addr_bits);  wdata : Out(word_bits);  wen : Out(len(loads(dev)))
         The store write (registered), one enable per store.
     done : Out(1)
     """
 
-    def __init__(self, dev: DeviceConfig, *, addr_shape, word_bits: int):
+    def __init__(self, dev: DeviceConfig, *, addr_bits: int, word_bits: int):
         check_device(dev)
+        check_count("Store address width", addr_bits)
+        check_count("Store word width", word_bits)
         self._dev = dev
         device_loads = loads(dev)
         max_unit = max(u for _, _, u, _ in device_loads)
@@ -59,8 +61,8 @@ class LoadCopy(wiring.Component):
             "stage": In(data.StructLayout({"addr": range(dev.frame_bytes), "data": 8,
                                            "en": 1})),
             "start": In(1), "sel": In(len(device_loads)), "unit_mask": In(range(max_unit)),
-            "offset": In(addr_shape), "length": In(16), "length_nz": In(1),
-            "waddr": Out(addr_shape), "wdata": Out(word_bits), "wen": Out(len(device_loads)),
+            "offset": In(addr_bits), "length": In(16), "length_nz": In(1),
+            "waddr": Out(addr_bits), "wdata": Out(word_bits), "wen": Out(len(device_loads)),
             "done": Out(1),
         })
 

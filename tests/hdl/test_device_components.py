@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Every gateware component built from a DeviceConfig checks it when it is built: another type
 is a TypeError naming ``dev``, and a block that needs the layer engine refuses a device
 without one, naming itself."""
@@ -24,7 +25,7 @@ BUILD = {
     "ArgumentDecoder": ArgumentDecoder, "CommandProcessor": CommandProcessor,
     "Datapath": Datapath, "DeviceLink": DeviceLink, "ReplySender": ReplySender,
     "RunSizer": RunSizer,
-    "LoadCopy": lambda dev: LoadCopy(dev, addr_shape=range(8), word_bits=8),
+    "LoadCopy": lambda dev: LoadCopy(dev, addr_bits=3, word_bits=8),
 }
 NEEDS_LAYER = ("LayerEngine", "AttentionSteps", "ResidualPass")
 GOOD = DeviceConfig(layer=LayerConfig(), weight_banks=4)

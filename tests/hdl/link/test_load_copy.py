@@ -50,8 +50,7 @@ def expected_words(store: str, unit: int, data: bytes) -> list[int]:
 @pytest.mark.parametrize("seed", range(2))
 def test_copies_match_the_protocol(family, seed):
     rng = random.Random(seed)
-    addr_shape = range(1024)
-    dut = LoadCopy(DEV, addr_shape=addr_shape, word_bits=store_word_bits(DEV))
+    dut = LoadCopy(DEV, addr_bits=10, word_bits=store_word_bits(DEV))
     device_loads = loads(DEV)
     widths = {"thresh": DEV.core.threshold_width, "param": PARAM_BITS * DEV.core.cols}
     platform = None
