@@ -52,7 +52,7 @@ class LoadCopy(wiring.Component):
 
     def __init__(self, dev: DeviceConfig, *, addr_bits: int, word_bits: int):
         check_device(dev)
-        check_count("Store address width", addr_bits)
+        check_count("Store address width", addr_bits, low=0)   # (a store of one word)
         check_count("Store word width", word_bits)
         self._dev = dev
         device_loads = loads(dev)

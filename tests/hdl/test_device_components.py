@@ -42,3 +42,10 @@ def test_a_device_config_is_required(name):
 def test_layer_blocks_need_a_layer_engine(name):
     with pytest.raises(ValueError, match=rf"^{name} needs a DeviceConfig with a layer"):
         BUILD[name](DeviceConfig())
+
+
+def test_load_copy_takes_a_store_of_one_word():
+    """A store of one word has an address of 0 bits (the fuzz test's smallest device)."""
+    LoadCopy(GOOD, addr_bits=0, word_bits=8)
+    with pytest.raises(ValueError, match="Store address width must be an integer of at least 0"):
+        LoadCopy(GOOD, addr_bits=-1, word_bits=8)
