@@ -6,6 +6,11 @@ device (``DeviceLink`` on Amaranth's simulator) while it loads a D=256 layer's p
 (256 bits) into the activation store: payload bytes over bytes sent, and over bytes sent and
 received (the answers). Packing speed is the driver's packing of random bits, best of a few
 runs. ``--faults N`` also runs a fault-injection campaign of N products.
+
+Weight reuse (``stream_words``): the activation and weight words that ``linear`` sends for an
+MLP of binary layers (1024 inputs, three 1024-wide layers, a 10-class head) on 500 inputs, on
+each board's device, with the driver's plan (``plan_product``: resident weights, the cheaper
+loop order) and with the order it replaced (each token block loads every weight block).
 """
 
 from __future__ import annotations
@@ -89,6 +94,25 @@ def measure(frame_bytes: int = 4096, repeats: int = 5, d_model: int = 256) -> di
             "pack_output_mb_per_s": len(packed) / best / 1e6}
 
 
+def stream_words(dev: DeviceConfig, inputs: int = 500,
+                 widths: tuple[int, ...] = (1024, 1024, 1024, 1024, 10)) -> dict:
+    """Words sent for the MLP's products: the plan's, and token blocks outside (the old order)."""
+    from ..host.product_plan import plan_product
+
+    planned = old = 0
+    c = dev.core
+    for k_all, n in zip(widths[:-1], widths[1:], strict=True):
+        for k0 in range(0, k_all, c.max_k):
+            k = min(c.max_k, k_all - k0)
+            kw = -(-k // c.lanes)
+            p = plan_product(dev, inputs, n, k, 0)
+            planned += p.link_words
+            old += inputs * kw + -(-inputs // p.t_block) * n * kw
+    return {"inputs": inputs, "widths": list(widths), "planned_words": planned,
+            "old_words": old, "ratio": old / planned,
+            "planned_bytes": planned * dev.word_bytes, "old_bytes": old * dev.word_bytes}
+
+
 def run(*, json_out: bool = False, frame_bytes: int = 4096, faults: int = 0,
         d_model: int = 256) -> int:
     """Print the link figures; return 0."""
@@ -105,6 +129,9 @@ def run(*, json_out: bool = False, frame_bytes: int = 4096, faults: int = 0,
                        "harmless": report.harmless, "products": report.products,
                        "commands": report.commands, "retries": report.retries,
                        "wrong_results": report.wrong_results}
+    from ..flow.boards import boards
+
+    r["weight_reuse"] = {name: stream_words(b.device) for name, b in sorted(boards().items())}
     if json_out:
         print(json_output.dumps(r))
         return 0
@@ -118,6 +145,10 @@ def run(*, json_out: bool = False, frame_bytes: int = 4096, faults: int = 0,
               f"({x['round_trip_efficiency']:.2%} counting the answers)")
     print(f"  host packing: {r['pack_input_mbit_per_s']:.0f} Mbit/s of 0/1 input, "
           f"{r['pack_output_mb_per_s']:.0f} MB/s of packed output")
+    print("weight reuse, MLP 1024-1024-1024-1024-10 on 500 inputs (activation + weight bytes):")
+    for name, x in r["weight_reuse"].items():
+        print(f"  {name}: {x['planned_bytes']:,} with resident weights, {x['old_bytes']:,} "
+              f"with every weight block per token block ({x['ratio']:.1f}x)")
     if faults:
         print("fault injection (rate 0.35 per frame):")
         print(report.table())

@@ -36,7 +36,9 @@ from .params import (
     clamp_thresholds,
     multi_thresholds,
 )
+from .product_plan import plan_product
 from .protocol import COUNTERS, RUN_ANSWER, RUN_THRESHOLD, Opcode
+from .thermometer import lower_inputs, lower_thresholds, lower_weights, lowered_k
 
 __all__ = ["Accelerator", "DeviceError", "LinkError", "check_linear_inputs"]
 
@@ -172,12 +174,18 @@ class Accelerator(LayerCommands):
         its stores hold, and K beyond the core's ``max_k`` in segments whose integer results
         the host adds.
 
-        Every product runs on the array's XNOR-popcount: one binary pass per activation
-        bit-plane and weight plane (``bits`` passes, twice that for ternary weights), which the
-        host sums with the plane's weight ``2^i`` (and halves for ternary), exactly as the
-        numerics define them. The device applies one threshold per output itself (1-bit
-        activations, binary weights, K within ``max_k``); otherwise the host applies the
-        thresholds to the exact sums.
+        Every product runs on the array's XNOR-popcount, by one of the spec's identities:
+
+        - with ``thresholds``, when the thermometer lowering fits the core
+          (``planes * (2^bits - 1) * K <= max_k``, ``onebit.host.thermometer``): one binary
+          product of the thermometer bits against the repeated weight planes, with each
+          threshold level applied on the device (one RUN per level on the resident weights),
+          so only levels come back;
+        - otherwise one binary pass per activation bit-plane and weight plane (``bits``
+          passes, twice for ternary; K beyond ``max_k`` in segments), which the host sums
+          with the plane weights ``2^i`` (halved for ternary) and thresholds exactly.
+
+        Weights stay resident while token blocks stream past them (``plan_product``).
         """
         bits = check_activation_bits("bits", bits)
         weights = check_kind("weights", weights)
@@ -196,6 +204,12 @@ class Accelerator(LayerCommands):
             raise ValueError(f"w must not be empty, not shape {wm.shape}")
         t = None if thresholds is None else multi_thresholds("thresholds", thresholds,
                                                               wm.shape[0])
+        k = xq.shape[1]
+        if t is not None and lowered_k(k, bits, weights) <= self.config.core.max_k:
+            # The device applies every level: one binary product of the thermometer lowering.
+            return self._product(Op.XOR, lower_inputs(xq, bits, weights),
+                                 lower_weights(wm, bits, weights),
+                                 lower_thresholds(t, k, bits, weights))
         planes = [wm] if weights == "binary" else [wm >= 0, wm > 0]
         total = np.zeros((xq.shape[0], wm.shape[0]), np.int64)
         for plane in planes:
@@ -217,44 +231,53 @@ class Accelerator(LayerCommands):
 
     # ------------------------------------------------------------------ tiling
     def _product(self, op: Op, x: np.ndarray, w: np.ndarray, thr: np.ndarray | None):
+        """``x`` (T, K) and ``w`` (N, K) bits, K within ``max_k``: the integers (T, N), or with
+        ``thr`` ((N,) or (N, J) sorted) the levels ``MT`` applied on the device, one RUN per
+        threshold set, as ``uint8`` (T, N). Tiled by ``plan_product``: resident weights."""
         dev, c = self.config, self.config.core
         t_all, k = x.shape
         n_all = w.shape[0]
+        th = None if thr is None else c.clamp_thresholds(thr.reshape(n_all, -1))
+        levels = 0 if th is None else th.shape[1]
+        plan = plan_product(dev, t_all, n_all, k, levels)
         kw = -(-k // c.lanes)
-        out = np.zeros((t_all, n_all), np.uint8 if thr is not None else np.int64)
-        t_block = min(c.max_t, dev.act_words // kw)
-        for t0 in range(0, t_all, t_block):
-            xs = x[t0:t0 + t_block]
-            t = xs.shape[0]
-            self._load(Opcode.LOAD_ACTIVATIONS, _words(xs, c.lanes))
-            for n0, n in _blocks(n_all, self._n_block(t, kw, thr is not None)):
-                self._load(Opcode.LOAD_WEIGHTS, _words(w[n0:n0 + n], c.lanes))
-                if thr is not None:
-                    th = c.clamp_thresholds(thr[n0:n0 + n]).astype("<i2")
-                    self._load(Opcode.LOAD_THRESHOLDS, th.tobytes())
-                info = self._request(Opcode.RUN, op=int(op),
-                                     flags=RUN_THRESHOLD if thr is not None else 0,
-                                     t=t, n=n, k=k, act_base=0, weight_base=0, thresh_base=0)
-                beats = dev.result_beats_for(t, n, thr is not None)
-                got = struct.unpack(f"<{len(RUN_ANSWER)}I", info)[0] \
-                    if len(info) == 4 * len(RUN_ANSWER) else None
-                if got != beats:
-                    raise LinkError(f"RUN wrote {got} result beats, expected {beats}")
-                raw = self._read_results(beats, thr is not None)
-                out[t0:t0 + t, n0:n0 + n] = _decode(dev, raw, t, n, thr is not None)
-        return out
+        out = np.zeros((t_all, n_all), np.uint8 if levels else np.int64)
 
-    def _n_block(self, t: int, kw: int, thresholded: bool) -> int:
-        """Outputs per RUN: within max N and the weight, threshold and result stores."""
-        dev, c = self.config, self.config.core
-        per_tile = -(-t // c.rows) if thresholded else t
-        n = min(c.max_n, dev.weight_words // kw, (dev.result_beats // per_tile) * c.cols)
-        if thresholded:
-            n = min(n, dev.thresh_words)
-        if n < 1:
-            raise LinkError(f"the device's result store ({dev.result_beats} beats) cannot hold "
-                            f"one tile of {t} tokens")
-        return n
+        def load_group(g0: int, g: int) -> None:
+            self._load(Opcode.LOAD_WEIGHTS, _words(w[g0:g0 + g], c.lanes))
+            if levels:
+                self._load(Opcode.LOAD_THRESHOLDS, th[g0:g0 + g].T.astype("<i2").tobytes())
+
+        def run_block(t0: int, t: int, g0: int, g: int) -> None:
+            for n0, n in _blocks(g, plan.n_block):
+                for j in range(max(levels, 1)):
+                    info = self._request(Opcode.RUN, op=int(op),
+                                         flags=RUN_THRESHOLD if levels else 0, t=t, n=n, k=k,
+                                         act_base=0, weight_base=n0 * kw,
+                                         thresh_base=j * g + n0)
+                    beats = dev.result_beats_for(t, n, bool(levels))
+                    got = struct.unpack(f"<{len(RUN_ANSWER)}I", info)[0] \
+                        if len(info) == 4 * len(RUN_ANSWER) else None
+                    if got != beats:
+                        raise LinkError(f"RUN wrote {got} result beats, expected {beats}")
+                    raw = self._read_results(beats, bool(levels))
+                    out[t0:t0 + t, g0 + n0:g0 + n0 + n] += _decode(dev, raw, t, n, bool(levels))
+
+        groups = list(_blocks(n_all, plan.group))
+        tokens = list(_blocks(t_all, plan.t_block))
+        if plan.weights_outer:
+            for g0, g in groups:
+                load_group(g0, g)
+                for t0, t in tokens:
+                    self._load(Opcode.LOAD_ACTIVATIONS, _words(x[t0:t0 + t], c.lanes))
+                    run_block(t0, t, g0, g)
+        else:
+            for t0, t in tokens:
+                self._load(Opcode.LOAD_ACTIVATIONS, _words(x[t0:t0 + t], c.lanes))
+                for g0, g in groups:
+                    load_group(g0, g)
+                    run_block(t0, t, g0, g)
+        return out
 
     def _load(self, opcode: Opcode, data: bytes, base: int = 0) -> None:
         unit = load_unit(self.config, opcode)
