@@ -98,14 +98,17 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "layer":
         from ..bench.layer import run
         return run(json_out=args.json, rows=args.rows, cols=args.layer_cols, lanes=args.lanes,
-                   sim=args.sim, decode=args.decode)
+                   sim=args.sim or "verilator", decode=args.decode)
+    if args.what == "import":
+        from ..bench.qonnx_digits import run
+        return run(json_out=args.json, simulator=args.sim or "icarus")
     if args.what == "link":
         from ..bench.link import run
         return run(json_out=args.json, frame_bytes=args.frame_bytes, faults=args.faults,
                    d_model=args.d_model)
     from ..bench.core import run
     return run(json_out=args.json, rows=args.rows, cols=args.cols, lanes=args.lanes,
-               sim=args.sim, synth=not args.no_synth)
+               sim=args.sim or "verilator", synth=not args.no_synth)
 
 
 def _seed_list(text: str) -> tuple[int, ...]:
@@ -200,10 +203,22 @@ def _quantize(args: argparse.Namespace) -> int:
                          weights=args.weights)
 
 
+def _import(args: argparse.Namespace) -> int:
+    from .mlp_commands import import_main
+    return import_main(args.model, args.output, json_out=args.json)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .mlp_commands import run_main
+    return run_main(args.model, args.input, device=args.device, simulator=args.simulator,
+                    json_out=args.json)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``onebit`` command; return its exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    _Parser.json_errors = bool(argv) and argv[0] == "quantize" and "--json" in argv
+    _Parser.json_errors = bool(argv) and argv[0] in ("quantize", "import", "run") and \
+        "--json" in argv
     parser = _Parser(prog="onebit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"onebit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,19 +237,22 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="print performance figures")
-    bench.add_argument("what", choices=["golden", "core", "link", "scaling", "array", "layer"],
+    bench.add_argument("what", choices=["golden", "core", "link", "scaling", "array", "layer",
+                                        "import"],
                        help="golden: NumPy golden model time; core: GEMM cycles on the array; "
                             "link: wire efficiency, host packing speed, fault injection; "
                             "scaling: builds at several array sizes per board; "
-                            "array: the array alone placed and routed at several sizes")
+                            "array: the array alone placed and routed at several sizes; "
+                            "import: Brevitas MLPs on digits, QONNX vs golden vs device")
     bench.add_argument("--json", action="store_true", help="print JSON for machines")
     bench.add_argument("--repeats", type=_positive, default=5,
                        help="timing repeats (best is kept)")
     bench.add_argument("--rows", type=_positive, default=4, help="core: array rows")
     bench.add_argument("--cols", type=_positive, default=8, help="core: array columns")
     bench.add_argument("--lanes", type=_positive, default=32, help="core: lanes per element")
-    bench.add_argument("--sim", choices=["verilator", "icarus"], default="verilator",
-                       help="core: simulator")
+    bench.add_argument("--sim", choices=["verilator", "icarus"], default=None,
+                       help="core, layer: simulator (default verilator); import: the device's "
+                            "(default icarus)")
     bench.add_argument("--no-synth", action="store_true", help="core: skip the synthesis")
     bench.add_argument("--frame-bytes", type=_positive, default=4096,
                        help="link: data bytes per LOAD frame (the device's staging buffer)")
@@ -320,6 +338,25 @@ def main(argv: list[str] | None = None) -> int:
     qz.add_argument("--json", action="store_true",
                     help="print one JSON object (the summary or the error) on stdout")
     qz.set_defaults(func=_quantize)
+
+    imp = sub.add_parser("import", help="a QONNX graph (Brevitas export) to an MLP model file "
+                                        "(needs onebit[import])")
+    imp.add_argument("model", help="the .onnx file (export_qonnx's output)")
+    imp.add_argument("-o", "--output", required=True, help="MLP model file to write (.npz)")
+    imp.add_argument("--json", action="store_true",
+                     help="print one JSON object (the summary or the error) on stdout")
+    imp.set_defaults(func=_import)
+
+    rn = sub.add_parser("run", help="run an MLP model file on raw float inputs")
+    rn.add_argument("model", help="MLP model file (.npz, from onebit import)")
+    rn.add_argument("--input", required=True, help="inputs: a .npy of floats, one row each")
+    rn.add_argument("--device", default="sim",
+                    help="sim (default), serial://PORT?baud=N for a board, or golden (NumPy)")
+    rn.add_argument("--simulator", choices=["verilator", "icarus", "amaranth"],
+                    help="with --device sim: the simulator (default Amaranth's)")
+    rn.add_argument("--json", action="store_true",
+                    help="print one JSON object: outputs and classes (or the error)")
+    rn.set_defaults(func=_run)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -27,6 +27,7 @@ from .golden import multi_threshold
 from .layer_driver import LayerCommands
 from .link import DeviceError, LinkClient, LinkError, Transport
 from .loads import load_unit
+from .mlp import MLPParams
 from .packing import check_bits
 from .params import (
     check_activation_bits,
@@ -219,6 +220,20 @@ class Accelerator(LayerCommands):
         if weights == "ternary":
             total //= 2                 # (the planes' sum is even: exact)
         return total if t is None else multi_threshold(total, t)
+
+    def mlp(self, x: np.ndarray, m: MLPParams) -> np.ndarray:
+        """``golden.mlp`` on the device: each layer is a ``linear`` on the array with its
+        multi-thresholds applied by the device where the thermometer lowering fits ``max_k``
+        (so only levels cross the link between layers); the last layer's offsets are added on
+        the host. ``x``: raw floats (through the model's input quantizer) or integer levels."""
+        if not isinstance(m, MLPParams):
+            raise TypeError(f"m must be MLPParams, not {type(m).__name__}")
+        q = m.levels(x)
+        for layer in m.layers:
+            q = self.linear(q, layer.w, layer.thresholds, bits=layer.bits,
+                            weights=layer.weights)
+        last = m.layers[-1]
+        return q if last.thresholds is not None else q + last.offset
 
     def _dots(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         """``dot(x[t], w[n])`` of bits, ``int64`` (T, N): RUNs of K within ``max_k`` whose

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .mlp import MLPParams
 from .packing import WORD_BITS, pack_bits, words_for
 from .params import (
     INT16_MAX,
@@ -142,6 +143,17 @@ def linear(x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None = None, *
         return y
     t = multi_thresholds("thresholds", thresholds, wm.shape[0])
     return multi_threshold(y, t)
+
+
+def mlp(x: np.ndarray, m: MLPParams) -> np.ndarray:
+    """A quantized MLP (``MLPParams``): ``x`` raw floats (through the model's input quantizer)
+    or integer levels, one row each. Returns the last layer's levels (``uint8``) or, without
+    thresholds, its integers plus the layer's offsets (``int64``), one row per input."""
+    q = m.levels(x)
+    for layer in m.layers:
+        q = linear(q, layer.w, layer.thresholds, bits=layer.bits, weights=layer.weights)
+    last = m.layers[-1]
+    return q if last.thresholds is not None else q + last.offset
 
 
 def sat16(x: np.ndarray) -> np.ndarray:
