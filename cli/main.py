@@ -149,6 +149,17 @@ def _clock(text: str) -> float:
     return mhz
 
 
+def _clock_list(text: str) -> list[float]:
+    return [_clock(part) for part in text.split(",")]
+
+
+def _name_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"give names separated by commas, not {text!r}")
+    return names
+
+
 def _build(args: argparse.Namespace) -> int:
     from ..flow.build import BuildError, BuildRequest, build
 
@@ -212,6 +223,22 @@ def _run(args: argparse.Namespace) -> int:
     from .mlp_commands import run_main
     return run_main(args.model, args.input, device=args.device, simulator=args.simulator,
                     json_out=args.json)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .sweep import run_sweep_command
+    return run_sweep_command(args)
+
+
+def _flash(args: argparse.Namespace) -> int:
+    from ..flow.flash import FlashError, flash
+
+    try:
+        return flash(args.board, args.bitstream, args.target, dry_run=args.dry_run)
+    except (FlashError, ValueError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) else e
+        print(f"onebit flash: {msg}", file=sys.stderr)
+        return 2 if isinstance(e, (ValueError, KeyError)) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,6 +384,39 @@ def main(argv: list[str] | None = None) -> int:
     rn.add_argument("--json", action="store_true",
                     help="print one JSON object: outputs and classes (or the error)")
     rn.set_defaults(func=_run)
+
+    sw = sub.add_parser("sweep", help="build a grid of boards, array shapes, clocks and seeds "
+                                      "as jobs on Dask; a results table and plots")
+    sw.add_argument("--boards", type=_name_list, required=True, metavar="B,B,...",
+                    help="boards of constraints/ (icebreaker, ulx3s-25f, ulx3s-85f)")
+    sw.add_argument("--sizes", type=_name_list, required=True, metavar="RxCxL,...",
+                    help="array shapes, such as 2x2x16,4x4x32")
+    sw.add_argument("--clocks", type=_clock_list, default=[None], metavar="MHZ,...",
+                    help="clock targets in MHz (default: each board's)")
+    sw.add_argument("--seeds", type=_seed_list, default=[None], metavar="N,N,...",
+                    help="placement seeds, one job each (default: each board's seeds in turn)")
+    sw.add_argument("--scheduler", help="a running dask.distributed scheduler, tcp://HOST:PORT "
+                                        "(default: a local cluster)")
+    sw.add_argument("--workers", type=_positive,
+                    help="local cluster: worker processes (default: one per core)")
+    sw.add_argument("--out", default=None,
+                    help="folder for results.json, results.csv and the bitstreams "
+                         "(default build/sweep/latest)")
+    sw.add_argument("--plot", help="also draw the results to this PNG file")
+    sw.add_argument("--json", action="store_true", help="print the table as JSON")
+    sw.set_defaults(func=_sweep)
+
+    fl = sub.add_parser("flash", help="program a board with openFPGALoader")
+    fl.add_argument("--board", required=True, help="icebreaker, ulx3s-25f or ulx3s-85f")
+    fl.add_argument("--bitstream", help="the bitstream (default: the board's default design, "
+                                        "built or taken from the build cache)")
+    target = fl.add_mutually_exclusive_group()
+    target.add_argument("--sram", dest="target", action="store_const", const="sram",
+                        help="load into the FPGA's configuration memory (lost at power-off)")
+    target.add_argument("--flash", dest="target", action="store_const", const="flash",
+                        help="write the board's SPI flash (kept)")
+    fl.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
+    fl.set_defaults(func=_flash, target=None)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -19,4 +19,4 @@ def ulx3s_board(size: str, platform: type, totals: dict[str, int], *,
                                                       max_t=64, max_n=1024),
                                       frame_bytes=1024, act_words=2048, weight_words=8192,
                                       thresh_words=1024, result_beats=512),
-        totals=totals, seeds=seeds, router=router)
+        totals=totals, seeds=seeds, router=router, loader_board="ulx3s")

@@ -31,4 +31,7 @@ BOARD = Board(
                         thresh_words=256, result_beats=128, weight_store="ice40_spram"),
     totals={"LUT4": 5280, "FF": 5280, "BRAM": 30, "SPRAM": 4, "DSP": 8, "CARRY": 5280},
     seeds=(2, 3, 4, 1),
+    # The FT2232H reaches the SPI flash, not the FPGA's configuration port: flash only.
+    loader_board="ice40_generic",
+    loader_targets=("flash",),
 )

@@ -34,6 +34,10 @@ class Board:
     # default seed), and its router, for this board's whole design (``build``).
     seeds: tuple[int, ...] = ()
     router: str | None = None
+    # openFPGALoader's name for the board (``-b``) and what its programmer can write:
+    # ``("sram", "flash")`` or ``("flash",)`` (``onebit flash``).
+    loader_board: str = ""
+    loader_targets: tuple[str, ...] = ("sram", "flash")
 
     def clock_hz(self) -> float:
         """Frequency of the ``sync`` clock the design runs at."""
