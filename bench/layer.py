@@ -110,9 +110,17 @@ def measure(dev: DeviceConfig, *, sim: str = "verilator", decode: int = 4, seed:
 
 
 def run(*, json_out: bool = False, rows: int = 4, cols: int = 4, lanes: int = 32,
-        sim: str = "verilator", decode: int = 4) -> int:
+        sim: str = "verilator", decode: int = 4, plot: str | None = None) -> int:
     dev = reference_device(rows, cols, lanes, decode=decode)
     r = measure(dev, sim=sim, decode=decode)
+    if plot:
+        from .layer_profile import plot_profile, profile
+
+        prof = profile(dev, t=REFERENCE["tokens"], decode=decode)
+        r["profile"] = prof
+        r["bit_exact"] &= prof["bit_exact"]
+        plot_profile(prof, plot, f"Reference layer D=256 H=4 F=1024 on a {rows}x{cols}x{lanes} "
+                                 f"array: where a token's cycles go")
     if json_out:
         print(json_output.dumps(r))
         return 0 if r["bit_exact"] else 1
@@ -131,6 +139,12 @@ def run(*, json_out: bool = False, rows: int = 4, cols: int = 4, lanes: int = 32
           "it; device cycles only, no link time):")
     print(f"{'board':<14}{'clock':>8}{'prefill':>12}{'x golden':>10}{'decode/tok':>12}"
           f"{'x golden':>10}")
+    if plot:
+        p = r["profile"]
+        print(f"profile (Amaranth's simulator): prefill {p['prefill']['total']:.0f} cycles in the "
+              f"steps ({p['prefill']['device_cycles']} by the device's count), decode "
+              f"{p['decode']['total']:.0f} per token ({p['decode']['device_cycles']:.0f}); plot: "
+              f"{plot}")
     for b in r["boards"]:
         print(f"{b['board']:<14}{b['clock_mhz']:>7.1f}M{1e3 * b['prefill_seconds']:>10.3f}ms"
               f"{b['prefill_speedup_vs_golden']:>10.2f}{1e3 * b['decode_seconds_per_token']:>10.3f}"

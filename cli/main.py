@@ -98,7 +98,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "layer":
         from ..bench.layer import run
         return run(json_out=args.json, rows=args.rows, cols=args.layer_cols, lanes=args.lanes,
-                   sim=args.sim or "verilator", decode=args.decode)
+                   sim=args.sim or "verilator", decode=args.decode, plot=args.plot)
     if args.what == "import":
         from ..bench.qonnx_digits import run
         return run(json_out=args.json, simulator=args.sim or "icarus")
@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--layer-cols", type=_positive, default=4,
                        help="layer: array columns (must divide the lanes)")
     bench.add_argument("--decode", type=_positive, default=4, help="layer: decode tokens")
+    bench.add_argument("--plot", help="layer: also profile each step on Amaranth's simulator and "
+                                      "draw where a token's cycles go to this PNG file")
     bench.set_defaults(func=_bench)
 
     build = sub.add_parser("build", help="build the design into a bitstream for a board")

@@ -20,14 +20,33 @@ words per residual or parameter row:
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 
 from .packing import check_bits
 
-__all__ = ["PARAM_ROWS", "check_precision", "matrix_offsets", "act_regions", "check_layer",
+__all__ = ["EngineStep", "PARAM_ROWS", "check_precision", "matrix_offsets", "act_regions",
+           "check_layer",
            "param_words_per_layer", "layer_weight_words",
            "layer_thresh_count", "layer_weights", "layer_thresholds", "layer_param_values",
            "head_weights", "head_param_values"]
+
+class EngineStep(enum.IntEnum):
+    """What the layer engine does in a cycle (its ``step`` port, for profiling in simulation):
+    the numerics' steps of a layer, the LM head's product, and the command's own overhead."""
+
+    IDLE = 0
+    SETUP = 1           # sizes, region checks, the verdict
+    QUANTISE = 2        # step 1: X >= th_attn (or th_out for the head)
+    QKV = 3             # step 2: Qb | Kb | Vb
+    ATTENTION = 4       # steps 3-5: thresholds loaded, KV appended, every query, Cb rows
+    OUT = 5             # step 6: Cb . Wo^T through the residual unit, X1 >= th_ffn
+    FFN_UP = 6          # step 7: X1b . W1^T >= t1
+    FFN_DOWN = 7        # step 8: Hb . W2^T through the residual unit
+    HEAD = 8            # the LM head's product
+    DONE = 9            # the answer
+
 
 #: The parameter store's per-layer rows (``Dc`` words each), in order; ``ta`` follows them.
 PARAM_ROWS = ("th_attn", "tc", "so", "th_ffn", "s2")

@@ -4,7 +4,9 @@
 until response bytes appear, and returns them. A testbench coroutine moves bytes between the
 queues and the device's streams with the stream handshakes, so the host driver talks to the
 real gateware. ``reset_device`` pulses the device's reset (a board's reset button), for fault
-injection.
+injection. With a layer engine, ``step_cycles`` counts the cycles spent in each of its steps
+(``EngineStep``, sampled every cycle from the device's ``layer_step``): a profile of the
+layer.
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ class AmaranthLinkTransport:
         self._reset = Signal()
         self._reset_pending = False
         self.cycles = 0
+        self.step_cycles: dict[int, int] = {}
         self._sim = Simulator(ResetInserter(self._reset)(self.dut))
         self._sim.add_clock(1e-8)
         self._sim.add_testbench(self._pump, background=True)
 
     async def _pump(self, ctx):
         dut = self.dut
+        steps = [dut.layer_step] if self.dut.config.layer is not None else []
         ctx.set(dut.o.ready, 1)
         while True:
             if self._reset_pending:
@@ -51,9 +55,12 @@ class AmaranthLinkTransport:
             if self._to_device and not ctx.get(dut.i.valid):
                 ctx.set(dut.i.payload, self._to_device[0])
                 ctx.set(dut.i.valid, 1)
-            _, _, iv, ir, ov, op = await ctx.tick().sample(dut.i.valid, dut.i.ready,
-                                                           dut.o.valid, dut.o.payload)
+            _, _, iv, ir, ov, op, *st = await ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.payload, *steps)
             self.cycles += 1
+            if st:
+                step = int(st[0])
+                self.step_cycles[step] = self.step_cycles.get(step, 0) + 1
             if iv and ir:
                 self._to_device.popleft()
                 ctx.set(dut.i.valid, 0)

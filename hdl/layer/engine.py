@@ -35,7 +35,13 @@ from amaranth.lib.wiring import In, Out
 from ...host.checks import check_device
 from ...host.core_config import Op
 from ...host.device_config import PARAM_BITS, DeviceConfig
-from ...host.layer_layout import PARAM_ROWS, act_regions, matrix_offsets, param_words_per_layer
+from ...host.layer_layout import (
+    PARAM_ROWS,
+    EngineStep,
+    act_regions,
+    matrix_offsets,
+    param_words_per_layer,
+)
 from ...host.protocol import ARGUMENTS, LAYER_FRESH, LAYER_HEAD, Opcode, Status
 from ..core.gemm_layouts import result_layout
 from ..core.gemm_runner import run_layout
@@ -65,6 +71,7 @@ class LayerEngine(wiring.Component):
     start : In(1);  params : In(layer_layout());  clear_cache : In(1)
     done : Out(1);  status : Out(8);  busy : Out(1);  cycles, active : Out(32)
     kv_length : Out(16)  (tokens in the command's KV cache slot; final when ``done`` pulses)
+    step : Out(EngineStep)  (what the engine does this cycle: for profiling, unused on boards)
     run_start : Out(1);  run_params : Out(run_layout(dev));  run_done, run_error : In(1)
     run_active : In(32);  run_result : In(stream.Signature(result_layout(core)))
     act_waddr, act_wdata, act_wen (lanes // cols);  act_raddr, act_ren, act_rdata
@@ -80,6 +87,7 @@ class LayerEngine(wiring.Component):
             "start": In(1), "params": In(layer_layout()), "clear_cache": In(1),
             "done": Out(1), "status": Out(8), "busy": Out(1),
             "cycles": Out(32), "active": Out(32), "kv_length": Out(16),
+            "step": Out(EngineStep),
             "run_start": Out(1), "run_params": Out(run_layout(dev)),
             "run_done": In(1), "run_error": In(1), "run_active": In(32),
             "run_result": In(stream.Signature(result_layout(c))),
@@ -297,6 +305,7 @@ class LayerEngine(wiring.Component):
                     m.d.sync += [p.eq(self.params), self.cycles.eq(0), self.active.eq(0)]
                     m.next = "SIZE"
             with m.State("SIZE"):
+                m.d.comb += self.step.eq(EngineStep.SETUP)
                 m.d.sync += [
                     fw.eq((p.f + L - 1) >> c.lane_bits),
                     t_dw.eq(p.t * Dw), t_dc.eq(p.t * Dc), n_dw.eq(p.n * Dw),
@@ -305,10 +314,12 @@ class LayerEngine(wiring.Component):
                 ]
                 m.next = "SIZE2"
             with m.State("SIZE2"):
+                m.d.comb += self.step.eq(EngineStep.SETUP)
                 m.d.sync += [t_fw.eq(p.t * fw), d_fw.eq(fw * D),
                              len0.eq(Mux(fresh, 0, att.length))]
                 m.next = "CHECK"
             with m.State("CHECK"):
+                m.d.comb += self.step.eq(EngineStep.SETUP)
                 common = ((p.t == 0) | (p.t > c.max_t) | (p.shift > 15) |
                           (p.flags & ~(LAYER_FRESH | LAYER_HEAD) & 0xFF).any() |
                           (p.res_base + t_dc > ly.res_words))
@@ -331,6 +342,7 @@ class LayerEngine(wiring.Component):
                         ((p.th_base & (C - 1)) == 0) & fw_ok & (fw * C >= P))
                 m.next = "DECIDE"
             with m.State("DECIDE"):
+                m.d.comb += self.step.eq(EngineStep.SETUP)
                 with m.If(bad):
                     m.d.sync += err.eq(Status.OUT_OF_RANGE)
                     m.next = "DONE"
@@ -346,6 +358,7 @@ class LayerEngine(wiring.Component):
 
             # Step 1 (or the head's binarisation).
             with m.State("BIN"):
+                m.d.comb += self.step.eq(EngineStep.QUANTISE)
                 m.d.comb += rpass.generate.eq(1)
                 with m.If(rp_left_zero):
                     m.d.sync += gemm(thr=1, n=3 * D, k=D, act=reg["xb"], act_count=t_dw,
@@ -357,24 +370,29 @@ class LayerEngine(wiring.Component):
                                          w=p.w_base, w_count=n_dw, to_stream=0)
                         m.next = "HEAD_RUN"
             with m.State("HEAD_RUN"):
+                m.d.comb += self.step.eq(EngineStep.HEAD)
                 m.d.comb += self.run_start.eq(1)
                 m.next = "HEAD_WAIT"
             with m.State("HEAD_WAIT"):
+                m.d.comb += self.step.eq(EngineStep.HEAD)
                 await_product(self.run_done, [], "DONE")
 
             # Step 2: Qb|Kb|Vb rows.
             with m.State("QKV_RUN"):
+                m.d.comb += self.step.eq(EngineStep.QKV)
                 m.d.comb += launch()
                 m.d.comb += [pk.cmd.valid.eq(1),
                              pk.cmd.payload.t.eq(p.t), pk.cmd.payload.n.eq(3 * D),
                              pk.cmd.payload.base.eq(reg["qkv"])]
                 m.next = "QKV_WAIT"
             with m.State("QKV_WAIT"):
+                m.d.comb += self.step.eq(EngineStep.QKV)
                 m.d.comb += packing.eq(1)
                 await_product(pk.done, [tl.eq(0), tl_v.eq(0)], "TC_LOAD")
 
             # Context and attention thresholds into registers (saturated into their fields).
             with m.State("TC_LOAD"):
+                m.d.comb += self.step.eq(EngineStep.ATTENTION)
                 m.d.comb += [self.par_raddr0.eq(Mux(tl < Dc, pb + off["tc"] + tl,
                                                     pb + off["ta"] + tl - Dc)),
                              self.par_ren0.eq(tl < Dc + n_ta)]
@@ -395,6 +413,7 @@ class LayerEngine(wiring.Component):
 
             # Steps 3-5: every token's Kb|Vb appended, then every token queried.
             with m.State("ATTEND"):
+                m.d.comb += self.step.eq(EngineStep.ATTENTION)
                 with m.If(steps.fault):
                     m.d.sync += err.eq(Status.FAULT)
                     m.next = "DONE"
@@ -405,11 +424,13 @@ class LayerEngine(wiring.Component):
 
             # Step 6: O through the residual unit.
             with m.State("O_RUN"):
+                m.d.comb += self.step.eq(EngineStep.OUT)
                 m.d.comb += launch()
                 m.d.comb += rp_setup(gen=0, write=1, bits=1, soff=off["so"], toff=off["th_ffn"],
                                      region=reg["x1b"])
                 m.next = "O_WAIT"
             with m.State("O_WAIT"):
+                m.d.comb += self.step.eq(EngineStep.OUT)
                 m.d.comb += to_res.eq(1)
                 await_product(rp_left_zero,
                               gemm(thr=1, n=p.f, k=D, act=reg["x1b"], act_count=t_dw, w=w_1,
@@ -417,27 +438,32 @@ class LayerEngine(wiring.Component):
 
             # Step 7: Hb rows.
             with m.State("F1_RUN"):
+                m.d.comb += self.step.eq(EngineStep.FFN_UP)
                 m.d.comb += launch()
                 m.d.comb += [pk.cmd.valid.eq(1),
                              pk.cmd.payload.t.eq(p.t), pk.cmd.payload.n.eq(p.f),
                              pk.cmd.payload.base.eq(reg["hb"])]
                 m.next = "F1_WAIT"
             with m.State("F1_WAIT"):
+                m.d.comb += self.step.eq(EngineStep.FFN_UP)
                 m.d.comb += packing.eq(1)
                 await_product(pk.done, gemm(thr=0, n=D, k=p.f, act=reg["hb"], act_count=t_fw,
                                             w=w_2, w_count=d_fw), "F2_RUN")
 
             # Step 8: Y through the residual unit.
             with m.State("F2_RUN"):
+                m.d.comb += self.step.eq(EngineStep.FFN_DOWN)
                 m.d.comb += launch()
                 m.d.comb += rp_setup(gen=0, write=1, bits=0, soff=off["s2"], toff=0,
                                      region=reg["xb"])
                 m.next = "F2_WAIT"
             with m.State("F2_WAIT"):
+                m.d.comb += self.step.eq(EngineStep.FFN_DOWN)
                 m.d.comb += to_res.eq(1)
                 await_product(rp_left_zero, [], "DONE")
 
             with m.State("DONE"):
+                m.d.comb += self.step.eq(EngineStep.DONE)
                 m.d.sync += [self.done.eq(1), self.status.eq(err)]
                 m.next = "IDLE"
 

@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_device
 from ...host.device_config import PARAM_BITS, DeviceConfig
+from ...host.layer_layout import EngineStep
 from ..core.gemm_layouts import counters_layout
 from ..core.gemm_runner import GemmRunner, run_layout
 from ..layer.engine import LayerEngine, layer_layout
@@ -84,13 +85,17 @@ class Datapath(wiring.Component):
     With a layer engine: layer_start : In(1);  layer_params : In(layer_layout());
     clear_cache : In(1);  layer_done : Out(1);  layer_status : Out(8);
     layer_cycles, layer_active : Out(32);  layer_kv_length : Out(16);
-    resid_raddr, resid_ren : In;  resid_rdata : Out
+    resid_raddr, resid_ren : In;  resid_rdata : Out;  layer_step : Out(EngineStep) (what the
+    engine does this cycle, for profiling in simulation; the command processor does not use it)
     """
 
     def __init__(self, dev: DeviceConfig):
         check_device(dev)
         self._dev = dev
-        super().__init__(datapath_signature(dev))
+        members = dict(datapath_signature(dev).members)
+        if dev.layer is not None:          # (for profiling in simulation; unused on boards)
+            members["layer_step"] = Out(EngineStep)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -146,6 +151,7 @@ class Datapath(wiring.Component):
                      eng.clear_cache.eq(self.clear_cache),
                      self.layer_done.eq(eng.done), self.layer_status.eq(eng.status),
                      self.layer_cycles.eq(eng.cycles), self.layer_active.eq(eng.active),
+                     self.layer_step.eq(eng.step),
                      self.layer_kv_length.eq(eng.kv_length),
                      eng.run_done.eq(run.done), eng.run_error.eq(run.error),
                      eng.run_active.eq(run.counters.active)]

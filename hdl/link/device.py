@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_device
 from ...host.device_config import DeviceConfig
+from ...host.layer_layout import EngineStep
 from ..lib.register_slice import RegisterSlice
 from .command import CommandProcessor
 from .datapath import Datapath, DatapathPort, datapath_signature
@@ -38,17 +39,20 @@ class DeviceLink(wiring.Component):
     -------
     i : In(stream.Signature(8))
     o : Out(stream.Signature(8))
+    layer_step : Out(EngineStep)
+        With a layer engine: what it does this cycle (for profiling in simulation; a board's
+        top leaves it unconnected, so it costs no logic there).
     """
-
-    i: In(stream.Signature(8))
-    o: Out(stream.Signature(8))
 
     def __init__(self, dev: DeviceConfig, *, timeout: int = 1 << 16):
         check_device(dev)
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 2:
             raise ValueError(f"Timeout must be an integer of at least 2 cycles, not {timeout!r}")
         self._dev, self._timeout = dev, timeout
-        super().__init__()
+        ports = {"i": In(stream.Signature(8)), "o": Out(stream.Signature(8))}
+        if dev.layer is not None:
+            ports["layer_step"] = Out(EngineStep)
+        super().__init__(ports)
 
     @property
     def config(self) -> DeviceConfig:
@@ -78,5 +82,7 @@ class DeviceLink(wiring.Component):
                      proc.tx_stall.eq(self.o.valid & ~self.o.ready)]
         # The processor drives the datapath's inputs and reads its outputs.
         flipped = datapath_signature(self._dev).flip()
-        wiring.connect(m, DatapathPort(proc, flipped), dp)
+        wiring.connect(m, DatapathPort(proc, flipped), DatapathPort(dp, flipped.flip()))
+        if dev.layer is not None:
+            m.d.comb += self.layer_step.eq(dp.layer_step)
         return m
