@@ -108,21 +108,34 @@ def _plane_weights(bits: int) -> np.ndarray:
 
 def _prod(w_planes: np.ndarray, k: int, x_planes: np.ndarray, bits: int) -> np.ndarray:
     """``prod(hat(q), w[n])`` for activations as packed planes (bits, ..., W) and weights as
-    packed binary planes (1 or 2, N, W) over ``k`` elements: per weight plane
-    ``sum_i 2^i dot(b_i, w) = L k - 2 sum_i 2^i popcount(p_i XOR w)``; two planes (ternary)
-    are summed and halved, which is exact."""
+    packed binary planes (1 or 2, N, W) over ``k`` elements.
+
+    Binary: ``sum_i 2^i dot(b_i, w) = L k - 2 sum_i 2^i popcount(p_i XOR w)``. Ternary (planes
+    ``P_lo``, ``P_hi``): with the non-zero mask ``M = (P_hi OR NOT P_lo)`` over the k valid bits
+    and the sign ``S = P_hi``, each non-zero weight contributes ``+-1`` per plane, so
+    ``prod = L |M| - 2 sum_i 2^i popcount((p_i XOR S) AND M)``: one pass per activation plane,
+    the same integers as the spec's two planes summed and halved."""
     # Words lead (W, A, ..., 1) x (W, N): the popcounts are summed over whole contiguous
     # blocks rather than along a short last axis.
     # One activation plane at a time keeps the intermediate arrays in cache.
     xw = np.moveaxis(x_planes, -1, 0)[..., None]                       # (W, A, ..., 1)
+    shape = (w_planes.shape[2],) + (1,) * (xw.ndim - 3) + (w_planes.shape[1],)
+    levels = (1 << bits) - 1
     weighted = np.zeros((), np.int64)
-    for wp in w_planes:
-        wt = wp.T.reshape((wp.shape[1],) + (1,) * (xw.ndim - 3) + (wp.shape[0],))
+    if len(w_planes) == 1:
+        wt = w_planes[0].T.reshape(shape)
         for i in range(bits):
             m = np.bitwise_count(xw[:, i] ^ wt).sum(axis=0, dtype=np.int32)   # (..., N)
             weighted = weighted + (m.astype(np.int64) << i)
-    total = len(w_planes) * ((1 << bits) - 1) * k - 2 * weighted
-    return total if len(w_planes) == 1 else total // 2
+        return levels * k - 2 * weighted
+    lo, hi = w_planes
+    mask = (hi | ~lo) & pack_bits(np.ones((1, k), np.uint8))[0]
+    st, mt = hi.T.reshape(shape), mask.T.reshape(shape)
+    for i in range(bits):
+        m = np.bitwise_count((xw[:, i] ^ st) & mt).sum(axis=0, dtype=np.int32)
+        weighted = weighted + (m.astype(np.int64) << i)
+    nonzero = np.bitwise_count(mask).sum(axis=1, dtype=np.int64)           # (N,)
+    return levels * nonzero - 2 * weighted
 
 
 def linear(x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None = None, *,
