@@ -79,6 +79,10 @@ class LayerConfig:
         Residual store size in words of ``cols`` int16 values (a row of D is ``D / cols``).
     param_words : int
         Parameter store size in words of ``cols`` values of ``PARAM_BITS`` bits.
+    max_bits, weight_kinds : int, tuple of str
+        The precisions the engine computes (reported by IDENTIFY): the largest activation bits
+        A and the weight kinds. The gateware's engine computes A = 1 with binary weights, so
+        that is all a ``LayerConfig`` may claim.
     """
 
     d_model: int = 64
@@ -88,6 +92,8 @@ class LayerConfig:
     kv_slots: int = 2
     res_words: int = 1024
     param_words: int = 512
+    max_bits: int = 1
+    weight_kinds: tuple = ("binary",)
 
     def __post_init__(self) -> None:
         check_count("Model width", self.d_model)
@@ -100,6 +106,11 @@ class LayerConfig:
         if self.d_model % self.heads:
             raise ValueError(f"Model width {self.d_model} is not a multiple of the head count "
                              f"{self.heads}")
+        if (self.max_bits, tuple(self.weight_kinds)) != (1, ("binary",)):
+            raise ValueError(f"The layer engine computes 1-bit activations with binary weights: "
+                             f"max_bits must be 1 and weight_kinds ('binary',), not "
+                             f"{self.max_bits!r} and {self.weight_kinds!r}")
+        object.__setattr__(self, "weight_kinds", tuple(self.weight_kinds))
         if self.kv_capacity > MAX_KV_CAPACITY:
             raise ValueError(f"KV cache capacity must be at most {MAX_KV_CAPACITY} (context "
                              f"sums are compared with int16 thresholds), not {self.kv_capacity}")

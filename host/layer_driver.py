@@ -203,9 +203,9 @@ class LayerCommands:
         if model.vocab > dev.core.max_n:
             raise ValueError(f"vocabulary of {model.vocab} exceeds the core's max_n "
                              f"{dev.core.max_n}")
-        check_precision("the model's LM head", model.head_bits, model.head_weights)
+        check_precision(dev, "the model's LM head", model.head_bits, model.head_weights)
         for i, p in enumerate(model.layers):
-            check_precision(f"layer {i}", p.bits, p.weights)
+            check_precision(dev, f"layer {i}", p.bits, p.weights)
         for i, p in enumerate(model.layers):
             self.load_layer(p, i)
         self._load(Opcode.LOAD_WEIGHTS, head_weights(dev, model.Wout), base=plan.head_w)

@@ -137,20 +137,22 @@ def layer_weights(dev, p) -> bytes:
     return bytes(out)
 
 
-def check_precision(what: str, bits: int, weights: str) -> None:
-    """Raise ``ValueError`` unless ``bits`` and ``weights`` are what the gateware computes: 1-bit
-    activations and binary weights (multi-bit activations and ternary weights run on the host's
-    golden model; the gateware's support is to come)."""
-    if (bits, weights) != (1, "binary"):
-        raise ValueError(f"the device computes 1-bit activations with binary weights; {what} "
-                         f"has {bits}-bit activations and {weights} weights (golden.layer and "
+def check_precision(dev, what: str, bits: int, weights: str) -> None:
+    """Raise ``ValueError`` unless the device's layer engine computes ``bits``-bit activations
+    with ``weights`` weights (its ``max_bits`` and ``weight_kinds``, from IDENTIFY)."""
+    ly = dev.layer
+    if bits > ly.max_bits or weights not in ly.weight_kinds:
+        raise ValueError(f"the device's layer engine computes activations of up to "
+                         f"{ly.max_bits} bit{'s' * (ly.max_bits > 1)} with "
+                         f"{' or '.join(ly.weight_kinds)} weights (IDENTIFY); {what} has "
+                         f"{bits}-bit activations and {weights} weights (golden.layer and "
                          f"golden.generate compute it on the host)")
 
 
 def check_layer(dev, p) -> None:
     """Raise ``ValueError`` naming the mismatch if ``LayerParams`` ``p`` cannot run on ``dev``."""
     d, _, _, heads = _dims(dev)
-    check_precision("this layer", p.bits, p.weights)
+    check_precision(dev, "this layer", p.bits, p.weights)
     if (p.d_model, p.heads) != (d, heads):
         raise ValueError(f"the device's layer engine is built for D = {d}, H = {heads}; this "
                          f"layer has D = {p.d_model}, H = {p.heads}")

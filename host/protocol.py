@@ -32,12 +32,15 @@ __all__ = [
     "LAYER_HEAD", "RUN_ANSWER", "LAYER_ANSWER",
 ]
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 # magic, version, rows, cols, lanes, max K, max T, max N, core weight memory, weight store,
 # frame data bytes, activation words, weight words, thresholds, result beats, weight banks,
 # then the layer engine (all zero without one): D, H, max F, KV capacity, KV slots, residual
-# words, parameter words
-_IDENTIFY = struct.Struct("<4sBHHHHHHBBHIIIIHHHHHBII")
+# words, parameter words, the largest activation bits and the weight kinds (bit 0 binary, bit 1
+# ternary) it computes
+_IDENTIFY = struct.Struct("<4sBHHHHHHBBHIIIIHHHHHBIIBB")
+#: Weight kinds in IDENTIFY's bit mask, bit i for kind i.
+_KINDS = ("binary", "ternary")
 _MAGIC = b"1BIT"
 
 START = 0xA5
@@ -289,8 +292,9 @@ def encode_identify(dev) -> bytes:
     from .core_config import MEMORY_KINDS
 
     c, ly = dev.core, dev.layer
-    engine = (0,) * 7 if ly is None else (ly.d_model, ly.heads, ly.max_ff, ly.kv_capacity,
-                                          ly.kv_slots, ly.res_words, ly.param_words)
+    engine = (0,) * 9 if ly is None else (
+        ly.d_model, ly.heads, ly.max_ff, ly.kv_capacity, ly.kv_slots, ly.res_words,
+        ly.param_words, ly.max_bits, sum(1 << _KINDS.index(k) for k in ly.weight_kinds))
     return _IDENTIFY.pack(_MAGIC, PROTOCOL_VERSION, c.rows, c.cols, c.lanes, c.max_k,
                           c.max_t, c.max_n, MEMORY_KINDS.index(c.weight_memory),
                           MEMORY_KINDS.index(dev.weight_store), dev.frame_bytes,
@@ -319,9 +323,13 @@ def decode_identify(data: bytes):
                       weight_memory=MEMORY_KINDS[mem])
     layer = None
     if any(engine):
-        d, h, f, cap, slots, res, par = engine
+        d, h, f, cap, slots, res, par, bits, kinds = engine
+        if kinds >> len(_KINDS):
+            raise ValueError(f"unknown weight kinds in the mask {kinds:#x}")
         layer = LayerConfig(d_model=d, heads=h, max_ff=f, kv_capacity=cap, kv_slots=slots,
-                            res_words=res, param_words=par)
+                            res_words=res, param_words=par, max_bits=bits,
+                            weight_kinds=tuple(k for i, k in enumerate(_KINDS)
+                                               if kinds >> i & 1))
     return DeviceConfig(core=core, frame_bytes=frame, act_words=acts, weight_words=weights,
                         thresh_words=thresholds, result_beats=results,
                         weight_store=MEMORY_KINDS[store], weight_banks=banks, layer=layer)

@@ -206,11 +206,15 @@ API = [
     (lambda: ModelParams.load("missing.npz"), FileNotFoundError, "no such file"),
     (lambda: check_layer(_layer_dev(), random_layer(np.random.default_rng(0), d_model=64,
                                                     heads=2, d_ff=32, bits=2)), ValueError,
-     "the device computes 1-bit activations with binary weights; this layer has 2-bit"),
+     "the device's layer engine computes activations of up to 1 bit with binary weights "
+     "(IDENTIFY); this layer has 2-bit"),
     (lambda: check_layer(_layer_dev(), random_layer(np.random.default_rng(0), d_model=64,
                                                     heads=2, d_ff=32, weights="ternary")),
      ValueError, "this layer has 1-bit activations and ternary weights"),
     (lambda: LayerParams.load("."), ModelFileError, "is a folder"),
+    (lambda: LayerConfig(max_bits=2), ValueError, "The layer engine computes 1-bit activations"),
+    (lambda: LayerConfig(weight_kinds=("binary", "ternary")), ValueError,
+     "weight_kinds ('binary',)"),
 ]
 
 

@@ -111,3 +111,23 @@ def test_fault_injection_counts():
     assert all(g in sent for g in got_set)           # never a frame that was not sent
     # Each fault loses its own frame and at most the next one (a cut frame swallows it).
     assert len(got_set) >= len(sent) - 2 * faults
+
+
+def test_identify_reports_the_layer_engines_precisions():
+    """IDENTIFY carries the engine's largest activation bits and its weight kinds (a mask);
+    a mask with an unknown kind is refused, never read as something else."""
+    import struct
+
+    from onebit.host.device_config import DeviceConfig, LayerConfig
+    from onebit.host.protocol import decode_identify, encode_identify
+
+    dev = DeviceConfig(layer=LayerConfig())
+    data = encode_identify(dev)
+    assert data[-2:] == bytes([1, 0b01])
+    back = decode_identify(data)
+    assert back == dev and (back.layer.max_bits, back.layer.weight_kinds) == (1, ("binary",))
+    assert encode_identify(DeviceConfig())[-2:] == b"\0\0"
+    with pytest.raises(ValueError, match="unknown weight kinds in the mask 0x4"):
+        decode_identify(data[:-1] + bytes([0b100]))
+    with pytest.raises(ValueError, match="protocol version 4"):
+        decode_identify(data[:4] + struct.pack("<B", 4) + data[5:])
