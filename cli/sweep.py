@@ -17,14 +17,17 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from ..paths import BUILD_ROOT
 
     try:
-        jobs = grid(args.boards, args.sizes, args.clocks, args.seeds)
+        jobs, rejected = grid(args.boards, args.sizes, args.clocks, args.seeds)
     except ValueError as e:
         print(f"onebit sweep: {e}", file=sys.stderr)
         return 2
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
         (lambda line: print(line, flush=True))
     try:
-        rows = run_sweep(jobs, scheduler=args.scheduler, workers=args.workers, progress=log)
+        for row in rejected:
+            log(f"{row['board']} {row['shape']}: {row['error']}")
+        rows = run_sweep(jobs, scheduler=args.scheduler, workers=args.workers,
+                         progress=log) + rejected
     except OSError as e:               # a scheduler that does not answer
         print(f"onebit sweep: cannot reach the scheduler {args.scheduler}: {e}", file=sys.stderr)
         return 2

@@ -74,25 +74,32 @@ def parse_size(text: str) -> tuple[int, int, int]:
 
 
 def grid(boards: Sequence[str], sizes: Sequence[str], clocks: Sequence[float | None] = (None,),
-         seeds: Sequence[int | None] = (None,)) -> list[SweepJob]:
-    """Every combination, each checked as a build request (board, shape, clock, seed) before
-    any job starts; ``ValueError`` names the first that cannot be built."""
-    jobs = []
+         seeds: Sequence[int | None] = (None,)) -> tuple[list[SweepJob], list[dict]]:
+    """Every combination, each checked as a build request before any job starts. Returns the
+    jobs to build and the rows of the combinations that cannot be built (a shape a board's
+    stores or engine do not allow: the row's error says why). ``ValueError`` for an unknown
+    board, a malformed shape or an empty grid."""
+    from .boards import boards as known
+
     for b in boards:
-        for size in sizes:
-            r, c, lanes = parse_size(size)
+        if b not in known():
+            raise ValueError(f"unknown board {b!r}; boards: {', '.join(sorted(known()))}")
+    shapes = [parse_size(size) for size in sizes]
+    jobs, rejected = [], []
+    for b in boards:
+        for r, c, lanes in shapes:
             for clock in clocks:
                 for seed in seeds:
                     job = SweepJob(b, r, c, lanes, clock, seed)
                     try:
                         job.request().resolve()
-                    except (ValueError, TypeError, KeyError) as e:
-                        msg = e.args[0] if isinstance(e, KeyError) else e
-                        raise ValueError(f"{job.label}: {msg}") from None
+                    except (ValueError, TypeError) as e:
+                        rejected.append(_row(job, error=f"not built: {e}"))
+                        continue
                     jobs.append(job)
-    if not jobs:
+    if not jobs and not rejected:
         raise ValueError("the grid is empty: give at least one board and one size")
-    return jobs
+    return jobs, rejected
 
 
 def _row(job: SweepJob, report: dict | None = None, error: str | None = None) -> dict:

@@ -50,8 +50,9 @@ def client():
 
 
 def test_table_cache_and_failures(client, tmp_path):
-    jobs = grid(["icebreaker", "ulx3s-25f"], ["1x1x16", "3x1x16", "2x2x16"], seeds=[1, 2])
-    assert len(jobs) == 12
+    jobs, rejected = grid(["icebreaker", "ulx3s-25f"], ["1x1x16", "3x1x16", "2x2x16"],
+                          seeds=[1, 2])
+    assert len(jobs) == 12 and rejected == []
     lines = []
     CALLS.clear()
     rows = run_sweep(jobs, client=client, job_fn=fake_build, cache_dir=tmp_path / "cache",
@@ -87,7 +88,7 @@ def test_a_job_that_raises_is_a_row(client, tmp_path):
     def broken(job):
         raise RuntimeError("worker lost its disk")
 
-    rows = run_sweep(grid(["icebreaker"], ["1x1x16"]), client=client, job_fn=broken,
+    rows = run_sweep(grid(["icebreaker"], ["1x1x16"])[0], client=client, job_fn=broken,
                      cache_dir=tmp_path, progress=lambda s: None)
     assert rows[0]["error"] == "RuntimeError: worker lost its disk"
     assert not list(tmp_path.glob("*.json"))          # not cached: it may work next time
@@ -100,19 +101,23 @@ def _png_size(path):
 
 
 def test_plot_is_a_png_of_the_expected_size(client, tmp_path):
-    jobs = grid(["icebreaker"], ["1x1x16", "2x1x16"]) + \
-        grid(["ulx3s-25f"], ["2x2x32", "4x4x32"]) + grid(["ulx3s-85f"], ["4x4x32", "4x8x32"])
+    jobs, rejected = grid(["icebreaker", "ulx3s-25f", "ulx3s-85f"],
+                          ["1x1x16", "2x1x16", "2x2x32", "4x4x32", "4x8x32"])
+    # The iCEBreaker's SPRAM weight store takes 16 lanes, the 85F's engine 4 x 4 x 32 and up.
+    assert {(r["board"], r["shape"]) for r in rejected} == {
+        ("icebreaker", s) for s in ("2x2x32", "4x4x32", "4x8x32")} | {
+        ("ulx3s-85f", s) for s in ("1x1x16", "2x1x16", "2x2x32")}
+    assert all(r["error"].startswith("not built: ") for r in rejected)
     rows = run_sweep(jobs, client=client, job_fn=fake_build, cache_dir=tmp_path,
-                     progress=lambda s: None)
+                     progress=lambda s: None) + rejected
     assert _png_size(plot_sweep(rows, tmp_path / "sweep.png")) == (1200, 500)
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--boards", "icebreaker,nosuch", "--sizes", "1x1x16"], "unknown board 'nosuch'"),
     (["--boards", "icebreaker", "--sizes", "1x1"], "ROWSxCOLSxLANES"),
-    (["--boards", "icebreaker", "--sizes", "1x1x12"], "icebreaker-1x1x12"),
+    (["--boards", "icebreaker", "--sizes", "0x1x16"], "ROWSxCOLSxLANES"),
     (["--boards", "icebreaker", "--sizes", "1x1x16", "--clocks", "0.5"], "1..1000 MHz"),
-    (["--boards", "ulx3s-85f", "--sizes", "2x2x32"], "ulx3s-85f-2x2x32: Model width 128"),
 ])
 def test_a_bad_grid_is_refused_before_any_job(argv, message, capsys):
     try:
@@ -121,6 +126,22 @@ def test_a_bad_grid_is_refused_before_any_job(argv, message, capsys):
         status = e.code
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_combinations_a_board_cannot_build_are_rows(client, tmp_path, capsys, monkeypatch):
+    """An impossible shape on one board is a row of the table, and the sweep goes on."""
+    import onebit.flow.sweep as sweep
+
+    real = sweep.run_sweep
+    monkeypatch.setattr(sweep, "run_sweep", lambda jobs, **kw: real(
+        jobs, client=client, job_fn=fake_build, cache_dir=tmp_path / "c", progress=kw["progress"]))
+    status = main(["sweep", "--boards", "icebreaker,ulx3s-85f", "--sizes", "2x1x16",
+                   "--out", str(tmp_path), "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert status == 1
+    assert [(r["board"], r["error"] is None) for r in rows] == [("icebreaker", True),
+                                                                ("ulx3s-85f", False)]
+    assert "The layer engine needs" in rows[1]["error"]
 
 
 @pytest.mark.slow
