@@ -178,7 +178,8 @@ class Accelerator(LayerCommands):
         Every product runs on the array's XNOR-popcount, by one of the spec's identities:
 
         - with ``thresholds``, when the thermometer lowering fits the core
-          (``planes * (2^bits - 1) * K <= max_k``, ``onebit.host.thermometer``): one binary
+          (``planes * (2^bits - 1) * K <= max_k``, ``onebit.host.thermometer``, and the
+          threshold store holds an output's levels): one binary
           product of the thermometer bits against the repeated weight planes, with each
           threshold level applied on the device (one RUN per level on the resident weights),
           so only levels come back;
@@ -206,7 +207,8 @@ class Accelerator(LayerCommands):
         t = None if thresholds is None else multi_thresholds("thresholds", thresholds,
                                                               wm.shape[0])
         k = xq.shape[1]
-        if t is not None and lowered_k(k, bits, weights) <= self.config.core.max_k:
+        if t is not None and self._lowering_fits(xq.shape[0], wm.shape[0],
+                                                 lowered_k(k, bits, weights), t):
             # The device applies every level: one binary product of the thermometer lowering.
             return self._product(Op.XOR, lower_inputs(xq, bits, weights),
                                  lower_weights(wm, bits, weights),
@@ -220,6 +222,17 @@ class Accelerator(LayerCommands):
         if weights == "ternary":
             total //= 2                 # (the planes' sum is even: exact)
         return total if t is None else multi_threshold(total, t)
+
+    def _lowering_fits(self, t: int, n: int, k: int, thr: np.ndarray) -> bool:
+        """Whether the thermometer lowering's product (``k`` bits, ``thr``'s levels) fits the
+        core and one output's threshold sets fit the threshold store."""
+        if k > self.config.core.max_k:
+            return False
+        try:
+            plan_product(self.config, t, n, k, 1 if thr.ndim == 1 else thr.shape[1])
+        except ValueError:
+            return False
+        return True
 
     def mlp(self, x: np.ndarray, m: MLPParams) -> np.ndarray:
         """``golden.mlp`` on the device: each layer is a ``linear`` on the array with its

@@ -3,7 +3,8 @@ computes. Hypothesis draws a device (rows, cols, lanes, max_k, max_t, KV capacit
 and a model to run on it (D, H, F, V, layers, prompt length; widths that are not multiples of 32
 and feed-forward widths below and above D), runs ``layer``, ``decode``, ``generate`` and
 ``logits`` on Icarus (random idle cycles and backpressure on the link's streams) and compares
-every integer with the golden model; the same for ``linear`` on GEMM devices. A configuration
+every integer with the golden model; the same for ``linear`` on GEMM devices, at every precision
+(1-4-bit activation levels, binary and ternary weights, 1-15 threshold levels). A configuration
 the host refuses must be refused with a message that names the limit. A few examples run in the
 default run, many more with ``-m slow``."""
 
@@ -104,11 +105,13 @@ def linear_cases(draw):
                     thresh_words=draw(st.integers(1, 24)), result_beats=draw(st.integers(1, 40)))
     t, n = draw(st.integers(1, 20)), draw(st.integers(1, 30))
     k = draw(st.integers(1, 2 * core.max_k + 5))
-    return core, dev_args, t, n, k, draw(st.integers(0, 2 ** 16))
+    precision = (draw(st.integers(1, 4)), draw(st.sampled_from(["binary", "ternary"])),
+                 draw(st.sampled_from([1, 3, 7, 15])))
+    return core, dev_args, t, n, k, draw(st.integers(0, 2 ** 16)), precision
 
 
 def check_linear_case(case, simulator="icarus"):
-    core, dev_args, t, n, k, seed = case
+    core, dev_args, t, n, k, seed, (abits, kind, levels) = case
     try:
         dev = DeviceConfig(core=core, **dev_args)
     except ValueError as e:
@@ -126,6 +129,15 @@ def check_linear_case(case, simulator="icarus"):
             return
         assert np.array_equal(got, ints)
         assert np.array_equal(acc.linear(x, w, thr), bits)
+        # Every precision (1-4-bit levels, binary or ternary weights, multi-thresholds).
+        q = rng.integers(0, 1 << abits, (t, k))
+        wk = rng.integers(-1, 2, (n, k)) if kind == "ternary" else w
+        span = ((1 << abits) - 1) * k
+        mt = np.sort(rng.integers(-span - 2, span + 3, (n, levels)), axis=1)
+        for th in (None, mt):
+            want = golden.linear(q, wk, th, bits=abits, weights=kind)
+            got = acc.linear(q, wk, th, bits=abits, weights=kind)
+            assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
 @FEW
