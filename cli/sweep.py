@@ -38,13 +38,16 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json_output.dumps([{c: r.get(c) for c in COLUMNS} for r in rows]))
     else:
-        print(f"{'board':<12}{'shape':>10}{'lanes':>7}{'LUT4':>8}{'FF':>7}{'BRAM':>6}{'DSP':>5}"
+        print(f"{'board':<12}{'shape':>10}{'seed':>6}{'lanes':>7}{'LUT4':>8}{'FF':>7}{'BRAM':>6}{'DSP':>5}"
               f"{'Fmax':>8}{'target':>8}{'GOPS':>9}{'/kLUT4':>8}{'s':>7}")
         for r in rows:
             if r["error"]:
-                print(f"{r['board']:<12}{r['shape']:>10}{r['lanes']:>7}  failed: {r['error']}")
+                print(f"{r['board']:<12}{r['shape']:>10}{'':>6}{r['lanes']:>7}  failed: "
+                      f"{r['error']}")
                 continue
-            print(f"{r['board']:<12}{r['shape']:>10}{r['lanes']:>7}{r['lut4']:>8}{r['ff']:>7}"
+            seed = "" if r["seed"] is None else r["seed"]
+            print(f"{r['board']:<12}{r['shape']:>10}{seed:>6}{r['lanes']:>7}{r['lut4']:>8}"
+                  f"{r['ff']:>7}"
                   f"{r['bram']:>6}{r['dsp']:>5}{r['fmax_mhz']:>8.1f}"
                   f"{r['clock_target_mhz']:>7.1f}{'' if r['meets_timing'] else '!'}"
                   f"{r['peak_gops']:>9.2f}"
