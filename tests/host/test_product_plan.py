@@ -95,9 +95,9 @@ def test_weights_beyond_the_store_are_loaded_once_per_token_pass(acc, loads):
     assert p.link_words < 9 * 8 + 3 * 70 * 8              # better than weights per token block
 
 
-@pytest.mark.parametrize("bits,weights,levels", [(1, "binary", 3), (2, "binary", 3),
-                                                 (2, "ternary", 1), (3, "binary", 7),
-                                                 (1, "ternary", 15)])
+@pytest.mark.parametrize("bits,weights,levels", [
+    (1, "binary", 3), (2, "binary", 3), (2, "ternary", 1), (3, "binary", 7),
+    pytest.param(1, "ternary", 15, marks=pytest.mark.slow)])
 def test_the_device_applies_every_threshold_level(acc, loads, bits, weights, levels):
     rng = np.random.default_rng(bits * 100 + levels)
     k = 64 // lowered_k(1, bits, weights)                 # the lowering fills max_k
