@@ -237,7 +237,7 @@ def _run_on_dask(jobs, todo, rows, cache, *, scheduler, workers, client, job_fn,
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         futures = {client.submit(job_fn, jobs[i], pure=False): i for i in todo}
-        start, done, failed, spent = time.monotonic(), 0, 0, []
+        start, done, failed = time.monotonic(), 0, 0
         for fut in as_completed(futures):
             i = futures[fut]
             job = jobs[i]
@@ -249,7 +249,6 @@ def _run_on_dask(jobs, todo, rows, cache, *, scheduler, workers, client, job_fn,
             rows[i] = row
             done += 1
             failed += row["error"] is not None
-            spent.append(time.monotonic() - start)
             left = len(todo) - done
             running = min(left, n_workers)
             eta = ""

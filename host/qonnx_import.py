@@ -58,7 +58,7 @@ def import_qonnx(path: str | Path) -> tuple[MLPParams, dict[str, Any]]:
     """Read the QONNX graph at ``path``; return the MLP and a report (``layers``, ``input``,
     ``output``, ``exact_products``). Raise ``ImportRefused`` for what is out of scope."""
     try:
-        import onnx
+        import onnx  # noqa: F401 - the extra's presence, checked before any work
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.util.cleanup import cleanup_model
     except ImportError as e:
@@ -72,11 +72,11 @@ def import_qonnx(path: str | Path) -> tuple[MLPParams, dict[str, Any]]:
     except Exception as e:  # noqa: BLE001 - any failure to parse is a bad file
         raise ImportRefused(f"{path}: not a readable ONNX graph ({type(e).__name__}: {e})") \
             from None
-    return _Importer(model, onnx).run()
+    return _Importer(model).run()
 
 
 class _Importer:
-    def __init__(self, model, onnx):
+    def __init__(self, model):
         from onnx import numpy_helper
 
         self.model, self.graph = model, model.graph
@@ -184,14 +184,9 @@ class _Importer:
             self.exact &= _pow2(s)
             return {"bits": 1, "s": s, "z0": 0.0, "vmin": -1, "bipolar": True,
                     "input": InputQuantizer("bipolar")}
-        attrs = {a.name: a for a in node.attribute}
-        from onnx import helper
-
-        def attr(name, default):
-            return helper.get_attribute_value(attrs[name]) if name in attrs else default
-
-        signed, narrow = bool(attr("signed", 1)), bool(attr("narrow", 0))
-        rounding = attr("rounding_mode", b"ROUND")
+        attrs = _attributes(node)
+        signed, narrow = bool(attrs.get("signed", 1)), bool(attrs.get("narrow", 0))
+        rounding = attrs.get("rounding_mode", b"ROUND")
         rounding = rounding.decode() if isinstance(rounding, bytes) else str(rounding)
         bits = self._const(node, 3, "bit width")
         if bits.size != 1 or float(bits.ravel()[0]) != int(bits.ravel()[0]):
@@ -234,13 +229,8 @@ class _Importer:
         if wq.op_type == "BipolarQuant":
             kind, wi = "binary", np.where(w >= 0, 1, -1)
         else:
-            attrs = {a.name: a for a in wq.attribute}
-            from onnx import helper
-
-            signed = bool(helper.get_attribute_value(attrs["signed"])) if "signed" in attrs \
-                else True
-            narrow = bool(helper.get_attribute_value(attrs["narrow"])) if "narrow" in attrs \
-                else False
+            attrs = _attributes(wq)
+            signed, narrow = bool(attrs.get("signed", 1)), bool(attrs.get("narrow", 0))
             bits = self._const(wq, 3, "bit width").ravel()
             zp = self._const(wq, 2, "zero-point")
             if not (bits.size == 1 and bits[0] == 2 and signed and narrow and not zp.any()):
@@ -274,9 +264,7 @@ class _Importer:
                                 f"integer")
         alpha_g, beta_g, bias = 1.0, 1.0, None
         if node.op_type == "Gemm":
-            from onnx import helper
-
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            attrs = _attributes(node)
             if attrs.get("transA", 0):
                 raise ImportRefused(f"{_name(node)}: transA is not supported")
             alpha_g, beta_g = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
@@ -422,6 +410,13 @@ class _Importer:
     def _report(layer: dict, out_bits: int | None) -> dict[str, Any]:
         return {"node": layer["node"].name, "inputs": layer["k"], "outputs": layer["n"],
                 "bits": layer["bits"], "weights": layer["kind"], "out_bits": out_bits}
+
+
+def _attributes(node) -> dict[str, Any]:
+    """A node's attributes as Python values."""
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _pow2(v: float) -> bool:
