@@ -90,16 +90,44 @@ def multi_threshold(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     t = np.asarray(t)
     if t.ndim == 1:
         return (x >= t).astype(np.uint8)
-    out = np.zeros(np.shape(x), np.uint8)
-    for j in range(t.shape[1]):              # one compare per level (no small-axis reduction)
-        out += x >= t[:, j]
-    return out
+    x = np.asarray(x)
+    if x.size and np.iinfo(np.int32).min < x.min() and x.max() < np.iinfo(np.int32).max:
+        # Exact in int32: a threshold below min(x) counts everywhere and one above max(x)
+        # nowhere, as the clipped one does; half the bytes of int64 per compare.
+        x = x.astype(np.int32)
+        t = np.clip(t, int(x.min()), int(x.max()) + 1)
+    levels = np.ascontiguousarray(t.T, dtype=x.dtype)         # (L, N): one row per level
+    # Every level's compare at once, (..., L, N), summed over the level axis (not the last
+    # axis, so the sum is a sweep over whole rows).
+    above = (x[..., None, :] >= levels).view(np.uint8)
+    return np.add.reduce(above, axis=-2, dtype=np.uint8)
 
 
 def _planes(q: np.ndarray, bits: int) -> np.ndarray:
-    """Levels (..., K) as packed bit-planes (bits, ..., words(K))."""
-    q = np.asarray(q)
-    return np.stack([pack_bits((q >> i) & 1) for i in range(bits)])
+    """Levels (..., K) as packed bit-planes (bits, ..., words(K)) (one ``packbits`` for all
+    planes; the levels come from this module's own thresholds, so they are not re-checked)."""
+    q = np.asarray(q, dtype=np.uint8)
+    k = q.shape[-1]
+    shifts = np.arange(bits, dtype=np.uint8).reshape((bits,) + (1,) * q.ndim)
+    planes = np.zeros((bits,) + q.shape[:-1] + (words_for(k) * WORD_BITS,), np.uint8)
+    np.bitwise_and(q[None] >> shifts, 1, out=planes[..., :k])
+    # Element k at bit k % 32 of word k // 32 (little-endian bytes read as uint32).
+    return np.packbits(planes, axis=-1, bitorder="little").view("<u4").astype(np.uint32,
+                                                                              copy=False)
+
+
+def _wide(words: np.ndarray) -> np.ndarray:
+    """Packed ``uint32`` words (..., W) as ``uint64`` words (..., W / 2) when W is even (the
+    same bits: an XOR or AND popcount over them is unchanged), else as they are."""
+    words = np.ascontiguousarray(words)
+    return words.view(np.uint64) if words.shape[-1] % 2 == 0 else words
+
+
+def _count(words: np.ndarray) -> np.ndarray:
+    """Popcount of packed words (..., W) summed over the words: ``int32`` (...)."""
+    if words.shape[-1] == 1:
+        return np.bitwise_count(words[..., 0]).astype(np.int32)
+    return np.bitwise_count(words).sum(axis=-1, dtype=np.int32)
 
 
 def _plane_weights(bits: int) -> np.ndarray:
@@ -121,21 +149,22 @@ def _prod(w_planes: np.ndarray, k: int, x_planes: np.ndarray, bits: int) -> np.n
     xw = np.moveaxis(x_planes, -1, 0)[..., None]                       # (W, A, ..., 1)
     shape = (w_planes.shape[2],) + (1,) * (xw.ndim - 3) + (w_planes.shape[1],)
     levels = (1 << bits) - 1
-    weighted = np.zeros((), np.int64)
+    # Horner from the top plane down, in int32 (at most L * K): sum_i 2^i popcount_i.
+    weighted = np.zeros((), np.int32)
     if len(w_planes) == 1:
         wt = w_planes[0].T.reshape(shape)
-        for i in range(bits):
+        for i in range(bits - 1, -1, -1):
             m = np.bitwise_count(xw[:, i] ^ wt).sum(axis=0, dtype=np.int32)   # (..., N)
-            weighted = weighted + (m.astype(np.int64) << i)
-        return levels * k - 2 * weighted
+            weighted = (weighted << 1) + m
+        return levels * k - 2 * weighted.astype(np.int64)
     lo, hi = w_planes
     mask = (hi | ~lo) & pack_bits(np.ones((1, k), np.uint8))[0]
     st, mt = hi.T.reshape(shape), mask.T.reshape(shape)
-    for i in range(bits):
+    for i in range(bits - 1, -1, -1):
         m = np.bitwise_count((xw[:, i] ^ st) & mt).sum(axis=0, dtype=np.int32)
-        weighted = weighted + (m.astype(np.int64) << i)
+        weighted = (weighted << 1) + m
     nonzero = np.bitwise_count(mask).sum(axis=1, dtype=np.int64)           # (N,)
-    return levels * nonzero - 2 * weighted
+    return levels * nonzero - 2 * weighted.astype(np.int64)
 
 
 def linear(x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None = None, *,
@@ -260,25 +289,30 @@ def layer_step(x: np.ndarray, p: LayerParams, cache: KVCache) -> np.ndarray:
     length = cache.length
 
     # 3-4. Per-head scores aprod(hat(Q), hat(K)) = sum_ij 2^(i+j) dot(plane_i, plane_j),
-    # thresholded, with the causal mask j <= i.
-    qw = np.moveaxis(_planes(qq.reshape(n, h, dh), a), -1, 0)      # (Wh, A, n, H)
-    kw = np.moveaxis(cache.k[:length], -1, 0)                      # (Wh, P, A, H)
-    mism = np.zeros((n, length, h), np.int64)
-    for i in range(a):
-        for j in range(a):
-            m = np.bitwise_count(qw[:, i, :, None] ^ kw[:, None, :, j])   # (Wh, n, P, H)
-            mism += m.sum(axis=0, dtype=np.int64) << (i + j)
-    s = lv * lv * dh - 2 * mism                                    # (n, P, H)
+    # thresholded, with the causal mask j <= i. All A^2 plane pairs in one XOR-popcount over
+    # (n, P, H, A, A) and one weighted sum (not A^2 passes over small arrays).
+    qw = _wide(_planes(qq.reshape(n, h, dh), a))                           # (A, n, H, W)
+    kw = _wide(cache.k[:length].transpose(1, 0, 2, 3))                     # (A, P, H, W)
+    mism = np.zeros((n, length, h), np.int32)
+    for i in range(a - 1, -1, -1):      # Horner over Q's planes, each over K's: 2^(i + j)
+        inner = np.zeros((n, length, h), np.int32)
+        for j in range(a - 1, -1, -1):
+            inner = (inner << 1) + _count(qw[i][:, None] ^ kw[j][None])
+        mism = (mism << 1) + inner
+    s = lv * lv * dh - 2 * mism.astype(np.int64)
     causal = np.arange(length)[None, :] <= (p0 + np.arange(n))[:, None]
     mask = (s >= p.ta[None, None, :]) & causal[:, :, None]
     mask_packed = pack_bits(np.moveaxis(mask, 1, 2))              # (n, H, words(P))
 
     # 5. Context: msum(mask, hat(V)) = sum_i 2^i mdot(mask, plane_i), per head; tc.
-    vt = cache.vt[:, :, :words_for(length)].reshape(a, h, dh, -1)  # (A, H, Dh, words(P))
-    both = np.bitwise_count(mask_packed[None, :, :, None, :] & vt[:, None])
-    both = both.sum(axis=-1, dtype=np.int64)                       # (A, n, H, Dh)
+    vt = _wide(cache.vt[:, :, :words_for(length)].reshape(a, h, dh, -1))  # (A, H, Dh, W)
+    mw = _wide(mask_packed)                                                # (n, H, W)
+    both = _count(mw[None, :, :, None] & vt[:, None])                     # (A, n, H, Dh)
+    weighted = both[a - 1]
+    for i in range(a - 2, -1, -1):                 # Horner: sum_i 2^i both[i]
+        weighted = 2 * weighted + both[i]
     ones = np.bitwise_count(mask_packed).sum(axis=-1, dtype=np.int64)   # (n, H)
-    c = 2 * (both * _plane_weights(a)[:, None, None, None]).sum(axis=0) - lv * ones[..., None]
+    c = 2 * weighted - lv * ones[..., None]
     cq = multi_threshold(c.reshape(n, d), p.tc)
 
     # 6. Output projection, residual scale-shift-add with saturation.
