@@ -33,20 +33,27 @@ def reference_gemms(t: int = 64, d: int = 256, h: int = 4, f: int = 1024) -> lis
     ]
 
 
-def measure_cycles(cfg: CoreConfig, sim: str = "verilator") -> list[dict]:
-    """Run each distinct reference GEMM once on ``sim``; return counters and derived figures."""
+def measure_cycles(cfg: CoreConfig, sim: str = "verilator", bits: int = 1) -> list[dict]:
+    """Run each distinct reference GEMM once on ``sim``; return counters and derived figures.
+    With ``bits`` > 1 the XOR products take activations of that many bits (rows of planes;
+    their ideal is ``bits`` times the one-bit product's binary operations at peak); the AND
+    products (mask times value) stay one-bit, which is all the core computes for them."""
     from ..sim.cocotb_runner import run_gemm_tb
 
     gemms = reference_gemms()
+    planes = [bits if op == "XOR" else 1 for _, _, _, _, op, _ in gemms]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
         run_gemm_tb(sim, cfg, idle=0.0, stall=0.0,
-                    bench=[[t, n, k, op] for _, t, n, k, op, _ in gemms], out=str(out))
+                    bench=[[t, n, k, op, a] for (_, t, n, k, op, _), a in zip(gemms, planes,
+                                                                             strict=True)],
+                    out=str(out))
         rows = json.loads(out.read_text())
     result = []
-    for (name, t, n, k, op, reps), row in zip(gemms, rows, strict=True):
-        ideal = cfg.ideal_cycles(t, n, k)
-        result.append({"gemm": name, "t": t, "n": n, "k": k, "op": op, "repeats": reps,
+    for (name, t, n, k, op, reps), a, row in zip(gemms, planes, rows, strict=True):
+        ideal = a * cfg.ideal_cycles(t, n, k)
+        result.append({"gemm": name, "t": t, "n": n, "k": k, "op": op, "bits": a,
+                       "repeats": reps,
                        "cycles": row["busy"], "active": row["active"], "ideal": ideal,
                        "utilization": ideal / row["busy"], "weight_wait": row["weight_wait"],
                        "stall": row["stall"]})
@@ -65,7 +72,8 @@ def measure_logic(cfg: CoreConfig) -> dict:
         count = array.count()
         pe = synth_stats(ProcessingElement(lanes=cfg.lanes, acc_width=cfg.acc_width,
                                            stages=cfg.pe_stages, count=count,
-                                           primitives=count == "chains"), "pe", fam)
+                                           primitives=count == "chains",
+                                           planes=cfg.max_bits > 1), "pe", fam)
         arr = synth_stats(array, "array", fam)
         lanes = cfg.rows * cfg.cols * cfg.lanes
         out[fam] = {
@@ -79,28 +87,40 @@ def measure_logic(cfg: CoreConfig) -> dict:
 
 
 def run(*, json_out: bool = False, rows: int = 4, cols: int = 8, lanes: int = 32,
-        sim: str = "verilator", synth: bool = True) -> int:
-    """Print the core's figures; return 0."""
-    cfg = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=1024, max_t=64, max_n=1024)
-    cycles = measure_cycles(cfg, sim)
-    total = sum(r["cycles"] * r["repeats"] for r in cycles)
-    ideal = sum(r["ideal"] * r["repeats"] for r in cycles)
-    report = {"config": cfg.__dict__, "simulator": sim, "gemms": cycles,
-              "layer_cycles": total, "layer_ideal": ideal, "layer_utilization": ideal / total}
+        sim: str = "verilator", synth: bool = True, bits: tuple[int, ...] = (1,)) -> int:
+    """Print the core's figures (at each activation width of ``bits``, one core of the
+    largest); return 0."""
+    cfg = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=1024, max_t=64, max_n=1024,
+                     max_bits=max(bits))
+    runs = []
+    for a in bits:
+        cycles = measure_cycles(cfg, sim, a)
+        total = sum(r["cycles"] * r["repeats"] for r in cycles)
+        ideal = sum(r["ideal"] * r["repeats"] for r in cycles)
+        runs.append({"bits": a, "gemms": cycles, "layer_cycles": total, "layer_ideal": ideal,
+                     "layer_utilization": ideal / total})
+    report = {"config": cfg.__dict__, "simulator": sim, **runs[0], "precisions": runs}
     if synth:
         report["logic"] = measure_logic(cfg)
     if json_out:
         print(json_output.dumps(report))
         return 0
-    print(f"GEMM core {rows} x {cols} x {lanes} lanes ({rows * cols * lanes} lanes), "
-          f"reference layer T=64 D=256 H=4 F=1024, simulated on {sim}, results checked exact")
-    print(f"{'GEMM':36} {'T':>4} {'N':>5} {'K':>5} {'op':>4} {'x':>2} {'cycles':>8} "
-          f"{'ideal':>8} {'util':>6}")
-    for r in cycles:
-        print(f"{r['gemm']:36} {r['t']:4} {r['n']:5} {r['k']:5} {r['op']:>4} {r['repeats']:2} "
-              f"{r['cycles']:8} {r['ideal']:8.0f} {r['utilization']:6.1%}")
-    print(f"{'whole layer (weighted by repeats)':36} {'':29} {total:8} {ideal:8.0f} "
-          f"{ideal / total:6.1%}")
+    print(f"GEMM core {rows} x {cols} x {lanes} lanes ({rows * cols * lanes} lanes, "
+          f"max_bits {cfg.max_bits}), reference layer T=64 D=256 H=4 F=1024, simulated on {sim}, "
+          f"results checked exact")
+    first = {r["gemm"]: r["cycles"] for r in runs[0]["gemms"]}
+    for run_ in runs:
+        a = run_["bits"]
+        print(f"\nactivations of {a} bit{'s' if a > 1 else ''} (XOR products; "
+              f"x: cycles over the {runs[0]['bits']}-bit run's)")
+        print(f"{'GEMM':36} {'T':>4} {'N':>5} {'K':>5} {'op':>4} {'A':>2} {'x':>2} "
+              f"{'cycles':>8} {'ideal':>8} {'util':>6} {'x':>6}")
+        for r in run_["gemms"]:
+            print(f"{r['gemm']:36} {r['t']:4} {r['n']:5} {r['k']:5} {r['op']:>4} {r['bits']:2} "
+                  f"{r['repeats']:2} {r['cycles']:8} {r['ideal']:8.0f} {r['utilization']:6.1%} "
+                  f"{r['cycles'] / first[r['gemm']]:6.2f}")
+        print(f"{'whole layer (weighted by repeats)':36} {'':32} {run_['layer_cycles']:8} "
+              f"{run_['layer_ideal']:8.0f} {run_['layer_utilization']:6.1%}")
     if synth:
         for fam, v in report["logic"].items():
             print(f"{fam}: PE {v['pe_lut4_per_lane']:.2f} LUT4/lane, "

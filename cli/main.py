@@ -57,7 +57,8 @@ def _check_bench(args: argparse.Namespace) -> str | None:
         if args.what == "core":
             from ..host.core_config import CoreConfig
 
-            CoreConfig(rows=args.rows, cols=args.cols, lanes=args.lanes)
+            CoreConfig(rows=args.rows, cols=args.cols, lanes=args.lanes,
+                       max_bits=max(args.bits))
         elif args.what == "layer":
             if args.lanes % args.layer_cols:
                 return f"--layer-cols must divide --lanes ({args.lanes}), not {args.layer_cols}"
@@ -108,7 +109,7 @@ def _bench(args: argparse.Namespace) -> int:
                    d_model=args.d_model)
     from ..bench.core import run
     return run(json_out=args.json, rows=args.rows, cols=args.cols, lanes=args.lanes,
-               sim=args.sim or "verilator", synth=not args.no_synth)
+               sim=args.sim or "verilator", synth=not args.no_synth, bits=args.bits)
 
 
 def _seed_list(text: str) -> tuple[int, ...]:
@@ -281,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="core, layer: simulator (default verilator); import: the device's "
                             "(default icarus)")
     bench.add_argument("--no-synth", action="store_true", help="core: skip the synthesis")
+    bench.add_argument("--bits", type=_int_list(1, 4), default=(1,),
+                       help="core: activation bits to compare, e.g. 1,2,4 (the XOR products "
+                            "at each, on a core of the largest; default 1)")
     bench.add_argument("--frame-bytes", type=_positive, default=4096,
                        help="link: data bytes per LOAD frame (the device's staging buffer)")
     bench.add_argument("--d-model", type=_positive, default=256, help="link: layer width D")

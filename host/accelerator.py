@@ -38,7 +38,7 @@ from .params import (
     multi_thresholds,
 )
 from .product_plan import plan_product
-from .protocol import COUNTERS, RUN_ANSWER, RUN_THRESHOLD, Opcode
+from .protocol import COUNTERS, RUN_ANSWER, Opcode, run_flags
 from .thermometer import lower_inputs, lower_thresholds, lower_weights, lowered_k
 
 __all__ = ["Accelerator", "DeviceError", "LinkError", "check_linear_inputs"]
@@ -177,6 +177,11 @@ class Accelerator(LayerCommands):
 
         Every product runs on the array's XNOR-popcount, by one of the spec's identities:
 
+        - on a core that takes ``bits``-bit activations (``CoreConfig.max_bits``), each row
+          travels as its bit-planes and the device sums their products (``2^i`` each) in its
+          accumulators: binary weights with K within ``max_k_at(bits)`` are one product, with
+          every threshold level applied on the device (one RUN per level); ternary weights
+          are one such product per weight plane, which the host sums and halves;
         - with ``thresholds``, when the thermometer lowering fits the core
           (``planes * (2^bits - 1) * K <= max_k``, ``onebit.host.thermometer``, and the
           threshold store holds an output's levels): one binary
@@ -207,6 +212,9 @@ class Accelerator(LayerCommands):
         t = None if thresholds is None else multi_thresholds("thresholds", thresholds,
                                                               wm.shape[0])
         k = xq.shape[1]
+        native = 1 < bits <= self.config.core.max_bits
+        if native and weights == "binary" and k <= self.config.core.max_k_at(bits):
+            return self._product(Op.XOR, xq, wm.astype(np.uint8), t, bits)
         if t is not None and self._lowering_fits(xq.shape[0], wm.shape[0],
                                                  lowered_k(k, bits, weights), t):
             # The device applies every level: one binary product of the thermometer lowering.
@@ -216,6 +224,9 @@ class Accelerator(LayerCommands):
         planes = [wm] if weights == "binary" else [wm >= 0, wm > 0]
         total = np.zeros((xq.shape[0], wm.shape[0]), np.int64)
         for plane in planes:
+            if native:
+                total += self._dots(xq, plane.astype(np.uint8), bits)
+                continue
             for i in range(bits):
                 total += self._dots(((xq >> i) & 1).astype(np.uint8),
                                     plane.astype(np.uint8)) << i
@@ -248,26 +259,31 @@ class Accelerator(LayerCommands):
         last = m.layers[-1]
         return q if last.thresholds is not None else q + last.offset
 
-    def _dots(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """``dot(x[t], w[n])`` of bits, ``int64`` (T, N): RUNs of K within ``max_k`` whose
-        integer results the host adds."""
-        max_k = self.config.core.max_k
+    def _dots(self, x: np.ndarray, w: np.ndarray, bits: int = 1) -> np.ndarray:
+        """``prod(hat(x[t]), w[n])`` of ``bits``-bit levels (``dot`` of bits for one) and
+        binary weights, ``int64`` (T, N): RUNs of K within ``max_k_at(bits)`` whose integer
+        results the host adds."""
+        max_k = self.config.core.max_k_at(bits)
         total = np.zeros((x.shape[0], w.shape[0]), np.int64)
         for k0 in range(0, x.shape[1], max_k):
-            total += self._product(Op.XOR, x[:, k0:k0 + max_k], w[:, k0:k0 + max_k], None)
+            total += self._product(Op.XOR, x[:, k0:k0 + max_k], w[:, k0:k0 + max_k], None,
+                                   bits)
         return total
 
     # ------------------------------------------------------------------ tiling
-    def _product(self, op: Op, x: np.ndarray, w: np.ndarray, thr: np.ndarray | None):
-        """``x`` (T, K) and ``w`` (N, K) bits, K within ``max_k``: the integers (T, N), or with
-        ``thr`` ((N,) or (N, J) sorted) the levels ``MT`` applied on the device, one RUN per
-        threshold set, as ``uint8`` (T, N). Tiled by ``plan_product``: resident weights."""
+    def _product(self, op: Op, x: np.ndarray, w: np.ndarray, thr: np.ndarray | None,
+                 bits: int = 1):
+        """``x`` (T, K) levels of ``bits`` bits (0/1 for one) and ``w`` (N, K) bits, K within
+        ``max_k_at(bits)``: the integers (T, N), or with ``thr`` ((N,) or (N, J) sorted) the
+        levels ``MT`` applied on the device, one RUN per threshold set, as ``uint8`` (T, N).
+        Tiled by ``plan_product``: resident weights. With ``bits`` > 1 the device takes each
+        row as its bit-planes and sums their products itself (``CoreConfig.max_bits``)."""
         dev, c = self.config, self.config.core
         t_all, k = x.shape
         n_all = w.shape[0]
         th = None if thr is None else c.clamp_thresholds(thr.reshape(n_all, -1))
         levels = 0 if th is None else th.shape[1]
-        plan = plan_product(dev, t_all, n_all, k, levels)
+        plan = plan_product(dev, t_all, n_all, k, levels, bits)
         kw = -(-k // c.lanes)
         out = np.zeros((t_all, n_all), np.uint8 if levels else np.int64)
 
@@ -280,7 +296,8 @@ class Accelerator(LayerCommands):
             for n0, n in _blocks(g, plan.n_block):
                 for j in range(max(levels, 1)):
                     info = self._request(Opcode.RUN, op=int(op),
-                                         flags=RUN_THRESHOLD if levels else 0, t=t, n=n, k=k,
+                                         flags=run_flags(threshold=bool(levels), bits=bits),
+                                         t=t, n=n, k=k,
                                          act_base=0, weight_base=n0 * kw,
                                          thresh_base=j * g + n0)
                     beats = dev.result_beats_for(t, n, bool(levels))
@@ -297,11 +314,12 @@ class Accelerator(LayerCommands):
             for g0, g in groups:
                 load_group(g0, g)
                 for t0, t in tokens:
-                    self._load(Opcode.LOAD_ACTIVATIONS, _words(x[t0:t0 + t], c.lanes))
+                    self._load(Opcode.LOAD_ACTIVATIONS, _plane_words(x[t0:t0 + t], c.lanes,
+                                                                     bits))
                     run_block(t0, t, g0, g)
         else:
             for t0, t in tokens:
-                self._load(Opcode.LOAD_ACTIVATIONS, _words(x[t0:t0 + t], c.lanes))
+                self._load(Opcode.LOAD_ACTIVATIONS, _plane_words(x[t0:t0 + t], c.lanes, bits))
                 for g0, g in groups:
                     load_group(g0, g)
                     run_block(t0, t, g0, g)
@@ -372,6 +390,19 @@ def _words(bits: np.ndarray, lanes: int) -> bytes:
     padded = np.zeros((m, kw * lanes), np.uint8)
     padded[:, :k] = bits
     return np.packbits(padded, axis=1, bitorder="little").tobytes()
+
+
+def _plane_words(levels: np.ndarray, lanes: int, bits: int) -> bytes:
+    """Rows of ``bits``-bit levels as the core takes them: each row its bit-planes, top plane
+    first, ``ceil(K / lanes)`` little-endian words each (``bits`` = 1: the bits as they are)."""
+    if bits == 1:
+        return _words(levels, lanes)
+    m, k = levels.shape
+    kw = -(-k // lanes)
+    planes = np.zeros((m, bits, kw * lanes), np.uint8)
+    for p, i in enumerate(range(bits - 1, -1, -1)):
+        planes[:, p, :k] = (levels >> i) & 1
+    return np.packbits(planes.reshape(m, -1), axis=1, bitorder="little").tobytes()
 
 
 def _decode(dev: DeviceConfig, raw: bytes, t: int, n: int, thresholded: bool) -> np.ndarray:

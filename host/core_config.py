@@ -67,6 +67,12 @@ class CoreConfig:
         ``"bram"`` (EBR on iCE40 and ECP5) or ``"ice40_spram"``: each half of each column's
         weight bank is its own set of ``ceil(lanes / 16)`` SB_SPRAM256KA blocks, so a tile loads
         into one half while the other is read (``2 * cols * ceil(lanes / 16)`` blocks in all).
+    max_bits : int
+        Largest activation width A (1..4) of an XOR product: a row of A-bit levels travels as
+        its A bit-planes (top plane first), ``A * ceil(K / lanes)`` chunks, and the core sums
+        the planes' products with their weights ``2^i`` in the accumulators
+        (``prod = L K - 2 sum_i 2^i popcount(p_i XOR w)``, ``L = 2^A - 1``). 1 builds the
+        one-bit core (no plane logic at all).
     """
 
     rows: int = 4
@@ -76,6 +82,7 @@ class CoreConfig:
     max_t: int = 64
     max_n: int = 4096
     weight_memory: str = "bram"
+    max_bits: int = 1
 
     def __post_init__(self) -> None:
         check_count("Row count", self.rows)
@@ -93,6 +100,10 @@ class CoreConfig:
         if self.weight_memory not in MEMORY_KINDS:
             raise ValueError(f"Weight memory must be one of {', '.join(MEMORY_KINDS)}, "
                              f"not {self.weight_memory!r}")
+        if (isinstance(self.max_bits, bool) or not isinstance(self.max_bits, int)
+                or not 1 <= self.max_bits <= 4):
+            raise ValueError(f"Maximum activation bits must be 1, 2, 3 or 4, not "
+                             f"{self.max_bits!r}")
         if self.weight_memory == "ice40_spram" and self.max_chunks > SPRAM_DEPTH:
             raise ValueError(f"An SPRAM weight bank holds {SPRAM_DEPTH} chunks of a row, but "
                              f"max_k = {self.max_k} needs {self.max_chunks}")
@@ -114,19 +125,40 @@ class CoreConfig:
         return 2 if self.lanes >= 16 else 1
 
     @property
+    def max_levels(self) -> int:
+        """``L = 2^max_bits - 1``: the largest magnitude of an activation value."""
+        return (1 << self.max_bits) - 1
+
+    @property
     def acc_width(self) -> int:
-        """Accumulator width: holds max_chunks * lanes, so it cannot overflow by construction."""
-        return (self.max_chunks * self.lanes).bit_length()
+        """Accumulator width: holds ``max_levels * max_chunks * lanes`` (every plane's count
+        with its weight), so it cannot overflow by construction."""
+        return (self.max_levels * self.max_chunks * self.lanes).bit_length()
+
+    @property
+    def result_bound(self) -> int:
+        """Largest magnitude of a result: ``max_levels * max_k``."""
+        return self.max_levels * self.max_k
 
     @property
     def result_width(self) -> int:
-        """Signed width of a result, which lies in [-max_k, max_k]."""
-        return self.max_k.bit_length() + 1
+        """Signed width of a result, which lies in [-result_bound, result_bound]."""
+        return self.result_bound.bit_length() + 1
 
     @property
     def threshold_width(self) -> int:
-        """Signed width of a threshold in [-(max_k + 1), max_k + 1] (beyond that, clamp)."""
-        return (self.max_k + 1).bit_length() + 1
+        """Signed width of a threshold in [-(result_bound + 1), result_bound + 1] (beyond
+        that, clamp)."""
+        return (self.result_bound + 1).bit_length() + 1
+
+    def max_k_at(self, bits: int) -> int:
+        """The largest K of a product with ``bits``-bit activations: its row of ``bits``
+        planes must fit ``max_chunks``."""
+        return min(self.max_k, (self.max_chunks // bits) * self.lanes)
+
+    def row_chunks(self, k: int, bits: int = 1) -> int:
+        """Chunks of one activation row of ``bits``-bit levels over K: its planes' chunks."""
+        return bits * -(-k // self.lanes)
 
     @property
     def act_depth(self) -> int:
@@ -149,19 +181,26 @@ class CoreConfig:
         """Cycles the work of a (T x K) . (N x K)^T product takes at the array's peak."""
         return t * n * k / (self.rows * self.cols * self.lanes)
 
-    def check_command(self, t: int, n: int, k: int) -> None:
-        """Raise ``ValueError`` if a GEMM of these sizes does not fit this core."""
+    def check_command(self, t: int, n: int, k: int, bits: int = 1) -> None:
+        """Raise ``ValueError`` if a GEMM of these sizes (activations of ``bits`` bits) does
+        not fit this core."""
         for name, value, top in (("T", t, self.max_t), ("N", n, self.max_n),
-                                 ("K", k, self.max_k)):
+                                 ("K", k, self.max_k), ("Activation bits", bits,
+                                                        self.max_bits)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
             if not 1 <= value <= top:
                 raise ValueError(f"{name} must be in 1..{top} for this core, not {value}")
+        if self.row_chunks(k, bits) > self.max_chunks:
+            raise ValueError(f"K = {k} at {bits} bits is {self.row_chunks(k, bits)} chunks a "
+                             f"row ({bits} planes); this core holds {self.max_chunks}")
 
     def clamp_thresholds(self, t: np.ndarray) -> np.ndarray:
-        """Clamp thresholds into the core's field; results lie in [-max_k, max_k], so a
-        threshold beyond [-(max_k + 1), max_k + 1] gives the same bits as the clamped one."""
-        return np.clip(np.asarray(t, dtype=np.int64), -(self.max_k + 1), self.max_k + 1)
+        """Clamp thresholds into the core's field; results lie in [-result_bound,
+        result_bound], so a threshold beyond that range plus one gives the same bits as the
+        clamped one."""
+        b = self.result_bound
+        return np.clip(np.asarray(t, dtype=np.int64), -(b + 1), b + 1)
 
 
 def to_chunks(bits: np.ndarray, lanes: int, *, name: str = "bits") -> list[list[int]]:

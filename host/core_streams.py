@@ -13,8 +13,9 @@ import numpy as np
 from . import golden
 from .core_config import CoreConfig, Op, to_chunks
 from .packing import check_bits, pack_bits
+from .params import check_levels
 
-__all__ = ["GemmStreams", "encode_gemm", "decode_results", "expected_gemm"]
+__all__ = ["GemmStreams", "encode_gemm", "decode_results", "expected_gemm", "plane_chunks"]
 
 
 @dataclass(frozen=True)
@@ -28,21 +29,34 @@ class GemmStreams:
     result_beats: int
 
 
-def _operands(cfg: CoreConfig, x_bits, w_bits):
-    x = check_bits("x_bits", x_bits)
+def _operands(cfg: CoreConfig, x_bits, w_bits, bits: int = 1):
+    x = check_bits("x_bits", x_bits) if bits == 1 else check_levels("x_bits", x_bits, bits)
     w = check_bits("w_bits", w_bits)
     if x.ndim != 2 or w.ndim != 2:
         raise ValueError(f"x_bits and w_bits must be 2-D, not shapes {x.shape} and {w.shape}")
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"x_bits has K = {x.shape[1]} but w_bits has K = {w.shape[1]}")
-    cfg.check_command(x.shape[0], w.shape[0], x.shape[1])
+    cfg.check_command(x.shape[0], w.shape[0], x.shape[1], bits)
     return x, w
 
 
+def plane_chunks(x: np.ndarray, lanes: int, bits: int) -> list[int]:
+    """An activation block's chunks as the core takes them: row after row, each row its
+    ``bits`` bit-planes (plane i holds bit i of every level), top plane first."""
+    planes = [to_chunks(((x >> i) & 1).astype(np.uint8), lanes)
+              for i in range(bits - 1, -1, -1)]
+    return [c for r in range(x.shape[0]) for plane in planes for c in plane[r]]
+
+
 def encode_gemm(cfg: CoreConfig, op: Op, x_bits: np.ndarray, w_bits: np.ndarray,
-                thresholds: np.ndarray | None = None) -> GemmStreams:
-    """Return the stream beats for ``Y = X . W^T`` (``op``), thresholded if ``thresholds``."""
-    x, w = _operands(cfg, x_bits, w_bits)
+                thresholds: np.ndarray | None = None, *, bits: int = 1) -> GemmStreams:
+    """Return the stream beats for ``Y = X . W^T`` (``op``), thresholded if ``thresholds``.
+
+    With ``bits`` > 1 (XOR only), ``x_bits`` holds levels of that many bits and ``Y`` is the
+    spec's ``prod`` of A-bit activations with the binary weights."""
+    if bits != 1 and Op(op) != Op.XOR:
+        raise ValueError(f"Activations of {bits} bits take the XOR product only, not {op!r}")
+    x, w = _operands(cfg, x_bits, w_bits, bits)
     t, k = x.shape
     n = w.shape[0]
     thr: list[int] = []
@@ -54,7 +68,9 @@ def encode_gemm(cfg: CoreConfig, op: Op, x_bits: np.ndarray, w_bits: np.ndarray,
             raise TypeError(f"thresholds must be integers, not dtype {th.dtype}")
         thr = [int(v) for v in cfg.clamp_thresholds(th)]
     cmd = {"op": Op(op), "threshold": int(thresholds is not None), "t": t, "n": n, "k": k}
-    act = [c for row in to_chunks(x, cfg.lanes) for c in row]
+    if cfg.max_bits > 1:
+        cmd["bits_m1"] = bits - 1
+    act = plane_chunks(x, cfg.lanes, bits)
     w_chunks = to_chunks(w, cfg.lanes)
     weight: list[int] = []
     thresh: list[int] = []
@@ -105,8 +121,13 @@ def decode_results(cfg: CoreConfig, t: int, n: int, beats: list[tuple[list[int],
 
 
 def expected_gemm(op: Op, x_bits: np.ndarray, w_bits: np.ndarray,
-                  thresholds: np.ndarray | None = None):
-    """The golden model's ``ints (T, N)`` and, with thresholds, ``bits (T, N)`` (else None)."""
+                  thresholds: np.ndarray | None = None, *, bits: int = 1):
+    """The golden model's ``ints (T, N)`` and, with thresholds, ``bits (T, N)`` (else None);
+    with ``bits`` > 1, ``golden.linear`` of those levels."""
+    if bits != 1:
+        ints = golden.linear(x_bits, w_bits, bits=bits)
+        out = None if thresholds is None else (ints >= np.asarray(thresholds)).astype(np.uint8)
+        return ints, out
     k = np.asarray(x_bits).shape[1]
     xp, wp = pack_bits(x_bits, name="x_bits"), pack_bits(w_bits, name="w_bits")
     if Op(op) == Op.XOR:

@@ -43,15 +43,20 @@ class ProductPlan:
     link_words: int
 
 
-def plan_product(dev: DeviceConfig, t: int, n: int, k: int, levels: int) -> ProductPlan:
-    """Tile ``t`` tokens x ``n`` outputs x ``k`` bits (``k <= max_k``) for ``dev``; ``levels``
-    threshold sets per output (0 for integer results). ``ValueError`` if one tile cannot fit."""
+def plan_product(dev: DeviceConfig, t: int, n: int, k: int, levels: int,
+                 bits: int = 1) -> ProductPlan:
+    """Tile ``t`` tokens x ``n`` outputs x ``k`` elements (``k <= max_k_at(bits)``) for
+    ``dev``; ``levels`` threshold sets per output (0 for integer results); activations of
+    ``bits`` bits (a row is that many planes of words). ``ValueError`` if one tile cannot
+    fit."""
     c = dev.core
-    if not (0 < k <= c.max_k and t > 0 and n > 0 and levels >= 0):
-        raise ValueError(f"plan_product needs 0 < k <= {c.max_k}, t, n > 0 and levels >= 0, not "
-                         f"t={t}, n={n}, k={k}, levels={levels}")
+    if not (1 <= bits <= c.max_bits and 0 < k <= c.max_k_at(bits) and t > 0 and n > 0
+            and levels >= 0):
+        raise ValueError(f"plan_product needs 1 <= bits <= {c.max_bits}, 0 < k <= "
+                         f"max_k_at(bits), t, n > 0 and levels >= 0, not t={t}, n={n}, k={k}, "
+                         f"levels={levels}, bits={bits}")
     kw = -(-k // c.lanes)
-    t_block = min(t, c.max_t, dev.act_words // kw)
+    t_block = min(t, c.max_t, dev.act_words // (bits * kw))
     per_tile = -(-t_block // c.rows) if levels else t_block
     rows_fit = dev.weight_words // kw
     thr_fit = dev.thresh_words // levels if levels else rows_fit
@@ -63,7 +68,7 @@ def plan_product(dev: DeviceConfig, t: int, n: int, k: int, levels: int) -> Prod
     fit = min(rows_fit, thr_fit)
     group = n if fit >= n else (fit // n_block) * n_block
     groups, t_blocks = -(-n // group), -(-t // t_block)
-    x_words, w_words = t * kw, n * kw
+    x_words, w_words = t * bits * kw, n * kw
     outer_w = w_words + groups * x_words
     outer_t = x_words + t_blocks * w_words
     weights_outer = outer_w <= outer_t

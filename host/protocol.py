@@ -28,17 +28,17 @@ __all__ = [
     "START", "MAX_PAYLOAD", "HEADER_BYTES", "TRAILER_BYTES", "Opcode", "Status", "Frame",
     "FrameError", "encode_frame", "FrameDecoder", "crc32", "crc8", "PROTOCOL_VERSION",
     "encode_identify", "decode_identify", "ARGUMENTS", "args_size", "encode_args",
-    "LINK_COUNTERS", "COUNTERS", "RUN_THRESHOLD", "LAYER_OPCODES", "LAYER_FRESH",
-    "LAYER_HEAD", "RUN_ANSWER", "LAYER_ANSWER",
+    "LINK_COUNTERS", "COUNTERS", "RUN_THRESHOLD", "RUN_BITS_SHIFT", "RUN_BITS_MASK",
+    "run_flags", "LAYER_OPCODES", "LAYER_FRESH", "LAYER_HEAD", "RUN_ANSWER", "LAYER_ANSWER",
 ]
 
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 # magic, version, rows, cols, lanes, max K, max T, max N, core weight memory, weight store,
 # frame data bytes, activation words, weight words, thresholds, result beats, weight banks,
 # then the layer engine (all zero without one): D, H, max F, KV capacity, KV slots, residual
 # words, parameter words, the largest activation bits and the weight kinds (bit 0 binary, bit 1
 # ternary) it computes
-_IDENTIFY = struct.Struct("<4sBHHHHHHBBHIIIIHHHHHBIIBB")
+_IDENTIFY = struct.Struct("<4sBHHHHHHBBHIIIIHBHHHHBIIBB")
 #: Weight kinds in IDENTIFY's bit mask, bit i for kind i.
 _KINDS = ("binary", "ternary")
 _MAGIC = b"1BIT"
@@ -128,8 +128,17 @@ LAYER_HEAD = 0x02
 RUN_ANSWER = ("beats", "cycles")
 LAYER_ANSWER = ("cycles", "active", "kv_length")
 
-#: RUN's ``flags``: bit 0 asks for thresholded (bit) results.
+#: RUN's ``flags``: bit 0 asks for thresholded (bit) results; bits 1-2 hold the activation
+#: bits less one (``A - 1``, on a core whose ``max_bits`` is at least A; XOR only): each
+#: activation row is then A bit-planes, top plane first (``run_flags``).
 RUN_THRESHOLD = 0x01
+RUN_BITS_SHIFT = 1
+RUN_BITS_MASK = 0x06
+
+
+def run_flags(*, threshold: bool, bits: int = 1) -> int:
+    """RUN's ``flags`` byte."""
+    return (RUN_THRESHOLD if threshold else 0) | ((bits - 1) << RUN_BITS_SHIFT)
 
 #: The link's own counters (32 bits each, cumulative since reset): cycles since reset, good
 #: frames, frames failing their CRC, frames abandoned by the inter-byte timeout, headers
@@ -299,7 +308,7 @@ def encode_identify(dev) -> bytes:
                           c.max_t, c.max_n, MEMORY_KINDS.index(c.weight_memory),
                           MEMORY_KINDS.index(dev.weight_store), dev.frame_bytes,
                           dev.act_words, dev.weight_words, dev.thresh_words, dev.result_beats,
-                          dev.weight_banks, *engine)
+                          dev.weight_banks, c.max_bits, *engine)
 
 
 def decode_identify(data: bytes):
@@ -311,7 +320,7 @@ def decode_identify(data: bytes):
     if len(data) != _IDENTIFY.size:
         raise ValueError(f"IDENTIFY data must be {_IDENTIFY.size} bytes, not {len(data)}")
     (magic, version, rows, cols, lanes, k, t, n, mem, store, frame, acts, weights, thresholds,
-     results, banks, *engine) = _IDENTIFY.unpack(data)
+     results, banks, core_bits, *engine) = _IDENTIFY.unpack(data)
     if magic != _MAGIC:
         raise ValueError(f"not a onebit device: magic {magic!r}")
     if version != PROTOCOL_VERSION:
@@ -320,7 +329,7 @@ def decode_identify(data: bytes):
     if mem >= len(MEMORY_KINDS) or store >= len(MEMORY_KINDS):
         raise ValueError(f"unknown memory kind {max(mem, store)}")
     core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=k, max_t=t, max_n=n,
-                      weight_memory=MEMORY_KINDS[mem])
+                      weight_memory=MEMORY_KINDS[mem], max_bits=core_bits)
     layer = None
     if any(engine):
         d, h, f, cap, slots, res, par, bits, kinds = engine

@@ -147,28 +147,33 @@ class GemmTB:
         self.result.clear()
 
     def random_case(self, *, k_max: int | None = None):
+        """A random command: shape, op, thresholds and (on a core of ``max_bits > 1``) the
+        activation bits, whose XOR products take rows of that many planes."""
         cfg, rng = self.cfg, self.np_rng
+        bits = int(rng.integers(1, cfg.max_bits + 1))
         t = int(rng.integers(1, cfg.max_t + 1))
         n = int(rng.integers(1, cfg.max_n + 1))
-        k = int(rng.integers(1, (k_max or cfg.max_k) + 1))
-        op = Op(int(rng.integers(0, 2)))
-        x = rng.integers(0, 2, (t, k), dtype=np.uint8)
+        k = int(rng.integers(1, min(k_max or cfg.max_k, cfg.max_k_at(bits)) + 1))
+        op = Op(int(rng.integers(0, 2))) if bits == 1 else Op.XOR
+        x = rng.integers(0, 1 << bits, (t, k), dtype=np.uint8)
         w = rng.integers(0, 2, (n, k), dtype=np.uint8)
-        thr = rng.integers(-k - 3, k + 4, n) if rng.integers(0, 2) else None
-        return op, x, w, thr
+        bound = ((1 << bits) - 1) * k
+        thr = rng.integers(-bound - 3, bound + 4, n) if rng.integers(0, 2) else None
+        return op, x, w, thr, bits
 
-    def submit(self, op, x, w, thr):
+    def submit(self, op, x, w, thr, bits=1):
         """Queue one command's beats on every input stream; return its stream description."""
-        s = encode_gemm(self.cfg, op, x, w, thr)
+        s = encode_gemm(self.cfg, op, x, w, thr, bits=bits)
         self.cmd.send([self.cmd_layout.const(s.cmd).as_value().value])
         self.act.send(s.act)
         self.weight.send(s.weight)
         self.thresh.send(v & self.thr_mask for v in s.thresh)
         return s
 
-    async def run_case(self, op, x, w, thr, *, timeout: int = 500_000) -> dict[str, int]:
+    async def run_case(self, op, x, w, thr, act_bits=1, *,
+                       timeout: int = 500_000) -> dict[str, int]:
         """Run one command to completion and compare it with the golden model."""
-        s = self.submit(op, x, w, thr)
+        s = self.submit(op, x, w, thr, act_bits)
         start = len(self.result.items)
         for _ in range(timeout):
             await RisingEdge(self.dut.clk)
@@ -190,8 +195,8 @@ class GemmTB:
             beats.append(([int(i) for i in v.ints], int(v.bits), int(v.last)))
         ints, bits = decode_results(self.cfg, x.shape[0], w.shape[0], beats,
                                     thresholded=thr is not None)
-        exp_ints, exp_bits = expected_gemm(op, x, w, thr)
-        shape = f"{op.name} T,N,K = {x.shape[0]},{w.shape[0]},{x.shape[1]}"
+        exp_ints, exp_bits = expected_gemm(op, x, w, thr, bits=act_bits)
+        shape = f"{op.name} T,N,K = {x.shape[0]},{w.shape[0]},{x.shape[1]} at {act_bits} bits"
         if thr is None:
             assert (ints == exp_ints).all(), f"ints differ for {shape}"
         else:
@@ -225,8 +230,7 @@ async def reset_mid_operation(dut):
     tb = _tb(dut)
     await tb.reset()
     for abort_after in (5, 60):
-        op, x, w, thr = tb.random_case()
-        tb.submit(op, x, w, thr)
+        tb.submit(*tb.random_case())
         for _ in range(abort_after):
             await RisingEdge(dut.clk)
         await tb.reset()
@@ -256,10 +260,10 @@ async def benchmark(dut):
     await tb.reset()
     rng = np.random.default_rng(PARAMS.get("seed", 0))
     out = []
-    for t, n, k, op in PARAMS["bench"]:
-        x = rng.integers(0, 2, (t, k), dtype=np.uint8)
+    for t, n, k, op, bits in PARAMS["bench"]:
+        x = rng.integers(0, 1 << bits, (t, k), dtype=np.uint8)
         w = rng.integers(0, 2, (n, k), dtype=np.uint8)
-        counters = await tb.run_case(Op[op], x, w, rng.integers(-k, k + 1, n))
-        out.append({"t": t, "n": n, "k": k, "op": op, **counters})
+        counters = await tb.run_case(Op[op], x, w, rng.integers(-k, k + 1, n), bits)
+        out.append({"t": t, "n": n, "k": k, "op": op, "bits": bits, **counters})
     with open(PARAMS["out"], "w") as f:
         json.dump(out, f)

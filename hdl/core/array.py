@@ -53,10 +53,14 @@ class ComputeArray(wiring.Component):
     tile's results are ``sum`` in the ``latency()``-th ``en`` cycle after its last chunk.
     Without ``en`` everything holds.
 
+    With ``config.max_bits > 1`` a ``shift`` tag goes with ``valid`` and ``last`` to every
+    element: the chunk ends an activation plane, and the accumulators double
+    (``ProcessingElement``'s ``planes``).
+
     Members
     -------
     x : In(ArrayLayout(lanes, rows));  w : In(ArrayLayout(lanes, cols))
-    valid, last, en : In(1)
+    valid, last, en : In(1);  shift : In(1) (``max_bits > 1`` only)
     sum : Out(ArrayLayout(ArrayLayout(acc_width, cols), rows))
     """
 
@@ -71,12 +75,15 @@ class ComputeArray(wiring.Component):
         self._cfg = c = config
         self._family = family
         self._copies = copies
-        super().__init__({
+        ports = {
             "x": In(data.ArrayLayout(c.lanes, c.rows)),
             "w": In(data.ArrayLayout(c.lanes, c.cols)),
             "valid": In(1), "last": In(1), "en": In(1),
             "sum": Out(data.ArrayLayout(data.ArrayLayout(c.acc_width, c.cols), c.rows)),
-        })
+        }
+        if c.max_bits > 1:
+            ports["shift"] = In(1)
+        super().__init__(ports)
 
     @property
     def config(self) -> CoreConfig:
@@ -112,11 +119,13 @@ class ComputeArray(wiring.Component):
             for col in range(c.cols):
                 # On ECP5 the count runs on carry chains with the XOR folded in (about 1.8
                 # LUT4 a lane with the accumulator, against 3.6 for the tree; docs/core.md).
+                planes = c.max_bits > 1
                 pe = ProcessingElement(lanes=c.lanes, acc_width=c.acc_width,
                                        stages=c.pe_stages, count=count,
-                                       primitives=count == "chains")
+                                       primitives=count == "chains", planes=planes)
                 m.submodules[f"pe_{r}_{col}"] = pe
-                x, w, valid, last = self.x[r], self.w[col], self.valid, self.last
+                x, w = self.x[r], self.w[col]
+                tags = [self.valid, self.last] + ([self.shift] if planes else [])
                 if copies:
                     # The element's own registered copy of its operands, placed by nextpnr
                     # beside its carry chains, and of valid and last (a shared copy fed the
@@ -125,9 +134,10 @@ class ComputeArray(wiring.Component):
                     x, w = (Cat(*unmerged_registers(m, f"{name}_{r}_{col}", list(bus), self.en,
                                                     keep))
                             for name, bus in (("x", x), ("w", w)))
-                    valid, last = unmerged_registers(m, f"ctl_{r}_{col}", [valid, last],
-                                                     self.en, keep)
-                m.d.comb += [pe.x.eq(x), pe.w.eq(w), pe.valid.eq(valid),
-                             pe.last.eq(last), pe.en.eq(self.en),
+                    tags = unmerged_registers(m, f"ctl_{r}_{col}", tags, self.en, keep)
+                m.d.comb += [pe.x.eq(x), pe.w.eq(w), pe.valid.eq(tags[0]),
+                             pe.last.eq(tags[1]), pe.en.eq(self.en),
                              self.sum[r][col].eq(pe.sum)]
+                if planes:
+                    m.d.comb += pe.shift.eq(tags[2])
         return m

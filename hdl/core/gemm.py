@@ -21,6 +21,14 @@ Protocol (all streams follow ``amaranth.lib.stream``'s rules):
    beyond N are 0, and so is the field the mode does not use. ``last`` marks the final beat
    of the command.
 
+Activation bits (``config.max_bits > 1``): the command's ``bits_m1`` is ``A - 1``; each
+activation row is then ``A`` bit-planes of ``ceil(K / L)`` chunks, top plane first, and the
+core issues every plane of a row against the same weight row, the accumulators doubling at each
+plane's end, so an XOR result is ``prod = L K - 2 sum_i 2^i popcount(p_i XOR w)`` with
+``L = 2^A - 1`` (the spec's product of A-bit activations; thresholds compare with it). A row
+takes ``A`` times the cycles of one plane. A command with ``A > 1`` and ``Op.AND``, or whose
+``A * ceil(K / L)`` exceeds ``max_chunks``, is rejected.
+
 Timing: activations load at one chunk per cycle; a token tile starts as soon as its rows are in,
 so the first channel tile overlaps the activation load (it is load-bound: ``T * ceil(K/L)``
 cycles). Every further channel tile takes ``ceil(T / R) * ceil(K / L)`` cycles; the drain of a
@@ -127,6 +135,7 @@ class GemmCore(wiring.Component):
         wiring.connect(m, wiring.flipped(self.thresh), weights.thresh)
         wiring.connect(m, drain.result, wiring.flipped(self.result))
 
+        planes = cfg.max_bits > 1
         # Command registers.
         op = Signal(Op)
         thr_en = Signal()
@@ -136,6 +145,8 @@ class GemmCore(wiring.Component):
         kw = Signal(range(KWM + 1))
         last_mask = Signal(L)
         start = Signal()
+        # ``L K``, the XOR results' base (K without planes).
+        kx = Signal(range(cfg.result_bound + 1))
 
         # Ping-pong state. ``full[h]``: half h holds a tile the issue stage has not finished
         # reading (set by the loader, cleared by the tile's last issue). ``held[h]``: half h
@@ -184,11 +195,20 @@ class GemmCore(wiring.Component):
         t_le_r = Signal()                           # T <= R
         t_m1 = Signal(range(cfg.max_t + 1))         # T - 1: the activation loader's last row
         rows_in, rows_ge, need_moves = Signal(), Signal(), Signal()
-        kw_one = Signal()                           # K <= L: one chunk a row
-        first_end = Signal()                        # kw_one & t_le_r: a tile of one issue
+        kw_one = Signal()                           # K <= L: one chunk a plane
+        first_end = Signal()                        # rw_one & t_le_r: a tile of one issue
         # ceil(K/L) - 2: ``j + 1 == kw_m1`` as ``j == kw_m2`` (timing: no adder before the
         # compare; only used while a row has a chunk after ``j``, so kw >= 2 there).
         kw_m2 = Signal(range(KWM + 1))
+        # A row's chunks (``rw = A * kw``; the issue walks rows of planes), whether that is one,
+        # and ``rw - 2``; without planes the same registers as ``kw``'s. With planes, the
+        # weight row's chunk ``i_wj`` (and whether it is its last) walks beside ``i_j``,
+        # wrapping at every plane.
+        rw, rw_one, rw_m2 = kw, kw_one, kw_m2
+        i_wj, i_wjlast = i_j, i_jlast
+        if planes:
+            rw, rw_one, rw_m2 = Signal(range(KWM + 1)), Signal(), Signal(range(KWM + 1))
+            i_wj, i_wjlast = Signal(range(KWM)), Signal()
         # The tile's shape, kept beside ``i_tleft`` and ``i_nleft`` as registers (timing: their
         # compares fed the control state machine): ``min(i_tleft, R)``, ``min(i_nleft, C)``,
         # ``i_tleft <= R``, ``i_nleft <= C``.
@@ -214,12 +234,15 @@ class GemmCore(wiring.Component):
         ]
         # The buffers: read at the issue position, loaded with the command's shape.
         m.d.comb += [acts.rd_addr.eq(i_abase + i_j), acts.rd_en.eq(adv),
-                     weights.rd_addr.eq(i_j), weights.rd_en.eq(adv)]
+                     weights.rd_addr.eq(i_wj), weights.rd_en.eq(adv)]
         for buf in (acts, weights):
             m.d.comb += [buf.start.eq(start), buf.kw_one.eq(kw_one), buf.kw_m2.eq(kw_m2),
                          buf.last_mask.eq(last_mask)]
         m.d.comb += [acts.kw.eq(kw), acts.t_m1.eq(t_m1), weights.thr_en.eq(thr_en),
                      weights.held.eq(held)]
+        bits_m1 = Signal(2)
+        if planes:
+            m.d.comb += [acts.planes_m1.eq(bits_m1), acts.row_chunks.eq(rw)]
 
         m.d.sync += self.cmd_error.eq(0)
         pend = Signal(command_layout(cfg))
@@ -235,10 +258,17 @@ class GemmCore(wiring.Component):
                 m.d.comb += [self.cmd.ready.eq(1), idle.eq(1)]
                 p = self.cmd.payload
                 with m.If(self.cmd.valid):
-                    m.d.sync += [pend.eq(p),
-                                 self.cmd_error.eq((p.t == 0) | (p.t > cfg.max_t) | (p.n == 0) |
-                                                   (p.n > cfg.max_n) | (p.k == 0) |
-                                                   (p.k > cfg.max_k))]
+                    bad = ((p.t == 0) | (p.t > cfg.max_t) | (p.n == 0) | (p.n > cfg.max_n) |
+                           (p.k == 0) | (p.k > cfg.max_k))
+                    if planes:
+                        # A-bit rows must fit ``max_chunks``: K <= (max_chunks div A) * L
+                        # (compares with constants), and the planes are XOR products only.
+                        fits = [p.k > cfg.max_k_at(a) for a in range(1, 5)]
+                        bad |= ((p.bits_m1 > cfg.max_bits - 1) |
+                                ((p.bits_m1 != 0) & (p.op != Op.XOR)) |
+                                Mux(p.bits_m1[1], Mux(p.bits_m1[0], fits[3], fits[2]),
+                                    Mux(p.bits_m1[0], fits[1], fits[0])))
+                    m.d.sync += [pend.eq(p), self.cmd_error.eq(bad)]
                     m.next = "CHECK"
             with m.State("CHECK"):
                 # ``K - 1`` (K >= 1 once the check passes): ``ceil(K / L) - 1`` is its chunk
@@ -248,9 +278,25 @@ class GemmCore(wiring.Component):
                 # those the command uses as it runs stay in these registers until the next.
                 m.d.sync += [first_need.eq(Mux(pend.t >= R, R, pend.t)),
                              t_le_r.eq(pend.t <= R), t_m1.eq(pend.t - 1),
-                             kw_one.eq(pend.k <= L), first_end.eq((pend.k <= L) & (pend.t <= R)),
+                             kw_one.eq(pend.k <= L),
                              c_nmin.eq(Mux(pend.n >= C, C, pend.n)), c_nle.eq(pend.n <= C),
                              c_nge.eq(pend.n >= C)]
+                if planes:
+                    # The row's chunks ``A * ceil(K / L)`` and ``L K``.
+                    kwp = Signal(range(KWM + 1))
+                    m.d.comb += kwp.eq((pend.k + L - 1) >> cfg.lane_bits)
+                    a = pend.bits_m1
+                    m.d.sync += [
+                        bits_m1.eq(a),
+                        rw.eq(Mux(a[1], Mux(a[0], kwp << 2, (kwp << 1) + kwp),
+                                  Mux(a[0], kwp << 1, kwp))),
+                        rw_one.eq((a == 0) & (pend.k <= L)),
+                        first_end.eq((a == 0) & (pend.k <= L) & (pend.t <= R)),
+                        kx.eq(Mux(a[1], Mux(a[0], (pend.k << 4) - pend.k, (pend.k << 3) - pend.k),
+                                  Mux(a[0], (pend.k << 2) - pend.k, pend.k))),
+                    ]
+                else:
+                    m.d.sync += [first_end.eq((pend.k <= L) & (pend.t <= R)), kx.eq(pend.k)]
                 with m.If(self.cmd_error):
                     m.next = "IDLE"
                 with m.Else():
@@ -270,7 +316,9 @@ class GemmCore(wiring.Component):
                     i_cols.eq(c_nmin), i_lnt.eq(c_nle),
                     i_need.eq(first_need), kw_m2.eq(kw_m1 - 1),
                 ]
-                m.d.comb += [i_half_next.eq(0), i_ltt_next.eq(t_le_r), i_jlast_next.eq(kw_one)]
+                if planes:
+                    m.d.sync += [rw_m2.eq(rw - 2), i_wj.eq(0), i_wjlast.eq(kw_one)]
+                m.d.comb += [i_half_next.eq(0), i_ltt_next.eq(t_le_r), i_jlast_next.eq(rw_one)]
                 # (The weight loader takes the command's rows with ``start``.)
                 m.d.comb += [weights.n.eq(p.n), weights.n_ge_c.eq(c_nge),
                              weights.n_le_c.eq(c_nle)]
@@ -287,8 +335,14 @@ class GemmCore(wiring.Component):
                 m.d.comb += [s0_valid.eq(full_cur & rows_in), computing.eq(1)]
                 issue = s0_valid & adv
                 with m.If(issue & s0_last):
-                    m.d.comb += [need_moves.eq(1), i_jlast_next.eq(kw_one)]
+                    m.d.comb += [need_moves.eq(1), i_jlast_next.eq(rw_one)]
                     m.d.sync += i_j.eq(0)
+                if planes:
+                    # The weight row's chunk, wrapping at every plane's end.
+                    with m.If(issue & i_wjlast):
+                        m.d.sync += [i_wj.eq(0), i_wjlast.eq(kw_one)]
+                    with m.Elif(issue):
+                        m.d.sync += [i_wj.eq(i_wj + 1), i_wjlast.eq(i_wj == kw_m2)]
                 with m.If(issue & tile_end):
                     # (The tile's last issue: the next channel tile, in the other half.)
                     m.d.comb += [full_clr.bit_select(i_half, 1).eq(1), i_half_next.eq(~i_half),
@@ -303,12 +357,12 @@ class GemmCore(wiring.Component):
                 with m.If(issue & s0_last & ~s0.last_tt):
                     # (A token tile's last issue: the next token tile, same channels.)
                     m.d.comb += i_ltt_next.eq(i_tleft <= 2 * R)
-                    m.d.sync += [i_abase.eq(i_abase + kw),
+                    m.d.sync += [i_abase.eq(i_abase + rw),
                                  i_tleft.eq(i_tleft - R),
                                  i_rows.eq(Mux(i_tleft >= 2 * R, R, i_tleft - R)),
                                  i_need.eq(Mux(i_tleft >= 2 * R, i_need + R, t))]
                 with m.If(issue & ~s0_last):
-                    m.d.comb += i_jlast_next.eq(i_j == kw_m2)
+                    m.d.comb += i_jlast_next.eq(i_j == rw_m2)
                     m.d.sync += i_j.eq(i_j + 1)
 
             with m.State("FINISH"):
@@ -321,14 +375,16 @@ class GemmCore(wiring.Component):
         # multiplexers behind the decision). With an issue: a tile's last issue starts the next
         # channel tile, a token tile's last the next token tile, any other the next chunk.
         issue_any = s0_valid & adv          # (s0_valid is low outside COMPUTE)
-        when_issued = Mux(s0_last, Mux(i_ltt, first_end, kw_one & (i_tleft <= 2 * R)),
-                          (i_j == kw_m2) & i_ltt)
+        when_issued = Mux(s0_last, Mux(i_ltt, first_end, rw_one & (i_tleft <= 2 * R)),
+                          (i_j == rw_m2) & i_ltt)
         m.d.sync += tile_end.eq(Mux(issue_any, when_issued, Mux(start, first_end, tile_end)))
         m.d.sync += rows_ge.eq(~need_moves & ~start & (acts.tokens >= i_need))
         m.d.comb += rows_in.eq(acts.loaded_all | rows_ge)
 
         # ---------------------------------------------------------------- pipeline s1, s2
         s1_valid, s1_last = Signal(), Signal()
+        # (With planes: ``shift``, the chunk ends a plane but not its row.)
+        s1_shift, s2_shift = Signal(), Signal()
         s1 = Signal(tile_layout(cfg))
         s2 = Signal(tile_layout(cfg))
         s3 = Signal(tile_layout(cfg))
@@ -338,6 +394,8 @@ class GemmCore(wiring.Component):
             m.d.sync += [s1_valid.eq(s0_valid), s1_last.eq(s0_last), s1.eq(s0),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
                          s2.eq(s1)]
+            if planes:
+                m.d.sync += [s1_shift.eq(i_wjlast & ~s0_last), s2_shift.eq(s1_shift)]
             # The tile's tags follow its chunks through the array's register stages.
             prev_valid, prev_last, prev = s2_valid, s2_last, s2
             for i in range(arr.latency(platform) - 1):
@@ -353,12 +411,14 @@ class GemmCore(wiring.Component):
         s3_next_valid, s3_next_last = prev_valid, prev_last     # what s3 takes with ``adv``
         m.d.comb += [arr.x.eq(x_bus), arr.w.eq(w_bus), arr.valid.eq(s2_valid),
                      arr.last.eq(s2_last), arr.en.eq(adv)]
+        if planes:
+            m.d.comb += arr.shift.eq(s2_shift)
 
         # ---------------------------------------------------------------- capture and drain
         capture = Signal()
         m.d.comb += [capture.eq(adv & s3_valid & s3_last),
                      drain.start.eq(start), drain.thr_en.eq(thr_en), drain.xor.eq(op == Op.XOR),
-                     drain.k.eq(k), drain.capture.eq(capture), drain.sums.eq(arr.sum),
+                     drain.k.eq(kx), drain.capture.eq(capture), drain.sums.eq(arr.sum),
                      drain.tile.eq(s3), drain.thr.eq(weights.thr), drain.wpop.eq(weights.wpop)]
         m.d.comb += final_taken.eq(self.result.valid & self.result.ready &
                                    self.result.payload.last)

@@ -17,13 +17,17 @@ def counters_layout() -> data.StructLayout:
 
 
 def command_layout(c: CoreConfig) -> data.StructLayout:
-    """Layout of a ``cmd`` beat for this configuration."""
-    return data.StructLayout({
+    """Layout of a ``cmd`` beat for this configuration (``bits_m1``, the activation bits
+    less one, only when ``max_bits > 1``)."""
+    fields = {
         "op": Op, "threshold": 1,
         "t": unsigned(c.max_t.bit_length()),
         "n": unsigned(c.max_n.bit_length()),
         "k": unsigned(c.max_k.bit_length()),
-    })
+    }
+    if c.max_bits > 1:
+        fields["bits_m1"] = unsigned(2)     # activation bits A - 1 (XOR only)
+    return data.StructLayout(fields)
 
 
 def result_layout(c: CoreConfig) -> data.StructLayout:

@@ -29,14 +29,19 @@ __all__ = ["GemmRunner", "run_layout"]
 
 
 def run_layout(dev: DeviceConfig) -> data.StructLayout:
+    """A product's command: the core's, with ``stream`` and the stores' regions (and
+    ``bits_m1``, the activation bits less one, when the core takes planes)."""
     c = dev.core
-    return data.StructLayout({
+    fields = {
         "op": Op, "threshold": 1, "stream": 1,
         "t": range(c.max_t + 1), "n": range(c.max_n + 1), "k": range(c.max_k + 1),
         "act_base": range(dev.act_words), "act_count": range(dev.act_words + 1),
         "weight_base": range(dev.weight_words), "weight_count": range(dev.weight_words + 1),
         "thresh_base": range(dev.thresh_words), "thresh_count": range(dev.thresh_words + 1),
-    })
+    }
+    if c.max_bits > 1:
+        fields["bits_m1"] = 2
+    return data.StructLayout(fields)
 
 
 class GemmRunner(wiring.Component):
@@ -96,6 +101,8 @@ class GemmRunner(wiring.Component):
         m.d.comb += [core.cmd.payload.op.eq(p.op), core.cmd.payload.threshold.eq(p.threshold),
                      core.cmd.payload.t.eq(p.t), core.cmd.payload.n.eq(p.n),
                      core.cmd.payload.k.eq(p.k)]
+        if c.max_bits > 1:
+            m.d.comb += core.cmd.payload.bits_m1.eq(p.bits_m1)
 
         # Result writer: every beat is written the cycle it arrives.
         r = core.result.payload

@@ -57,17 +57,23 @@ class ProcessingElement(wiring.Component):
         the same cells' equations. Same ports, latency and results.
     primitives : bool
         ``"chains"`` only: emit ``CCU2C`` instances whatever the platform.
+    planes : bool
+        Add the ``shift`` tag for bit-plane products (``CoreConfig.max_bits > 1``): a valid
+        chunk with ``shift`` (and not ``last``) ends an activation plane, and the accumulator
+        takes ``sum << 1`` instead of ``sum``, so a row of planes sent top plane first sums
+        to ``sum_i 2^i popcount(p_i XOR w)`` (Horner's rule). Without it, no such logic.
 
     Members
     -------
     x, w : In(lanes)
     valid, last, en : In(1)
+    shift : In(1)  (only with ``planes``)
     acc : Out(acc_width)
     sum : Out(acc_width)
     """
 
     def __init__(self, *, lanes: int, acc_width: int, stages: int = 1, count: str = "tree",
-                 primitives: bool = False):
+                 primitives: bool = False, planes: bool = False):
         for name, v in (("Lane count", lanes), ("Accumulator width", acc_width)):
             check_count(name, v)
         if acc_width < lanes.bit_length():
@@ -79,13 +85,30 @@ class ProcessingElement(wiring.Component):
             raise ValueError(f"Count must be 'tree' or 'chains', not {count!r}")
         if count == "chains" and lanes < 4:
             raise ValueError(f"A carry-chain count needs at least 4 lanes, not {lanes}")
+        if not isinstance(planes, bool):
+            raise TypeError(f"planes must be True or False, not {planes!r}")
         self._lanes, self._acc_width, self._stages = lanes, acc_width, stages
-        self._count, self._primitives = count, primitives
-        super().__init__({
+        self._count, self._primitives, self._planes = count, primitives, planes
+        ports = {
             "x": In(lanes), "w": In(lanes),
             "valid": In(1), "last": In(1), "en": In(1),
             "acc": Out(acc_width), "sum": Out(acc_width),
-        })
+        }
+        if planes:
+            ports["shift"] = In(1)
+        super().__init__(ports)
+
+    def _update(self, m: Module, en, valid, last, shift) -> None:
+        """The accumulator's update: cleared after a row's last chunk, else ``sum`` (or, at a
+        plane's end, ``sum << 1``). The clear is a synchronous reset over the enable (no LUT
+        a bit where the flip-flops have one)."""
+        with m.If(en & valid & last):
+            m.d.sync += self.acc.eq(0)
+        if shift is not None:
+            with m.Elif(en & valid & shift):
+                m.d.sync += self.acc.eq(self.sum << 1)
+        with m.Elif(en & valid):
+            m.d.sync += self.acc.eq(self.sum)
 
     @property
     def latency(self) -> int:
@@ -102,6 +125,7 @@ class ProcessingElement(wiring.Component):
         width = self._lanes.bit_length()
         columns = {0: [diff[i] for i in range(self._lanes)]}
         valid, last = self.valid, self.last
+        shift = self.shift if self._planes else None
         if self._stages == 2:
             # Cut the tree after half its levels; register the partial columns.
             columns = reduce_columns(m, columns, width, "pa",
@@ -110,6 +134,11 @@ class ProcessingElement(wiring.Component):
             valid, last = Signal(), Signal()
             with m.If(self.en):
                 m.d.sync += [valid.eq(self.valid), last.eq(self.last)]
+            if shift is not None:
+                shift_d = Signal()
+                with m.If(self.en):
+                    m.d.sync += shift_d.eq(shift)
+                shift = shift_d
         # The count is registered as the carry-save tree's two rows (its final adder merges
         # into the accumulator's: one level of full adders, then one carry chain).
         rows = two_rows(reduce_columns(m, columns, width, "pc"), width)
@@ -121,12 +150,12 @@ class ProcessingElement(wiring.Component):
         with m.If(self.en):
             m.d.sync += [c0.eq(rows[0]), c1.eq(rows[1]), c_valid.eq(valid),
                          c_last.eq(last)]
-        # The clear is a synchronous reset over the enable (no LUT a bit where the flip-flops
-        # have one).
-        with m.If(self.en & c_valid & c_last):
-            m.d.sync += self.acc.eq(0)
-        with m.Elif(self.en & c_valid):
-            m.d.sync += self.acc.eq(self.sum)
+        c_shift = None
+        if shift is not None:
+            c_shift = Signal()
+            with m.If(self.en):
+                m.d.sync += c_shift.eq(shift)
+        self._update(m, self.en, c_valid, c_last, c_shift)
         return m
 
     def _elaborate_chains(self, primitives: bool) -> Module:
@@ -200,7 +229,8 @@ class ProcessingElement(wiring.Component):
         # valid and last as TRELLIS_FF cells too: plain registers behind the array's
         # TRELLIS_FF copies of them made Yosys 0.70's ABC9 fail an assertion
         # (``GetSize(conn.first) == GetSize(conn.second)``) on the ULX3S-85F's whole design.
-        valid, last = delay([self.valid, self.last], self._stages, "ctl", keep=True)
+        tags = [self.valid, self.last] + ([self.shift] if self._planes else [])
+        valid, last, *shift = delay(tags, self._stages, "ctl", keep=True)
         with m.If(en):
             m.d.sync += [r.eq(v) for r, v in zip(c, count, strict=True)]
         head = []
@@ -217,9 +247,5 @@ class ProcessingElement(wiring.Component):
             if chain.halves:
                 chain.emit(m, primitives=primitives)
         m.d.comb += [self.sum[k].eq(sums[len(head) + k]) for k in range(aw)]
-        # The clear is a synchronous reset over the enable (the flip-flops' LSR: no LUT a bit).
-        with m.If(en & valid & last):
-            m.d.sync += self.acc.eq(0)
-        with m.Elif(en & valid):
-            m.d.sync += self.acc.eq(self.sum)
+        self._update(m, en, valid, last, shift[0] if shift else None)
         return m

@@ -28,7 +28,8 @@ __all__ = ["ResultDrain"]
 class ResultDrain(wiring.Component):
     """Members
     -------
-    start : In(1);  thr_en : In(1);  xor : In(1);  k : In(range(max_k + 1))
+    start : In(1);  thr_en : In(1);  xor : In(1);  k : In(range(result_bound + 1))
+        (``L * K`` for activations of ``L = 2^A - 1``: ``value = L K - 2 acc``)
     capture : In(1);  sums : In(ArrayLayout(ArrayLayout(acc_width, cols), rows))
     tile : In(tile_layout(config))
     thr : In(ArrayLayout(ArrayLayout(signed(threshold_width), cols), 2))
@@ -46,7 +47,7 @@ class ResultDrain(wiring.Component):
         self._stage = result_stage
         halves = lambda shape: data.ArrayLayout(data.ArrayLayout(shape, c.cols), 2)  # noqa: E731
         super().__init__({
-            "start": In(1), "thr_en": In(1), "xor": In(1), "k": In(range(c.max_k + 1)),
+            "start": In(1), "thr_en": In(1), "xor": In(1), "k": In(range(c.result_bound + 1)),
             "capture": In(1),
             "sums": In(data.ArrayLayout(data.ArrayLayout(c.acc_width, c.cols), c.rows)),
             "tile": In(tile_layout(c)),

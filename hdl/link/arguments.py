@@ -29,6 +29,8 @@ from ...host.loads import loads
 from ...host.protocol import (
     ARGUMENTS,
     LAYER_OPCODES,
+    RUN_BITS_MASK,
+    RUN_BITS_SHIFT,
     RUN_THRESHOLD,
     Opcode,
     Status,
@@ -71,7 +73,8 @@ def _field_bits(dev: DeviceConfig, op: Opcode, name: str, size: int) -> int:
     if op in depths and name == "offset":
         return depths[op].bit_length()
     if op == Opcode.RUN:
-        return {"tag": 8, "op": max(Op).bit_length(), "flags": RUN_THRESHOLD.bit_length(),
+        flags = (RUN_THRESHOLD | RUN_BITS_MASK) if c.max_bits > 1 else RUN_THRESHOLD
+        return {"tag": 8, "op": max(Op).bit_length(), "flags": flags.bit_length(),
                 "t": c.max_t.bit_length(), "n": c.max_n.bit_length(),
                 "k": c.max_k.bit_length(), "act_base": dev.act_words.bit_length(),
                 "weight_base": dev.weight_words.bit_length(),
@@ -275,11 +278,22 @@ class ArgumentDecoder(wiring.Component):
                                      region_end.eq(view[op].offset + (data_len >> sh))]
                 with m.If(is_op[Opcode.RUN]):
                     a = view[Opcode.RUN]
-                    m.d.sync += run_bad.eq(
+                    allowed = RUN_THRESHOLD | (RUN_BITS_MASK if c.max_bits > 1 else 0)
+                    bad_run = (
                         dropped | (dropped_thr & (a.flags & RUN_THRESHOLD).any()) |
-                        (a.op > max(Op)) | (a.flags & ~RUN_THRESHOLD & 0xFF).any() |
+                        (a.op > max(Op)) | (a.flags & ~allowed & 0xFF).any() |
                         (a.t == 0) | (a.t > c.max_t) | (a.n == 0) | (a.n > c.max_n) |
                         (a.k == 0) | (a.k > c.max_k))
+                    if c.max_bits > 1:
+                        # Activation bits within the core's, XOR only, and the row of A
+                        # planes within max_chunks (K compared with a constant per A).
+                        a_m1 = (a.flags & RUN_BITS_MASK) >> RUN_BITS_SHIFT
+                        too_long = Mux(a_m1[1], Mux(a_m1[0], a.k > c.max_k_at(4),
+                                                    a.k > c.max_k_at(3)),
+                                       Mux(a_m1[0], a.k > c.max_k_at(2), 0))
+                        bad_run |= ((a_m1 > c.max_bits - 1) |
+                                    ((a_m1 != 0) & (a.op != Op.XOR)) | too_long)
+                    m.d.sync += run_bad.eq(bad_run)
                 with m.If(is_op[Opcode.READ_RESULTS]):
                     m.d.sync += [region_end.eq(rr.offset + rr.count),
                                  len_bad.eq(count_bytes > 0xFFFF - 2)]

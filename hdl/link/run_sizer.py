@@ -7,7 +7,8 @@ result beats one channel tile a cycle, then compares each region's end with its 
 depth. ``sized`` is high the cycle the comparisons are registered; from the cycle after,
 ``over`` says whether any region or the result beats lie beyond their store, and ``params``
 (``run_layout(dev)``: the command, its bases and word counts) is the runner's command. Both
-hold until the next ``start``.
+hold until the next ``start``. An activation row of ``A``-bit levels (RUN's ``flags``) is ``A``
+planes of ``ceil(K / L)`` words.
 
 Latency: ``max(T, N) + ceil(N / cols) + 3`` cycles from ``start`` to ``sized``.
 """
@@ -18,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_device
 from ...host.device_config import DeviceConfig
-from ...host.protocol import Opcode
+from ...host.protocol import RUN_BITS_MASK, RUN_BITS_SHIFT, Opcode
 from ..core.gemm_runner import run_layout
 from .arguments import args_layout
 
@@ -73,6 +74,18 @@ class RunSizer(wiring.Component):
 
         # A new command's registers load with ``start`` whatever the state (timing: ``start``
         # comes only while idle).
+        # An activation row's words: ``A`` planes of ``ceil(K / L)`` (A = 1 without planes).
+        rw = kw
+        if c.max_bits > 1:
+            rw = Signal(range(c.max_chunks + 1))
+            kwc = Signal(range(c.max_chunks + 1))
+            a_m1 = Signal(2)
+            m.d.comb += [kwc.eq((a.k + c.lanes - 1) >> c.lane_bits),
+                         a_m1.eq((a.flags & RUN_BITS_MASK) >> RUN_BITS_SHIFT)]
+            with m.If(self.start):
+                m.d.sync += [rp.bits_m1.eq(a_m1),
+                             rw.eq(Mux(a_m1[1], Mux(a_m1[0], kwc << 2, (kwc << 1) + kwc),
+                                       Mux(a_m1[0], kwc << 1, kwc)))]
         with m.If(self.start):
             m.d.sync += [
                 rp.op.eq(a.op), rp.threshold.eq(a.flags[0]),
@@ -90,12 +103,13 @@ class RunSizer(wiring.Component):
             with m.State("SIZE"):
                 # Rows of the activations and weights (ceil(K / L) words each) and tiles of
                 # tokens and outputs, counted one row a cycle.
-                for rem, more, need, mod, tiles, tile in (
-                        (t_rem, t_more, act_need, t_mod, t_tiles, R),
-                        (n_rem, n_more, w_need, n_mod, n_tiles, C)):
+                for rem, more, need, mod, tiles, tile, words in (
+                        (t_rem, t_more, act_need, t_mod, t_tiles, R, rw),
+                        (n_rem, n_more, w_need, n_mod, n_tiles, C, kw)):
                     m.d.sync += [rem.eq(rem - 1), more.eq(more & (rem != 0))]
                     with m.If(more):
-                        m.d.sync += [need.eq(need + kw), mod.eq(Mux(mod == tile - 1, 0, mod + 1))]
+                        m.d.sync += [need.eq(need + words),
+                                     mod.eq(Mux(mod == tile - 1, 0, mod + 1))]
                         with m.If(mod == 0):
                             m.d.sync += tiles.eq(tiles + 1)
                 with m.If(~t_more & ~n_more):

@@ -48,6 +48,7 @@ CLI = [
     (["bench", "link", "--faults", "-1"], "argument --faults: must be an integer at least 0"),
     (["bench", "core", "--rows", "0"], "argument --rows: must be an integer at least 1, not 0"),
     (["bench", "core", "--lanes", "3"], "Lane count must be a power of two, not 3"),
+    (["bench", "core", "--bits", "1,5"], "argument --bits: must be an integer in 1..4, not 5"),
     (["bench", "array", "--boards", "nope"], "--boards: unknown board 'nope'; boards: "),
     (["bench", "scaling", "--boards", "icebreaker", "nope"], "--boards: unknown board 'nope'"),
     (["bench", "layer", "--layer-cols", "3"], "--layer-cols must divide --lanes (32), not 3"),

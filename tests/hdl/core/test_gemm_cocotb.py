@@ -1,6 +1,7 @@
 """GemmCore in Verilog on Icarus and Verilator through cocotb: random shapes (K up to 2048),
-both ops, random thresholds, random idle cycles on every source and backpressure on the sink,
-reset in the middle of a command, and a rejected command; all exact against the golden model."""
+both ops, activations of 1-4 bits as planes on a core that takes them, random thresholds,
+random idle cycles on every source and backpressure on the sink, reset in the middle of a
+command, and a rejected command; all exact against the golden model."""
 
 import pytest
 
@@ -16,6 +17,10 @@ CONFIGS = {
               dict(cases=12, idle=0.5, stall=0.6)),
     "4x2x16": (CoreConfig(rows=4, cols=2, lanes=16, max_k=200, max_t=13, max_n=9),
                dict(cases=10, idle=0.1, stall=0.0)),
+    # Activations of 1-4 bits as planes (K up to 512 at A = 4).
+    "2x3x32-A4": (CoreConfig(rows=2, cols=3, lanes=32, max_k=2048, max_t=7, max_n=11,
+                             max_bits=4),
+                  dict(cases=10, idle=0.3, stall=0.4)),
 }
 
 

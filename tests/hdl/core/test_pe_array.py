@@ -48,6 +48,40 @@ def test_pe_accumulate_clear_hold(lanes, stages, count):
     simulate(dut, bench)
 
 
+@pytest.mark.parametrize("stages", [1, 2])
+@pytest.mark.parametrize("lanes, count", [(8, "tree"), (8, "chains"), (32, "tree"),
+                                          (32, "chains")])
+def test_pe_planes_shift(lanes, stages, count):
+    # With ``planes``: a valid chunk with ``shift`` (not ``last``) doubles the accumulator
+    # after adding its count (Horner's rule over bit-planes), with random enables.
+    acc_width = (15 * 8 * lanes).bit_length()
+    dut = ProcessingElement(lanes=lanes, acc_width=acc_width, stages=stages, count=count,
+                            planes=True)
+    rng = random.Random(lanes * 7 + stages)
+
+    async def bench(ctx):
+        model = 0
+        regs = [(0, False, False, False)] * stages       # (count, valid, last, shift)
+        for _ in range(500):
+            x, w = rng.getrandbits(lanes), rng.getrandbits(lanes)
+            valid, en = rng.random() < 0.8, rng.random() < 0.8
+            last, shift = rng.random() < 0.1, rng.random() < 0.25
+            for name, v in (("x", x), ("w", w), ("valid", valid), ("last", last),
+                            ("shift", shift), ("en", en)):
+                ctx.set(getattr(dut, name), v)
+            total = (model + regs[-1][0]) % (1 << acc_width)
+            assert ctx.get(dut.sum) == total
+            await ctx.tick()
+            if en:
+                _, v, lst, sh = regs[-1]
+                if v:
+                    model = 0 if lst else (2 * total if sh else total) % (1 << acc_width)
+                regs = [(bin(x ^ w).count("1"), valid, last, shift)] + regs[:-1]
+            assert ctx.get(dut.acc) == model
+
+    simulate(dut, bench)
+
+
 def test_pe_rejects_bad_stages_and_count():
     with pytest.raises(ValueError, match="Pipeline stages must be 1 or 2, not 3"):
         ProcessingElement(lanes=32, acc_width=8, stages=3)
@@ -55,6 +89,8 @@ def test_pe_rejects_bad_stages_and_count():
         ProcessingElement(lanes=32, acc_width=8, count="wallace")
     with pytest.raises(ValueError, match="A carry-chain count needs at least 4 lanes, not 2"):
         ProcessingElement(lanes=2, acc_width=8, count="chains")
+    with pytest.raises(TypeError, match="planes must be True or False, not 1"):
+        ProcessingElement(lanes=8, acc_width=8, planes=1)
 
 
 def test_pe_rejects_narrow_accumulator():
