@@ -212,9 +212,14 @@ class Accelerator(LayerCommands):
         t = None if thresholds is None else multi_thresholds("thresholds", thresholds,
                                                               wm.shape[0])
         k = xq.shape[1]
-        native = 1 < bits <= self.config.core.max_bits
-        if native and weights == "binary" and k <= self.config.core.max_k_at(bits):
-            return self._product(Op.XOR, xq, wm.astype(np.uint8), t, bits)
+        c = self.config.core
+        native = 1 < bits <= c.max_bits and c.max_k_at(bits) >= 1
+        if native and weights == "binary" and k <= c.max_k_at(bits):
+            wb = wm.astype(np.uint8)
+            if t is None or self._lowering_fits(xq.shape[0], wm.shape[0], k, t, bits):
+                return self._product(Op.XOR, xq, wb, t, bits)
+            # (The threshold store cannot hold an output's levels: the host applies them.)
+            return multi_threshold(self._product(Op.XOR, xq, wb, None, bits), t)
         if t is not None and self._lowering_fits(xq.shape[0], wm.shape[0],
                                                  lowered_k(k, bits, weights), t):
             # The device applies every level: one binary product of the thermometer lowering.
@@ -234,13 +239,14 @@ class Accelerator(LayerCommands):
             total //= 2                 # (the planes' sum is even: exact)
         return total if t is None else multi_threshold(total, t)
 
-    def _lowering_fits(self, t: int, n: int, k: int, thr: np.ndarray) -> bool:
-        """Whether the thermometer lowering's product (``k`` bits, ``thr``'s levels) fits the
-        core and one output's threshold sets fit the threshold store."""
-        if k > self.config.core.max_k:
+    def _lowering_fits(self, t: int, n: int, k: int, thr: np.ndarray, bits: int = 1) -> bool:
+        """Whether a product of ``k`` elements at ``bits`` bits with ``thr``'s levels (the
+        thermometer lowering's, or a product of planes) fits the core and one output's
+        threshold sets fit the threshold store."""
+        if k > self.config.core.max_k_at(bits):
             return False
         try:
-            plan_product(self.config, t, n, k, 1 if thr.ndim == 1 else thr.shape[1])
+            plan_product(self.config, t, n, k, 1 if thr.ndim == 1 else thr.shape[1], bits)
         except ValueError:
             return False
         return True

@@ -57,6 +57,9 @@ def plan_product(dev: DeviceConfig, t: int, n: int, k: int, levels: int,
                          f"levels={levels}, bits={bits}")
     kw = -(-k // c.lanes)
     t_block = min(t, c.max_t, dev.act_words // (bits * kw))
+    if t_block < 1:
+        raise ValueError(f"the device's activation store ({dev.act_words} words) cannot hold "
+                         f"one row of {bits} planes of {kw} words")
     per_tile = -(-t_block // c.rows) if levels else t_block
     rows_fit = dev.weight_words // kw
     thr_fit = dev.thresh_words // levels if levels else rows_fit

@@ -246,6 +246,7 @@ class GemmCore(wiring.Component):
 
         m.d.sync += self.cmd_error.eq(0)
         pend = Signal(command_layout(cfg))
+        pend_kw = Signal(range(KWM + 1))            # (planes: ceil(K / L) of ``pend``)
         k_m1 = Signal(range(cfg.max_k + 1))
         kw_m1 = k_m1[cfg.lane_bits:]                # ceil(K / L) - 1
         c_nmin = Signal(range(C + 1))
@@ -269,6 +270,10 @@ class GemmCore(wiring.Component):
                                 Mux(p.bits_m1[1], Mux(p.bits_m1[0], fits[3], fits[2]),
                                     Mux(p.bits_m1[0], fits[1], fits[0])))
                     m.d.sync += [pend.eq(p), self.cmd_error.eq(bad)]
+                    if planes:
+                        # A plane's chunks, registered here (timing: with the multiply by A
+                        # behind it, CHECK's path into ``rw`` set the 25F's Fmax).
+                        m.d.sync += pend_kw.eq((p.k + L - 1) >> cfg.lane_bits)
                     m.next = "CHECK"
             with m.State("CHECK"):
                 # ``K - 1`` (K >= 1 once the check passes): ``ceil(K / L) - 1`` is its chunk
@@ -283,8 +288,7 @@ class GemmCore(wiring.Component):
                              c_nge.eq(pend.n >= C)]
                 if planes:
                     # The row's chunks ``A * ceil(K / L)`` and ``L K``.
-                    kwp = Signal(range(KWM + 1))
-                    m.d.comb += kwp.eq((pend.k + L - 1) >> cfg.lane_bits)
+                    kwp = pend_kw
                     a = pend.bits_m1
                     m.d.sync += [
                         bits_m1.eq(a),

@@ -3,8 +3,9 @@ computes. Hypothesis draws a device (rows, cols, lanes, max_k, max_t, KV capacit
 and a model to run on it (D, H, F, V, layers, prompt length; widths that are not multiples of 32
 and feed-forward widths below and above D), runs ``layer``, ``decode``, ``generate`` and
 ``logits`` on Icarus (random idle cycles and backpressure on the link's streams) and compares
-every integer with the golden model; the same for ``linear`` on GEMM devices, at every precision
-(1-4-bit activation levels, binary and ternary weights, 1-15 threshold levels). A configuration
+every integer with the golden model; the same for ``linear`` on GEMM devices (cores of 1-4
+activation bits), at every precision (1-4-bit activation levels, binary and ternary weights,
+1-15 threshold levels). A configuration
 the host refuses must be refused with a message that names the limit. A few examples run in the
 default run, many more with ``-m slow``."""
 
@@ -97,7 +98,7 @@ def linear_cases(draw):
     lanes = draw(st.sampled_from([8, 16, 32]))
     core = CoreConfig(rows=draw(st.integers(1, 4)), cols=draw(st.integers(1, 5)), lanes=lanes,
                       max_k=draw(st.integers(1, 100)), max_t=draw(st.integers(1, 8)),
-                      max_n=draw(st.integers(1, 24)))
+                      max_n=draw(st.integers(1, 24)), max_bits=draw(st.integers(1, 4)))
     kw = core.max_chunks
     dev_args = dict(frame_bytes=(lanes // 8) * draw(st.integers(1, 8)),
                     act_words=kw * draw(st.integers(1, 12)),
