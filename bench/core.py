@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from .. import json_output
@@ -90,8 +91,9 @@ def run(*, json_out: bool = False, rows: int = 4, cols: int = 8, lanes: int = 32
         sim: str = "verilator", synth: bool = True, bits: tuple[int, ...] = (1,)) -> int:
     """Print the core's figures (at each activation width of ``bits``, one core of the
     largest); return 0."""
-    cfg = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=1024, max_t=64, max_n=1024,
-                     max_bits=max(bits))
+    # (Rows of up to 1024 elements at the largest A: K = 1024 x A chunks' worth.)
+    cfg = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=1024 * max(bits), max_t=64,
+                     max_n=1024, max_bits=max(bits))
     runs = []
     for a in bits:
         cycles = measure_cycles(cfg, sim, a)
@@ -101,7 +103,8 @@ def run(*, json_out: bool = False, rows: int = 4, cols: int = 8, lanes: int = 32
                      "layer_utilization": ideal / total})
     report = {"config": cfg.__dict__, "simulator": sim, **runs[0], "precisions": runs}
     if synth:
-        report["logic"] = measure_logic(cfg)
+        # (The logic at the one-bit run's max_k, so that the planes' cost compares directly.)
+        report["logic"] = measure_logic(replace(cfg, max_k=1024))
     if json_out:
         print(json_output.dumps(report))
         return 0

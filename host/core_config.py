@@ -131,14 +131,17 @@ class CoreConfig:
 
     @property
     def acc_width(self) -> int:
-        """Accumulator width: holds ``max_levels * max_chunks * lanes`` (every plane's count
-        with its weight), so it cannot overflow by construction."""
-        return (self.max_levels * self.max_chunks * self.lanes).bit_length()
+        """Accumulator width: holds every plane's count with its weight for the longest row
+        at each A, ``max_A (2^A - 1) * (max_chunks div A) * lanes``
+        (``max_chunks * lanes`` for a one-bit core), so it cannot overflow by construction."""
+        return max(((1 << a) - 1) * (self.max_chunks // a) * self.lanes
+                   for a in range(1, self.max_bits + 1)).bit_length()
 
     @property
     def result_bound(self) -> int:
-        """Largest magnitude of a result: ``max_levels * max_k``."""
-        return self.max_levels * self.max_k
+        """Largest magnitude of a result: ``max_A (2^A - 1) * max_k_at(A)`` (``max_k`` for a
+        one-bit core)."""
+        return max(((1 << a) - 1) * self.max_k_at(a) for a in range(1, self.max_bits + 1))
 
     @property
     def result_width(self) -> int:

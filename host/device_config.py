@@ -164,9 +164,9 @@ class DeviceConfig:
             raise ValueError(f"The host link moves whole bytes: lanes must be a multiple of 8, "
                              f"not {c.lanes}")
         if max(c.result_width, c.threshold_width) > 16:
-            raise ValueError(f"Results and thresholds travel as 16-bit integers: "
-                             f"(2^max_bits - 1) * max_k must be at most 32766, not "
-                             f"{c.max_levels} * {c.max_k} = {c.result_bound}")
+            raise ValueError(f"Results and thresholds travel as 16-bit integers: the largest "
+                             f"result (2^A - 1) * max_k_at(A) must be at most 32766, not "
+                             f"{c.result_bound} (max_k {c.max_k}, max_bits {c.max_bits})")
         # A LOAD frame carries whole words and whole thresholds.
         unit = math.lcm(self.word_bytes, THRESHOLD_BYTES)
         check_count("Frame data size", self.frame_bytes, unit)

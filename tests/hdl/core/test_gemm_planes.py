@@ -130,5 +130,28 @@ def test_host_refuses_what_the_core_cannot_run():
         encode_gemm(cfg, Op.AND, x[:, :4], w[:, :4], bits=2)
     with pytest.raises(ValueError, match="x_bits"):
         encode_gemm(cfg, Op.XOR, np.full((2, 4), 4, np.uint8), w[:, :4], bits=2)
-    assert CONFIGS["2x3x8-A4"].acc_width == (15 * 9 * 8).bit_length()
-    assert CONFIGS["2x3x8-A4"].result_width == (15 * 70).bit_length() + 1
+    # Widths from the longest row at each A (9 chunks of 8: K <= 70, 32, 24, 16 at A = 1..4).
+    cfg = CONFIGS["2x3x8-A4"]
+    assert [cfg.max_k_at(a) for a in (1, 2, 3, 4)] == [70, 32, 24, 16]
+    assert cfg.acc_width == (15 * 2 * 8).bit_length()
+    assert cfg.result_bound == 15 * 16 and cfg.result_width == (15 * 16).bit_length() + 1
+
+
+def test_one_bit_products_cost_the_same_on_a_planes_core():
+    # A = 1 on a core of max_bits = 4 takes exactly the cycles of the one-bit core, busy and
+    # active, for both ops, with and without thresholds.
+    one = CoreConfig(rows=2, cols=3, lanes=8, max_k=70, max_t=9, max_n=20)
+    four = CoreConfig(rows=2, cols=3, lanes=8, max_k=70, max_t=9, max_n=20, max_bits=4)
+    rng = np.random.default_rng(11)
+    cases = []
+    for op in (Op.XOR, Op.AND):
+        for t, n, k in [(1, 1, 1), (9, 20, 70), (5, 7, 16), (3, 4, 9)]:
+            x = rng.integers(0, 2, (t, k), dtype=np.uint8)
+            w = rng.integers(0, 2, (n, k), dtype=np.uint8)
+            thr = rng.integers(-k, k + 1, n) if t % 2 else None
+            cases.append((op, x, w, thr))
+    counts = []
+    for cfg in (one, four):
+        run = run_commands(cfg, [encode_gemm(cfg, *c) for c in cases], idle=0, stall=0)
+        counts.append([(r.counters["busy"], r.counters["active"]) for r in run])
+    assert counts[0] == counts[1]
