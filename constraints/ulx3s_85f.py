@@ -7,7 +7,8 @@ override these.
 
 The device has the layer engine for models of the shipped one's shape (D = 128, H = 4,
 F <= 512, two layers, a 128-token KV cache each) and a 16-bank weight store for decode, so
-``onebit demo``'s model runs on this board whole."""
+``onebit demo``'s model runs on this board whole; its GEMM core takes activations of up to 4
+bits as bit-planes (``CoreConfig.max_bits``: ``linear`` of A-bit levels in one product)."""
 
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
@@ -16,7 +17,7 @@ from ..host.device_config import DeviceConfig, LayerConfig
 from ._ulx3s import ulx3s_board
 
 DEVICE = DeviceConfig(
-    core=CoreConfig(rows=4, cols=4, lanes=32, max_k=512, max_t=32, max_n=512),
+    core=CoreConfig(rows=4, cols=4, lanes=32, max_k=512, max_t=32, max_n=512, max_bits=4),
     frame_bytes=1024, act_words=2048, weight_words=16384, thresh_words=2048, result_beats=512,
     weight_banks=16,
     layer=LayerConfig(d_model=128, heads=4, max_ff=512, kv_capacity=128, kv_slots=2,
