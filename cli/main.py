@@ -140,6 +140,18 @@ def _kind_list(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def _precision_list(text: str) -> tuple[tuple[int, str], ...]:
+    """An argparse type: ``A:KIND`` pairs separated by commas (``2:binary,3:ternary``)."""
+    out = []
+    for part in text.split(","):
+        bits, sep, kind = part.partition(":")
+        if not sep or bits not in ("1", "2", "3", "4") or kind not in ("binary", "ternary"):
+            raise argparse.ArgumentTypeError(
+                f"precisions are A:KIND with A in 1..4 and KIND binary or ternary, not {part!r}")
+        out.append((int(bits), kind))
+    return tuple(out)
+
+
 def _clock(text: str) -> float:
     try:
         mhz = float(text)
@@ -201,7 +213,12 @@ def _build(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .train import run
+    if args.precisions and args.compare not in ("precisions", "both"):
+        print("onebit train: --precisions chooses the rows of --compare precisions",
+              file=sys.stderr)
+        return 2
     return run(technique=args.technique, compare=args.compare, steps=args.steps, seed=args.seed,
+               precisions=args.precisions,
                out=args.out, json_out=args.json, d_model=args.d_model, heads=args.heads,
                bits=args.bits, weights=args.weights, layer_bits=args.layer_bits,
                layer_weights=args.layer_weights, positions=args.positions,
@@ -334,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["techniques", "precisions", "both"],
                     help="train under one budget and print the tables: every technique, and "
                          "A = 1..4 with binary and ternary weights (default both)")
+    tr.add_argument("--precisions", type=_precision_list, metavar="A:KIND,...",
+                    help="--compare precisions: only these rows (default A = 1..4 with both "
+                         "kinds), e.g. 2:binary,3:binary")
     tr.add_argument("--bits", type=_integer(1, 4), default=1,
                     help="activation bits of every layer and the head (1..4)")
     tr.add_argument("--weights", choices=["binary", "ternary"], default="binary",

@@ -34,21 +34,23 @@ def run(*, technique: str, compare: str | None, steps: int, seed: int, out: str 
         json_out: bool, d_model: int, heads: int, d_ff: int, n_layers: int,
         context: int, batch: int, bits: int = 1, weights: str = "binary",
         layer_bits: tuple[int, ...] | None = None, layer_weights: tuple[str, ...] | None = None,
-        positions: bool = False) -> int:
+        positions: bool = False, precisions: tuple[tuple[int, str], ...] | None = None) -> int:
     """``compare``: None (train one model), ``"techniques"``, ``"precisions"`` or ``"both"``
-    (the tables of ``onebit train --compare``)."""
+    (the tables of ``onebit train --compare``); ``precisions``: the precision table's rows
+    (``(bits, kind)``; default all of ``PRECISIONS``)."""
     if importlib.util.find_spec("torch") is None:
         print("onebit train needs PyTorch: pip install 'onebit[train]' (torch==2.13.0, a CPU "
               "build)", file=sys.stderr)
         return 2
-    from ..train.compare import compare as run_compare
     from ..train.compare import (
+        PRECISIONS,
         compare_precisions,
         format_precision_table,
         format_table,
         golden_valid_loss,
         stderr_progress,
     )
+    from ..train.compare import compare as run_compare
     from ..train.corpus import load_corpus
     from ..train.export import export_model
     from ..train.loop import RunConfig, train
@@ -77,7 +79,8 @@ def run(*, technique: str, compare: str | None, steps: int, seed: int, out: str 
             if not json_out:
                 print(format_table(rows, base))
         if compare in ("precisions", "both"):
-            prows, pruns, float_loss = compare_precisions(base, corpus, progress=progress)
+            prows, pruns, float_loss = compare_precisions(
+                base, corpus, precisions=precisions or PRECISIONS, progress=progress)
             for name, r in pruns.items():
                 if name != "float":
                     export_model(r.model, charset=corpus.charset).save(out_dir / f"{name}.npz")

@@ -42,6 +42,11 @@ CLI = [
                                                         "not 'quaternary'"),
     (["train", "--weights", "quaternary"], "argument --weights: invalid choice"),
     (["train", "--compare", "everything"], "argument --compare: invalid choice"),
+    (["train", "--compare", "precisions", "--precisions", "5:binary"],
+     "precisions are A:KIND with A in 1..4 and KIND binary or ternary, not '5:binary'"),
+    (["train", "--compare", "precisions", "--precisions", "2-ternary"],
+     "not '2-ternary'"),
+    (["train", "--precisions", "2:binary"], "--precisions chooses the rows of --compare"),
     (["bench", "link", "--frame-bytes", "7"], "--frame-bytes/--d-model: Frame data size"),
     (["bench", "link", "--frame-bytes", "0"], "argument --frame-bytes: must be an integer at "
                                               "least 1, not 0"),

@@ -210,3 +210,18 @@ def test_precision_table_smoke():
     assert by[(1, "ternary")].weight_bytes == 2 * by[(1, "binary")].weight_bytes
     assert by[(4, "binary")].ops_per_token > 4 * by[(1, "binary")].ops_per_token
     assert "A1-binary" in runs and "4 ternary" in format_precision_table(rows, cfg, float_loss)
+
+
+def test_compare_precisions_command_takes_chosen_rows(tmp_path, capsys):
+    """``onebit train --compare precisions --precisions ...`` trains only those rows (and the
+    float twin) and writes their table and files."""
+    from onebit.cli.main import main
+
+    assert main(["train", "--compare", "precisions", "--precisions", "2:binary,1:ternary",
+                 "--technique", "grad-clip", "--steps", "2", "--d-model", "16", "--heads", "2",
+                 "--d-ff", "16", "--layers", "1", "--context", "8", "--batch", "2",
+                 "--out", str(tmp_path), "--json"]) == 0
+    import json
+    table = json.loads(capsys.readouterr().out)["precisions"]
+    assert [(r["bits"], r["weights"]) for r in table["rows"]] == [(2, "binary"), (1, "ternary")]
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["A1-ternary.npz", "A2-binary.npz"]
