@@ -75,18 +75,20 @@ def test_bench_layer_measures_a_small_layer():
     assert {b["board"] for b in r["boards"]} == {"icebreaker", "ulx3s-25f", "ulx3s-85f"}
 
 
-def test_hybrid_model_is_described():
-    """The version-2 model trained for the gateware to come (A = 4, binary weights, positions):
-    small, its card matching the file, within 10% of its float twin's validation loss."""
+@pytest.mark.parametrize("name", ["hybrid_a4_model", "hybrid_a3_model"])
+def test_hybrid_model_is_described(name):
+    """The version-2 models trained for the gateware to come (A = 4 and A = 3, binary weights,
+    positions): small, each card matching its file, within 10% of the float twin's validation
+    loss, the card's sample what the golden model writes."""
     from importlib import resources
 
     import numpy as np
 
     from onebit.host import ModelParams, golden
 
-    path = resources.files("onebit.host") / "hybrid_a4_model.npz"
+    path = resources.files("onebit.host") / f"{name}.npz"
     m = ModelParams.load(path)
-    card = json.loads((resources.files("onebit.host") / "hybrid_a4_model.json").read_text())
+    card = json.loads((resources.files("onebit.host") / f"{name}.json").read_text())
     assert path.stat().st_size < 1_000_000
     assert card["layers"] == [{"bits": p.bits, "weights": p.weights} for p in m.layers]
     assert card["head"] == {"bits": m.head_bits, "weights": m.head_weights}
