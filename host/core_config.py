@@ -125,11 +125,6 @@ class CoreConfig:
         return 2 if self.lanes >= 16 else 1
 
     @property
-    def max_levels(self) -> int:
-        """``L = 2^max_bits - 1``: the largest magnitude of an activation value."""
-        return (1 << self.max_bits) - 1
-
-    @property
     def acc_width(self) -> int:
         """Accumulator width: holds every plane's count with its weight for the longest row
         at each A, ``max_A (2^A - 1) * (max_chunks div A) * lanes``

@@ -141,7 +141,6 @@ class GemmCore(wiring.Component):
         thr_en = Signal()
         t = Signal(range(cfg.max_t + 1))
         n = Signal(range(cfg.max_n + 1))
-        k = Signal(range(cfg.max_k + 1))
         kw = Signal(range(KWM + 1))
         last_mask = Signal(L)
         start = Signal()
@@ -311,7 +310,7 @@ class GemmCore(wiring.Component):
                 top = Signal(range(L))
                 m.d.comb += top.eq(k_m1[:cfg.lane_bits] if L > 1 else 0)
                 m.d.sync += [
-                    op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n), k.eq(p.k),
+                    op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n),
                     kw.eq(kw_m1 + 1),
                     last_mask.eq(Cat(*(top >= i for i in range(L)))),
                     i_j.eq(0), i_abase.eq(0),
