@@ -50,7 +50,15 @@ from ..lib.event_counter import COUNTER_KINDS, EventCounter, counter_kind
 from ..lib.family import family
 from .act_buffer import ActivationBuffer
 from .array import ComputeArray
-from .gemm_layouts import COUNTERS, command_layout, counters_layout, result_layout, tile_layout
+from .gemm_layouts import (
+    COUNTERS,
+    by_bits,
+    command_layout,
+    counters_layout,
+    result_layout,
+    tile_layout,
+    times_bits,
+)
 from .result_drain import ResultDrain
 from .weight_buffer import WeightBuffer
 
@@ -266,8 +274,7 @@ class GemmCore(wiring.Component):
                         fits = [p.k > cfg.max_k_at(a) for a in range(1, 5)]
                         bad |= ((p.bits_m1 > cfg.max_bits - 1) |
                                 ((p.bits_m1 != 0) & (p.op != Op.XOR)) |
-                                Mux(p.bits_m1[1], Mux(p.bits_m1[0], fits[3], fits[2]),
-                                    Mux(p.bits_m1[0], fits[1], fits[0])))
+                                by_bits(p.bits_m1, fits))
                     m.d.sync += [pend.eq(p), self.cmd_error.eq(bad)]
                     if planes:
                         # A plane's chunks, registered here (timing: with the multiply by A
@@ -291,12 +298,10 @@ class GemmCore(wiring.Component):
                     a = pend.bits_m1
                     m.d.sync += [
                         bits_m1.eq(a),
-                        rw.eq(Mux(a[1], Mux(a[0], kwp << 2, (kwp << 1) + kwp),
-                                  Mux(a[0], kwp << 1, kwp))),
+                        rw.eq(times_bits(kwp, a)),
                         rw_one.eq((a == 0) & (pend.k <= L)),
                         first_end.eq((a == 0) & (pend.k <= L) & (pend.t <= R)),
-                        kx.eq(Mux(a[1], Mux(a[0], (pend.k << 4) - pend.k, (pend.k << 3) - pend.k),
-                                  Mux(a[0], (pend.k << 2) - pend.k, pend.k))),
+                        kx.eq(by_bits(a, [(pend.k << b) - pend.k for b in (1, 2, 3, 4)])),
                     ]
                 else:
                     m.d.sync += [first_end.eq((pend.k <= L) & (pend.t <= R)), kx.eq(pend.k)]

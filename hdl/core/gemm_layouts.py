@@ -1,11 +1,12 @@
 """The GEMM core's payload layouts and counters, shared by the core's parts and its users."""
 
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Mux, signed, unsigned
 from amaranth.lib import data
 
 from ...host.core_config import CORE_COUNTERS, CoreConfig, Op
 
-__all__ = ["COUNTERS", "command_layout", "result_layout", "counters_layout", "tile_layout"]
+__all__ = ["COUNTERS", "command_layout", "result_layout", "counters_layout", "tile_layout",
+           "by_bits", "times_bits"]
 
 #: Performance counters, each 32 bits, cleared when a command is accepted.
 COUNTERS = CORE_COUNTERS
@@ -28,6 +29,17 @@ def command_layout(c: CoreConfig) -> data.StructLayout:
     if c.max_bits > 1:
         fields["bits_m1"] = unsigned(2)     # activation bits A - 1 (XOR only)
     return data.StructLayout(fields)
+
+
+def by_bits(bits_m1, choices):
+    """``choices[A - 1]`` for a command's 2-bit ``bits_m1`` (``A - 1``): a 4-way multiplexer."""
+    c = list(choices)
+    return Mux(bits_m1[1], Mux(bits_m1[0], c[3], c[2]), Mux(bits_m1[0], c[1], c[0]))
+
+
+def times_bits(value, bits_m1):
+    """``A * value`` for ``bits_m1 = A - 1`` (shifts and one add)."""
+    return by_bits(bits_m1, [value, value << 1, (value << 1) + value, value << 2])
 
 
 def result_layout(c: CoreConfig) -> data.StructLayout:

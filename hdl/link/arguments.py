@@ -36,6 +36,7 @@ from ...host.protocol import (
     Status,
     args_size,
 )
+from ..core.gemm_layouts import by_bits
 from .frame_rx import EventKind, event_layout
 
 __all__ = ["ArgumentDecoder", "ARGS_BYTES", "args_layout", "args_view", "opcodes", "go_layout"]
@@ -288,9 +289,7 @@ class ArgumentDecoder(wiring.Component):
                         # Activation bits within the core's, XOR only, and the row of A
                         # planes within max_chunks (K compared with a constant per A).
                         a_m1 = (a.flags & RUN_BITS_MASK) >> RUN_BITS_SHIFT
-                        too_long = Mux(a_m1[1], Mux(a_m1[0], a.k > c.max_k_at(4),
-                                                    a.k > c.max_k_at(3)),
-                                       Mux(a_m1[0], a.k > c.max_k_at(2), 0))
+                        too_long = by_bits(a_m1, [a.k > c.max_k_at(b) for b in (1, 2, 3, 4)])
                         bad_run |= ((a_m1 > c.max_bits - 1) |
                                     ((a_m1 != 0) & (a.op != Op.XOR)) | too_long)
                     m.d.sync += run_bad.eq(bad_run)

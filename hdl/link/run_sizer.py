@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from ...host.checks import check_device
 from ...host.device_config import DeviceConfig
 from ...host.protocol import RUN_BITS_MASK, RUN_BITS_SHIFT, Opcode
+from ..core.gemm_layouts import times_bits
 from ..core.gemm_runner import run_layout
 from .arguments import args_layout
 
@@ -84,8 +85,7 @@ class RunSizer(wiring.Component):
                          a_m1.eq((a.flags & RUN_BITS_MASK) >> RUN_BITS_SHIFT)]
             with m.If(self.start):
                 m.d.sync += [rp.bits_m1.eq(a_m1),
-                             rw.eq(Mux(a_m1[1], Mux(a_m1[0], kwc << 2, (kwc << 1) + kwc),
-                                       Mux(a_m1[0], kwc << 1, kwc)))]
+                             rw.eq(times_bits(kwc, a_m1))]
         with m.If(self.start):
             m.d.sync += [
                 rp.op.eq(a.op), rp.threshold.eq(a.flags[0]),
