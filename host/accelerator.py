@@ -39,6 +39,7 @@ from .params import (
 )
 from .product_plan import plan_product
 from .protocol import COUNTERS, RUN_ANSWER, Opcode, run_flags
+from .stats import DeviceStats, counted, product_floor
 from .thermometer import lower_inputs, lower_thresholds, lower_weights, lowered_k
 
 __all__ = ["Accelerator", "DeviceError", "LinkError", "check_linear_inputs"]
@@ -57,6 +58,7 @@ class Accelerator(LayerCommands):
             transport.close()
             raise
         self._closed = False
+        self.stats = DeviceStats()
         try:
             self.config: DeviceConfig = self._client.identify()
         except BaseException:
@@ -163,6 +165,7 @@ class Accelerator(LayerCommands):
             raise LinkError(f"READ_COUNTERS answered {len(data)} bytes, not {4 * len(COUNTERS)}")
         return dict(zip(COUNTERS, struct.unpack(f"<{len(COUNTERS)}I", data), strict=True))
 
+    @counted
     def linear(self, x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None = None, *,
                bits: int = 1, weights: str = "binary") -> np.ndarray:
         """``golden.linear`` on the device: ``y[t, n] = prod(hat(x[t]), w[n])`` as an ``int64``
@@ -188,17 +191,22 @@ class Accelerator(LayerCommands):
           product of the thermometer bits against the repeated weight planes, with each
           threshold level applied on the device (one RUN per level on the resident weights),
           so only levels come back;
-        - otherwise one binary pass per activation bit-plane and weight plane (``bits``
-          passes, twice for ternary; K beyond ``max_k`` in segments), which the host sums
-          with the plane weights ``2^i`` (halved for ternary) and thresholds exactly.
+        - otherwise one binary product of every activation bit-plane (stacked as tokens)
+          against every weight plane (side by side as outputs; K beyond ``max_k`` in
+          segments), whose results the host sums with the plane weights ``2^i`` (halved for
+          ternary) and thresholds exactly.
 
         Weights stay resident while token blocks stream past them (``plan_product``).
+        ``stats.calls`` records the call's bytes on the link beside its floor (weights,
+        activations and results once: ``onebit.host.stats``).
         """
         bits = check_activation_bits("bits", bits)
         weights = check_kind("weights", weights)
         one_level = thresholds is None or np.ndim(thresholds) == 1
         if bits == 1 and weights == "binary" and one_level:
             xb, wb, thr = check_linear_inputs(x, w, thresholds)
+            self._call_floor += product_floor(self.config, xb.shape[0], wb.shape[0],
+                                              wb.shape[1], levels=0 if thr is None else 1)
             if wb.shape[1] <= self.config.core.max_k:
                 return self._product(Op.XOR, xb, wb, thr)
             total = self._dots(xb, wb)
@@ -212,6 +220,10 @@ class Accelerator(LayerCommands):
         t = None if thresholds is None else multi_thresholds("thresholds", thresholds,
                                                               wm.shape[0])
         k = xq.shape[1]
+        self._call_floor += product_floor(
+            self.config, xq.shape[0], wm.shape[0], k, bits=bits,
+            weight_planes=1 if weights == "binary" else 2,
+            levels=0 if t is None else (1 if t.ndim == 1 else t.shape[1]))
         c = self.config.core
         native = 1 < bits <= c.max_bits and c.max_k_at(bits) >= 1
         if native and weights == "binary" and k <= c.max_k_at(bits):
@@ -226,15 +238,17 @@ class Accelerator(LayerCommands):
             return self._product(Op.XOR, lower_inputs(xq, bits, weights),
                                  lower_weights(wm, bits, weights),
                                  lower_thresholds(t, k, bits, weights))
-        planes = [wm] if weights == "binary" else [wm >= 0, wm > 0]
-        total = np.zeros((xq.shape[0], wm.shape[0]), np.int64)
-        for plane in planes:
-            if native:
-                total += self._dots(xq, plane.astype(np.uint8), bits)
-                continue
-            for i in range(bits):
-                total += self._dots(((xq >> i) & 1).astype(np.uint8),
-                                    plane.astype(np.uint8)) << i
+        # One product for every plane: the weight planes side by side as outputs (each row
+        # sent once) and, on a one-bit core, the activation planes stacked as tokens.
+        t_all, n_all = xq.shape[0], wm.shape[0]
+        wp = (wm if weights == "binary" else np.concatenate([wm >= 0, wm > 0])).astype(np.uint8)
+        if native:
+            y = self._dots(xq, wp, bits)
+        else:
+            stacked = np.concatenate([(xq >> i) & 1 for i in range(bits)]).astype(np.uint8)
+            y = (self._dots(stacked, wp).reshape(bits, t_all, -1)
+                 << np.arange(bits).reshape(bits, 1, 1)).sum(axis=0)
+        total = y.reshape(t_all, -1, n_all).sum(axis=1)
         if weights == "ternary":
             total //= 2                 # (the planes' sum is even: exact)
         return total if t is None else multi_threshold(total, t)
@@ -251,6 +265,7 @@ class Accelerator(LayerCommands):
             return False
         return True
 
+    @counted
     def mlp(self, x: np.ndarray, m: MLPParams) -> np.ndarray:
         """``golden.mlp`` on the device: each layer is a ``linear`` on the array with its
         multi-thresholds applied by the device where the thermometer lowering fits ``max_k``

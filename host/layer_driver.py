@@ -16,7 +16,7 @@ lookup and the argmax stay on the host; the layers and the head's binary product
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,8 +37,9 @@ from .layer_layout import (
 from .link import LinkError, LinkTimeout
 from .params import LayerParams, ModelParams
 from .protocol import LAYER_ANSWER, LAYER_FRESH, LAYER_HEAD, Opcode
+from .stats import DeviceStats, counted
 
-__all__ = ["LayerCommands", "LayerStats", "StorePlan", "store_plan", "device_for",
+__all__ = ["LayerCommands", "StorePlan", "store_plan", "device_for",
            "CacheLostError"]
 
 
@@ -118,29 +119,12 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
         layer=replace(ly, param_words=params))
 
 
-@dataclass
-class LayerStats:
-    """Totals over the device's LAYER commands since the last ``reset_stats``: commands,
-    cycles, cycles the array computed, and the array's ideal cycles for the same GEMMs (the
-    work at peak), so ``utilization = ideal / cycles``; ``tokens`` counts rows through layers."""
-
-    commands: int = 0
-    cycles: int = 0
-    active: int = 0
-    ideal: float = 0.0
-    tokens: int = 0
-    restarts: int = 0         # ``generate``'s prefills again after a lost cache or answer
-    per_command: list[tuple[int, int, int]] = field(default_factory=list)  # (T, cycles, active)
-
-    @property
-    def utilization(self) -> float:
-        return self.ideal / self.cycles if self.cycles else 0.0
-
-
 class LayerCommands:
-    """Mixed into ``Accelerator``; needs its ``config``, ``_request`` and ``_load``."""
+    """Mixed into ``Accelerator``; needs its ``config``, ``stats``, ``_client``, ``_request``
+    and ``_load``."""
 
     config: DeviceConfig
+    stats: DeviceStats
 
     def _plan(self) -> StorePlan:
         plan = getattr(self, "_store_plan", None)
@@ -151,7 +135,6 @@ class LayerCommands:
             # command (LAYER_FRESH); None, lost (decode refuses until a prefill).
             self._cache_len: dict[int, int | None] = {}
             self._head: ModelParams | None = None
-            self.stats = LayerStats()
         return plan
 
     def _slot(self, index: int) -> int:
@@ -168,10 +151,11 @@ class LayerCommands:
             self._cache_len.clear()
 
     def reset_stats(self) -> None:
-        self._plan()
-        self.stats = LayerStats()
+        """Start ``stats`` (``onebit.host.stats.DeviceStats``) afresh."""
+        self.stats = DeviceStats()
 
     # ------------------------------------------------------------------ loading
+    @counted
     def load_layer(self, params: LayerParams, index: int = 0) -> None:
         """Load a layer's weights, thresholds and parameters into slot ``index`` and empty its
         KV cache (the slot's next command starts from position 0)."""
@@ -188,6 +172,7 @@ class LayerCommands:
         self._loaded[i] = params
         self._cache_len.pop(i, None)        # the next command empties the slot on the device
 
+    @counted
     def load_model(self, model: ModelParams) -> None:
         """Load every layer of a language model (layer ``i`` in slot ``i``) and its LM head."""
         if not isinstance(model, ModelParams):
@@ -220,12 +205,14 @@ class LayerCommands:
         self._cache_len.clear()
 
     # ------------------------------------------------------------------ running
+    @counted
     def layer(self, x: np.ndarray, index: int = 0) -> np.ndarray:
         """Prefill: the layer on rows ``x`` (T, D) int16 from position 0 (the slot's cache is
         emptied first, then holds these T tokens). Returns ``X2`` (T, D) int16, equal to
         ``golden.layer(x, params)``."""
         return self._run_layer(x, index, fresh=True)
 
+    @counted
     def decode(self, x_row: np.ndarray, index: int = 0) -> np.ndarray:
         """One token (or a few) after the tokens already in the slot's KV cache: ``x_row``
         (D,) or (n, D) int16. Returns the output row(s) in the same shape."""
@@ -251,6 +238,7 @@ class LayerCommands:
             out[t0:t0 + len(block)] = self._read_residual(len(block))
         return out
 
+    @counted
     def logits(self, x: np.ndarray) -> np.ndarray:
         """The LM head on the device: ``(x >= th_out) . Wout^T`` (T, V) integers."""
         m = self._model()
@@ -262,6 +250,7 @@ class LayerCommands:
                 out[t0 + j] = self._head_command(j, 1)[0]
         return out
 
+    @counted
     def generate(self, prompt_tokens, n: int, *, progress=None) -> np.ndarray:
         """Greedy generation like ``golden.generate``: the prompt through every layer (prefill,
         in blocks of ``max_t`` tokens), then one token at a time with the KV caches. The residual

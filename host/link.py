@@ -71,9 +71,13 @@ NOT_REPEATABLE = (Opcode.LAYER,)
 
 @dataclass
 class LinkStats:
-    """What the client saw: commands sent, retries and why, skipped frames."""
+    """What the client saw: commands sent, retries and why, skipped frames, and the bytes it
+    wrote to the transport (``sent``: whole frames, retries included) and read from it
+    (``received``)."""
 
     commands: int = 0
+    sent: int = 0
+    received: int = 0
     retries: int = 0
     timeouts: int = 0
     damaged: int = 0          # BAD_CRC or TIMED_OUT answers
@@ -114,6 +118,7 @@ class LinkClient:
                 self._transport.drain()
                 self._decoder = _fresh(self._decoder)
             self._transport.write(frame)
+            self.stats.sent += len(frame)
             try:
                 status, payload = self._await(opcode)
             except LinkTimeout as e:
@@ -138,7 +143,9 @@ class LinkClient:
     def _await(self, opcode: Opcode) -> tuple[int, bytes]:
         deadline = time.monotonic() + self.timeout
         while True:
-            for frame in self._decoder.feed(self._transport.read()):
+            data = self._transport.read()
+            self.stats.received += len(data)
+            for frame in self._decoder.feed(data):
                 p = frame.payload
                 if frame.opcode != opcode.response or len(p) < 2 or p[1] != self._tag:
                     self.stats.stale += 1

@@ -17,7 +17,7 @@ from collections import deque
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import Event, FallingEdge, ReadOnly, RisingEdge
 
 from ..hdl.core.gemm_layouts import COUNTERS, command_layout, counters_layout, result_layout
 from ..host.core_config import CoreConfig, Op
@@ -35,7 +35,8 @@ def high(signal) -> bool:
 class StreamSource:
     """Drives ``<name>__valid/payload``; idles a cycle with probability ``idle``; keeps ``valid``
     and ``payload`` steady until ``ready`` (rule 2), and never looks at ``ready`` to decide
-    ``valid`` (rule 3)."""
+    ``valid`` (rule 3). With nothing queued it sleeps until ``send`` (no work per cycle, so a
+    long computation simulates at the simulator's speed)."""
 
     def __init__(self, dut, name: str, clk, rng: random.Random, idle: float):
         self.valid = getattr(dut, f"{name}__valid")
@@ -44,6 +45,7 @@ class StreamSource:
         self.clk, self.rng, self.idle = clk, rng, idle
         self.queue: deque[int] = deque()
         self.current: int | None = None
+        self.queued = Event()
         self.valid.value = 0
         cocotb.start_soon(self._run())
 
@@ -55,6 +57,7 @@ class StreamSource:
 
     def send(self, items) -> None:
         self.queue.extend(int(i) for i in items)
+        self.queued.set()
 
     @property
     def idle_now(self) -> bool:
@@ -72,6 +75,10 @@ class StreamSource:
                     self.valid.value = 1
                 else:
                     self.valid.value = 0
+                    if not self.queue:
+                        self.queued.clear()
+                        await self.queued.wait()
+                        continue
             await ReadOnly()
             if self.current is not None and high(self.ready):
                 self.current = None
@@ -79,7 +86,8 @@ class StreamSource:
 
 class StreamSink:
     """Drives ``ready`` low with probability ``stall``; collects payloads; asserts that a valid
-    payload stays valid and unchanged until it is taken."""
+    payload stays valid and unchanged until it is taken. With ``stall`` > 0, a cycle without
+    ``valid`` makes it hold ``ready`` low and sleep until ``valid`` rises (no work per cycle)."""
 
     def __init__(self, dut, name: str, clk, rng: random.Random, stall: float):
         self.valid = getattr(dut, f"{name}__valid")
@@ -96,8 +104,14 @@ class StreamSink:
         self.held = None
 
     async def _run(self):
+        waiting = False
         while True:
             await FallingEdge(self.clk)
+            if waiting and self.stall > 0 and not high(self.valid):
+                # Nothing offered: hold ``ready`` low (a stall) and sleep until ``valid`` rises.
+                self.ready.value = 0
+                await RisingEdge(self.valid)
+                await FallingEdge(self.clk)
             self.ready.value = int(self.rng.random() >= self.stall)
             await ReadOnly()
             valid = high(self.valid)
@@ -110,6 +124,7 @@ class StreamSink:
                 self.held = None
             elif valid:
                 self.held = self.payload.value.to_unsigned()
+            waiting = not valid
 
 
 class GemmTB:
