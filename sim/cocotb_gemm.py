@@ -135,7 +135,7 @@ class GemmTB:
         dut.rst.value = 1
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)
-        Clock(dut.clk, 10, unit="ns").start()
+        Clock(dut.clk, 10, unit="ns", impl="gpi").start()       # (in C: no Python a cycle)
         self.cmd = StreamSource(dut, "cmd", dut.clk, self.rng, idle)
         self.act = StreamSource(dut, "act", dut.clk, self.rng, idle)
         self.weight = StreamSource(dut, "weight", dut.clk, self.rng, idle)

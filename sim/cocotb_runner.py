@@ -57,17 +57,39 @@ def cell_models(family: str) -> Path:
     return write_by_content(text, "cells", "ecp5_cells")
 
 
+def _verilator_runner():
+    """cocotb's Verilator runner without ``--public-flat-rw``, which makes every signal of the
+    design visible to VPI and keeps Verilator from optimising them (the whole device simulated
+    about ten times slower). The testbenches touch only the top module's ports; a control
+    file (``public_flat_rw`` on the top module) makes those visible."""
+    from cocotb_tools.runner import Verilator
+
+    class _Verilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return cmds
+
+    return _Verilator()
+
+
 def build_design(sim: str, verilog: Path, top: str, extra: list[Path] = ()) -> tuple:
     """Build ``verilog`` (top module ``top``, plus ``extra`` sources) for ``sim`` once per
     design; return the runner and its build directory."""
     from cocotb_tools.runner import get_runner
 
     check_simulator(sim)
-    runner = get_runner(sim)
+    runner = _verilator_runner() if sim == "verilator" else get_runner(sim)
     build_dir = BUILD_ROOT / "sim" / f"{sim}-{verilog.stem}"
     args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--no-timing"] if sim == "verilator" else []
     defines = {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1} if extra else {}
-    runner.build(sources=[verilog, *extra], hdl_toplevel=top, build_dir=build_dir, build_args=args,
+    sources = [verilog, *extra]
+    if sim == "verilator":
+        # (First: cocotb takes the language of the top level from the last source.)
+        sources.insert(0, write_by_content(f'`verilator_config\npublic_flat_rw -module "{top}" '
+                                           f'-var "*"\n', "sim", "public", suffix=".vlt"))
+        build_dir = build_dir.with_name(build_dir.name + "-ports")
+    runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, build_args=args,
                  defines=defines,
                  timescale=("1ns", "1ps"), always=False,
                  log_file=build_dir / "build.log")

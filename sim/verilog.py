@@ -38,11 +38,11 @@ def write_verilog(component, name: str, *, folder: str = "verilog", platform=Non
     return write_by_content(text, folder, name)
 
 
-def write_by_content(text: str, folder: str, name: str) -> Path:
-    """Write ``text`` to ``build/<folder>/<name>-<hash of the text>.v`` unless it is there
+def write_by_content(text: str, folder: str, name: str, *, suffix: str = ".v") -> Path:
+    """Write ``text`` to ``build/<folder>/<name>-<hash of the text><suffix>`` unless it is there
     (atomically: a concurrent reader never sees half a file); return the path."""
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    path = BUILD_ROOT / folder / f"{name}-{digest}.v"
+    path = BUILD_ROOT / folder / f"{name}-{digest}{suffix}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
