@@ -11,6 +11,11 @@ Weight reuse (``stream_words``): the activation and weight words that ``linear``
 MLP of binary layers (1024 inputs, three 1024-wide layers, a 10-class head) on 500 inputs, on
 each board's device, with the driver's plan (``plan_product``: resident weights, the cheaper
 loop order) and with the order it replaced (each token block loads every weight block).
+
+Tokens x weights (``--mlp N``, ``mlp_run``): that MLP on N inputs through ``linear`` on
+Verilator, on each board's device: seconds on this machine, the bytes on the link
+(``acc.stats``) against their floor (weights, activations and results once), and the time per
+input those bytes take on a 3 Mbaud UART (10 bits a byte).
 """
 
 from __future__ import annotations
@@ -113,8 +118,42 @@ def stream_words(dev: DeviceConfig, inputs: int = 500,
             "planned_bytes": planned * dev.word_bytes, "old_bytes": old * dev.word_bytes}
 
 
+MLP_WIDTHS = (1024, 1024, 1024, 1024, 10)
+UART_BAUD = 3_000_000
+
+
+def mlp_run(dev: DeviceConfig, inputs: int, *, seed: int = 0) -> dict:
+    """The MLP (``MLP_WIDTHS``, binary, thresholds on the hidden layers) on ``inputs`` random
+    inputs through ``linear`` on Verilator, checked against golden; its time and link bytes."""
+    from ..host import golden
+
+    rng = np.random.default_rng(seed)
+    ws = [rng.integers(0, 2, (n, k), dtype=np.uint8)
+          for k, n in zip(MLP_WIDTHS[:-1], MLP_WIDTHS[1:], strict=True)]
+    ths = [rng.integers(-16, 17, n) for n in MLP_WIDTHS[1:-1]] + [None]
+    x = rng.integers(0, 2, (inputs, MLP_WIDTHS[0]), dtype=np.uint8)
+    start = time.perf_counter()
+    with Accelerator.open("sim", simulator="verilator", config=dev) as acc:
+        opened = time.perf_counter()
+        acc.reset_stats()
+        q, g = x, x
+        for w, th in zip(ws, ths, strict=True):
+            q, g = acc.linear(q, w, th), golden.linear(g, w, th)
+            if not np.array_equal(q, g):
+                raise AssertionError(f"the device's MLP differs from golden at {w.shape}")
+        seconds = time.perf_counter() - opened
+        calls = acc.stats.calls
+    sent, received = sum(c.sent for c in calls), sum(c.received for c in calls)
+    floor = sum(c.floor for c in calls)
+    return {"inputs": inputs, "seconds": seconds, "open_seconds": opened - start,
+            "sent_bytes": sent, "received_bytes": received, "floor_bytes": floor,
+            "overhead": (sent + received) / floor,
+            "bytes_per_input": (sent + received) / inputs,
+            "uart_ms_per_input": (sent + received) * 10 / UART_BAUD / inputs * 1e3}
+
+
 def run(*, json_out: bool = False, frame_bytes: int = 4096, faults: int = 0,
-        d_model: int = 256) -> int:
+        d_model: int = 256, mlp: int = 0, boards: list[str] | None = None) -> int:
     """Print the link figures; return 0."""
     r = measure(frame_bytes, d_model=d_model)
     if faults:
@@ -129,9 +168,13 @@ def run(*, json_out: bool = False, frame_bytes: int = 4096, faults: int = 0,
                        "harmless": report.harmless, "products": report.products,
                        "commands": report.commands, "retries": report.retries,
                        "wrong_results": report.wrong_results}
-    from ..flow.boards import boards
+    from ..flow.boards import boards as all_boards
 
-    r["weight_reuse"] = {name: stream_words(b.device) for name, b in sorted(boards().items())}
+    known = all_boards()
+    chosen = [(name, known[name]) for name in (boards or sorted(known))]
+    r["weight_reuse"] = {name: stream_words(b.device) for name, b in chosen}
+    if mlp:
+        r["mlp"] = {name: mlp_run(b.device, mlp) for name, b in chosen}
     if json_out:
         print(json_output.dumps(r))
         return 0
@@ -149,6 +192,15 @@ def run(*, json_out: bool = False, frame_bytes: int = 4096, faults: int = 0,
     for name, x in r["weight_reuse"].items():
         print(f"  {name}: {x['planned_bytes']:,} with resident weights, {x['old_bytes']:,} "
               f"with every weight block per token block ({x['ratio']:.1f}x)")
+    if mlp:
+        print(f"tokens x weights: the MLP on {mlp} inputs through linear on Verilator (link "
+              f"bytes from acc.stats; UART at {UART_BAUD / 1e6:g} Mbaud, 10 bits a byte):")
+        for name, x in r["mlp"].items():
+            print(f"  {name}: {x['seconds']:.0f} s ({x['open_seconds']:.0f} s to build and "
+                  f"open), {x['sent_bytes']:,} bytes sent + {x['received_bytes']:,} received "
+                  f"= {x['overhead']:.3f}x the floor of {x['floor_bytes']:,}; "
+                  f"{x['bytes_per_input']:,.0f} bytes an input: "
+                  f"{x['uart_ms_per_input']:.3f} ms an input on the UART")
     if faults:
         print("fault injection (rate 0.35 per frame):")
         print(report.table())

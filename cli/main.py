@@ -106,7 +106,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "link":
         from ..bench.link import run
         return run(json_out=args.json, frame_bytes=args.frame_bytes, faults=args.faults,
-                   d_model=args.d_model)
+                   d_model=args.d_model, mlp=args.mlp, boards=args.boards)
     from ..bench.core import run
     return run(json_out=args.json, rows=args.rows, cols=args.cols, lanes=args.lanes,
                sim=args.sim or "verilator", synth=not args.no_synth, bits=args.bits)
@@ -307,7 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--d-model", type=_positive, default=256, help="link: layer width D")
     bench.add_argument("--faults", type=_non_negative, default=0,
                        help="link: also run a fault-injection campaign of this many products")
-    bench.add_argument("--boards", nargs="+", help="scaling, array: boards (default: all)")
+    bench.add_argument("--mlp", type=_non_negative, default=0,
+                       help="link: also run a 1024-1024-1024-1024-10 MLP on this many inputs "
+                            "through linear on Verilator, on each board's device")
+    bench.add_argument("--boards", nargs="+",
+                       help="scaling, array, link: boards (default: all)")
     bench.add_argument("--layer-cols", type=_positive, default=4,
                        help="layer: array columns (must divide the lanes)")
     bench.add_argument("--decode", type=_positive, default=4, help="layer: decode tokens")
