@@ -23,6 +23,15 @@ Backpressure never stalls the pipeline: beats go into a ``OUT_DEPTH``-beat FIFO 
 flow control; timing: ``result.ready`` reaches only the FIFO and the issue stage, not the
 pipeline's registers). Cycles: ``kw + 1`` to load the row, then one line a cycle,
 ``ceil(N / G) * E`` lines, plus 7.
+
+Planes (``max_bits`` A_max > 1): ``params.bits_m1`` = A - 1 takes the token's row as A-bit
+levels, stored as its A bit-planes of ``kw`` words each, top plane first (``A * kw`` words from
+``act_base``, as the GEMM core takes them). Each weight line is issued once per plane, top
+plane first; the accumulator takes ``acc << 1`` at a plane's first line (Horner's rule), so it
+ends at ``sum_i 2^i popcount(p_i XOR w)`` and the result is ``prod = (2^A - 1) K - 2 acc``
+(the numerics' ``prod`` of the levels against the binary row). ``A * kw`` words must fit
+``max_chunks``. Cycles: ``A * kw + 1`` to load the row, ``A`` times the lines. With
+``max_bits = 1`` (the default) none of this logic exists.
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed
@@ -44,35 +53,44 @@ OUT_DEPTH = 16
 _IN_FLIGHT = 7
 
 
-def gemv_layout(dev: DeviceConfig) -> data.StructLayout:
+def gemv_layout(dev: DeviceConfig, max_bits: int = 1) -> data.StructLayout:
+    """The unit's command; with ``max_bits`` > 1 it has ``bits_m1`` (activation bits - 1)."""
     c = dev.core
-    return data.StructLayout({
+    fields = {
         "threshold": 1, "n": range(c.max_n + 1), "k": range(c.max_k + 1),
         "act_base": range(dev.act_words), "w_line": range(-(-dev.weight_words //
                                                              dev.weight_banks)),
         "th_line": range(-(-dev.thresh_words // dev.thresh_banks)),
-    })
+    }
+    if max_bits > 1:
+        fields["bits_m1"] = range(max_bits)
+    return data.StructLayout(fields)
 
 
 class Gemv(wiring.Component):
     """Members
     -------
-    start : In(1);  params : In(gemv_layout(dev));  done : Out(1);  busy : Out(1)
+    start : In(1);  params : In(gemv_layout(dev, max_bits));  done : Out(1);  busy : Out(1)
     act_raddr : Out;  act_ren : Out(1);  act_rdata : In(lanes)
     w_laddr : Out;  w_lren : Out(1);  w_ldata : In(lanes * weight_banks)
     th_laddr : Out;  th_lren : Out(1);  th_ldata : In(threshold_width * cols)
     result : Out(stream.Signature(result_layout(core)))
     """
 
-    def __init__(self, dev: DeviceConfig):
+    def __init__(self, dev: DeviceConfig, *, max_bits: int = 1):
         check_device(dev)
         if dev.weight_banks < 2:
             raise ValueError(f"Gemv needs a banked weight store (weight_banks >= 2), not "
                              f"{dev.weight_banks}")
-        self._dev = dev
+        if isinstance(max_bits, bool) or not isinstance(max_bits, int) or \
+                not 1 <= max_bits <= dev.core.max_bits:
+            raise ValueError(f"max_bits must be an integer from 1 to the core's max_bits "
+                             f"({dev.core.max_bits}), not {max_bits!r}")
+        self._dev, self._max_bits = dev, max_bits
         c = dev.core
         super().__init__({
-            "start": In(1), "params": In(gemv_layout(dev)), "done": Out(1), "busy": Out(1),
+            "start": In(1), "params": In(gemv_layout(dev, max_bits)), "done": Out(1),
+            "busy": Out(1),
             "act_raddr": Out(range(dev.act_words)), "act_ren": Out(1), "act_rdata": In(c.lanes),
             "w_laddr": Out(range(-(-dev.weight_words // dev.weight_banks))), "w_lren": Out(1),
             "w_ldata": In(c.lanes * dev.weight_banks),
@@ -85,11 +103,14 @@ class Gemv(wiring.Component):
         m = Module()
         dev, c = self._dev, self._dev.core
         L, C, P = c.lanes, c.cols, dev.weight_banks
+        A_max = self._max_bits
         p_bits = P.bit_length() - 1
         e_max = max(1, c.max_chunks // P)
         levels = p_bits + 1
+        # Line registers: plane ``i``'s segment ``e`` in entry ``i * E + e``.
+        n_ent = max(e_max, A_max)
 
-        p = Signal(gemv_layout(dev))
+        p = Signal(gemv_layout(dev, A_max))
         kw = Signal(range(c.max_chunks + 1))
         s_log = Signal(range(levels))                  # log2(S)
         g_log = Signal(range(levels))                  # log2(G)
@@ -98,8 +119,9 @@ class Gemv(wiring.Component):
         lines_left = Signal(range(c.max_n * c.max_chunks + 1))
         n_groups = Signal(range(c.max_n + 1))
 
-        # The row, as lines: entry e slot s holds word e * P + s (kw >= P), or word s mod kw.
-        xl = [Signal(P * L, name=f"xline{e}") for e in range(e_max)]
+        # The row, as lines: entry e slot s holds word e * P + s (kw >= P), or word s mod kw
+        # (of plane e // E with planes).
+        xl = [Signal(P * L, name=f"xline{e}") for e in range(n_ent)]
 
         m.d.sync += self.done.eq(0)
         # The output: a registered beat (``res``) into the FIFO that drives ``result``.
@@ -121,33 +143,53 @@ class Gemv(wiring.Component):
         row0 = Signal(range(c.max_n + P + 1))
         issuing = Signal()
         s1_valid, s1_last, s1_first = Signal(), Signal(), Signal()
-        s1_phase = Signal(range(e_max))
+        s1_entry = Signal(range(n_ent))
         s1_row0 = Signal.like(row0)
         m.d.comb += [self.w_laddr.eq(line), self.w_lren.eq(issuing)]
-        m.d.sync += [s1_valid.eq(issuing), s1_phase.eq(phase), s1_last.eq(phase == e_m1),
-                     s1_first.eq(phase == 0), s1_row0.eq(row0)]
+        s1_shift = Signal()
+        if A_max > 1:
+            plane = Signal(range(A_max))               # planes done of this group's row
+            entry = Signal(range(n_ent))
+            plane_last = plane == p.bits_m1
+            m.d.sync += [s1_entry.eq(entry), s1_shift.eq((phase == 0) & (plane != 0))]
+        else:
+            plane_last, entry = 1, phase
+            m.d.sync += s1_entry.eq(phase)
+        m.d.sync += [s1_valid.eq(issuing), s1_last.eq((phase == e_m1) & plane_last),
+                     s1_first.eq((phase == 0) & (entry == 0)), s1_row0.eq(row0)]
         with m.If(issuing):
             m.d.sync += [line.eq(line + 1), lines_left.eq(lines_left - 1)]
             with m.If(phase == e_m1):
-                m.d.sync += [phase.eq(0), row0.eq(row0 + g_mask + 1)]
+                m.d.sync += phase.eq(0)
+                if A_max > 1:
+                    with m.If(plane_last):
+                        m.d.sync += [plane.eq(0), entry.eq(0), row0.eq(row0 + g_mask + 1)]
+                    with m.Else():
+                        # The same lines again for the next plane.
+                        m.d.sync += [plane.eq(plane + 1), entry.eq(entry + 1),
+                                     line.eq(line - e_m1)]
+                else:
+                    m.d.sync += row0.eq(row0 + g_mask + 1)
             with m.Else():
                 m.d.sync += phase.eq(phase + 1)
+                if A_max > 1:
+                    m.d.sync += entry.eq(entry + 1)
 
         # ---------------------------------------------------------------- popcounts (s1)
         xsel = Signal(P * L)
-        m.d.comb += xsel.eq(Array(xl)[s1_phase] if e_max > 1 else xl[0])
+        m.d.comb += xsel.eq(Array(xl)[s1_entry] if n_ent > 1 else xl[0])
         pc_w = L.bit_length()
         # sx: the line XOR the row, registered straight off the block RAM outputs (timing).
-        sx_valid, sx_last, sx_first = Signal(), Signal(), Signal()
+        sx_valid, sx_last, sx_first, sx_shift = Signal(), Signal(), Signal(), Signal()
         sx_row0 = Signal.like(row0)
         sx_xw = Signal(P * L)
         m.d.sync += [sx_valid.eq(s1_valid), sx_last.eq(s1_last), sx_first.eq(s1_first),
-                     sx_row0.eq(s1_row0), sx_xw.eq(xsel ^ self.w_ldata)]
-        s2_valid, s2_last, s2_first = Signal(), Signal(), Signal()
+                     sx_shift.eq(s1_shift), sx_row0.eq(s1_row0), sx_xw.eq(xsel ^ self.w_ldata)]
+        s2_valid, s2_last, s2_first, s2_shift = Signal(), Signal(), Signal(), Signal()
         s2_row0 = Signal.like(row0)
         s2_pc = [Signal(pc_w, name=f"pc{i}") for i in range(P)]
         m.d.sync += [s2_valid.eq(sx_valid), s2_last.eq(sx_last), s2_first.eq(sx_first),
-                     s2_row0.eq(sx_row0)]
+                     s2_shift.eq(sx_shift), s2_row0.eq(sx_row0)]
         for i in range(P):
             word = sx_xw[i * L:(i + 1) * L]
             m.d.sync += s2_pc[i].eq(popcount_tree(m, [word[b] for b in range(L)],
@@ -169,21 +211,26 @@ class Gemv(wiring.Component):
                         with m.Case(k):
                             m.d.comb += part[g].eq(lvl[k][g])
         # s3: the group sums registered (the adder tree is one stage, the accumulation the next).
-        s3_valid, s3_last, s3_first = Signal(), Signal(), Signal()
+        s3_valid, s3_last, s3_first, s3_shift = Signal(), Signal(), Signal(), Signal()
         s3_row0 = Signal.like(row0)
         s3_part = [Signal(acc_w, name=f"s3_part{g}") for g in range(C)]
         m.d.sync += [s3_valid.eq(s2_valid), s3_last.eq(s2_last), s3_first.eq(s2_first),
-                     s3_row0.eq(s2_row0)]
+                     s3_shift.eq(s2_shift), s3_row0.eq(s2_row0)]
         m.d.sync += [a.eq(b) for a, b in zip(s3_part, part, strict=True)]
         acc = [Signal(acc_w, name=f"acc{g}") for g in range(C)]
         total = [Signal(acc_w, name=f"total{g}") for g in range(C)]
         rw = c.result_width + 2
         dotv = [Signal(signed(rw), name=f"dot{g}") for g in range(C)]
-        k_s = Signal(signed(rw))
-        m.d.comb += k_s.eq(p.k)
+        k_s = Signal(signed(rw))                       # (2^A - 1) K
+        if A_max > 1:
+            lk = Signal(range(c.result_bound + 1))
+            m.d.comb += k_s.eq(lk)
+        else:
+            m.d.comb += k_s.eq(p.k)
         for g in range(C):
-            m.d.comb += [total[g].eq(Mux(s3_first, 0, acc[g]) + s3_part[g]),
-                         dotv[g].eq(k_s - 2 * total[g])]
+            prev = Mux(s3_first, 0, Mux(s3_shift, acc[g] << 1, acc[g])) if A_max > 1 else \
+                Mux(s3_first, 0, acc[g])
+            m.d.comb += [total[g].eq(prev + s3_part[g]), dotv[g].eq(k_s - 2 * total[g])]
 
         build = [Signal(signed(rw), name=f"build{b}") for b in range(C)]
         tile = Signal(range(-(-c.max_n // C) + 1))
@@ -224,14 +271,21 @@ class Gemv(wiring.Component):
         m.d.comb += self.th_laddr.eq(p.th_line + tile)
 
         # ---------------------------------------------------------------- control
-        xj = Signal(range(c.max_chunks + 1))
-        xv, xj_d = Signal(), Signal(range(c.max_chunks + 1))
+        xj = Signal(range(c.max_chunks + 1))           # words read of the row
+        xv = Signal()
         s_mask = Signal(range(P + 1))
+        if A_max > 1:
+            xr = Signal(range(c.max_chunks + 1))       # the word's place in its plane
+            xe0 = Signal(range(n_ent))                 # the plane's first entry (i * E)
+        else:
+            xr, xe0 = xj, 0
+        xr_d, xe0_d = Signal(range(c.max_chunks + 1)), Signal(range(n_ent))
         m.d.sync += xv.eq(0)
         with m.If(xv):
-            for e in range(e_max):
+            for e in range(n_ent):
                 for s in range(P):
-                    with m.If(((xj_d >> p_bits) == e) & ((s & s_mask) == (xj_d & s_mask))):
+                    with m.If((xe0_d + (xr_d >> p_bits) == e) &
+                              ((s & s_mask) == (xr_d & s_mask))):
                         m.d.sync += xl[e][s * L:(s + 1) * L].eq(self.act_rdata)
         m.d.comb += self.act_raddr.eq(p.act_base + xj)
         with m.FSM():
@@ -244,6 +298,8 @@ class Gemv(wiring.Component):
                 k_w = (p.k + L - 1) >> c.lane_bits
                 m.d.sync += [kw.eq(k_w), s_log.eq(p_bits), g_log.eq(0), g_mask.eq(0), xj.eq(0),
                              e_m1.eq((k_w >> p_bits) - 1), s_mask.eq(P - 1)]
+                if A_max > 1:
+                    m.d.sync += [lk.eq((p.k << (p.bits_m1 + 1)) - p.k), xr.eq(0), xe0.eq(0)]
                 for i in range(p_bits):
                     with m.If(k_w == (1 << i)):
                         m.d.sync += [s_log.eq(i), g_log.eq(p_bits - i), g_mask.eq((P >> i) - 1),
@@ -257,13 +313,24 @@ class Gemv(wiring.Component):
                 m.next = "SETUP3"
             with m.State("SETUP3"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [lines_left.eq(n_groups * (e_m1 + 1)), line.eq(p.w_line),
-                             phase.eq(0), row0.eq(0), tile.eq(0)]
+                lines = n_groups * (e_m1 + 1)
+                m.d.sync += [lines_left.eq(lines if A_max == 1 else lines * (p.bits_m1 + 1)),
+                             line.eq(p.w_line), phase.eq(0), row0.eq(0), tile.eq(0)]
+                if A_max > 1:
+                    m.d.sync += [plane.eq(0), entry.eq(0)]
                 m.next = "XLOAD"
             with m.State("XLOAD"):
                 m.d.comb += [self.busy.eq(1), self.act_ren.eq(1)]
-                m.d.sync += [xj.eq(xj + 1), xv.eq(1), xj_d.eq(xj)]
-                with m.If(xj == kw - 1):
+                m.d.sync += [xj.eq(xj + 1), xv.eq(1), xr_d.eq(xr), xe0_d.eq(xe0)]
+                row_end = xr == kw - 1
+                if A_max > 1:
+                    m.d.sync += xr.eq(xr + 1)
+                    with m.If(row_end):
+                        m.d.sync += [xr.eq(0), xe0.eq(xe0 + e_m1 + 1)]
+                    done_loading = row_end & (xe0 == p.bits_m1 * (e_m1 + 1))
+                else:
+                    done_loading = row_end
+                with m.If(done_loading):
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), issuing.eq((lines_left != 0) & ~xv & credit)]

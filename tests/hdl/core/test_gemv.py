@@ -107,3 +107,122 @@ def test_gemv_matches_golden(k, n, thr, stall):
     else:
         ints = [v for b in beats for v in b[0]]
         assert ints[:n] == want.tolist() and not any(ints[n:])
+
+
+# A core of up to 4-bit activations: the GEMV unit takes the token's row as its bit-planes.
+DEV_PLANES = DeviceConfig(
+    core=CoreConfig(rows=2, cols=4, lanes=8, max_k=256, max_t=4, max_n=128, max_bits=4),
+    frame_bytes=256, act_words=512, weight_words=2048, thresh_words=256, result_beats=64,
+    weight_banks=8, layer=LayerConfig(d_model=16, heads=2, max_ff=64, kv_capacity=8,
+                                      kv_slots=1, res_words=64, param_words=64))
+
+
+def _run_planes(max_bits, bits, k, n, thr, stall, seed):
+    """The row's ``bits``-bit levels through a ``Gemv(max_bits=...)``; the beats and the
+    cycles from start to the last beat."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 1 << bits, size=(1, k))
+    w = rng.integers(0, 2, size=(n, k), dtype=np.uint8)
+    bound = ((1 << bits) - 1) * k
+    t = rng.integers(-bound - 2, bound + 3, size=n)
+    t[: min(n, 2)] = (-bound, bound + 1)[: min(n, 2)]          # the ends of the range
+    want = golden.linear(x, w, t if thr else None, bits=bits)[0]
+    kw = -(-k // 8)
+    pad = np.zeros((n, kw * 8), np.uint8)
+    pad[:, :k] = w
+    planes = np.zeros((bits, kw * 8), np.uint8)
+    for j, i in enumerate(range(bits - 1, -1, -1)):            # top plane first
+        planes[j, :k] = (x[0] >> i) & 1
+    w_words = list(np.packbits(pad, axis=1, bitorder="little").reshape(-1))
+    x_words = [int(v) for v in np.packbits(planes, axis=1, bitorder="little").reshape(-1)]
+    x_base, w_line, th_line = 3, 2, 1
+    top = Module()
+    top.submodules.gemv = dut = Gemv(DEV_PLANES, max_bits=max_bits)
+    init = [0] * x_base + x_words
+    top.submodules.act = act = memory.Memory(shape=8, depth=DEV_PLANES.act_words,
+                                             init=init + [0] * (DEV_PLANES.act_words - len(init)))
+    top.submodules.w = ws = BankedStore(width=8, depth=DEV_PLANES.weight_words, banks=8)
+    top.submodules.th = ts = BankedStore(width=DEV_PLANES.core.threshold_width,
+                                         depth=DEV_PLANES.thresh_words, banks=4)
+    rd = act.read_port()
+    top.d.comb += [rd.addr.eq(dut.act_raddr), rd.en.eq(dut.act_ren), dut.act_rdata.eq(rd.data),
+                   ws.laddr.eq(dut.w_laddr), ws.lren.eq(dut.w_lren), dut.w_ldata.eq(ws.ldata),
+                   ts.laddr.eq(dut.th_laddr), ts.lren.eq(dut.th_lren), dut.th_ldata.eq(ts.ldata)]
+    tiles = -(-n // 4)
+    got = {}
+    prng = random.Random(seed)
+    mask = (1 << DEV_PLANES.core.threshold_width) - 1
+
+    async def bench(ctx):
+        await _fill(ctx, ws, [0] * (8 * w_line) + w_words + [0xFF] * 16)
+        await _fill(ctx, ts, [0] * (4 * th_line) + [int(v) & mask for v in t])
+        params = {"threshold": int(thr), "n": n, "k": k, "act_base": x_base, "w_line": w_line,
+                  "th_line": th_line}
+        if max_bits > 1:
+            params["bits_m1"] = bits - 1
+        ctx.set(dut.params, params)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        start = got["start"] = ctx.get(cycle)
+        got["beats"] = await get_all(ctx, dut.result, tiles, rng=prng, stall=stall,
+                                     convert=lambda p: ([int(v) for v in p.ints], int(p.bits),
+                                                        int(p.last)))
+        got["cycles"] = ctx.get(cycle) - start
+
+    cycle = 0
+
+    async def count(ctx):
+        nonlocal cycle
+        async for _ in ctx.tick():
+            cycle += 1
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_process(count)
+    sim.run_until(1e-8 * 20_000)
+    assert "beats" in got, "the GEMV unit did not deliver every beat"
+    beats = got["beats"]
+    assert [b[2] for b in beats] == [0] * (tiles - 1) + [1]
+    if thr:
+        bits_out = [(b[1] >> c) & 1 for b in beats for c in range(4)]
+        assert bits_out[:n] == want.tolist() and not any(bits_out[n:])
+    else:
+        ints = [v for b in beats for v in b[0]]
+        assert ints[:n] == want.tolist() and not any(ints[n:])
+    return got["cycles"]
+
+
+@pytest.mark.parametrize("bits, k, n, thr, stall", [
+    (2, 16, 13, False, 0.3),     # kw = 2 < P: four rows a line, each line twice
+    (2, 128, 9, True, 0.4),      # kw = 16: two lines a row, each pair twice
+    (3, 64, 10, False, 0.2),     # kw = 8 = P: one row a line
+    (4, 13, 7, True, 0.5),       # K not a multiple of the lanes
+    (4, 64, 40, False, 0.85),    # kw = 8, four planes, the FIFO full under backpressure
+    (1, 32, 11, True, 0.3),      # one plane on a planes unit
+])
+def test_gemv_planes_match_golden(bits, k, n, thr, stall):
+    _run_planes(4, bits, k, n, thr, stall, seed=bits * k + n)
+
+
+def test_gemv_planes_cost_a_times_the_lines():
+    # Without backpressure: A planes issue A times the lines of one and load A times the row's
+    # words; one plane costs what the one-bit unit costs, cycle for cycle.
+    for k, lines_per_row in ((128, 2), (64, 1)):           # kw = 16 (two lines), kw = 8
+        kw, n = k // 8, 64
+        one = _run_planes(1, 1, k, n, False, 0.0, seed=k)
+        assert _run_planes(4, 1, k, n, False, 0.0, seed=k) == one
+        for a in range(2, 5):
+            if a * kw > DEV_PLANES.core.max_chunks:
+                continue
+            got = _run_planes(4, a, k, n, False, 0.0, seed=k + a)
+            assert got - one == (a - 1) * (n * lines_per_row + kw), (k, a, got, one)
+
+
+def test_gemv_checks_max_bits():
+    with pytest.raises(ValueError, match=r"max_bits must be an integer from 1 to the core's "
+                                         r"max_bits \(1\), not 2"):
+        Gemv(DEV, max_bits=2)
+    with pytest.raises(ValueError, match="not True"):
+        Gemv(DEV_PLANES, max_bits=True)
