@@ -9,7 +9,7 @@ computes, for every cached token ``j <= pos`` and every head ``h``,
 
 Prefill and decode are the same operation: append the new tokens' rows, then query each new
 token with its position. All heads and channels work in parallel, one cached token per cycle:
-a query of token ``pos`` takes ``pos + 1`` cycles plus 5.
+a query of token ``pos`` takes ``pos + 1`` cycles plus 6.
 
 The cache has ``slots`` independent parts (one per layer of a model), each of ``capacity``
 tokens; the static input ``slot`` picks the part that appends and queries use, ``length`` is that
@@ -101,6 +101,7 @@ class AttentionUnit(wiring.Component):
 
         q = Signal(d)
         pos = Signal(range(cap))
+        beyond = Signal()                          # pos >= length: the query is refused
         j = Signal(range(cap + 1))
         acc_shape = signed((cap + 1).bit_length() + 1)
         acc = [Signal(acc_shape, name=f"c{i}") for i in range(d)]
@@ -150,14 +151,19 @@ class AttentionUnit(wiring.Component):
                         m.d.sync += self.overflow.eq(1)
                 with m.Elif(self.q.valid & ~busy_clear):
                     m.d.comb += self.q.ready.eq(1)
-                    m.d.sync += [q.eq(self.q.payload.q), pos.eq(self.q.payload.pos), j.eq(0)]
+                    m.d.sync += [q.eq(self.q.payload.q), pos.eq(self.q.payload.pos), j.eq(0),
+                                 beyond.eq(self.q.payload.pos >= length)]
                     m.d.sync += [a.eq(0) for a in acc]
-                    with m.If(self.q.payload.pos >= length):
-                        m.d.sync += [self.c.payload.error.eq(1), self.c.payload.bits.eq(0),
-                                     self.c.valid.eq(1)]
-                        m.next = "ANSWER"
-                    with m.Else():
-                        m.next = "SCAN"
+                    m.next = "CHECK"
+            # (A cycle of its own: the comparison with the length is registered, not on the
+            # path from the query's position to the answer's registers; timing.)
+            with m.State("CHECK"):
+                with m.If(beyond):
+                    m.d.sync += [self.c.payload.error.eq(1), self.c.payload.bits.eq(0),
+                                 self.c.valid.eq(1)]
+                    m.next = "ANSWER"
+                with m.Else():
+                    m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.sync += [rd_valid.eq(1), j.eq(j + 1)]
                 with m.If(j == pos):

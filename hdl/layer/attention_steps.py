@@ -60,6 +60,7 @@ class AttentionSteps(wiring.Component):
         reg = act_regions(dev)
         t = self.t
         i = Signal(range(c.max_t + 1))            # token index
+        qpos = Signal(range(ly.kv_capacity))      # len0 + i in QUERY, a register (timing)
         row = Signal(2 * D)                       # act words shifted in at the top
         rd_v = Signal()
         rd_addr = Signal(range(dev.act_words + 3 * Dw + 1))
@@ -100,6 +101,7 @@ class AttentionSteps(wiring.Component):
                     with m.If(i == t - 1):
                         m.d.sync += [i.eq(0), row_addr.eq(reg["qkv"]), rd_addr.eq(reg["qkv"]),
                                      cb_addr.eq(reg["cb"]), wi.eq(0), w_busy.eq(0)]
+                        m.d.sync += qpos.eq(self.len0)
                         m.d.comb += q_start.eq(1)
                         m.next = "QUERY"
             with m.State("QUERY"):
@@ -144,9 +146,10 @@ class AttentionSteps(wiring.Component):
                     m.next = "IDLE"
             with m.State("PUSH"):
                 m.d.comb += [self.q.valid.eq(1), self.q.payload.q.eq(row[D:]),
-                             self.q.payload.pos.eq(self.len0 + i)]
+                             self.q.payload.pos.eq(qpos)]
                 with m.If(self.q.ready):
-                    m.d.sync += [i.eq(i + 1), wcount.eq(0), row_addr.eq(row_addr + 3 * Dw),
+                    m.d.sync += [i.eq(i + 1), qpos.eq(qpos + 1), wcount.eq(0),
+                                 row_addr.eq(row_addr + 3 * Dw),
                                  rd_addr.eq(row_addr + 3 * Dw)]
                     m.next = "READ"
                     with m.If(i == t - 1):
