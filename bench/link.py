@@ -1,11 +1,12 @@
 """``onebit bench link``: wire bytes of real commands, host packing speed, fault campaign.
 
-Wire efficiency is counted on the bytes the real driver (``Accelerator``) exchanges with the
-device (``DeviceLink`` on Amaranth's simulator) while it loads a D=256 layer's packed weights
-(Wq, Wk, Wv, Wo, W1, W2: 786,432 bits) into the weight store and one token's activations
-(256 bits) into the activation store: payload bytes over bytes sent, and over bytes sent and
-received (the answers). Packing speed is the driver's packing of random bits, best of a few
-runs. ``--faults N`` also runs a fault-injection campaign of N products.
+Wire efficiency is counted on the bytes the real driver (``Accelerator``, its link client's
+counts) exchanges with the device (``DeviceLink`` on Amaranth's simulator) while it loads a
+D=256 layer's packed weights (Wq, Wk, Wv, Wo, W1, W2: 786,432 bits) into the weight store and
+one token's activations (256 bits) into the activation store: payload bytes over bytes
+sent, and over bytes sent and received (the answers). Packing speed is the driver's packing
+of random bits, best of a few runs. ``--faults N`` also runs a fault-injection campaign of N
+products.
 
 Weight reuse (``stream_words``): the activation and weight words that ``linear`` sends for an
 MLP of binary layers (1024 inputs, three 1024-wide layers, a 10-class head) on 500 inputs, on
@@ -33,28 +34,6 @@ from ..host.params import WEIGHT_NAMES
 from ..host.protocol import Opcode
 
 
-class _Counting:
-    """Counts the bytes a transport carries each way."""
-
-    def __init__(self, inner):
-        self.inner, self.sent, self.received = inner, 0, 0
-
-    def write(self, data: bytes) -> None:
-        self.sent += len(data)
-        self.inner.write(data)
-
-    def read(self) -> bytes:
-        data = self.inner.read()
-        self.received += len(data)
-        return data
-
-    def drain(self) -> None:
-        self.inner.drain()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 def device(frame_bytes: int, d_model: int) -> DeviceConfig:
     """A device whose weight store holds the whole layer (D x 12 D bits)."""
     return DeviceConfig(core=CoreConfig(rows=4, cols=8, lanes=32, max_k=4 * d_model,
@@ -64,10 +43,11 @@ def device(frame_bytes: int, d_model: int) -> DeviceConfig:
                         result_beats=512)
 
 
-def _transfer(acc: Accelerator, counting: _Counting, opcode: Opcode, data: bytes) -> dict:
-    s0, r0 = counting.sent, counting.received
+def _transfer(acc: Accelerator, opcode: Opcode, data: bytes) -> dict:
+    link = acc.link.stats
+    s0, r0 = link.sent, link.received
     acc._load(opcode, data)
-    sent, received = counting.sent - s0, counting.received - r0
+    sent, received = link.sent - s0, link.received - r0
     return {"payload_bytes": len(data), "sent_bytes": sent, "received_bytes": received,
             "efficiency": len(data) / sent, "round_trip_efficiency": len(data) / (sent + received)}
 
@@ -80,12 +60,11 @@ def measure(frame_bytes: int = 4096, repeats: int = 5, d_model: int = 256) -> di
     dev = device(frame_bytes, d_model)
     weights = b"".join(_words(getattr(layer, name), 32) for name in WEIGHT_NAMES)
     token = _words(rng.integers(0, 2, (1, d_model), dtype=np.uint8), 32)
-    counting = _Counting(AmaranthLinkTransport(dev, cycles_per_read=20000))
-    with Accelerator(counting, timeout=600) as acc:
+    with Accelerator(AmaranthLinkTransport(dev, cycles_per_read=20000), timeout=600) as acc:
         start = time.perf_counter()
-        layer_r = _transfer(acc, counting, Opcode.LOAD_WEIGHTS, weights)
+        layer_r = _transfer(acc, Opcode.LOAD_WEIGHTS, weights)
         sim_s = time.perf_counter() - start
-        token_r = _transfer(acc, counting, Opcode.LOAD_ACTIVATIONS, token)
+        token_r = _transfer(acc, Opcode.LOAD_ACTIVATIONS, token)
     bits = rng.integers(0, 2, (1024, 8192), dtype=np.uint8)
     best = float("inf")
     for _ in range(repeats):

@@ -27,14 +27,17 @@ DEV = DeviceConfig(core=CoreConfig(rows=2, cols=4, lanes=8, max_k=128, max_t=4, 
                                      res_words=64, param_words=64))
 
 
-def _harness(x_words, w_words, th):
+def _harness(x_words, dev=DEV, max_bits=1):
+    """The unit with its activation memory (``x_words`` from address 0) and its banked weight
+    and threshold stores."""
     top = Module()
-    top.submodules.gemv = dut = Gemv(DEV)
-    top.submodules.act = act = memory.Memory(shape=8, depth=DEV.act_words,
-                                             init=x_words + [0] * (DEV.act_words - len(x_words)))
-    top.submodules.w = ws = BankedStore(width=8, depth=DEV.weight_words, banks=8)
-    top.submodules.th = ts = BankedStore(width=DEV.core.threshold_width,
-                                         depth=DEV.thresh_words, banks=4)
+    top.submodules.gemv = dut = Gemv(dev, max_bits=max_bits)
+    top.submodules.act = act = memory.Memory(shape=dev.core.lanes, depth=dev.act_words,
+                                             init=x_words + [0] * (dev.act_words - len(x_words)))
+    top.submodules.w = ws = BankedStore(width=dev.core.lanes, depth=dev.weight_words,
+                                        banks=dev.weight_banks)
+    top.submodules.th = ts = BankedStore(width=dev.core.threshold_width,
+                                         depth=dev.thresh_words, banks=dev.thresh_banks)
     rd = act.read_port()
     top.d.comb += [rd.addr.eq(dut.act_raddr), rd.en.eq(dut.act_ren), dut.act_rdata.eq(rd.data),
                    ws.laddr.eq(dut.w_laddr), ws.lren.eq(dut.w_lren), dut.w_ldata.eq(ws.ldata),
@@ -75,7 +78,7 @@ def test_gemv_matches_golden(k, n, thr, stall):
     w_words = list(np.packbits(pad, axis=1, bitorder="little").reshape(-1))
     x_words = [int(v) for v in np.packbits(xp, axis=1, bitorder="little").reshape(-1)]
     x_base, w_line, th_line = 5, 3, 2
-    top, dut, ws, ts = _harness([0] * x_base + x_words, [], [])
+    top, dut, ws, ts = _harness([0] * x_base + x_words)
     tiles = -(-n // 4)
     got = {}
     prng = random.Random(k)
@@ -136,18 +139,7 @@ def _run_planes(max_bits, bits, k, n, thr, stall, seed):
     w_words = list(np.packbits(pad, axis=1, bitorder="little").reshape(-1))
     x_words = [int(v) for v in np.packbits(planes, axis=1, bitorder="little").reshape(-1)]
     x_base, w_line, th_line = 3, 2, 1
-    top = Module()
-    top.submodules.gemv = dut = Gemv(DEV_PLANES, max_bits=max_bits)
-    init = [0] * x_base + x_words
-    top.submodules.act = act = memory.Memory(shape=8, depth=DEV_PLANES.act_words,
-                                             init=init + [0] * (DEV_PLANES.act_words - len(init)))
-    top.submodules.w = ws = BankedStore(width=8, depth=DEV_PLANES.weight_words, banks=8)
-    top.submodules.th = ts = BankedStore(width=DEV_PLANES.core.threshold_width,
-                                         depth=DEV_PLANES.thresh_words, banks=4)
-    rd = act.read_port()
-    top.d.comb += [rd.addr.eq(dut.act_raddr), rd.en.eq(dut.act_ren), dut.act_rdata.eq(rd.data),
-                   ws.laddr.eq(dut.w_laddr), ws.lren.eq(dut.w_lren), dut.w_ldata.eq(ws.ldata),
-                   ts.laddr.eq(dut.th_laddr), ts.lren.eq(dut.th_lren), dut.th_ldata.eq(ts.ldata)]
+    top, dut, ws, ts = _harness([0] * x_base + x_words, DEV_PLANES, max_bits)
     tiles = -(-n // 4)
     got = {}
     prng = random.Random(seed)
