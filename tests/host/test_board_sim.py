@@ -62,13 +62,15 @@ def test_counters_describe_the_last_run(acc):
 @pytest.mark.slow
 def test_the_demo_runs_the_shipped_model_on_the_85f_device(capsys):
     # The ULX3S-85F's device has the layer engine: `onebit demo --board ulx3s-85f` runs the
-    # trained model, whole, on the ECP5 variant of the gateware (about six minutes on Icarus,
-    # most of it loading weights) and checks its tokens against the golden model.
+    # trained model, whole, on the ECP5 variant of the gateware (about two minutes on
+    # Verilator with its build; over ten on Icarus) and checks its tokens against the golden
+    # model.
     from onebit.cli.main import main
 
-    assert main(["demo", "--board", "ulx3s-85f", "--simulator", "icarus", "--tokens", "3"]) == 0
+    assert main(["demo", "--board", "ulx3s-85f", "--simulator", "verilator", "--tokens",
+                 "3"]) == 0
     out = capsys.readouterr().out
-    assert "as built for the ULX3S (ECP5 LFE5U-85F) on icarus" in out
+    assert "as built for the ULX3S (ECP5 LFE5U-85F) on verilator" in out
     assert "bit-exact with the golden model: yes (3 tokens" in out
     assert "projected on ulx3s-85f at 50.0 MHz" in out
 
