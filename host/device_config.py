@@ -81,8 +81,10 @@ class LayerConfig:
         Parameter store size in words of ``cols`` values of ``PARAM_BITS`` bits.
     max_bits, weight_kinds : int, tuple of str
         The precisions the engine computes (reported by IDENTIFY): the largest activation bits
-        A and the weight kinds. The gateware's engine computes A = 1 with binary weights, so
-        that is all a ``LayerConfig`` may claim.
+        A (1..4; each LAYER command picks its own A up to it) and the weight kinds. The engine
+        computes binary weights. With ``max_bits > 1`` it quantises through multi-threshold
+        units whose thresholds live in the parameter store (``onebit.host.layer_layout``), and
+        the core must take rows of that many planes (``CoreConfig.max_bits``, ``max_k``).
     """
 
     d_model: int = 64
@@ -106,14 +108,21 @@ class LayerConfig:
         if self.d_model % self.heads:
             raise ValueError(f"Model width {self.d_model} is not a multiple of the head count "
                              f"{self.heads}")
-        if (self.max_bits, tuple(self.weight_kinds)) != (1, ("binary",)):
-            raise ValueError(f"The layer engine computes 1-bit activations with binary weights: "
-                             f"max_bits must be 1 and weight_kinds ('binary',), not "
-                             f"{self.max_bits!r} and {self.weight_kinds!r}")
+        if (isinstance(self.max_bits, bool) or not isinstance(self.max_bits, int)
+                or not 1 <= self.max_bits <= 4):
+            raise ValueError(f"The layer engine's activation bits max_bits must be an integer "
+                             f"from 1 to 4, not {self.max_bits!r}")
+        if not isinstance(self.weight_kinds, (tuple, list)) or \
+                tuple(self.weight_kinds) != ("binary",):
+            raise ValueError(f"The layer engine computes binary weights: weight_kinds must be "
+                             f"('binary',), not {self.weight_kinds!r}")
         object.__setattr__(self, "weight_kinds", tuple(self.weight_kinds))
-        if self.kv_capacity > MAX_KV_CAPACITY:
-            raise ValueError(f"KV cache capacity must be at most {MAX_KV_CAPACITY} (context "
-                             f"sums are compared with int16 thresholds), not {self.kv_capacity}")
+        levels = (1 << self.max_bits) - 1
+        if levels * self.kv_capacity > MAX_KV_CAPACITY:
+            raise ValueError(f"KV cache capacity must be at most {MAX_KV_CAPACITY // levels} "
+                             f"at max_bits = {self.max_bits} (context sums, up to "
+                             f"{levels} x the capacity, are compared with 16-bit thresholds), "
+                             f"not {self.kv_capacity}")
 
     @property
     def head_dim(self) -> int:
@@ -225,6 +234,14 @@ class DeviceConfig:
                                       ("Maximum feed-forward width", ly.max_ff, c.max_k, "max_k")):
             if need > top:
                 raise ValueError(f"{what} ({need}) exceeds the core's {name} ({top})")
+        if ly.max_bits > c.max_bits:
+            raise ValueError(f"The layer engine's max_bits ({ly.max_bits}) exceeds the core's "
+                             f"({c.max_bits}): its products take rows of that many planes")
+        k_at = c.max_k_at(ly.max_bits)
+        if max(ly.d_model, ly.max_ff) > k_at:
+            raise ValueError(f"At max_bits = {ly.max_bits} the core takes rows of up to "
+                             f"{k_at} elements (max_k_at); the layer needs "
+                             f"{max(ly.d_model, ly.max_ff)} (D and max_ff)")
         need = act_regions(self)["end"]
         if self.act_words < need:
             raise ValueError(f"The layer engine needs {need} activation words for max_t = "

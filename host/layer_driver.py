@@ -26,6 +26,7 @@ from .layer_layout import (
     check_layer,
     check_precision,
     head_param_values,
+    head_param_words,
     head_weights,
     layer_param_values,
     layer_thresh_count,
@@ -36,7 +37,7 @@ from .layer_layout import (
 )
 from .link import LinkError, LinkTimeout
 from .params import LayerParams, ModelParams
-from .protocol import LAYER_ANSWER, LAYER_FRESH, LAYER_HEAD, Opcode
+from .protocol import LAYER_ANSWER, LAYER_BITS_SHIFT, LAYER_FRESH, LAYER_HEAD, Opcode
 from .stats import DeviceStats, counted
 
 __all__ = ["LayerCommands", "StorePlan", "store_plan", "device_for",
@@ -78,7 +79,8 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
     an ``rows x cols x lanes`` array; the KV cache holds ``kv_capacity`` tokens per layer. Its
     weight store has up to ``weight_banks`` banks (default ``rows x cols``; the most, a power
     of two, whose lines suit the model's rows), so decode runs at up to the array's width.
-    ``max_k`` (default ``max(D, F)``, the least that works) sizes the core's rows."""
+    ``max_k`` (default ``A max(D, F)``, the least that works for the model's largest
+    activation bits A) sizes the core's rows; the core and the engine take A-bit activations."""
     from dataclasses import replace
 
     from .core_config import CoreConfig
@@ -89,13 +91,14 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
         raise TypeError(f"model must be ModelParams, not {type(model).__name__}")
     d, v, n_layers = model.d_model, model.vocab, len(model.layers)
     heads, f = model.layers[0].heads, max(p.d_ff for p in model.layers)
+    bits = max([p.bits for p in model.layers] + [model.head_bits])
     if max_k is None:
-        max_k = max(d, f)
+        max_k = bits * -(-max(d, f) // lanes) * lanes
     core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=max_k, max_t=max_t,
-                      max_n=max(3 * d, f, v))
+                      max_n=max(3 * d, f, v), max_bits=bits)
     ly = LayerConfig(d_model=d, heads=heads, max_ff=f, kv_capacity=kv_capacity,
                      kv_slots=n_layers, res_words=max_t * d // cols,
-                     param_words=1)
+                     param_words=1, max_bits=bits)
     # Plan with roomy stores first, then size each store to what the plan uses.
     sized = DeviceConfig(core=core, frame_bytes=frame_bytes, act_words=1 << 20,
                          weight_words=1 << 24, thresh_words=1 << 20, result_beats=1 << 16,
@@ -111,10 +114,11 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
         sized = replace(sized, weight_banks=banks)
     plan = store_plan(sized)
     weight_words = plan.head_w + v * (d // lanes)
-    params = plan.head_p + d // cols
+    params = plan.head_p + head_param_words(sized)
     return DeviceConfig(
         core=core, frame_bytes=frame_bytes, act_words=act_regions(sized)["end"],
-        weight_words=weight_words, thresh_words=n_layers * layer_thresh_count(sized, f),
+        weight_words=weight_words,
+        thresh_words=max(1, n_layers * layer_thresh_count(sized, f)),
         result_beats=max(64, -(-v // cols)), weight_banks=sized.weight_banks,
         layer=replace(ly, param_words=params))
 
@@ -165,8 +169,9 @@ class LayerCommands:
         dev = self.config
         check_layer(dev, params)
         self._load(Opcode.LOAD_WEIGHTS, layer_weights(dev, params), base=plan.layer_w[i])
-        self._load(Opcode.LOAD_THRESHOLDS, layer_thresholds(dev, params).astype("<i2").tobytes(),
-                   base=plan.layer_th[i])
+        th = layer_thresholds(dev, params)
+        if th.size:                         # (a multi-bit engine keeps them with the parameters)
+            self._load(Opcode.LOAD_THRESHOLDS, th.astype("<i2").tobytes(), base=plan.layer_th[i])
         self._load(Opcode.LOAD_PARAMS, layer_param_values(dev, params).astype("<i4").tobytes(),
                    base=plan.layer_p[i])
         self._loaded[i] = params
@@ -335,10 +340,10 @@ class LayerCommands:
             raise ValueError(f"{t} tokens after {start} cached ones exceed the KV cache's "
                              f"capacity of {cap} tokens")
 
-    def _ideal(self, t: int, f: int) -> float:
+    def _ideal(self, t: int, f: int, bits: int = 1) -> float:
         c, d = self.config.core, self.config.layer.d_model
-        return (c.ideal_cycles(t, 3 * d, d) + c.ideal_cycles(t, d, d) +
-                c.ideal_cycles(t, f, d) + c.ideal_cycles(t, d, f))
+        return bits * (c.ideal_cycles(t, 3 * d, d) + c.ideal_cycles(t, d, d) +
+                       c.ideal_cycles(t, f, d) + c.ideal_cycles(t, d, f))
 
     def _load_residual(self, rows: np.ndarray) -> None:
         self._load(Opcode.LOAD_RESIDUAL, rows.astype("<i2").tobytes(), base=0)
@@ -363,7 +368,8 @@ class LayerCommands:
         fresh = fresh or not self._cache_len.get(i)
         want = (0 if fresh else self._cache_len[i]) + t
         self._cache_len[i] = None           # unknown until the answer says
-        got = self._send(t, self._ideal(t, p.d_ff), flags=LAYER_FRESH if fresh else 0, slot=i,
+        flags = (LAYER_FRESH if fresh else 0) | (p.bits - 1) << LAYER_BITS_SHIFT
+        got = self._send(t, self._ideal(t, p.d_ff, p.bits), flags=flags, slot=i,
                          shift=p.r, f=p.d_ff, n=0, res_base=0, w_base=plan.layer_w[i],
                          th_base=plan.layer_th[i], p_base=plan.layer_p[i])
         if got != want:
@@ -379,8 +385,9 @@ class LayerCommands:
         """Logits (t, V) of residual rows ``row .. row + t - 1`` already on the device."""
         m, plan, c = self._head, self._plan(), self.config.core
         d = self.config.layer.d_model
-        self._send(t, c.ideal_cycles(t, m.vocab, d), flags=LAYER_HEAD, slot=0, shift=0, f=0,
-                   n=m.vocab, res_base=row * d // c.cols, w_base=plan.head_w, th_base=0,
+        flags = LAYER_HEAD | (m.head_bits - 1) << LAYER_BITS_SHIFT
+        self._send(t, m.head_bits * c.ideal_cycles(t, m.vocab, d), flags=flags, slot=0, shift=0,
+                   f=0, n=m.vocab, res_base=row * d // c.cols, w_base=plan.head_w, th_base=0,
                    p_base=plan.head_p)
         tiles = -(-m.vocab // c.cols)
         raw = self._read_results(tiles * t, False)

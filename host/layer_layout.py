@@ -8,12 +8,26 @@ words per residual or parameter row:
   ``W1`` (F rows), each row ``Dw`` words, then ``W2`` (D rows of ``ceil(F / L)`` words); each
   of ``[Wq; Wk; Wv]``, ``Wo``, ``W1``, ``W2`` starts on a line of the banked store
   (``matrix_offsets``; ``weight_banks`` words a line);
-- threshold store, from ``th_base``: ``tq``, ``tk``, ``tv`` (3D), then ``t1`` (F);
+- threshold store, from ``th_base``: ``tq``, ``tk``, ``tv`` (3D), then ``t1`` (F) (one-bit
+  engines only);
 - parameter store, from ``p_base``, ``Dc`` words each: ``th_attn``, ``tc``, ``so``, ``th_ffn``,
   ``s2``, then ``ta`` in ``ceil(H / C)`` words (zero padded). The LM head's parameters are
   ``th_out`` (``Dc`` words);
 - activation store: the engine's scratch regions (``act_regions``), sized for ``max_t`` tokens;
   LAYER overwrites them (and whatever LOAD_ACTIVATIONS put there);
+
+An engine with ``max_bits = A_m > 1`` (``L_m = 2^A_m - 1``) keeps every multi-threshold in the
+parameter store, and its activations as bit-planes:
+
+- parameter store (``param_offsets``): the multi-threshold rows ``th_attn``, ``tc``, ``th_ffn``,
+  ``tqkv`` (``tq|tk|tv``, 3D channels) and ``t1`` (``max_ff`` channels), each ``L_m`` words
+  per group of ``C`` channels: word ``g L_m + j`` holds threshold ``j`` (0-based) of channels
+  ``g C .. g C + C - 1`` (a layer of A < A_m bits uses the first ``2^A - 1``; the rest and the
+  channels beyond the row are padding); then ``so``, ``s2`` (``Dc`` words each) and ``ta``.
+  The head's ``th_out`` is such a row too; the threshold store is not used;
+- activation store: a token's row of A-bit levels is its A bit-planes one after another (plane
+  ``i`` of an N-channel row at word ``i ceil(N / L)`` of the row), so regions are ``A_m`` times
+  the one-bit sizes.
 - residual store: the rows ``X`` of the tokens, ``Dc`` words each, from ``res_base``; LAYER
   replaces them with ``X2`` in place.
 """
@@ -26,7 +40,8 @@ import numpy as np
 
 from .packing import check_bits
 
-__all__ = ["EngineStep", "PARAM_ROWS", "check_precision", "matrix_offsets", "act_regions",
+__all__ = ["EngineStep", "PARAM_ROWS", "MT_ROWS", "check_precision", "mt_levels",
+           "param_offsets", "head_param_words", "matrix_offsets", "act_regions",
            "check_layer",
            "param_words_per_layer", "layer_weight_words",
            "layer_thresh_count", "layer_weights", "layer_thresholds", "layer_param_values",
@@ -62,9 +77,10 @@ def _dims(dev) -> tuple[int, int, int, int]:
 def act_regions(dev) -> dict[str, int]:
     """First word of each scratch region in the activation store, and ``end`` (words used):
     ``xb`` (binarised input, ``Dw`` a token), ``qkv`` (``Qb|Kb|Vb``, ``3 Dw``), ``cb`` (context
-    bits, ``Dw``), ``x1b`` (``X1 >= th_ffn``, ``Dw``), ``hb`` (``ceil(max_ff / L)``)."""
+    bits, ``Dw``), ``x1b`` (``X1 >= th_ffn``, ``Dw``), ``hb`` (``ceil(max_ff / L)``), each
+    ``max_bits`` times that with multi-bit activations."""
     d, lanes, _, _ = _dims(dev)
-    t, dw = dev.core.max_t, d // lanes
+    t, dw = dev.core.max_t * dev.layer.max_bits, d // lanes
     r = {"xb": 0}
     r["qkv"] = r["xb"] + t * dw
     r["cb"] = r["qkv"] + 3 * t * dw
@@ -74,9 +90,62 @@ def act_regions(dev) -> dict[str, int]:
     return r
 
 
-def param_words_per_layer(dev) -> int:
+#: The multi-threshold rows of an engine with ``max_bits > 1``, in order, and their channels
+#: (``"F"``: ``max_ff``).
+MT_ROWS = (("th_attn", "D"), ("tc", "D"), ("th_ffn", "D"), ("tqkv", "3D"), ("t1", "F"))
+
+
+def mt_levels(dev) -> int:
+    """``L_m = 2^max_bits - 1``: the parameter words a group of channels takes in a
+    multi-threshold row (1 on a one-bit engine)."""
+    return (1 << dev.layer.max_bits) - 1
+
+
+def param_offsets(dev) -> dict[str, int]:
+    """Word offsets of a layer's rows in the parameter store (from its ``p_base``), and
+    ``end`` (the words it takes)."""
     d, _, cols, heads = _dims(dev)
-    return len(PARAM_ROWS) * (d // cols) + -(-heads // cols)
+    dc = d // cols
+    off, at = {}, 0
+    if dev.layer.max_bits == 1:
+        rows = [(n, dc) for n in PARAM_ROWS]
+    else:
+        lm = mt_levels(dev)
+        sizes = {"D": dc, "3D": 3 * dc, "F": -(-dev.layer.max_ff // cols)}
+        rows = [(n, sizes[c] * lm) for n, c in MT_ROWS] + [("so", dc), ("s2", dc)]
+    for name, words in rows:
+        off[name] = at
+        at += words
+    off["ta"] = at
+    off["end"] = at + -(-heads // cols)
+    return off
+
+
+def param_words_per_layer(dev) -> int:
+    return param_offsets(dev)["end"]
+
+
+def head_param_words(dev) -> int:
+    """Parameter words of the LM head's ``th_out``."""
+    d, _, cols, _ = _dims(dev)
+    return d // cols * mt_levels(dev)
+
+
+def _mt_values(dev, t: np.ndarray, channels: int) -> np.ndarray:
+    """A multi-threshold row (``(n,)`` or ``(n, L)``) in the layout above, ``channels`` wide
+    (padded), clamped into the parameter field: every comparison it takes part in keeps its
+    answer (the values compared lie well inside it)."""
+    from .device_config import PARAM_BITS
+
+    cols, lm = dev.core.cols, mt_levels(dev)
+    t = np.asarray(t, np.int64)
+    t = t[:, None] if t.ndim == 1 else t
+    top = (1 << (PARAM_BITS - 1)) - 1
+    groups = -(-channels // cols)
+    out = np.full((groups * cols, lm), top, np.int64)
+    out[:t.shape[0], :t.shape[1]] = np.clip(t, -top - 1, top)
+    # word g * lm + j holds column j of channels g * cols ...: (groups, lm, cols)
+    return out.reshape(groups, cols, lm).transpose(0, 2, 1).reshape(-1)
 
 
 def _line(dev, words: int) -> int:
@@ -104,8 +173,11 @@ def layer_weight_words(dev, f: int) -> int:
 
 
 def layer_thresh_count(dev, f: int) -> int:
-    """Threshold entries of a layer (rounded up to whole lines of the banked store)."""
+    """Threshold entries of a layer (rounded up to whole lines of the banked store; none on a
+    multi-bit engine, which keeps them in the parameter store)."""
     d, _, _, _ = _dims(dev)
+    if dev.layer.max_bits > 1:
+        return 0
     b = dev.thresh_banks
     return -(-(3 * d + f) // b) * b
 
@@ -164,6 +236,8 @@ def check_layer(dev, p) -> None:
 def layer_thresholds(dev, p) -> np.ndarray:
     """The threshold store entries of a layer, clamped into the core's field (same bits)."""
     check_layer(dev, p)
+    if dev.layer.max_bits > 1:
+        return np.zeros(0, np.int64)
     t = np.concatenate([p.tq, p.tk, p.tv, p.t1]).astype(np.int64)
     return dev.core.clamp_thresholds(t)
 
@@ -171,10 +245,17 @@ def layer_thresholds(dev, p) -> np.ndarray:
 def layer_param_values(dev, p) -> np.ndarray:
     """The parameter store values of a layer (``param_words_per_layer * cols`` integers)."""
     check_layer(dev, p)
-    _, _, cols, heads = _dims(dev)
+    d, _, cols, heads = _dims(dev)
     ta = np.zeros(-(-heads // cols) * cols, np.int64)
     ta[:heads] = p.ta
-    return np.concatenate([np.asarray(getattr(p, n), np.int64) for n in PARAM_ROWS] + [ta])
+    if dev.layer.max_bits == 1:
+        return np.concatenate([np.asarray(getattr(p, n), np.int64) for n in PARAM_ROWS] + [ta])
+    qkv = np.concatenate([np.asarray(p.tq).reshape(d, -1), np.asarray(p.tk).reshape(d, -1),
+                          np.asarray(p.tv).reshape(d, -1)])
+    rows = {"th_attn": (p.th_attn, d), "tc": (p.tc, d), "th_ffn": (p.th_ffn, d),
+            "tqkv": (qkv, 3 * d), "t1": (p.t1, dev.layer.max_ff)}
+    return np.concatenate([_mt_values(dev, *rows[n]) for n, _ in MT_ROWS] +
+                          [np.asarray(p.so, np.int64), np.asarray(p.s2, np.int64), ta])
 
 
 def head_weights(dev, wout: np.ndarray) -> bytes:
@@ -184,5 +265,7 @@ def head_weights(dev, wout: np.ndarray) -> bytes:
 
 
 def head_param_values(dev, th_out: np.ndarray) -> np.ndarray:
-    _dims(dev)
+    d, _, _, _ = _dims(dev)
+    if dev.layer.max_bits > 1:
+        return _mt_values(dev, th_out, d)
     return np.asarray(th_out, np.int64)

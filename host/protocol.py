@@ -29,7 +29,8 @@ __all__ = [
     "FrameError", "encode_frame", "FrameDecoder", "crc32", "crc8", "PROTOCOL_VERSION",
     "encode_identify", "decode_identify", "ARGUMENTS", "args_size", "encode_args",
     "LINK_COUNTERS", "COUNTERS", "RUN_THRESHOLD", "RUN_BITS_SHIFT", "RUN_BITS_MASK",
-    "run_flags", "LAYER_OPCODES", "LAYER_FRESH", "LAYER_HEAD", "RUN_ANSWER", "LAYER_ANSWER",
+    "run_flags", "LAYER_OPCODES", "LAYER_FRESH", "LAYER_HEAD",
+    "LAYER_BITS_SHIFT", "LAYER_BITS_MASK", "RUN_ANSWER", "LAYER_ANSWER",
 ]
 
 PROTOCOL_VERSION = 6
@@ -120,6 +121,10 @@ LAYER_OPCODES = (Opcode.LOAD_RESIDUAL, Opcode.READ_RESIDUAL, Opcode.LOAD_PARAMS,
 #: of a layer: ``(X >= th_out) . Wout^T`` as integers into the result store (``n`` = V rows).
 LAYER_FRESH = 0x01
 LAYER_HEAD = 0x02
+#: Bits 2-3 of LAYER's ``flags``: the activation bits A of the layer (or of the head) less one,
+#: on an engine whose ``max_bits`` is at least A (else the command is OUT_OF_RANGE).
+LAYER_BITS_SHIFT = 2
+LAYER_BITS_MASK = 0x0C
 
 #: The answer data of RUN and of LAYER: these fields as little-endian 32-bit words. RUN: the
 #: result beats written and the core's busy cycles. LAYER: its cycles, the cycles the array

@@ -15,6 +15,14 @@ The cache has ``slots`` independent parts (one per layer of a model), each of ``
 tokens; the static input ``slot`` picks the part that appends and queries use, ``length`` is that
 part's token count, and ``clear_slot`` (one cycle) empties that part only.
 
+Multi-bit activations (``bits`` = A_m > 1; the static input ``bits_m1`` is this command's
+A - 1): the rows are A_m bit-planes of D bits, plane ``i`` holding bit ``i`` of every level
+(planes from A on are ignored). The score is the numerics' ``aprod`` of the levels' values,
+``sum_{i,j<A} 2^(i+j) (Dh - 2 popcount(Q_i ^ K_j))`` per head, the context sums the values
+``2 v - L`` of the masked V levels, and the answer on ``c`` is the context sums themselves
+(``ints``), which the layer engine's multi-threshold unit quantises. A query then takes
+``pos + 1`` cycles plus 7 (the plane products have a register stage of their own).
+
 Streams (``lib.stream``): ``kv`` appends one token (refused rows are not written: when the cache
 is full the row is taken, dropped, and ``overflow`` stays set until ``clear``); ``q`` takes a
 query; ``c`` answers each query with ``bits`` and ``error`` (set, with zero bits, when ``pos`` is
@@ -32,18 +40,27 @@ from ..lib.popcount import popcount_tree
 __all__ = ["AttentionUnit", "kv_layout", "q_layout", "c_layout"]
 
 
-def kv_layout(d: int) -> data.StructLayout:
-    """A token's key and value bits (``kv``)."""
-    return data.StructLayout({"k": d, "v": d})
+def kv_layout(d: int, bits: int = 1) -> data.StructLayout:
+    """A token's key and value planes (``kv``)."""
+    return data.StructLayout({"k": d * bits, "v": d * bits})
 
 
-def q_layout(d: int, capacity: int) -> data.StructLayout:
-    """A token's query bits and its position (``q``)."""
-    return data.StructLayout({"q": d, "pos": range(capacity)})
+def q_layout(d: int, capacity: int, bits: int = 1) -> data.StructLayout:
+    """A token's query planes and its position (``q``)."""
+    return data.StructLayout({"q": d * bits, "pos": range(capacity)})
 
 
-def c_layout(d: int) -> data.StructLayout:
-    """A query's context bits, and whether it failed (``c``)."""
+def context_shape(capacity: int, bits: int):
+    """A context sum's shape: ``capacity`` values in [-L, L]."""
+    return signed((((1 << bits) - 1) * (capacity + 1)).bit_length() + 1)
+
+
+def c_layout(d: int, capacity: int = 1, bits: int = 1) -> data.StructLayout:
+    """A query's context bits (``ints``: its sums, with multi-bit activations), and whether it
+    failed (``c``)."""
+    if bits > 1:
+        return data.StructLayout({"ints": data.ArrayLayout(context_shape(capacity, bits), d),
+                                  "error": 1})
     return data.StructLayout({"bits": d, "error": 1})
 
 
@@ -53,27 +70,42 @@ class AttentionUnit(wiring.Component):
     kv : In(stream.Signature({"k": D, "v": D}))
     q : In(stream.Signature({"q": D, "pos": range(capacity)}))
     c : Out(stream.Signature({"bits": D, "error": 1}))
-    ta : In(ArrayLayout(signed, heads));  tc : In(ArrayLayout(signed(16), D))
+    ta : In(ArrayLayout(signed, heads));  tc : In(ArrayLayout(signed(16), D)) (one bit only)
+    bits_m1 : In(range(bits)) (multi-bit only)
     clear : In(1);  length : Out(range(capacity + 1));  overflow : Out(1)
     slot : In(range(slots));  clear_slot : In(1)
     """
 
-    def __init__(self, *, heads: int, head_dim: int, capacity: int, slots: int = 1):
+    def __init__(self, *, heads: int, head_dim: int, capacity: int, slots: int = 1,
+                 bits: int = 1):
         for name, v in (("heads", heads), ("head_dim", head_dim), ("capacity", capacity),
                         ("slots", slots)):
             check_count(f"AttentionUnit {name}", v)
         if capacity > 32767:
             raise ValueError(f"AttentionUnit capacity must be at most 32767 (the context sum is "
                              f"compared with int16 thresholds), not {capacity!r}")
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 4:
+            raise ValueError(f"AttentionUnit bits must be an integer from 1 to 4, not {bits!r}")
+        lv = (1 << bits) - 1
+        if lv * capacity > 32766:
+            raise ValueError(f"AttentionUnit capacity must be at most {32766 // lv} at {bits} "
+                             f"bits (context sums are compared with 16-bit thresholds), not "
+                             f"{capacity!r}")
         self._h, self._dh, self._cap, self._slots = heads, head_dim, capacity, slots
+        self._bits = bits
         d = heads * head_dim
-        ta_shape = signed((head_dim + 1).bit_length() + 1)   # [-Dh, Dh + 1]
-        super().__init__({
-            "kv": In(stream.Signature(kv_layout(d))),
-            "q": In(stream.Signature(q_layout(d, capacity))),
-            "c": Out(stream.Signature(c_layout(d))),
+        ta_shape = signed((lv * lv * head_dim + 1).bit_length() + 1)   # [-L^2 Dh, L^2 Dh + 1]
+        ports = {
+            "kv": In(stream.Signature(kv_layout(d, bits))),
+            "q": In(stream.Signature(q_layout(d, capacity, bits))),
+            "c": Out(stream.Signature(c_layout(d, capacity, bits))),
             "ta": In(data.ArrayLayout(ta_shape, heads)),
-            "tc": In(data.ArrayLayout(signed(16), d)),
+        }
+        if bits > 1:
+            ports["bits_m1"] = In(range(bits))
+        else:
+            ports["tc"] = In(data.ArrayLayout(signed(16), d))
+        super().__init__(ports | {
             "clear": In(1),
             "length": Out(range(capacity + 1)),
             "overflow": Out(1),
@@ -85,8 +117,10 @@ class AttentionUnit(wiring.Component):
         m = Module()
         h_n, dh, cap, n_slots = self._h, self._dh, self._cap, self._slots
         d = h_n * dh
-        m.submodules.keys = keys = memory.Memory(shape=d, depth=cap * n_slots, init=[])
-        m.submodules.values = values = memory.Memory(shape=d, depth=cap * n_slots, init=[])
+        m.submodules.keys = keys = memory.Memory(shape=d * self._bits, depth=cap * n_slots,
+                                                 init=[])
+        m.submodules.values = values = memory.Memory(shape=d * self._bits, depth=cap * n_slots,
+                                                     init=[])
         k_w, k_r = keys.write_port(), keys.read_port()
         v_w, v_r = values.write_port(), values.read_port()
 
@@ -99,42 +133,20 @@ class AttentionUnit(wiring.Component):
         with m.Elif(self.clear_slot):
             m.d.sync += length.eq(0)
 
-        q = Signal(d)
+        nb = self._bits
+        q = Signal(d * nb)
         pos = Signal(range(cap))
         beyond = Signal()                          # pos >= length: the query is refused
         j = Signal(range(cap + 1))
-        acc_shape = signed((cap + 1).bit_length() + 1)
+        acc_shape = context_shape(cap, nb)
         acc = [Signal(acc_shape, name=f"c{i}") for i in range(d)]
-
-        # Scan pipeline: read token j (cycle 0), register q XOR k (cycle 1: the block RAM's
-        # output goes straight to a register), scores and mask bits (cycle 2), accumulate
-        # (cycle 3).
-        rd_valid = Signal()
-        x_valid = Signal()
-        x_k = Signal(d)
-        x_v = Signal(d)
-        a_valid = Signal()
-        a_bits = Signal(h_n)
-        a_v = Signal(d)
-        m.d.sync += [rd_valid.eq(0), x_valid.eq(0), a_valid.eq(0)]
         m.d.comb += [k_r.addr.eq(slot_base + j), v_r.addr.eq(slot_base + j),
                      k_r.en.eq(1), v_r.en.eq(1)]
-
-        scores = []
-        for h in range(h_n):
-            sl = slice(h * dh, (h + 1) * dh)
-            mism = popcount_tree(m, [x_k[sl][i] for i in range(dh)], name=f"s{h}")
-            s = Signal(signed(dh.bit_length() + 2), name=f"score{h}")
-            m.d.comb += s.eq(dh - 2 * mism)
-            scores.append(s >= self.ta[h])
-        with m.If(rd_valid):
-            m.d.sync += [x_valid.eq(1), x_k.eq(q ^ k_r.data), x_v.eq(v_r.data)]
-        with m.If(x_valid):
-            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(x_v)]
-        with m.If(a_valid):
-            for i in range(d):
-                with m.If(a_bits[i // dh]):
-                    m.d.sync += acc[i].eq(Mux(a_v[i], acc[i] + 1, acc[i] - 1))
+        rd_valid = Signal()
+        if nb == 1:
+            idle = self._scan_binary(m, q, rd_valid, k_r, v_r, acc)
+        else:
+            idle = self._scan_planes(m, q, rd_valid, k_r, v_r, acc)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -159,8 +171,8 @@ class AttentionUnit(wiring.Component):
             # path from the query's position to the answer's registers; timing.)
             with m.State("CHECK"):
                 with m.If(beyond):
-                    m.d.sync += [self.c.payload.error.eq(1), self.c.payload.bits.eq(0),
-                                 self.c.valid.eq(1)]
+                    m.d.sync += [self.c.payload.error.eq(1), self.c.valid.eq(1)]
+                    m.d.sync += [f.eq(0) for f in self._answer_fields()]
                     m.next = "ANSWER"
                 with m.Else():
                     m.next = "SCAN"
@@ -169,13 +181,101 @@ class AttentionUnit(wiring.Component):
                 with m.If(j == pos):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                with m.If(~rd_valid & ~x_valid & ~a_valid):
-                    m.d.sync += [self.c.payload.error.eq(0), self.c.valid.eq(1),
-                                 self.c.payload.bits.eq(
-                                     Cat(*[acc[i] >= self.tc[i] for i in range(d)]))]
+                with m.If(~rd_valid & idle):
+                    m.d.sync += [self.c.payload.error.eq(0), self.c.valid.eq(1)]
+                    if nb == 1:
+                        m.d.sync += self.c.payload.bits.eq(
+                            Cat(*[acc[i] >= self.tc[i] for i in range(d)]))
+                    else:
+                        m.d.sync += [self.c.payload.ints[i].eq(acc[i]) for i in range(d)]
                     m.next = "ANSWER"
             with m.State("ANSWER"):
                 with m.If(self.c.ready):
                     m.d.sync += self.c.valid.eq(0)
                     m.next = "IDLE"
         return m
+
+    def _answer_fields(self):
+        p = self.c.payload
+        return [p.bits] if self._bits == 1 else [p.ints[i] for i in range(self._h * self._dh)]
+
+    def _scan_binary(self, m, q, rd_valid, k_r, v_r, acc):
+        """Scan pipeline, one bit: read token j (cycle 0), register q XOR k (cycle 1: the block
+        RAM's output goes straight to a register), scores and mask bits (cycle 2), accumulate
+        (cycle 3). Returns the signal that is high when the stages after the read are empty."""
+        h_n, dh = self._h, self._dh
+        d = h_n * dh
+        x_valid = Signal()
+        x_k = Signal(d)
+        x_v = Signal(d)
+        a_valid = Signal()
+        a_bits = Signal(h_n)
+        a_v = Signal(d)
+        m.d.sync += [rd_valid.eq(0), x_valid.eq(0), a_valid.eq(0)]
+        scores = []
+        for h in range(h_n):
+            sl = slice(h * dh, (h + 1) * dh)
+            mism = popcount_tree(m, [x_k[sl][i] for i in range(dh)], name=f"s{h}")
+            s = Signal(signed(dh.bit_length() + 2), name=f"score{h}")
+            m.d.comb += s.eq(dh - 2 * mism)
+            scores.append(s >= self.ta[h])
+        with m.If(rd_valid):
+            m.d.sync += [x_valid.eq(1), x_k.eq(q ^ k_r.data), x_v.eq(v_r.data)]
+        with m.If(x_valid):
+            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(x_v)]
+        with m.If(a_valid):
+            for i in range(d):
+                with m.If(a_bits[i // dh]):
+                    m.d.sync += acc[i].eq(Mux(a_v[i], acc[i] + 1, acc[i] - 1))
+        return ~x_valid & ~a_valid
+
+    def _scan_planes(self, m, q, rd_valid, k_r, v_r, acc):
+        """Scan pipeline, A-bit planes: read token j (cycle 0), register its planes (cycle 1),
+        the popcounts of every plane pair per head (cycle 2), the scores and mask bits (cycle 3),
+        accumulate (cycle 4)."""
+        h_n, dh, nb = self._h, self._dh, self._bits
+        d = h_n * dh
+        x_valid, p_valid, a_valid = Signal(), Signal(), Signal()
+        x_k, x_v, p_v, a_v = (Signal(d * nb, name=n) for n in ("x_k", "x_v", "p_v", "a_v"))
+        a_bits = Signal(h_n)
+        m.d.sync += [rd_valid.eq(0), x_valid.eq(0), p_valid.eq(0), a_valid.eq(0)]
+        pc_shape = range(dh + 1)
+        pcs = {(h, i, k): Signal(pc_shape, name=f"pc{h}_{i}_{k}")
+               for h in range(h_n) for i in range(nb) for k in range(nb)}
+        used = [Signal(name=f"plane{i}") for i in range(nb)]
+        m.d.comb += [u.eq(i <= self.bits_m1) for i, u in enumerate(used)]
+        with m.If(rd_valid):
+            m.d.sync += [x_valid.eq(1), x_k.eq(k_r.data), x_v.eq(v_r.data)]
+        counts = {}
+        for (h, i, k) in pcs:
+            sl = slice(h * dh, (h + 1) * dh)
+            x = q.word_select(i, d)[sl] ^ x_k.word_select(k, d)[sl]
+            counts[h, i, k] = popcount_tree(m, [x[b] for b in range(dh)], name=f"s{h}_{i}_{k}")
+        with m.If(x_valid):
+            m.d.sync += [p_valid.eq(1), p_v.eq(x_v)]
+            m.d.sync += [pc.eq(counts[key]) for key, pc in pcs.items()]
+        lv_max = (1 << nb) - 1
+        score_shape = signed((lv_max * lv_max * dh).bit_length() + 2)
+        scores = []
+        for h in range(h_n):
+            terms = []
+            for i in range(nb):
+                for k in range(nb):
+                    dot = Signal(signed(dh.bit_length() + 2), name=f"dot{h}_{i}_{k}")
+                    t = Signal(score_shape, name=f"t{h}_{i}_{k}")
+                    m.d.comb += [dot.eq(dh - 2 * pcs[h, i, k]),
+                                 t.eq(Mux(used[i] & used[k], dot << (i + k), 0))]
+                    terms.append(t)
+            s = Signal(score_shape, name=f"score{h}")
+            m.d.comb += s.eq(sum(terms))
+            scores.append(s >= self.ta[h])
+        with m.If(p_valid):
+            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(p_v)]
+        lv = Signal(5)
+        m.d.comb += lv.eq((1 << (self.bits_m1 + 1)) - 1)
+        with m.If(a_valid):
+            for ch in range(d):
+                level = Cat(*[a_v[i * d + ch] & used[i] for i in range(nb)])
+                with m.If(a_bits[ch // dh]):
+                    m.d.sync += acc[ch].eq(acc[ch] + (level << 1) - lv)
+        return ~x_valid & ~p_valid & ~a_valid

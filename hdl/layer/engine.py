@@ -81,6 +81,9 @@ class LayerEngine(wiring.Component):
 
     def __init__(self, dev: DeviceConfig):
         check_device(dev, layer_for="LayerEngine")
+        if dev.layer.max_bits > 1:
+            raise ValueError(f"LayerEngine computes 1-bit activations; max_bits must be 1, not "
+                             f"{dev.layer.max_bits!r}")
         self._dev = dev
         c, ly = dev.core, dev.layer
         ports = {

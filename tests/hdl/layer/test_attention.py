@@ -134,3 +134,66 @@ def test_attention_rejects_bad_parameters():
         AttentionUnit(heads=2, head_dim=4, capacity=0)
     with pytest.raises(ValueError, match="capacity must be at most 32767"):
         AttentionUnit(heads=2, head_dim=4, capacity=40000)
+
+
+def _planes_int(levels, bits_build, rng):
+    """Levels (D,) as the unit's plane word: plane i holds bit i; planes from A on random."""
+    d = len(levels)
+    word = 0
+    for i in range(bits_build):
+        plane = [(int(v) >> i) & 1 for v in levels]
+        word |= _as_int(plane) << (i * d)
+    return word
+
+
+@pytest.mark.parametrize("bits_build, bits, heads, dh, t, mode, idle, stall", [
+    (4, 4, 2, 8, 10, "prefill", 0.3, 0.3), (4, 2, 2, 8, 9, "decode", 0.3, 0.4),
+    (3, 3, 4, 5, 8, "decode", 0.0, 0.0), (2, 1, 1, 16, 7, "prefill", 0.5, 0.5),
+])
+def test_context_sums_of_levels_match_the_integers(bits_build, bits, heads, dh, t, mode, idle,
+                                                    stall):
+    """A-bit levels: ``aprod`` scores, ``msum`` of the V values, against plain integers; the
+    planes from A on hold random bits, which must not count."""
+    rng = np.random.default_rng(bits * 7 + t)
+    lv, d = (1 << bits) - 1, heads * dh
+    top = (1 << bits_build) - 1
+    q, k, v = (rng.integers(0, top + 1, size=(t, d)) for _ in range(3))
+    val = lambda x: 2 * (x & lv) - lv                                       # noqa: E731
+    s = np.einsum("ihd,jhd->hij", val(q).reshape(t, heads, dh), val(k).reshape(t, heads, dh))
+    ta = np.array([int(np.median(s[h])) for h in range(heads)])
+    mask = (s >= ta[:, None, None]) & np.tril(np.ones((t, t), bool))[None]
+    want = np.einsum("hij,jhd->ihd", mask.astype(np.int64),
+                     val(v).reshape(t, heads, dh)).reshape(t, d)
+    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=t + 2, bits=bits_build)
+    prng = random.Random(t)
+    kvs = [("kv", _planes_int(k[i], bits_build, prng), _planes_int(v[i], bits_build, prng))
+           for i in range(t)]
+    qs = [("q", _planes_int(q[i], bits_build, prng), i) for i in range(t)]
+    script = kvs + qs if mode == "prefill" else [s for i in range(t) for s in (kvs[i], qs[i])]
+    answers = []
+    srng = random.Random(bits)
+
+    async def driver(ctx):
+        for kind, a, b in script:
+            if kind == "kv":
+                await put_all(ctx, dut.kv, [{"k": a, "v": b}], rng=srng, idle=idle)
+            else:
+                await put_all(ctx, dut.q, [{"q": a, "pos": b}], rng=srng, idle=idle)
+
+    async def consumer(ctx):
+        answers.extend(await get_all(ctx, dut.c, t, rng=srng, stall=stall,
+                                     convert=lambda p: ([int(x) for x in p.ints],
+                                                        int(p.error))))
+
+    async def statics(ctx):
+        ctx.set(dut.bits_m1, bits - 1)
+        for h, x in enumerate(ta):
+            ctx.set(dut.ta[h], int(x))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for bench in (driver, consumer, statics):
+        sim.add_testbench(bench)
+    sim.run()
+    assert [e for _, e in answers] == [0] * t
+    assert np.array_equal(np.array([a for a, _ in answers]), want)

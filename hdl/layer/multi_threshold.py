@@ -1,0 +1,185 @@
+"""The layer engine's multi-threshold unit: integers in, A-bit levels out (the numerics' ``MT``).
+
+Each beat on ``i`` carries ``cols`` signed integers (a product's results, residual values or
+context sums) of one token and one group of ``cols`` channels. The unit answers, per channel,
+the level ``MT(y, t) = #{j < L : y >= t_j}`` with the channel's ``L = 2^A - 1`` thresholds read
+from the parameter store (``onebit.host.layer_layout``: word ``th_base + g L_m + j`` holds
+threshold ``j`` of group ``g``), two a cycle on its two read ports, so a beat takes
+``ceil(L / 2)`` cycles (one at A = 1); channels from ``n`` on answer 0.
+
+``setup`` (one cycle) starts a pass with ``config``. Beats come in one of two orders, and the
+unit numbers them itself: ``tile_major`` (a product's results: the ``period`` tokens of a
+group, then the next group) or token-major (a row's ``period`` groups, then the next token).
+Each answer on ``o`` carries where its levels go in the activation store: ``addr`` (``region``
+plus the token's row, ``row_stride`` words a token, plus the group's word) and ``gsel`` (the
+group within the word); ``onebit.hdl.layer.level_packer`` writes the planes.
+
+Streams follow ``lib.stream``: ``i.ready`` is high while the unit is empty or issuing a beat's
+last reads; answers wait in a ``OUT_DEPTH``-entry FIFO in front of ``o``, and a beat's last
+reads issue only while it has room for every answer in flight (so ``o.ready`` reaches only the
+issue decision). Latency: three cycles from the last reads' issue to ``o.valid``.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...host.checks import check_count, check_device
+from ...host.device_config import PARAM_BITS, DeviceConfig
+from ...host.layer_layout import mt_levels
+
+__all__ = ["MultiThreshold", "mt_config_layout", "levels_layout", "OUT_DEPTH"]
+
+#: Answers the output FIFO holds.
+OUT_DEPTH = 4
+
+
+def mt_config_layout(dev: DeviceConfig) -> data.StructLayout:
+    """A pass's ``config``."""
+    c, ly = dev.core, dev.layer
+    top = max(c.max_t, c.max_n, ly.d_model) + 1
+    return data.StructLayout({
+        "tile_major": 1, "period": range(top), "th_base": range(ly.param_words),
+        "region": range(dev.act_words), "row_stride": range(dev.act_words + 1),
+        "n": range(max(c.max_n, ly.d_model) + 1), "bits_m1": range(ly.max_bits),
+    })
+
+
+def levels_layout(dev: DeviceConfig) -> data.StructLayout:
+    """An answer: ``cols`` levels of ``max_bits`` bits, their word and group."""
+    c = dev.core
+    return data.StructLayout({
+        "levels": data.ArrayLayout(dev.layer.max_bits, c.cols),
+        "addr": range(dev.act_words), "gsel": range(c.lanes // c.cols),
+    })
+
+
+class MultiThreshold(wiring.Component):
+    """Members
+    -------
+    setup : In(1);  config : In(mt_config_layout(dev))
+    i : In(stream.Signature(ArrayLayout(signed(width), cols)))
+    o : Out(stream.Signature(levels_layout(dev)))
+    par_raddr0, par_ren0, par_raddr1, par_ren1 : Out;  par_rdata0, par_rdata1 : In
+    """
+
+    def __init__(self, dev: DeviceConfig, *, width: int):
+        check_device(dev, layer_for="MultiThreshold")
+        check_count("MultiThreshold input width", width)
+        if width > PARAM_BITS:
+            raise ValueError(f"MultiThreshold input width must be at most PARAM_BITS "
+                             f"({PARAM_BITS}): its thresholds are clamped into that field, "
+                             f"not {width!r}")
+        self._dev, self._width = dev, width
+        c, ly = dev.core, dev.layer
+        super().__init__({
+            "setup": In(1), "config": In(mt_config_layout(dev)),
+            "i": In(stream.Signature(data.ArrayLayout(signed(width), c.cols))),
+            "o": Out(stream.Signature(levels_layout(dev))),
+            "par_raddr0": Out(range(ly.param_words)), "par_ren0": Out(1),
+            "par_rdata0": In(PARAM_BITS * c.cols),
+            "par_raddr1": Out(range(ly.param_words)), "par_ren1": Out(1),
+            "par_rdata1": In(PARAM_BITS * c.cols),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        dev, c, ly = self._dev, self._dev.core, self._dev.layer
+        C, lm = c.cols, mt_levels(dev)
+        gpw = c.lanes // c.cols
+        cfg = Signal(mt_config_layout(dev))
+        with m.If(self.setup):
+            m.d.sync += cfg.eq(self.config)
+        lv = Signal(5)                                  # L = 2^A - 1 of this pass
+        m.d.comb += lv.eq((1 << (cfg.bits_m1 + 1)) - 1)
+        last_k = Signal(4)                              # the last pair of reads: (L - 1) / 2
+        m.d.comb += last_k.eq((lv - 1) >> 1)
+
+        # Numbering of the beats taken (the meta of the next beat to arrive).
+        k = Signal(range(max(c.max_t, c.max_n, ly.d_model) + 1))
+        gaddr = Signal(range(ly.param_words + lm + 1))
+        rowb = Signal(range(dev.act_words + 1))
+        gword = Signal(range(dev.act_words + 1))
+        gsel = Signal(range(gpw))
+        chb = Signal(range(max(c.max_n, ly.d_model) + C + 1))
+        meta = data.StructLayout({"gaddr": gaddr.shape(), "addr": range(dev.act_words),
+                                  "gsel": range(gpw), "chb": chb.shape()})
+
+        def next_group():
+            return [gaddr.eq(gaddr + lm), chb.eq(chb + C),
+                    gsel.eq(gsel + 1 if gpw > 1 else 0)] + \
+                ([gword.eq(gword + (gsel == gpw - 1))] if gpw > 1 else [gword.eq(gword + 1)])
+
+        take = Signal()
+        with m.If(take):
+            with m.If(k == cfg.period - 1):
+                m.d.sync += k.eq(0)
+                with m.If(cfg.tile_major):
+                    m.d.sync += [rowb.eq(0)] + next_group()
+                with m.Else():
+                    m.d.sync += [rowb.eq(rowb + cfg.row_stride), gaddr.eq(0), chb.eq(0),
+                                 gsel.eq(0), gword.eq(0)]
+            with m.Else():
+                m.d.sync += k.eq(k + 1)
+                with m.If(cfg.tile_major):
+                    m.d.sync += rowb.eq(rowb + cfg.row_stride)
+                with m.Else():
+                    m.d.sync += next_group()
+        with m.If(self.setup):
+            m.d.sync += [k.eq(0), gaddr.eq(0), rowb.eq(0), gword.eq(0), gsel.eq(0), chb.eq(0)]
+
+        # Issue stage: the beat held while its thresholds are read, two a cycle.
+        busy = Signal()
+        y = Signal(data.ArrayLayout(signed(self._width), C))
+        y_meta = Signal(meta)
+        kk = Signal(4)
+        last_pair = Signal()
+        issue = Signal()
+        out_free = Signal()
+        m.submodules.out = out = fifo.SyncFIFOBuffered(width=levels_layout(dev).size,
+                                                      depth=OUT_DEPTH)
+        in_flight = Signal(range(3))                    # last reads issued, answer not in
+        m.d.comb += [last_pair.eq(kk == last_k),
+                     out_free.eq(out.level + in_flight < OUT_DEPTH),
+                     issue.eq(busy & (~last_pair | out_free))]
+        m.d.comb += [self.i.ready.eq(~busy | (issue & last_pair)),
+                     take.eq(self.i.valid & self.i.ready)]
+        addr0 = Signal(range(ly.param_words + 2 * lm))
+        m.d.comb += [addr0.eq(cfg.th_base + y_meta.gaddr + Cat(0, kk)),
+                     self.par_raddr0.eq(addr0), self.par_raddr1.eq(addr0 + 1),
+                     self.par_ren0.eq(issue), self.par_ren1.eq(issue)]
+        with m.If(issue):
+            m.d.sync += kk.eq(kk + 1)
+            with m.If(last_pair):
+                m.d.sync += [busy.eq(0), kk.eq(0)]
+        with m.If(take):
+            m.d.sync += [busy.eq(1), kk.eq(0), y.eq(self.i.payload),
+                         y_meta.gaddr.eq(gaddr), y_meta.addr.eq(cfg.region + rowb + gword),
+                         y_meta.gsel.eq(gsel), y_meta.chb.eq(chb)]
+
+        # Compare stage: the thresholds arrive the cycle after their reads.
+        c_valid, c_first, c_last, c_second = Signal(), Signal(), Signal(), Signal()
+        c_y = Signal.like(y)
+        c_meta = Signal(meta)
+        m.d.sync += c_valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += [c_first.eq(kk == 0), c_last.eq(last_pair),
+                         c_second.eq(Cat(1, kk) < lv), c_y.eq(y), c_meta.eq(y_meta)]
+        t0 = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata0)
+        t1 = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata1)
+        count = [Signal(4, name=f"count{ch}") for ch in range(C)]
+        total = [Signal(5, name=f"total{ch}") for ch in range(C)]
+        for ch in range(C):
+            m.d.comb += total[ch].eq(Mux(c_first, 0, count[ch]) + (c_y[ch] >= t0[ch]) +
+                                     (c_second & (c_y[ch] >= t1[ch])))
+        answer = Signal(levels_layout(dev))
+        m.d.comb += [answer.addr.eq(c_meta.addr), answer.gsel.eq(c_meta.gsel),
+                     out.w_data.eq(answer), out.w_en.eq(c_valid & c_last),
+                     self.o.valid.eq(out.r_rdy), self.o.payload.eq(out.r_data),
+                     out.r_en.eq(self.o.ready)]
+        for ch in range(C):
+            m.d.comb += answer.levels[ch].eq(Mux(c_meta.chb + ch < cfg.n, total[ch], 0))
+        with m.If(c_valid):
+            m.d.sync += [count[ch].eq(total[ch]) for ch in range(C)]
+        m.d.sync += in_flight.eq(in_flight + (issue & last_pair) - (c_valid & c_last))
+        return m

@@ -1,0 +1,111 @@
+# amaranth: UnusedElaboratable=no
+"""MultiThreshold and LevelPacker together: beats of integers in either order, with random idle
+cycles in front and random stalls between the two, become the numerics' ``MT`` levels written
+as bit-planes (top plane first) where ``onebit.host.layer_layout`` says, with the thresholds
+read from a parameter store laid out by the host's own code."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import memory
+
+from onebit.hdl.layer.level_packer import LevelPacker
+from onebit.hdl.layer.multi_threshold import MultiThreshold
+from onebit.host import golden
+from onebit.host.core_config import CoreConfig
+from onebit.host.device_config import PARAM_BITS, DeviceConfig, LayerConfig
+from onebit.host.layer_layout import _mt_values
+from onebit.sim.streams import put_all, simulate
+
+DEV = DeviceConfig(
+    core=CoreConfig(rows=2, cols=2, lanes=8, max_k=128, max_t=8, max_n=64, max_bits=4),
+    act_words=512, weight_words=1024, thresh_words=256, result_beats=64, weight_banks=4,
+    layer=LayerConfig(d_model=16, heads=2, max_ff=32, kv_capacity=12, kv_slots=2,
+                      res_words=80, param_words=1024, max_bits=4))
+C, L = DEV.core.cols, DEV.core.lanes
+W = 16
+
+
+def _field_words(values, bits):
+    v = [int(x) & ((1 << bits) - 1) for x in values]
+    return [sum(f << (bits * i) for i, f in enumerate(v[j:j + C])) for j in range(0, len(v), C)]
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+@pytest.mark.parametrize("tile_major", [1, 0])
+def test_levels_in_the_store_equal_mt(bits, tile_major):
+    rng = random.Random(bits * 10 + tile_major)
+    nrng = np.random.default_rng(bits * 10 + tile_major)
+    lv = (1 << bits) - 1
+    t, n = rng.randint(1, 5), rng.choice([6, 13, 16])       # n need not fill its groups
+    groups = -(-n // C)
+    y = nrng.integers(-300, 300, (t, groups * C))
+    th = np.sort(nrng.integers(-320, 320, (n, lv)), axis=1)
+    th[0] = [-(1 << 20)] * lv                                # beyond the field: clamped
+    th[1] = [1 << 20] * lv
+    p_base, region = 5, 17
+    nw = -(-n // L)
+    row_stride = bits * nw
+    params = _field_words(_mt_values(DEV, th, n), PARAM_BITS)
+
+    m = Module()
+    m.submodules.mt = mt = MultiThreshold(DEV, width=W)
+    m.submodules.pk = pk = LevelPacker(DEV)
+    m.submodules.par = par = memory.Memory(shape=PARAM_BITS * C, depth=DEV.layer.param_words,
+                                           init=[0] * p_base + params)
+    m.submodules.act = act = memory.Memory(shape=L, depth=DEV.act_words, init=[])
+    for i in range(2):
+        rp = par.read_port()
+        m.d.comb += [rp.addr.eq(getattr(mt, f"par_raddr{i}")), rp.en.eq(getattr(mt, f"par_ren{i}")),
+                     getattr(mt, f"par_rdata{i}").eq(rp.data)]
+    wp = act.write_port(granularity=C)
+    m.d.comb += [wp.addr.eq(pk.act_waddr), wp.data.eq(pk.act_wdata), wp.en.eq(pk.act_wen)]
+    gate = Signal()
+    m.d.comb += [pk.i.payload.eq(mt.o.payload), pk.i.valid.eq(mt.o.valid & gate),
+                 mt.o.ready.eq(pk.i.ready & gate)]
+
+    order = ([(g, tok) for g in range(groups) for tok in range(t)] if tile_major else
+             [(g, tok) for tok in range(t) for g in range(groups)])
+    done = []
+
+    async def drive(ctx):
+        ctx.set(mt.config, {"tile_major": tile_major, "period": t if tile_major else groups,
+                            "th_base": p_base, "region": region, "row_stride": row_stride,
+                            "n": n, "bits_m1": bits - 1})
+        ctx.set(pk.plane_words, nw)
+        ctx.set(pk.bits_m1, bits - 1)
+        ctx.set(mt.setup, 1)
+        ctx.set(pk.setup, 1)
+        await ctx.tick()
+        ctx.set(mt.setup, 0)
+        ctx.set(pk.setup, 0)
+        beats = [[int(v) for v in y[tok, g * C:(g + 1) * C]] for g, tok in order]
+        await put_all(ctx, mt.i, beats, rng=rng, idle=0.3)
+        done.append(1)
+
+    async def stall(ctx):
+        cycles = 0
+        while ctx.get(pk.written) < len(order):
+            ctx.set(gate, int(rng.random() >= 0.4))
+            await ctx.tick()
+            cycles += 1
+            assert cycles < 5000, "the packer stopped writing"
+        got = [ctx.get(act.data[a]) for a in range(DEV.act_words)]
+        want = golden.multi_threshold(y[:, :n], th)
+        for tok in range(t):
+            for p in range(bits):                     # top plane first
+                row = region + tok * row_stride + p * nw
+                plane = [(got[row + c // L] >> (c % L)) & 1 for c in range(groups * C)]
+                bit = bits - 1 - p
+                expect = [(int(want[tok, c]) >> bit) & 1 if c < n else 0
+                          for c in range(groups * C)]
+                assert plane == expect, (tok, bit)
+
+    simulate(m, drive, stall)
+
+
+def test_input_wider_than_the_parameter_field_is_refused():
+    with pytest.raises(ValueError, match="at most PARAM_BITS"):
+        MultiThreshold(DEV, width=PARAM_BITS + 1)
