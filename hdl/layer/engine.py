@@ -29,26 +29,37 @@ read ports of the parameter store. All memories have a read latency of one cycle
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_device
 from ...host.core_config import Op
 from ...host.device_config import PARAM_BITS, DeviceConfig
 from ...host.layer_layout import (
-    PARAM_ROWS,
     EngineStep,
     act_regions,
+    head_param_words,
     matrix_offsets,
+    param_offsets,
     param_words_per_layer,
 )
-from ...host.protocol import ARGUMENTS, LAYER_FRESH, LAYER_HEAD, Opcode, Status
+from ...host.protocol import (
+    ARGUMENTS,
+    LAYER_BITS_MASK,
+    LAYER_BITS_SHIFT,
+    LAYER_FRESH,
+    LAYER_HEAD,
+    Opcode,
+    Status,
+)
 from ..core.gemm_layouts import result_layout
 from ..core.gemm_runner import run_layout
 from ..core.gemv import Gemv, gemv_layout
 from ..lib.register_slice import RegisterSlice
-from .attention import AttentionUnit
+from .attention import AttentionUnit, context_shape
 from .attention_steps import AttentionSteps
+from .level_packer import LevelPacker
+from .multi_threshold import MultiThreshold
 from .packer import ResultPacker
 from .residual_pass import ResidualPass
 
@@ -81,9 +92,6 @@ class LayerEngine(wiring.Component):
 
     def __init__(self, dev: DeviceConfig):
         check_device(dev, layer_for="LayerEngine")
-        if dev.layer.max_bits > 1:
-            raise ValueError(f"LayerEngine computes 1-bit activations; max_bits must be 1, not "
-                             f"{dev.layer.max_bits!r}")
         self._dev = dev
         c, ly = dev.core, dev.layer
         ports = {
@@ -123,15 +131,17 @@ class LayerEngine(wiring.Component):
         gpw = L // C                                 # C-bit groups per activation word
         reg = act_regions(dev)
         PW = param_words_per_layer(dev)
-        off = {name: i * Dc for i, name in enumerate(PARAM_ROWS)}
-        off["ta"] = len(PARAM_ROWS) * Dc
+        off = param_offsets(dev)
         n_ta = -(-H // C)
         cap = ly.kv_capacity
+        nb = ly.max_bits
+        multi = nb > 1
 
         m.submodules.residual = rpass = ResidualPass(dev)
-        m.submodules.packer = pk = ResultPacker(c, depth=dev.act_words)
+        if not multi:
+            m.submodules.packer = pk = ResultPacker(c, depth=dev.act_words)
         m.submodules.attention = att = AttentionUnit(heads=H, head_dim=DH, capacity=cap,
-                                                     slots=ly.kv_slots)
+                                                     slots=ly.kv_slots, bits=nb)
         m.submodules.steps = steps = AttentionSteps(dev)
         # CLEAR_CACHE reaches the attention unit a cycle later (timing: the command processor's
         # decision fanned out to the unit's enables; no command follows within a cycle).
@@ -150,12 +160,12 @@ class LayerEngine(wiring.Component):
         src = rslice.o
         mux = rslice.i
         if banked:
-            m.submodules.gemv = gv = Gemv(dev)
+            m.submodules.gemv = gv = Gemv(dev, max_bits=nb)
             m.d.comb += [self.w_laddr.eq(gv.w_laddr), self.w_lren.eq(gv.w_lren),
                          gv.w_ldata.eq(self.w_ldata), self.th_laddr.eq(gv.th_laddr),
                          self.th_lren.eq(gv.th_lren), gv.th_ldata.eq(self.th_ldata),
                          gv.act_rdata.eq(self.act_rdata)]
-            gq = Signal(gemv_layout(dev))
+            gq = Signal(gemv_layout(dev, nb))
             m.d.comb += gv.params.eq(gq)
             # Only the unit that ``use_gemv`` chose runs, so both see the slice's ready as it
             # is (a register): ``use_gemv`` stays out of the GEMV unit's stall logic.
@@ -183,10 +193,15 @@ class LayerEngine(wiring.Component):
         slot = Signal(range(ly.kv_slots))
         m.d.comb += [att.slot.eq(slot), self.kv_length.eq(att.length)]
         fw = Signal(range(c.max_chunks + 2))
+        a_m1 = Signal(range(nb))                    # the command's activation bits less one
         t_dw, t_dc, t_fw = (Signal(32, name=n) for n in ("t_dw", "t_dc", "t_fw"))
         f_dw, d_fw, n_dw, h_beats = (Signal(32, name=n) for n in ("f_dw", "d_fw", "n_dw",
                                                                    "h_beats"))
         len0 = Signal(range(cap + 1))
+        # With multi-bit activations: activation words of the T rows (A planes each) and the
+        # multi-threshold beats of a pass.
+        t_adw, t_afw, t_3dc, t_fc = (Signal(32, name=n) for n in ("t_adw", "t_afw", "t_3dc",
+                                                                   "t_fc"))
         bad, full = Signal(), Signal()
         pb = Signal(range(ly.param_words))
         w_o, w_1, w_2 = (Signal(range(dev.weight_words), name=n) for n in ("w_o", "w_1", "w_2"))
@@ -214,10 +229,14 @@ class LayerEngine(wiring.Component):
                    rq.act_count.eq(act_count), rq.weight_base.eq(w),
                    rq.weight_count.eq(w_count), rq.thresh_base.eq(th),
                    rq.thresh_count.eq(th_count)]
+            if c.max_bits > 1:
+                ops += [rq.bits_m1.eq(a_m1)]
             if banked:
                 ops += [gq.threshold.eq(thr), gq.n.eq(n), gq.k.eq(k), gq.act_base.eq(act),
                         gq.w_line.eq(w >> (P.bit_length() - 1)),
                         gq.th_line.eq(th >> (C.bit_length() - 1))]
+                if multi:
+                    ops += [gq.bits_m1.eq(a_m1)]
             return ops
 
         # ------------------------------------------------------------ residual pass
@@ -242,25 +261,76 @@ class LayerEngine(wiring.Component):
         s_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata0)
         rp_left_zero = rpass.done
 
-        # Activation store writes: the residual pass's bits, the packer's groups, or a Cb word.
+        # Activation store writes: the residual pass's bits, the packer's groups, or a Cb word
+        # (with multi-bit activations: the level packer's planes).
         packing = Signal()
-        with m.If(rpass.act_wen.any()):
-            m.d.comb += [self.act_waddr.eq(rpass.act_waddr), self.act_wdata.eq(rpass.act_wdata),
-                         self.act_wen.eq(rpass.act_wen)]
-        with m.Elif(packing):
-            m.d.comb += [self.act_waddr.eq(pk.waddr), self.act_wdata.eq(pk.wdata),
-                         self.act_wen.eq(pk.wen)]
-        with m.Elif(steps.cb_wen):
-            m.d.comb += [self.act_waddr.eq(steps.cb_waddr),
-                         self.act_wdata.eq(steps.cb_wdata), self.act_wen.eq((1 << gpw) - 1)]
+        to_res = Signal()
+        if not multi:
+            with m.If(rpass.act_wen.any()):
+                m.d.comb += [self.act_waddr.eq(rpass.act_waddr),
+                             self.act_wdata.eq(rpass.act_wdata), self.act_wen.eq(rpass.act_wen)]
+            with m.Elif(packing):
+                m.d.comb += [self.act_waddr.eq(pk.waddr), self.act_wdata.eq(pk.wdata),
+                             self.act_wen.eq(pk.wen)]
+            with m.Elif(steps.cb_wen):
+                m.d.comb += [self.act_waddr.eq(steps.cb_waddr),
+                             self.act_wdata.eq(steps.cb_wdata),
+                             self.act_wen.eq((1 << gpw) - 1)]
 
         # GEMM results: to the packer (``packing``) or the residual pass (which never stalls).
-        to_res = Signal()
         with m.If(packing):
-            m.d.comb += [pk.i.valid.eq(src.valid), pk.i.payload.eq(src.payload),
-                         src.ready.eq(pk.i.ready)]
+            if not multi:
+                m.d.comb += [pk.i.valid.eq(src.valid), pk.i.payload.eq(src.payload),
+                             src.ready.eq(pk.i.ready)]
         with m.Elif(to_res):
             m.d.comb += [rpass.y.valid.eq(src.valid), src.ready.eq(rpass.y.ready)]
+
+        # ------------------------------------------------------------ multi-threshold
+        # (Multi-bit activations: every quantiser is the multi-threshold unit, fed by a
+        # product's integers (``packing``), the residual pass's X (``quantising``: its beats
+        # wait in a FIFO, and the pass fires only while the FIFO has room for every beat in
+        # flight) or the attention steps' context sums; the level packer writes the planes.)
+        quantising = Signal()
+        mt_params = Signal()                      # the unit has the parameter store's ports
+        if multi:
+            width = max(16, c.result_width, context_shape(cap, nb).width)
+            m.submodules.mt = mt = MultiThreshold(dev, width=width)
+            m.submodules.levels = lp = LevelPacker(dev)
+            m.d.comb += [self.act_waddr.eq(lp.act_waddr), self.act_wdata.eq(lp.act_wdata),
+                         self.act_wen.eq(lp.act_wen), lp.bits_m1.eq(a_m1)]
+            wiring.connect(m, mt.o, lp.i)
+            depth = 8
+            m.submodules.x_fifo = xf = fifo.SyncFIFOBuffered(width=16 * C, depth=depth)
+            pending = Signal(range(depth + 1))    # beats fired, not yet out of the pass
+            m.d.sync += pending.eq(pending + rpass.fired - rpass.x_valid)
+            m.d.comb += [xf.w_data.eq(self.resid_wdata),
+                         xf.w_en.eq(rpass.x_valid & quantising),
+                         rpass.generate.eq(quantising & (xf.level + pending < depth - 1))]
+            x_fifo = data.View(data.ArrayLayout(signed(16), C), xf.r_data)
+            with m.If(packing):
+                m.d.comb += [mt.i.valid.eq(src.valid), src.ready.eq(mt.i.ready)]
+                m.d.comb += [mt.i.payload[ch].eq(src.payload.ints[ch]) for ch in range(C)]
+            with m.Elif(quantising):
+                m.d.comb += [mt.i.valid.eq(xf.r_rdy), xf.r_en.eq(mt.i.ready)]
+                m.d.comb += [mt.i.payload[ch].eq(x_fifo[ch]) for ch in range(C)]
+            with m.Else():
+                m.d.comb += [mt.i.valid.eq(steps.ctx.valid), steps.ctx.ready.eq(mt.i.ready)]
+                m.d.comb += [mt.i.payload[ch].eq(steps.ctx.payload[ch]) for ch in range(C)]
+            m.d.comb += [steps.bits_m1.eq(a_m1), att.bits_m1.eq(a_m1),
+                         mt.par_rdata0.eq(self.par_rdata0), mt.par_rdata1.eq(self.par_rdata1)]
+            with m.If(mt_params):
+                m.d.comb += [self.par_raddr0.eq(mt.par_raddr0), self.par_ren0.eq(mt.par_ren0),
+                             self.par_raddr1.eq(mt.par_raddr1), self.par_ren1.eq(mt.par_ren1)]
+
+        def mt_setup(*, tile_major, period, th, region, row_words, n):
+            """Start the multi-threshold unit and the level packer (comb) on a pass whose rows
+            of ``n`` channels (``row_words`` words a plane) go to ``region``, with the
+            thresholds from parameter word ``th``."""
+            return [mt.setup.eq(1), lp.setup.eq(1),
+                    mt.config.tile_major.eq(tile_major), mt.config.period.eq(period),
+                    mt.config.th_base.eq(th),
+                    mt.config.region.eq(region), mt.config.row_stride.eq(row_words * (a_m1 + 1)),
+                    mt.config.n.eq(n), mt.config.bits_m1.eq(a_m1), lp.plane_words.eq(row_words)]
 
         # ------------------------------------------------------------ attention steps
         # (``AttentionSteps``: steps 3-5, the KV cache appends and the queries, their Cb rows
@@ -274,12 +344,15 @@ class LayerEngine(wiring.Component):
         if banked:
             with m.If(gv.act_ren):
                 m.d.comb += [self.act_raddr.eq(gv.act_raddr), self.act_ren.eq(1)]
-        # The context and attention thresholds, loaded into registers in TC_LOAD.
-        tc_regs = [Signal(data.ArrayLayout(signed(16), C), name=f"tc{g}") for g in range(Dc)]
+        # The context and attention thresholds, loaded into registers in TC_LOAD (with multi-bit
+        # activations only ``ta``: the multi-threshold unit reads ``tc`` itself).
+        tc_words = 0 if multi else Dc
+        tc_regs = [Signal(data.ArrayLayout(signed(16), C), name=f"tc{g}")
+                   for g in range(tc_words)]
         ta_shape = att.ta.shape().elem_shape
         ta_top = (1 << (ta_shape.width - 1)) - 1
         ta_regs = [Signal(data.ArrayLayout(ta_shape, C), name=f"ta{g}") for g in range(n_ta)]
-        for g in range(Dc):
+        for g in range(tc_words):
             for ch in range(C):
                 m.d.comb += att.tc[g * C + ch].eq(tc_regs[g][ch])
         for h in range(H):
@@ -292,14 +365,15 @@ class LayerEngine(wiring.Component):
         m.d.comb += self.busy.eq(1)
         err = Signal(8)
 
-        def await_product(done, ops, nxt):
+        def await_product(done, ops, nxt, pulses=()):
             """In a state that waits for a product: a runner fault ends the command; ``done``
-            runs ``ops`` and moves on to ``nxt``."""
+            runs ``ops`` (and the one-cycle ``pulses``) and moves on to ``nxt``."""
             with m.If(self.run_done & self.run_error):
                 m.d.sync += err.eq(Status.FAULT)
                 m.next = "DONE"
             with m.Elif(done):
                 m.d.sync += ops
+                m.d.comb += list(pulses)
                 m.next = nxt
         with m.FSM(name="seq"):
             with m.State("IDLE"):
@@ -315,34 +389,47 @@ class LayerEngine(wiring.Component):
                     f_dw.eq(p.f * Dw), h_beats.eq(p.t * ((p.n + C - 1) >> (C.bit_length() - 1))),
                     slot.eq(Mux(p.slot < ly.kv_slots, p.slot, 0)),
                 ]
+                if multi:
+                    m.d.sync += a_m1.eq(p.flags[LAYER_BITS_SHIFT:LAYER_BITS_SHIFT + 2])
                 m.next = "SIZE2"
             with m.State("SIZE2"):
                 m.d.comb += self.step.eq(EngineStep.SETUP)
                 m.d.sync += [t_fw.eq(p.t * fw), d_fw.eq(fw * D),
                              len0.eq(Mux(fresh, 0, att.length))]
+                if multi:
+                    m.d.sync += [t_adw.eq(t_dw * (a_m1 + 1)), t_3dc.eq(t_dc * 3),
+                                 t_fc.eq(p.t * ((p.f + C - 1) >> (C.bit_length() - 1)))]
                 m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.step.eq(EngineStep.SETUP)
+                flags_ok = LAYER_FRESH | LAYER_HEAD | (LAYER_BITS_MASK if multi else 0)
                 common = ((p.t == 0) | (p.t > c.max_t) | (p.shift > 15) |
-                          (p.flags & ~(LAYER_FRESH | LAYER_HEAD) & 0xFF).any() |
+                          (p.flags & ~flags_ok & 0xFF).any() |
                           (p.res_base + t_dc > ly.res_words))
+                if multi:
+                    common |= p.flags[LAYER_BITS_SHIFT:LAYER_BITS_SHIFT + 2] > nb - 1
                 layer_bad = ((p.slot >= ly.kv_slots) | (p.f == 0) | (p.f > ly.max_ff) |
                              (p.w_base + o_w1 + pad(f_dw) + pad(d_fw) > dev.weight_words) |
-                             (p.th_base + 3 * D + p.f > dev.thresh_words) |
                              (p.p_base + PW > ly.param_words))
+                if not multi:
+                    layer_bad |= p.th_base + 3 * D + p.f > dev.thresh_words
                 head_bad = ((p.n == 0) | (p.n > c.max_n) |
                             (p.w_base + n_dw > dev.weight_words) |
-                            (p.p_base + Dc > ly.param_words) | (h_beats > dev.result_beats))
+                            (p.p_base + head_param_words(dev) > ly.param_words) |
+                            (h_beats > dev.result_beats))
                 m.d.sync += [bad.eq(common | Mux(head, head_bad, layer_bad)),
                              full.eq(~head & (len0 + p.t > cap)),
                              pb.eq(p.p_base), w_o.eq(p.w_base + o_wo),
                              w_1.eq(p.w_base + o_w1),
                              w_2.eq(p.w_base + o_w1 + pad(f_dw))]
+                if multi:
+                    m.d.sync += t_afw.eq(t_fw * (a_m1 + 1))
                 if banked:
                     fw_ok = ((fw & (fw - 1)) == 0) | (fw[:P.bit_length() - 1] == 0)
+                    th_ok = 1 if multi else (p.th_base & (C - 1)) == 0
                     m.d.sync += use_gemv.eq(
                         (p.t == 1) & (p.w_base[:P.bit_length() - 1] == 0) &
-                        ((p.th_base & (C - 1)) == 0) & fw_ok & (fw * C >= P))
+                        th_ok & fw_ok & (fw * C >= P))
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.comb += self.step.eq(EngineStep.SETUP)
@@ -354,22 +441,40 @@ class LayerEngine(wiring.Component):
                     m.next = "DONE"
                 with m.Else():
                     m.d.sync += err.eq(Status.OK)
-                    m.d.comb += rp_setup(gen=1, write=0, bits=1, soff=0, toff=0,
+                    m.d.comb += rp_setup(gen=1, write=0, bits=int(not multi), soff=0, toff=0,
                                          region=reg["xb"])
+                    if multi:
+                        m.d.comb += mt_setup(tile_major=1, period=p.t,
+                                             th=Mux(head, pb, pb + off["th_attn"]),
+                                             region=reg["xb"], row_words=Dw, n=D)
                     m.d.comb += att.clear_slot.eq(fresh & ~head)
                     m.next = "BIN"
 
             # Step 1 (or the head's binarisation).
             with m.State("BIN"):
                 m.d.comb += self.step.eq(EngineStep.QUANTISE)
-                m.d.comb += rpass.generate.eq(1)
-                with m.If(rp_left_zero):
-                    m.d.sync += gemm(thr=1, n=3 * D, k=D, act=reg["xb"], act_count=t_dw,
-                                     w=p.w_base, w_count=3 * D * Dw, th=p.th_base,
-                                     th_count=3 * D)
+                if multi:
+                    m.d.comb += [quantising.eq(1), mt_params.eq(1)]
+                    quantised = rp_left_zero & (lp.written == t_dc)
+                else:
+                    m.d.comb += rpass.generate.eq(1)
+                    quantised = rp_left_zero
+                with m.If(quantised):
+                    if multi:
+                        m.d.sync += gemm(thr=0, n=3 * D, k=D, act=reg["xb"], act_count=t_adw,
+                                         w=p.w_base, w_count=3 * D * Dw)
+                        with m.If(~head):
+                            m.d.comb += mt_setup(tile_major=1, period=p.t,
+                                                 th=pb + off["tqkv"], region=reg["qkv"],
+                                                 row_words=3 * Dw, n=3 * D)
+                    else:
+                        m.d.sync += gemm(thr=1, n=3 * D, k=D, act=reg["xb"], act_count=t_dw,
+                                         w=p.w_base, w_count=3 * D * Dw, th=p.th_base,
+                                         th_count=3 * D)
                     m.next = "QKV_RUN"
                     with m.If(head):
-                        m.d.sync += gemm(thr=0, n=p.n, k=D, act=reg["xb"], act_count=t_dw,
+                        m.d.sync += gemm(thr=0, n=p.n, k=D, act=reg["xb"],
+                                         act_count=t_adw if multi else t_dw,
                                          w=p.w_base, w_count=n_dw, to_stream=0)
                         m.next = "HEAD_RUN"
             with m.State("HEAD_RUN"):
@@ -384,14 +489,20 @@ class LayerEngine(wiring.Component):
             with m.State("QKV_RUN"):
                 m.d.comb += self.step.eq(EngineStep.QKV)
                 m.d.comb += launch()
-                m.d.comb += [pk.cmd.valid.eq(1),
-                             pk.cmd.payload.t.eq(p.t), pk.cmd.payload.n.eq(3 * D),
-                             pk.cmd.payload.base.eq(reg["qkv"])]
+                if not multi:
+                    m.d.comb += [pk.cmd.valid.eq(1),
+                                 pk.cmd.payload.t.eq(p.t), pk.cmd.payload.n.eq(3 * D),
+                                 pk.cmd.payload.base.eq(reg["qkv"])]
                 m.next = "QKV_WAIT"
             with m.State("QKV_WAIT"):
                 m.d.comb += self.step.eq(EngineStep.QKV)
                 m.d.comb += packing.eq(1)
-                await_product(pk.done, [tl.eq(0), tl_v.eq(0)], "TC_LOAD")
+                if multi:
+                    m.d.comb += mt_params.eq(1)
+                    await_product(lp.written == t_3dc, [tl.eq(Dc - tc_words), tl_v.eq(0)],
+                                  "TC_LOAD")
+                else:
+                    await_product(pk.done, [tl.eq(0), tl_v.eq(0)], "TC_LOAD")
 
             # Context and attention thresholds into registers (saturated into their fields).
             with m.State("TC_LOAD"):
@@ -404,54 +515,99 @@ class LayerEngine(wiring.Component):
                     for g in range(Dc + n_ta):
                         with m.If(tl_prev == g):
                             for ch in range(C):
-                                if g < Dc:
+                                if g < Dc and multi:
+                                    pass
+                                elif g < Dc:
                                     m.d.sync += tc_regs[g][ch].eq(
                                         _clamp(s_in[ch], -(1 << 15), (1 << 15) - 1))
                                 else:
                                     m.d.sync += ta_regs[g - Dc][ch].eq(
                                         _clamp(s_in[ch], -ta_top - 1, ta_top))
-                with m.If(~tl_v & (tl != 0)):
+                with m.If(~tl_v & (tl != Dc - tc_words)):      # (the loads' first cycle)
                     m.d.comb += steps.start.eq(1)
+                    if multi:
+                        m.d.comb += mt_setup(tile_major=0, period=Dc, th=pb + off["tc"],
+                                             region=reg["cb"], row_words=Dw, n=D)
                     m.next = "ATTEND"
 
             # Steps 3-5: every token's Kb|Vb appended, then every token queried.
             with m.State("ATTEND"):
                 m.d.comb += self.step.eq(EngineStep.ATTENTION)
+                if multi:
+                    m.d.comb += mt_params.eq(1)
                 with m.If(steps.fault):
                     m.d.sync += err.eq(Status.FAULT)
                     m.next = "DONE"
-                with m.Elif(steps.done):
-                    m.d.sync += gemm(thr=0, n=D, k=D, act=reg["cb"], act_count=t_dw, w=w_o,
-                                     w_count=D * Dw)
-                    m.next = "O_RUN"
+                if multi:
+                    with m.Elif(steps.done):
+                        m.next = "CTX_WAIT"
+                else:
+                    with m.Elif(steps.done):
+                        m.d.sync += gemm(thr=0, n=D, k=D, act=reg["cb"], act_count=t_dw, w=w_o,
+                                         w_count=D * Dw)
+                        m.next = "O_RUN"
+            if multi:
+                # The last context sums through the multi-threshold unit.
+                with m.State("CTX_WAIT"):
+                    m.d.comb += [self.step.eq(EngineStep.ATTENTION), mt_params.eq(1)]
+                    with m.If(lp.written == t_dc):
+                        m.d.sync += gemm(thr=0, n=D, k=D, act=reg["cb"], act_count=t_adw,
+                                         w=w_o, w_count=D * Dw)
+                        m.next = "O_RUN"
 
             # Step 6: O through the residual unit.
             with m.State("O_RUN"):
                 m.d.comb += self.step.eq(EngineStep.OUT)
                 m.d.comb += launch()
-                m.d.comb += rp_setup(gen=0, write=1, bits=1, soff=off["so"], toff=off["th_ffn"],
-                                     region=reg["x1b"])
+                m.d.comb += rp_setup(gen=0, write=1, bits=int(not multi), soff=off["so"],
+                                     toff=0 if multi else off["th_ffn"], region=reg["x1b"])
                 m.next = "O_WAIT"
             with m.State("O_WAIT"):
                 m.d.comb += self.step.eq(EngineStep.OUT)
                 m.d.comb += to_res.eq(1)
-                await_product(rp_left_zero,
-                              gemm(thr=1, n=p.f, k=D, act=reg["x1b"], act_count=t_dw, w=w_1,
-                                   w_count=f_dw, th=p.th_base + 3 * D, th_count=p.f), "F1_RUN")
+                if multi:
+                    # X1 quantised by a pass of its own (the multi-threshold unit's pace).
+                    await_product(rp_left_zero, [], "X1_QUANT",
+                                  rp_setup(gen=1, write=0, bits=0, soff=0, toff=0,
+                                           region=reg["x1b"]) +
+                                  mt_setup(tile_major=1, period=p.t, th=pb + off["th_ffn"],
+                                           region=reg["x1b"], row_words=Dw, n=D))
+                else:
+                    await_product(rp_left_zero,
+                                  gemm(thr=1, n=p.f, k=D, act=reg["x1b"], act_count=t_dw,
+                                       w=w_1, w_count=f_dw, th=p.th_base + 3 * D,
+                                       th_count=p.f), "F1_RUN")
+            if multi:
+                with m.State("X1_QUANT"):
+                    m.d.comb += [self.step.eq(EngineStep.OUT), quantising.eq(1),
+                                 mt_params.eq(1)]
+                    with m.If(rp_left_zero & (lp.written == t_dc)):
+                        m.d.sync += gemm(thr=0, n=p.f, k=D, act=reg["x1b"], act_count=t_adw,
+                                         w=w_1, w_count=f_dw)
+                        m.d.comb += mt_setup(tile_major=1, period=p.t, th=pb + off["t1"],
+                                             region=reg["hb"], row_words=fw, n=p.f)
+                        m.next = "F1_RUN"
 
             # Step 7: Hb rows.
             with m.State("F1_RUN"):
                 m.d.comb += self.step.eq(EngineStep.FFN_UP)
                 m.d.comb += launch()
-                m.d.comb += [pk.cmd.valid.eq(1),
-                             pk.cmd.payload.t.eq(p.t), pk.cmd.payload.n.eq(p.f),
-                             pk.cmd.payload.base.eq(reg["hb"])]
+                if not multi:
+                    m.d.comb += [pk.cmd.valid.eq(1),
+                                 pk.cmd.payload.t.eq(p.t), pk.cmd.payload.n.eq(p.f),
+                                 pk.cmd.payload.base.eq(reg["hb"])]
                 m.next = "F1_WAIT"
             with m.State("F1_WAIT"):
                 m.d.comb += self.step.eq(EngineStep.FFN_UP)
                 m.d.comb += packing.eq(1)
-                await_product(pk.done, gemm(thr=0, n=D, k=p.f, act=reg["hb"], act_count=t_fw,
-                                            w=w_2, w_count=d_fw), "F2_RUN")
+                if multi:
+                    m.d.comb += mt_params.eq(1)
+                    await_product(lp.written == t_fc,
+                                  gemm(thr=0, n=D, k=p.f, act=reg["hb"], act_count=t_afw,
+                                       w=w_2, w_count=d_fw), "F2_RUN")
+                else:
+                    await_product(pk.done, gemm(thr=0, n=D, k=p.f, act=reg["hb"],
+                                                act_count=t_fw, w=w_2, w_count=d_fw), "F2_RUN")
 
             # Step 8: Y through the residual unit.
             with m.State("F2_RUN"):

@@ -5,7 +5,8 @@ the word of their row's top plane (``addr``) and their group in the word (``gsel
 packer writes the beat's planes one a cycle, top plane (bit ``A - 1``) first, plane ``p`` at
 ``addr + p * plane_words`` (the layout the GEMM core and the GEMV unit read), each write
 enabling one group of ``cols`` bits. So a beat takes A cycles; ``i.ready`` is high in its last
-plane's cycle. ``written`` counts the beats written since ``setup``.
+plane's cycle. ``setup`` (one cycle) takes ``plane_words`` for the pass and clears
+``written``, which counts the beats written since; ``bits_m1`` is static.
 """
 
 from amaranth.hdl import Cat, Module, Signal
@@ -47,6 +48,7 @@ class LevelPacker(wiring.Component):
         plane = Signal(range(dev.layer.max_bits))
         offset = Signal(range(dev.layer.max_bits * (dev.act_words + 1)))
         bit = Signal(range(dev.layer.max_bits))
+        plane_words = Signal.like(self.plane_words)
         lv = self.i.payload.levels
         m.d.comb += [bit.eq(self.bits_m1 - plane),
                      self.act_waddr.eq(self.i.payload.addr + offset),
@@ -58,7 +60,8 @@ class LevelPacker(wiring.Component):
             with m.If(self.i.ready):
                 m.d.sync += [plane.eq(0), offset.eq(0), self.written.eq(self.written + 1)]
             with m.Else():
-                m.d.sync += [plane.eq(plane + 1), offset.eq(offset + self.plane_words)]
+                m.d.sync += [plane.eq(plane + 1), offset.eq(offset + plane_words)]
         with m.If(self.setup):
-            m.d.sync += [plane.eq(0), offset.eq(0), self.written.eq(0)]
+            m.d.sync += [plane.eq(0), offset.eq(0), self.written.eq(0),
+                         plane_words.eq(self.plane_words)]
         return m

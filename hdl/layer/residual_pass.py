@@ -13,7 +13,9 @@ later, and two cycles after that X1 is written back (``res_w*``) and its bits of
 ``act_w*`` (one enable per ``cols``-bit group of an activation word). A beat fires each cycle
 ``generate`` is high while generated beats remain, or each beat ``y`` carries (``y.ready`` is
 always high: the pass never stalls). ``done`` is high once every beat of the pass is out of
-the unit.
+the unit. ``fired`` is high the cycle a beat fires; ``x_valid`` the cycle its X1 leaves the
+unit (on ``resid_wdata``, written back only with ``write``): the layer engine's
+multi-threshold unit takes X from there.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -43,7 +45,7 @@ class ResidualPass(wiring.Component):
     t : In(range(max_t + 1));  beats : In(32);  shift : In(range(16))
     res_base : In(32);  param_base : In(range(param_words))
     generate : In(1);  y : In(stream.Signature(result_layout(core)))
-    done : Out(1)
+    done : Out(1);  fired : Out(1);  x_valid : Out(1)
     resid_raddr, resid_ren : Out;  resid_rdata : In(16 * cols)
     par_raddr0, par_ren0, par_raddr1, par_ren1 : Out;  par_rdata0, par_rdata1 : In
     resid_waddr, resid_wdata, resid_wen : Out
@@ -59,6 +61,7 @@ class ResidualPass(wiring.Component):
             "t": In(range(c.max_t + 1)), "beats": In(32), "shift": In(range(16)),
             "res_base": In(32), "param_base": In(range(ly.param_words)),
             "generate": In(1), "y": In(stream.Signature(result_layout(c))), "done": Out(1),
+            "fired": Out(1), "x_valid": Out(1),
             "resid_raddr": Out(range(ly.res_words)), "resid_ren": Out(1),
             "resid_rdata": In(16 * c.cols),
             "par_raddr0": Out(range(ly.param_words)), "par_ren0": Out(1),
@@ -136,6 +139,7 @@ class ResidualPass(wiring.Component):
                          resu.i.payload.s[ch].eq(Mux(rp_gen, 0, s_in[ch][:8].as_signed())),
                          resu.i.payload.t[ch].eq(t_in[ch])]
         # Output: X1 back in place, its bits into the activation store.
+        m.d.comb += [self.fired.eq(fire), self.x_valid.eq(resu.o.valid)]
         m.d.comb += [self.resid_waddr.eq(d2_meta.ra), self.resid_wdata.eq(resu.o.payload.x),
                      self.resid_wen.eq(resu.o.valid & rp_write)]
         with m.If(resu.o.valid):

@@ -2,7 +2,9 @@
 host's write port in the host's layout (``onebit.host.layer_layout``), one LAYER start, the
 residual rows read back. Prefill equals golden; decode (one token at a time on the cache)
 equals prefill; the LM head's logits equal golden's; bad commands and a full cache are refused
-without running anything."""
+without running anything. The same for an engine built for multi-bit activations
+(``max_bits = 4``) at every A it takes, and a LAYER whose bits exceed the engine's is
+refused."""
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from onebit.host.core_config import CoreConfig
 from onebit.host.device_config import PARAM_BITS, DeviceConfig, LayerConfig
 from onebit.host.layer_layout import (
     head_param_values,
+    head_param_words,
     head_weights,
     layer_param_values,
     layer_thresholds,
@@ -21,7 +24,7 @@ from onebit.host.layer_layout import (
     param_words_per_layer,
 )
 from onebit.host.packing import pack_bits
-from onebit.host.protocol import LAYER_FRESH, LAYER_HEAD, Status
+from onebit.host.protocol import LAYER_BITS_SHIFT, LAYER_FRESH, LAYER_HEAD, Status
 from onebit.host.random_model import random_activations, random_layer, random_model
 
 DEV = DeviceConfig(
@@ -35,31 +38,33 @@ GEMV_LINES = 24 + 8 + 16 + 16
 C = DEV.core.cols
 
 
-def _words(values, bits: int) -> list[int]:
+def _words(values, bits: int, cols: int = C) -> list[int]:
     """Group values into store words of ``cols`` two's complement fields of ``bits`` bits."""
     v = [int(x) & ((1 << bits) - 1) for x in values]
-    return [sum(f << (bits * i) for i, f in enumerate(v[j:j + C])) for j in range(0, len(v), C)]
+    return [sum(f << (bits * i) for i, f in enumerate(v[j:j + cols]))
+            for j in range(0, len(v), cols)]
 
 
-def _unwords(words, t: int, d: int) -> np.ndarray:
+def _unwords(words, t: int, d: int, cols: int = C) -> np.ndarray:
     out = []
     for w in words:
-        for i in range(C):
+        for i in range(cols):
             f = (w >> (16 * i)) & 0xFFFF
             out.append(f - (1 << 16) if f & 0x8000 else f)
     return np.asarray(out, np.int64).reshape(t, d)
 
 
-def _lane_words(data: bytes) -> list[int]:
-    n = DEV.word_bytes
+def _lane_words(data: bytes, dev: DeviceConfig = DEV) -> list[int]:
+    n = dev.word_bytes
     return [int.from_bytes(data[i:i + n], "little") for i in range(0, len(data), n)]
 
 
 class Bench:
     """The datapath with async helpers to fill stores, start a LAYER and read stores."""
 
-    def __init__(self):
-        self.dut = Datapath(DEV)
+    def __init__(self, dev: DeviceConfig = DEV):
+        self.dev = dev
+        self.dut = Datapath(dev)
 
     async def write(self, ctx, store: str, base: int, words) -> None:
         d = self.dut
@@ -71,16 +76,18 @@ class Bench:
         ctx.set(getattr(d, f"{store}_wen"), 0)
 
     async def load_layer(self, ctx, p, *, w_base=0, th_base=0, p_base=0) -> None:
-        await self.write(ctx, "weight", w_base, _lane_words(layer_weights(DEV, p)))
+        dev, cols = self.dev, self.dev.core.cols
+        await self.write(ctx, "weight", w_base, _lane_words(layer_weights(dev, p), dev))
         await self.write(ctx, "thresh", th_base,
-                         [int(v) & ((1 << DEV.core.threshold_width) - 1)
-                          for v in layer_thresholds(DEV, p)])
-        await self.write(ctx, "param", p_base, _words(layer_param_values(DEV, p), PARAM_BITS))
+                         [int(v) & ((1 << dev.core.threshold_width) - 1)
+                          for v in layer_thresholds(dev, p)])
+        await self.write(ctx, "param", p_base,
+                         _words(layer_param_values(dev, p), PARAM_BITS, cols))
 
     async def layer(self, ctx, x, *, res_base=0, flags=0, slot=0, f=24, r=4, n=0,
                     w_base=0, th_base=0, p_base=0):
         d = self.dut
-        await self.write(ctx, "resid", res_base, _words(x.reshape(-1), 16))
+        await self.write(ctx, "resid", res_base, _words(x.reshape(-1), 16, self.dev.core.cols))
         ctx.set(d.layer_params, {"flags": flags, "slot": slot, "shift": r, "t": x.shape[0],
                                  "f": f, "n": n, "res_base": res_base, "w_base": w_base,
                                  "th_base": th_base, "p_base": p_base})
@@ -215,3 +222,107 @@ def test_bad_commands_are_refused(fields):
     bench.run(body)
     assert got["status"] == Status.OUT_OF_RANGE
     assert got["cycles"] < 10          # nothing ran
+
+
+# ---------------------------------------------------------------- multi-bit activations
+
+DEV_MB = DeviceConfig(
+    core=CoreConfig(rows=2, cols=2, lanes=8, max_k=128, max_t=8, max_n=64, max_bits=4),
+    act_words=1024, weight_words=1024, thresh_words=16, result_beats=64, weight_banks=4,
+    layer=LayerConfig(d_model=16, heads=2, max_ff=32, kv_capacity=12, kv_slots=2,
+                      res_words=80, param_words=1024, max_bits=4))
+D = 16
+
+
+def _flags(bits: int, extra: int = 0) -> int:
+    return extra | (bits - 1) << LAYER_BITS_SHIFT
+
+
+@pytest.mark.parametrize("bits, t", [(1, 3), (2, 5), (3, 4), (4, 6)])
+def test_prefill_equals_golden_multi_bit(bits, t):
+    rng = np.random.default_rng(bits * 10 + t)
+    p = random_layer(rng, d_model=D, heads=2, d_ff=24, r=3, bits=bits)
+    x = random_activations(rng, t, D)
+    want = golden.layer(x, p)
+    bench = Bench(DEV_MB)
+    got = {}
+
+    async def body(ctx):
+        await bench.load_layer(ctx, p, w_base=8, p_base=5)
+        got["status"] = await bench.layer(ctx, x, res_base=2, flags=_flags(bits, LAYER_FRESH),
+                                          slot=1, r=3, w_base=8, p_base=5)
+        got["x2"] = _unwords(await bench.read(ctx, "resid", 2, t * D // C), t, D)
+
+    bench.run(body)
+    assert got["status"] == Status.OK
+    assert np.array_equal(got["x2"], want)
+
+
+@pytest.mark.parametrize("bits, d_ff", [(2, 32), (4, 32), (3, 24)])  # GEMV; F = 24: the array
+def test_decode_equals_prefill_multi_bit(bits, d_ff):
+    rng = np.random.default_rng(bits + d_ff)
+    p = random_layer(rng, d_model=D, heads=2, d_ff=d_ff, r=3, bits=bits)
+    t = 5
+    x = random_activations(rng, t, D)
+    want = golden.layer(x, p)
+    bench = Bench(DEV_MB)
+    rows = []
+
+    async def body(ctx):
+        await bench.load_layer(ctx, p)
+        st = await bench.layer(ctx, x[:2], flags=_flags(bits, LAYER_FRESH), r=3, f=d_ff)
+        rows.append((st, _unwords(await bench.read(ctx, "resid", 0, 2 * D // C), 2, D)))
+        for i in range(2, t):
+            st = await bench.layer(ctx, x[i:i + 1], flags=_flags(bits), r=3, f=d_ff)
+            rows.append((st, _unwords(await bench.read(ctx, "resid", 0, D // C), 1, D)))
+
+    bench.run(body)
+    assert all(st == Status.OK for st, _ in rows)
+    assert np.array_equal(np.concatenate([r for _, r in rows]), want)
+
+
+@pytest.mark.parametrize("bits", [1, 3])
+def test_head_equals_golden_multi_bit(bits):
+    rng = np.random.default_rng(bits)
+    m = random_model(rng, vocab=11, d_model=D, heads=2, d_ff=24, n_layers=1, head_bits=bits)
+    x = random_activations(rng, 3, D)
+    want = golden.linear(golden.multi_threshold(x.astype(np.int64), m.th_out), m.Wout,
+                         bits=bits)
+    bench = Bench(DEV_MB)
+    got = {}
+
+    async def body(ctx):
+        await bench.write(ctx, "weight", 4, _lane_words(head_weights(DEV_MB, m.Wout), DEV_MB))
+        await bench.write(ctx, "param", 9,
+                          _words(head_param_values(DEV_MB, m.th_out), PARAM_BITS, C))
+        got["status"] = await bench.layer(ctx, x, flags=_flags(bits, LAYER_HEAD), n=11,
+                                          w_base=4, p_base=9)
+        got["beats"] = await bench.read(ctx, "res", 0, 3 * 6)
+
+    bench.run(body)
+    assert got["status"] == Status.OK
+    logits = np.zeros((3, 12), np.int64)
+    for b, w in enumerate(got["beats"]):
+        tile, tok = divmod(b, 3)
+        for c in range(C):
+            f = (w >> (16 * c)) & 0xFFFF
+            logits[tok, tile * C + c] = f - (1 << 16) if f & 0x8000 else f
+    assert np.array_equal(logits[:, :11], want)
+    assert head_param_words(DEV_MB) == D // C * 15
+
+
+def test_bits_beyond_the_engine_are_refused_multi_bit():
+    dev = DeviceConfig(
+        core=CoreConfig(rows=2, cols=2, lanes=8, max_k=64, max_t=8, max_n=64, max_bits=2),
+        act_words=512, weight_words=1024, thresh_words=16, result_beats=64, weight_banks=4,
+        layer=LayerConfig(d_model=16, heads=2, max_ff=32, kv_capacity=12, kv_slots=2,
+                          res_words=80, param_words=512, max_bits=2))
+    bench = Bench(dev)
+    got = {}
+
+    async def body(ctx):
+        x = np.zeros((2, D), np.int16)
+        got["status"] = await bench.layer(ctx, x, flags=_flags(3, LAYER_FRESH), r=3)
+
+    bench.run(body)
+    assert got["status"] == Status.OUT_OF_RANGE

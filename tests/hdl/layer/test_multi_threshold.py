@@ -81,6 +81,7 @@ def test_levels_in_the_store_equal_mt(bits, tile_major):
         await ctx.tick()
         ctx.set(mt.setup, 0)
         ctx.set(pk.setup, 0)
+        ctx.set(pk.plane_words, 0)                    # taken at setup
         beats = [[int(v) for v in y[tok, g * C:(g + 1) * C]] for g, tok in order]
         await put_all(ctx, mt.i, beats, rng=rng, idle=0.3)
         done.append(1)
