@@ -27,17 +27,24 @@ REFERENCE = {"tokens": 64, "d_model": 256, "heads": 4, "d_ff": 1024}
 
 
 def reference_device(rows: int = 4, cols: int = 4, lanes: int = 32, *, decode: int = 4,
-                     t: int = 64, d: int = 256, heads: int = 4, f: int = 1024) -> DeviceConfig:
-    """A device holding one reference layer and a KV cache for ``t + decode`` tokens; its
-    weight store has ``rows x cols`` banks (when a power of two) for decode on the GEMV unit."""
+                     t: int = 64, d: int = 256, heads: int = 4, f: int = 1024,
+                     bits: int = 1) -> DeviceConfig:
+    """A device holding one reference layer of up to ``bits``-bit activations and a KV cache
+    for ``t + decode`` tokens; its weight store has ``rows x cols`` banks (when a power of two)
+    for decode on the GEMV unit."""
     from dataclasses import replace
 
-    from ..host.layer_layout import act_regions, layer_thresh_count, layer_weight_words
+    from ..host.layer_layout import (
+        act_regions,
+        layer_thresh_count,
+        layer_weight_words,
+        param_words_per_layer,
+    )
 
-    core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=max(d, f), max_t=t,
-                      max_n=max(3 * d, f))
+    core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=bits * max(d, f), max_t=t,
+                      max_n=max(3 * d, f), max_bits=bits)
     ly = LayerConfig(d_model=d, heads=heads, max_ff=f, kv_capacity=t + decode, kv_slots=1,
-                     res_words=t * d // cols, param_words=1 << 12)
+                     res_words=t * d // cols, param_words=1 << 16, max_bits=bits)
     banks = rows * cols
     if banks & (banks - 1) or gemv_problem(d, lanes=lanes, cols=cols, banks=banks):
         banks = 1                   # decode then runs on the array
@@ -45,16 +52,19 @@ def reference_device(rows: int = 4, cols: int = 4, lanes: int = 32, *, decode: i
                          thresh_words=1 << 16, result_beats=64, weight_banks=banks, layer=ly)
     return replace(roomy, act_words=act_regions(roomy)["end"],
                    weight_words=layer_weight_words(roomy, f),
-                   thresh_words=layer_thresh_count(roomy, f))
+                   thresh_words=max(1, layer_thresh_count(roomy, f)),
+                   layer=replace(ly, param_words=param_words_per_layer(roomy)))
 
 
 def measure(dev: DeviceConfig, *, sim: str = "verilator", decode: int = 4, seed: int = 0,
-            t: int = 64, repeats: int = 3) -> dict:
-    """Prefill ``t`` tokens and decode ``decode`` more on ``dev``; cycles, utilization, golden
-    time and board projections as a dict (``bit_exact`` says whether every row matched)."""
+            t: int = 64, repeats: int = 3, bits: int = 1) -> dict:
+    """Prefill ``t`` tokens and decode ``decode`` more of a ``bits``-bit layer on ``dev``;
+    cycles, utilization (the useful binary operations, ``bits`` planes of each product, over
+    the array's peak), golden time and board projections as a dict (``bit_exact`` says
+    whether every row matched)."""
     ly = dev.layer
     rng = np.random.default_rng(seed)
-    p = random_layer(rng, d_model=ly.d_model, heads=ly.heads, d_ff=ly.max_ff)
+    p = random_layer(rng, d_model=ly.d_model, heads=ly.heads, d_ff=ly.max_ff, bits=bits)
     x = random_activations(rng, t + decode, ly.d_model)
     want = golden.layer(x, p)
     with Accelerator.open("sim", simulator=sim, config=dev, timeout=3600) as acc:
@@ -77,7 +87,7 @@ def measure(dev: DeviceConfig, *, sim: str = "verilator", decode: int = 4, seed:
     golden_prefill = best(lambda: golden.layer(x[:t], p))
 
     def golden_decode():
-        cache = golden.KVCache(p.heads, p.head_dim, t + decode)
+        cache = golden.KVCache(p.heads, p.head_dim, t + decode, p.bits)
         golden.layer_step(x[:t], p, cache)
         start = time.perf_counter()
         for i in range(t, t + decode):
@@ -88,8 +98,8 @@ def measure(dev: DeviceConfig, *, sim: str = "verilator", decode: int = 4, seed:
     c = dev.core
     result = {
         "layer": {"tokens": t, "d_model": ly.d_model, "heads": ly.heads, "d_ff": ly.max_ff},
-        "array": [c.rows, c.cols, c.lanes], "sim": sim,
-        "bit_exact": exact,
+        "array": [c.rows, c.cols, c.lanes], "sim": sim, "bits": bits, "weights": "binary",
+        "engine_bits": ly.max_bits, "bit_exact": exact,
         "prefill": {"cycles": pre[0], "ideal": pre[1], "active": pre[2],
                     "utilization": pre[1] / pre[0], "golden_seconds": golden_prefill},
         "decode": {"tokens": decode, "cycles_per_token": dec[0] / decode,
@@ -110,7 +120,13 @@ def measure(dev: DeviceConfig, *, sim: str = "verilator", decode: int = 4, seed:
 
 
 def run(*, json_out: bool = False, rows: int = 4, cols: int = 4, lanes: int = 32,
-        sim: str = "verilator", decode: int = 4, plot: str | None = None) -> int:
+        sim: str = "verilator", decode: int = 4, plot: str | None = None,
+        bits: tuple[int, ...] = (1,)) -> int:
+    """One A: the figures below. Several: a row per A (A = 1 on the one-bit engine, the others
+    on one engine built for the largest), every row checked against golden."""
+    if tuple(bits) != (1,):
+        return _run_precisions(json_out=json_out, rows=rows, cols=cols, lanes=lanes, sim=sim,
+                               decode=decode, bits=bits)
     dev = reference_device(rows, cols, lanes, decode=decode)
     r = measure(dev, sim=sim, decode=decode)
     if plot:
@@ -150,3 +166,34 @@ def run(*, json_out: bool = False, rows: int = 4, cols: int = 4, lanes: int = 32
               f"{b['prefill_speedup_vs_golden']:>10.2f}{1e3 * b['decode_seconds_per_token']:>10.3f}"
               f"ms{b['decode_speedup_vs_golden']:>10.2f}")
     return 0 if r["bit_exact"] else 1
+
+
+def _run_precisions(*, json_out: bool, rows: int, cols: int, lanes: int, sim: str, decode: int,
+                    bits: tuple[int, ...]) -> int:
+    top = max(bits)
+    rows_out = []
+    for a in sorted(set(bits)):
+        dev = reference_device(rows, cols, lanes, decode=decode, bits=1 if a == 1 else top)
+        rows_out.append(measure(dev, sim=sim, decode=decode, bits=a, repeats=1))
+    exact = all(r["bit_exact"] for r in rows_out)
+    if json_out:
+        print(json_output.dumps({"precisions": rows_out}))
+        return 0 if exact else 1
+    print(f"reference layer D=256 H=4 F=1024, T=64 prefill + {decode} decode tokens, "
+          f"{rows}x{cols}x{lanes} array on {sim}, binary weights; bit-exact with golden: "
+          f"{'yes' if exact else 'NO'}")
+    one = rows_out[0] if rows_out[0]["bits"] == 1 else None
+    print(f"{'A':>2} {'engine':>7} {'prefill cycles':>15} {'util':>7} {'x A=1':>7} "
+          f"{'decode/token':>13} {'util':>7} {'x A=1':>7} {'tok/s @50MHz':>13}")
+    for r in rows_out:
+        pre, dec = r["prefill"], r["decode"]
+        ratio_p = f"{pre['cycles'] / one['prefill']['cycles']:.2f}" if one else "-"
+        ratio_d = (f"{dec['cycles_per_token'] / one['decode']['cycles_per_token']:.2f}"
+                   if one else "-")
+        print(f"{r['bits']:>2} {'A<=' + str(r['engine_bits']):>7} {pre['cycles']:>15} "
+              f"{100 * pre['utilization']:>6.1f}% {ratio_p:>7} {dec['cycles_per_token']:>13.0f} "
+              f"{100 * dec['utilization']:>6.1f}% {ratio_d:>7} "
+              f"{50e6 / dec['cycles_per_token']:>13,.0f}")
+    print("utilization: the useful binary operations (A planes of each product) over the "
+          "array's peak; targets: prefill 85%, decode 70%")
+    return 0 if exact else 1

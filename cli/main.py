@@ -64,7 +64,11 @@ def _check_bench(args: argparse.Namespace) -> str | None:
                 return f"--layer-cols must divide --lanes ({args.lanes}), not {args.layer_cols}"
             from ..bench.layer import reference_device
 
-            reference_device(args.rows, args.layer_cols, args.lanes, decode=args.decode)
+            if args.weights != "binary":
+                return ("--weights ternary: the layer engine computes binary weights (ternary "
+                        "layers run in golden.layer and through linear)")
+            reference_device(args.rows, args.layer_cols, args.lanes, decode=args.decode,
+                             bits=max(args.bits))
         elif args.what == "link":
             from ..bench.link import device
 
@@ -99,7 +103,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "layer":
         from ..bench.layer import run
         return run(json_out=args.json, rows=args.rows, cols=args.layer_cols, lanes=args.lanes,
-                   sim=args.sim or "verilator", decode=args.decode, plot=args.plot)
+                   sim=args.sim or "verilator", decode=args.decode, plot=args.plot,
+                   bits=args.bits)
     if args.what == "import":
         from ..bench.qonnx_digits import run
         return run(json_out=args.json, simulator=args.sim or "icarus")
@@ -300,8 +305,11 @@ def main(argv: list[str] | None = None) -> int:
                             "(default icarus)")
     bench.add_argument("--no-synth", action="store_true", help="core: skip the synthesis")
     bench.add_argument("--bits", type=_int_list(1, 4), default=(1,),
-                       help="core: activation bits to compare, e.g. 1,2,4 (the XOR products "
-                            "at each, on a core of the largest; default 1)")
+                       help="core, layer: activation bits to compare, e.g. 1,2,4 (core: the "
+                            "XOR products at each, on a core of the largest; layer: the "
+                            "reference layer at each; default 1)")
+    bench.add_argument("--weights", choices=["binary", "ternary"], default="binary",
+                       help="layer: the weight kind (the engine computes binary)")
     bench.add_argument("--frame-bytes", type=_positive, default=4096,
                        help="link: data bytes per LOAD frame (the device's staging buffer)")
     bench.add_argument("--d-model", type=_positive, default=256, help="link: layer width D")

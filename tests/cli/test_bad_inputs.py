@@ -24,6 +24,7 @@ from onebit.host.random_model import random_layer
 # (argv, phrase): each exits with status 2 and prints exactly one line naming the problem.
 CLI = [
     (["demo", "--tokens", "100000"], "exceed the largest KV cache (32766 tokens)"),
+    (["bench", "layer", "--weights", "ternary"], "the layer engine computes binary weights"),
     (["demo", "--tokens", "0"], "argument --tokens: must be an integer at least 1, not 0"),
     (["demo", "--seed", "-1"], "argument --seed: must be an integer at least 0, not -1"),
     (["demo", "--tokens", "many"], "argument --tokens: must be an integer, not 'many'"),
@@ -218,9 +219,13 @@ API = [
                                                     heads=2, d_ff=32, weights="ternary")),
      ValueError, "this layer has 1-bit activations and ternary weights"),
     (lambda: LayerParams.load("."), ModelFileError, "is a folder"),
-    (lambda: LayerConfig(max_bits=2), ValueError, "The layer engine computes 1-bit activations"),
+    (lambda: LayerConfig(max_bits=5), ValueError, "max_bits must be an integer from 1 to 4"),
+    (lambda: LayerConfig(max_bits=4, kv_capacity=3000), ValueError,
+     "KV cache capacity must be at most 2184 at max_bits = 4"),
+    (lambda: DeviceConfig(layer=LayerConfig(max_bits=2)), ValueError,
+     "The layer engine's max_bits (2) exceeds the core's (1)"),
     (lambda: LayerConfig(weight_kinds=("binary", "ternary")), ValueError,
-     "weight_kinds ('binary',)"),
+     "weight_kinds must be ('binary',)"),
 ]
 
 

@@ -1,7 +1,8 @@
 """Differential fuzzing: any device the host accepts computes exactly what the golden model
 computes. Hypothesis draws a device (rows, cols, lanes, max_k, max_t, KV capacity, weight banks)
 and a model to run on it (D, H, F, V, layers, prompt length; widths that are not multiples of 32
-and feed-forward widths below and above D), runs ``layer``, ``decode``, ``generate`` and
+and feed-forward widths below and above D; each layer's and the head's activation bits, 1-4,
+on an engine built for the largest), runs ``layer``, ``decode``, ``generate`` and
 ``logits`` on Icarus (random idle cycles and backpressure on the link's streams) and compares
 every integer with the golden model; the same for ``linear`` on GEMM devices (cores of 1-4
 activation bits), at every precision (1-4-bit activation levels, binary and ternary weights,
@@ -10,6 +11,8 @@ the host refuses must be refused with a message that names the limit. A few exam
 default run, many more with ``-m slow``."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,7 +24,7 @@ from onebit.host.core_config import CoreConfig, Op
 from onebit.host.core_streams import expected_gemm
 from onebit.host.device_config import DeviceConfig
 from onebit.host.layer_driver import device_for
-from onebit.host.random_model import random_activations, random_model
+from onebit.host.random_model import random_activations, random_layer, random_model
 
 FEW = settings(max_examples=3, deadline=None, derandomize=True, database=None,
                suppress_health_check=[HealthCheck.too_slow])
@@ -38,23 +41,30 @@ def layer_cases(draw):
     heads = draw(st.sampled_from([h for h in (1, 2, 3, 4) if d % h == 0]))
     f = draw(st.integers(1, 3 * d))
     n_layers = draw(st.integers(1, 2))
+    bits = [draw(st.sampled_from([1, 1, 2, 3, 4])) for _ in range(n_layers)]
+    head_bits = draw(st.sampled_from([1, 2, 3, 4]))
     vocab = draw(st.integers(2, 12))
     max_t = draw(st.integers(1, 6))
     prompt = draw(st.integers(1, 2 * max_t + 1))
     new = draw(st.integers(1, 3))
     kv = prompt + new + draw(st.integers(0, 4))
-    max_k = max(d, f) + draw(st.sampled_from([0, 0, 1, lanes, 3 * d]))
+    top = max(bits + [head_bits])
+    max_k = top * -(-max(d, f) // lanes) * lanes + draw(st.sampled_from([0, 0, 1, lanes, 3 * d]))
     banks = draw(st.sampled_from([1, 2, 4, 8, 16]))
     seed = draw(st.integers(0, 2 ** 16))
     return dict(lanes=lanes, cols=cols, rows=rows, d=d, heads=heads, f=f, n_layers=n_layers,
                 vocab=vocab, max_t=max_t, prompt=prompt, new=new, kv=kv, max_k=max_k,
-                banks=banks, seed=seed)
+                banks=banks, seed=seed, bits=bits, head_bits=head_bits)
 
 
 def check_layer_case(case, simulator="icarus"):
     rng = np.random.default_rng(case["seed"])
     m = random_model(rng, vocab=case["vocab"], d_model=case["d"], heads=case["heads"],
-                     d_ff=case["f"], n_layers=case["n_layers"])
+                     d_ff=case["f"], n_layers=case["n_layers"],
+                     head_bits=case.get("head_bits", 1))
+    layers = tuple(random_layer(rng, d_model=case["d"], heads=case["heads"], d_ff=case["f"],
+                                bits=a) for a in case.get("bits", [1] * case["n_layers"]))
+    m = replace(m, layers=layers)
     try:
         dev = device_for(m, rows=case["rows"], cols=case["cols"], lanes=case["lanes"],
                          max_t=case["max_t"], kv_capacity=case["kv"], frame_bytes=1024,
@@ -74,9 +84,8 @@ def check_layer_case(case, simulator="icarus"):
         assert np.array_equal(acc.generate(prompt, case["new"]),
                               golden.generate(prompt, case["new"], m))
         rows = x[:min(3, len(x))]
-        head = golden.binary_linear(
-            golden.pack_bits((rows.astype(np.int64) >= m.th_out).astype(np.uint8)),
-            golden.pack_bits(m.Wout), m.d_model)
+        head = golden.linear(golden.multi_threshold(rows.astype(np.int64), m.th_out), m.Wout,
+                             bits=m.head_bits)
         assert np.array_equal(acc.logits(rows), head)
 
 
