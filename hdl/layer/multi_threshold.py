@@ -5,7 +5,9 @@ context sums) of one token and one group of ``cols`` channels. The unit answers,
 the level ``MT(y, t) = #{j < L : y >= t_j}`` with the channel's ``L = 2^A - 1`` thresholds read
 from the parameter store (``onebit.host.layer_layout``: word ``th_base + g L_m + j`` holds
 threshold ``j`` of group ``g``), two a cycle on its two read ports, so a beat takes
-``ceil(L / 2)`` cycles (one at A = 1); channels from ``n`` on answer 0.
+``ceil(L / 2)`` cycles (one at A = 1); channels from ``n`` on answer 0. The last group's
+thresholds stay in registers, so a beat of the same group as the one before takes one cycle
+(a product's ``period`` tokens, or a residual pass's, share each group).
 
 ``setup`` (one cycle) starts a pass with ``config``. Beats come in one of two orders, and the
 unit numbers them itself: ``tile_major`` (a product's results: the ``period`` tokens of a
@@ -139,7 +141,14 @@ class MultiThreshold(wiring.Component):
         m.submodules.out = out = fifo.SyncFIFOBuffered(width=levels_layout(dev).size,
                                                       depth=OUT_DEPTH)
         in_flight = Signal(range(3))                    # last reads issued, answer not in
-        m.d.comb += [last_pair.eq(kk == last_k),
+        # The thresholds of the group read last (``tag``), if complete (``cached``).
+        cache = [Signal(data.ArrayLayout(signed(PARAM_BITS), C), name=f"cache{j}")
+                 for j in range(lm + 1)]
+        tag = Signal.like(gaddr)
+        cached = Signal()
+        hit = Signal()
+        m.d.comb += hit.eq(cached & (tag == y_meta.gaddr))
+        m.d.comb += [last_pair.eq(hit | (kk == last_k)),
                      out_free.eq(out.level + in_flight < OUT_DEPTH),
                      issue.eq(busy & (~last_pair | out_free))]
         m.d.comb += [self.i.ready.eq(~busy | (issue & last_pair)),
@@ -147,11 +156,17 @@ class MultiThreshold(wiring.Component):
         addr0 = Signal(range(ly.param_words + 2 * lm))
         m.d.comb += [addr0.eq(cfg.th_base + y_meta.gaddr + Cat(0, kk)),
                      self.par_raddr0.eq(addr0), self.par_raddr1.eq(addr0 + 1),
-                     self.par_ren0.eq(issue), self.par_ren1.eq(issue)]
+                     self.par_ren0.eq(issue & ~hit), self.par_ren1.eq(issue & ~hit)]
         with m.If(issue):
             m.d.sync += kk.eq(kk + 1)
+            with m.If(~hit):
+                m.d.sync += cached.eq(0)
+                with m.If(last_pair):
+                    m.d.sync += [cached.eq(1), tag.eq(y_meta.gaddr)]
             with m.If(last_pair):
                 m.d.sync += [busy.eq(0), kk.eq(0)]
+        with m.If(self.setup):
+            m.d.sync += cached.eq(0)
         with m.If(take):
             m.d.sync += [busy.eq(1), kk.eq(0), y.eq(self.i.payload),
                          y_meta.gaddr.eq(gaddr), y_meta.addr.eq(cfg.region + rowb + gword),
@@ -159,19 +174,28 @@ class MultiThreshold(wiring.Component):
 
         # Compare stage: the thresholds arrive the cycle after their reads.
         c_valid, c_first, c_last, c_second = Signal(), Signal(), Signal(), Signal()
+        c_hit = Signal()
+        c_kk = Signal.like(kk)
+        c_lv = Signal.like(lv)
         c_y = Signal.like(y)
         c_meta = Signal(meta)
         m.d.sync += c_valid.eq(issue)
         with m.If(issue):
-            m.d.sync += [c_first.eq(kk == 0), c_last.eq(last_pair),
-                         c_second.eq(Cat(1, kk) < lv), c_y.eq(y), c_meta.eq(y_meta)]
+            m.d.sync += [c_first.eq(kk == 0), c_last.eq(last_pair), c_hit.eq(hit), c_kk.eq(kk),
+                         c_lv.eq(lv), c_second.eq(Cat(1, kk) < lv), c_y.eq(y), c_meta.eq(y_meta)]
         t0 = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata0)
         t1 = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata1)
+        with m.If(c_valid & ~c_hit):
+            for pair in range((lm + 1) // 2):
+                with m.If(c_kk == pair):
+                    m.d.sync += [cache[2 * pair].eq(t0), cache[2 * pair + 1].eq(t1)]
         count = [Signal(4, name=f"count{ch}") for ch in range(C)]
         total = [Signal(5, name=f"total{ch}") for ch in range(C)]
         for ch in range(C):
-            m.d.comb += total[ch].eq(Mux(c_first, 0, count[ch]) + (c_y[ch] >= t0[ch]) +
-                                     (c_second & (c_y[ch] >= t1[ch])))
+            from_cache = sum((j < c_lv) & (c_y[ch] >= cache[j][ch]) for j in range(lm))
+            m.d.comb += total[ch].eq(Mux(c_hit, from_cache,
+                                         Mux(c_first, 0, count[ch]) + (c_y[ch] >= t0[ch]) +
+                                         (c_second & (c_y[ch] >= t1[ch]))))
         answer = Signal(levels_layout(dev))
         m.d.comb += [answer.addr.eq(c_meta.addr), answer.gsel.eq(c_meta.gsel),
                      out.w_data.eq(answer), out.w_en.eq(c_valid & c_last),
