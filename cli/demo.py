@@ -1,7 +1,8 @@
 """``onebit demo``: generate text with the default model on the simulated accelerator.
 
 The default model is the trained character LM shipped in ``onebit/host/default_model.npz``
-(``onebit train``); without it (or with ``--random``), a seeded random model. Every layer and
+(``onebit train``: 3-bit activations, binary weights, a position table); without it (or with
+``--random``), a seeded random one-bit model. Every layer and
 the LM head run on the gateware (``DeviceLink`` with its layer engine) on the fastest simulator
 installed (Verilator, else Icarus, else Amaranth's); the host only looks up embeddings and takes
 the argmax. The tokens are checked against the golden model, and the device's own cycle counts
@@ -59,6 +60,12 @@ def _describe(m: ModelParams) -> str:
     return f"V={m.vocab} D={m.d_model} H={p.heads} F={p.d_ff} L={len(m.layers)}"
 
 
+def _precision(m: ModelParams) -> str:
+    """Each layer's and the head's activation bits and weight kind."""
+    parts = [f"layer {i} A={p.bits} {p.weights}" for i, p in enumerate(m.layers)]
+    return ", ".join(parts + [f"head A={m.head_bits} {m.head_weights}"])
+
+
 def _bar(done: int, total: int, what: str) -> None:
     width = 30
     filled = width * done // max(total, 1)
@@ -107,7 +114,8 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
     if m is not None and m.charset:
         from ..train.corpus import decode, encode
         prompt = encode(m.charset, PROMPT)
-        print(f"onebit demo: trained 1-bit character LM ({_describe(m)})")
+        print(f"onebit demo: trained character LM ({_describe(m)}"
+              f"{', position table' if m.P is not None else ''})")
         card = default_model_card()
         if card:
             print(f"  validation {card['valid_loss']:.3f} nats/char ({card['bits_per_char']:.3f}"
@@ -125,6 +133,7 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
         prompt = rng.integers(0, m.vocab, 8)
         print(f"onebit demo: seeded random 1-bit LM (seed {seed}): {_describe(m)}")
         print(f"prompt tokens: {prompt.tolist()}")
+    print(f"precision: {_precision(m)}")
 
     if len(prompt) + tokens > MAX_KV_CAPACITY:
         print(f"onebit demo: --tokens {tokens}: the prompt's {len(prompt)} tokens and {tokens} "
@@ -135,6 +144,13 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
         where, options = "", {"config": dev}
     else:
         dev = b.device
+        need = max([p.bits for p in m.layers] + [m.head_bits])
+        if need > dev.layer.max_bits:
+            print(f"onebit demo: the board {b.name}'s layer engine computes activations of at "
+                  f"most {dev.layer.max_bits} bit{'s' * (dev.layer.max_bits > 1)}; this model "
+                  f"needs {need} (run it without --board, or a random one-bit model with "
+                  f"--random)", file=sys.stderr)
+            return 2
         if len(prompt) + tokens > dev.layer.kv_capacity:
             print(f"onebit demo: {len(prompt)} prompt tokens + {tokens} exceed the board "
                   f"{b.name}'s KV cache of {dev.layer.kv_capacity} tokens", file=sys.stderr)

@@ -21,7 +21,9 @@ A - 1): the rows are A_m bit-planes of D bits, plane ``i`` holding bit ``i`` of 
 ``sum_{i,j<A} 2^(i+j) (Dh - 2 popcount(Q_i ^ K_j))`` per head, the context sums the values
 ``2 v - L`` of the masked V levels, and the answer on ``c`` is the context sums themselves
 (``ints``), which the layer engine's multi-threshold unit quantises. A query then takes
-``pos + 1`` cycles plus 7 (the plane products have a register stage of their own).
+``pos + 1`` cycles plus 7 (the plane products have a register stage of their own), and the
+unit takes and scans the next query while an answer waits on ``c`` (it answers that one once
+the first is taken).
 
 Streams (``lib.stream``): ``kv`` appends one token (refused rows are not written: when the cache
 is full the row is taken, dropped, and ``overflow`` stays set until ``clear``); ``q`` takes a
@@ -148,6 +150,13 @@ class AttentionUnit(wiring.Component):
         else:
             idle = self._scan_planes(m, q, rd_valid, k_r, v_r, acc)
 
+        # Multi-bit answers are taken over many cycles (a beat of sums per group of channels):
+        # the unit scans the next query meanwhile, and answers it once the last is taken.
+        answered = "ANSWER" if nb == 1 else "IDLE"
+        free = 1 if nb == 1 else ~self.c.valid
+        if nb > 1:
+            with m.If(self.c.ready):
+                m.d.sync += self.c.valid.eq(0)
         with m.FSM():
             with m.State("IDLE"):
                 busy_clear = self.clear | self.clear_slot
@@ -171,9 +180,10 @@ class AttentionUnit(wiring.Component):
             # path from the query's position to the answer's registers; timing.)
             with m.State("CHECK"):
                 with m.If(beyond):
-                    m.d.sync += [self.c.payload.error.eq(1), self.c.valid.eq(1)]
-                    m.d.sync += [f.eq(0) for f in self._answer_fields()]
-                    m.next = "ANSWER"
+                    with m.If(free):
+                        m.d.sync += [self.c.payload.error.eq(1), self.c.valid.eq(1)]
+                        m.d.sync += [f.eq(0) for f in self._answer_fields()]
+                        m.next = answered
                 with m.Else():
                     m.next = "SCAN"
             with m.State("SCAN"):
@@ -181,14 +191,14 @@ class AttentionUnit(wiring.Component):
                 with m.If(j == pos):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                with m.If(~rd_valid & idle):
+                with m.If(~rd_valid & idle & free):
                     m.d.sync += [self.c.payload.error.eq(0), self.c.valid.eq(1)]
                     if nb == 1:
                         m.d.sync += self.c.payload.bits.eq(
                             Cat(*[acc[i] >= self.tc[i] for i in range(d)]))
                     else:
                         m.d.sync += [self.c.payload.ints[i].eq(acc[i]) for i in range(d)]
-                    m.next = "ANSWER"
+                    m.next = answered
             with m.State("ANSWER"):
                 with m.If(self.c.ready):
                     m.d.sync += self.c.valid.eq(0)

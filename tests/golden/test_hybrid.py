@@ -158,7 +158,7 @@ def test_hybrid_model_generates_like_the_plain_formulation(head):
 def test_version_two_files_round_trip_and_version_one_loads(tmp_path):
     from importlib import resources
 
-    shipped = ModelParams.load(resources.files("onebit.host") / "default_model.npz")
+    shipped = ModelParams.load(resources.files("onebit.host") / "one_bit_model.npz")
     assert all((p.bits, p.weights) == (1, "binary") for p in shipped.layers)
     assert (shipped.head_bits, shipped.head_weights, shipped.P) == (1, "binary", None)
     rng = np.random.default_rng(5)

@@ -28,7 +28,8 @@ def test_demo_runs_the_shipped_model_on_verilator_and_agrees(capsys):
     """The README's first command (a Verilator build of the demo's device, then its run)."""
     assert main(["demo", "--tokens", "4"]) == 0
     out = capsys.readouterr().out
-    assert "trained 1-bit character LM" in out and "on verilator" in out
+    assert "trained character LM" in out and "on verilator" in out
+    assert "precision: layer 0 A=3 binary, layer 1 A=3 binary, head A=3 binary" in out
     assert "bit-exact with the golden model: yes" in out
     assert "cycles per token" in out and "utilization" in out and "tokens/s decode" in out
 
@@ -75,11 +76,20 @@ def test_bench_layer_measures_a_small_layer():
     assert {b["board"] for b in r["boards"]} == {"icebreaker", "ulx3s-25f", "ulx3s-85f"}
 
 
-@pytest.mark.parametrize("name", ["hybrid_a4_model", "hybrid_a3_model"])
+def test_bench_layer_measures_a_two_bit_layer():
+    from onebit.bench.layer import measure, reference_device
+
+    dev = reference_device(2, 2, 16, decode=2, t=6, d=32, heads=2, f=64, bits=2)
+    r = measure(dev, sim="icarus", decode=2, t=6, repeats=1, bits=2)
+    assert r["bit_exact"] and (r["bits"], r["engine_bits"]) == (2, 2)
+    assert 0 < r["prefill"]["utilization"] <= 1 and 0 < r["decode"]["utilization"] <= 1
+
+
+@pytest.mark.parametrize("name", ["hybrid_a4_model", "default_model"])
 def test_hybrid_model_is_described(name):
-    """The version-2 models trained for the gateware to come (A = 4 and A = 3, binary weights,
-    positions): small, each card matching its file, within 10% of the float twin's validation
-    loss, the card's sample what the golden model writes."""
+    """The version-2 models (A = 4, and A = 3: the shipped default; binary weights, positions):
+    small, each card matching its file, within 10% of the float twin's validation loss, the
+    card's sample what the golden model writes."""
     from importlib import resources
 
     import numpy as np

@@ -60,15 +60,15 @@ def test_counters_describe_the_last_run(acc):
 
 
 @pytest.mark.slow
-def test_the_demo_runs_the_shipped_model_on_the_85f_device(capsys):
-    # The ULX3S-85F's device has the layer engine: `onebit demo --board ulx3s-85f` runs the
-    # trained model, whole, on the ECP5 variant of the gateware (about two minutes on
-    # Verilator with its build; over ten on Icarus) and checks its tokens against the golden
-    # model.
+def test_the_demo_runs_a_model_on_the_85f_device(capsys):
+    # The ULX3S-85F's device has the layer engine (one-bit activations): `onebit demo --board
+    # ulx3s-85f --random` runs a one-bit model of its shape, whole, on the ECP5 variant of the
+    # gateware (about two minutes on Verilator with its build; over ten on Icarus) and checks
+    # its tokens against the golden model.
     from onebit.cli.main import main
 
-    assert main(["demo", "--board", "ulx3s-85f", "--simulator", "verilator", "--tokens",
-                 "3"]) == 0
+    assert main(["demo", "--board", "ulx3s-85f", "--random", "--simulator", "verilator",
+                 "--tokens", "3"]) == 0
     out = capsys.readouterr().out
     assert "as built for the ULX3S (ECP5 LFE5U-85F) on verilator" in out
     assert "bit-exact with the golden model: yes (3 tokens" in out
@@ -92,8 +92,10 @@ def test_board_options_are_checked():
     (["--board", "nosuch"], "unknown board 'nosuch'; boards: icebreaker"),
     (["--board", "ulx3s-85f", "--simulator", "amaranth"], "--board needs the family's cell "
                                                           "models: use --simulator icarus"),
-    (["--board", "ulx3s-85f", "--tokens", "200"], "20 prompt tokens + 200 exceed the board "
-                                                  "ulx3s-85f's KV cache of 128 tokens"),
+    (["--board", "ulx3s-85f", "--random", "--tokens", "200"],
+     "8 prompt tokens + 200 exceed the board ulx3s-85f's KV cache of 128 tokens"),
+    (["--board", "ulx3s-85f"], "the board ulx3s-85f's layer engine computes activations of at "
+                               "most 1 bit; this model needs 3"),
 ])
 def test_demo_board_arguments_are_checked(capsys, args, message):
     from onebit.cli.main import main
