@@ -107,6 +107,15 @@ class AttentionSteps(wiring.Component):
         if nb == 1:
             m.d.comb += self.cb_waddr.eq(cb_addr)
 
+        def next_plane(state, skip):
+            """At a plane's last read: on to the row's next plane (its words from ``skip``)."""
+            if nb > 1:
+                with m.If(plane != a_m1):
+                    m.d.sync += [plane.eq(plane + 1), wcount.eq(0),
+                                 plane_addr.eq(plane_addr + 3 * Dw),
+                                 rd_addr.eq(plane_addr + 3 * Dw + skip)]
+                    m.next = state
+
         with m.FSM(name="steps"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -122,12 +131,7 @@ class AttentionSteps(wiring.Component):
                 m.d.sync += [rd_addr.eq(rd_addr + 1), wcount.eq(wcount + 1)]
                 with m.If(wcount == 2 * Dw - 1):
                     m.next = "KV_LAST"
-                    if nb > 1:
-                        with m.If(plane != a_m1):
-                            m.d.sync += [plane.eq(plane + 1), wcount.eq(0),
-                                         plane_addr.eq(plane_addr + 3 * Dw),
-                                         rd_addr.eq(plane_addr + 4 * Dw)]
-                            m.next = "KV_READ"
+                    next_plane("KV_READ", Dw)
             with m.State("KV_LAST"):
                 m.next = "KV_PUSH"
             with m.State("KV_PUSH"):
@@ -168,12 +172,7 @@ class AttentionSteps(wiring.Component):
                 m.d.sync += [rd_addr.eq(rd_addr + 1), wcount.eq(wcount + 1)]
                 with m.If(wcount == Dw - 1):
                     m.next = "LAST"
-                    if nb > 1:
-                        with m.If(plane != a_m1):
-                            m.d.sync += [plane.eq(plane + 1), wcount.eq(0),
-                                         plane_addr.eq(plane_addr + 3 * Dw),
-                                         rd_addr.eq(plane_addr + 3 * Dw)]
-                            m.next = "READ"
+                    next_plane("READ", 0)
                 with m.If(~in_query):
                     m.next = "IDLE"
             with m.State("LAST"):

@@ -59,6 +59,18 @@ def _lane_words(data: bytes, dev: DeviceConfig = DEV) -> list[int]:
     return [int.from_bytes(data[i:i + n], "little") for i in range(0, len(data), n)]
 
 
+def _logits(beats, t: int, n: int) -> np.ndarray:
+    """The (t, n) integers of result beats (one per token per tile of ``cols`` channels)."""
+    tiles = -(-n // C)
+    logits = np.zeros((t, tiles * C), np.int64)
+    for b, w in enumerate(beats):
+        tile, tok = divmod(b, t)
+        for c in range(C):
+            f = (w >> (16 * c)) & 0xFFFF
+            logits[tok, tile * C + c] = f - (1 << 16) if f & 0x8000 else f
+    return logits[:, :n]
+
+
 class Bench:
     """The datapath with async helpers to fill stores, start a LAYER and read stores."""
 
@@ -188,13 +200,7 @@ def test_head_equals_golden():
 
     bench.run(body)
     assert got["status"] == Status.OK
-    logits = np.zeros((3, 12), np.int64)
-    for b, w in enumerate(got["beats"]):
-        tile, tok = divmod(b, 3)
-        for c in range(C):
-            f = (w >> (16 * c)) & 0xFFFF
-            logits[tok, tile * C + c] = f - (1 << 16) if f & 0x8000 else f
-    assert np.array_equal(logits[:, :11], want)
+    assert np.array_equal(_logits(got["beats"], 3, 11), want)
 
 
 @pytest.mark.parametrize("fields", [
@@ -301,13 +307,7 @@ def test_head_equals_golden_multi_bit(bits):
 
     bench.run(body)
     assert got["status"] == Status.OK
-    logits = np.zeros((3, 12), np.int64)
-    for b, w in enumerate(got["beats"]):
-        tile, tok = divmod(b, 3)
-        for c in range(C):
-            f = (w >> (16 * c)) & 0xFFFF
-            logits[tok, tile * C + c] = f - (1 << 16) if f & 0x8000 else f
-    assert np.array_equal(logits[:, :11], want)
+    assert np.array_equal(_logits(got["beats"], 3, 11), want)
     assert head_param_words(DEV_MB) == D // C * 15
 
 
