@@ -30,11 +30,15 @@ from amaranth.lib.wiring import In
 
 from ..hdl.core.gemm import GemmCore
 from ..hdl.core.pe import ProcessingElement
+from ..hdl.layer.level_packer import LevelPacker
+from ..hdl.layer.multi_threshold import OUT_DEPTH, MultiThreshold
 from ..hdl.lib.popcount import Popcount
 from ..host.core_config import CoreConfig
+from ..host.device_config import DeviceConfig, LayerConfig
 from ..paths import BUILD_ROOT
 
-__all__ = ["PopcountHarness", "PEHarness", "GemmStreamHarness", "run_bmc"]
+__all__ = ["PopcountHarness", "PEHarness", "GemmStreamHarness", "MultiThresholdHarness",
+           "run_bmc"]
 
 
 class PopcountHarness(wiring.Component):
@@ -178,6 +182,66 @@ class GemmStreamHarness(wiring.Component):
             if self._mutant:
                 # A false claim: no stream ever takes a beat.
                 m.d.comb += Assert(taken[name] == 0)
+
+
+class MultiThresholdHarness(wiring.Component):
+    """The layer engine's multi-threshold unit feeding its level packer, under any rule-abiding
+    source, any parameter data and any pass setup: the answer stream holds its valid and
+    payload until the packer takes it, and no beat is lost or made up (the beats answered never
+    exceed those taken, which never exceed them by more than the unit holds)."""
+
+    DEV = DeviceConfig(
+        core=CoreConfig(rows=1, cols=2, lanes=8, max_k=16, max_t=2, max_n=24, max_bits=2),
+        frame_bytes=64, act_words=64, weight_words=64, thresh_words=8, result_beats=8,
+        layer=LayerConfig(d_model=8, heads=1, max_ff=8, kv_capacity=2, kv_slots=1,
+                          res_words=8, param_words=128, max_bits=2))
+
+    def __init__(self, *, mutant: bool = False):
+        self._mutant = mutant
+        self.mt = MultiThreshold(self.DEV, width=8)
+        self.pk = LevelPacker(self.DEV)
+        members = self.mt.signature.members
+        super().__init__({"i": members["i"], "setup": members["setup"],
+                          "config": members["config"], "par_rdata0": members["par_rdata0"],
+                          "par_rdata1": members["par_rdata1"],
+                          "plane_words": self.pk.signature.members["plane_words"],
+                          "bits_m1": self.pk.signature.members["bits_m1"]})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mt = mt = self.mt
+        m.submodules.pk = pk = self.pk
+        m.d.comb += [mt.i.valid.eq(self.i.valid), mt.i.payload.eq(self.i.payload),
+                     self.i.ready.eq(mt.i.ready), mt.setup.eq(self.setup),
+                     mt.config.eq(self.config), mt.par_rdata0.eq(self.par_rdata0),
+                     mt.par_rdata1.eq(self.par_rdata1), pk.setup.eq(self.setup),
+                     pk.plane_words.eq(self.plane_words), pk.bits_m1.eq(self.bits_m1)]
+        wiring.connect(m, mt.o, pk.i)
+        _stream_env(m, self.i, name="i")
+        # One precision for the whole check (the engine holds it through a command).
+        first = Signal(init=1)
+        bits0 = Signal.like(self.config.bits_m1)
+        m.d.sync += first.eq(0)
+        with m.If(first):
+            m.d.sync += bits0.eq(self.config.bits_m1)
+        m.d.comb += Assume(self.config.bits_m1 == Mux(first, self.config.bits_m1, bits0))
+        m.d.comb += Assume(self.bits_m1 == self.config.bits_m1)
+        held = Signal()
+        prev = Signal.like(mt.o.payload)
+        m.d.sync += [held.eq(mt.o.valid & ~mt.o.ready), prev.eq(mt.o.payload)]
+        with m.If(held):
+            m.d.comb += [Assert(mt.o.valid),
+                         Assert(Value.cast(mt.o.payload) == Value.cast(prev))]
+        taken, given = Signal(6), Signal(6)
+        with m.If(mt.i.valid & mt.i.ready):
+            m.d.sync += taken.eq(taken + 1)
+        with m.If(mt.o.valid & mt.o.ready):
+            m.d.sync += given.eq(given + 1)
+        m.d.comb += [Assert(given <= taken), Assert(taken - given <= OUT_DEPTH + 2)]
+        if self._mutant:
+            # A false claim the solver must refute: answers are reached.
+            m.d.comb += Assert(~mt.o.valid)
+        return m
 
 
 def run_bmc(harness: wiring.Component, name: str, *, depth: int = 20,

@@ -2,7 +2,13 @@
 
 import pytest
 
-from onebit.sim.formal import GemmStreamHarness, PEHarness, PopcountHarness, run_bmc
+from onebit.sim.formal import (
+    GemmStreamHarness,
+    MultiThresholdHarness,
+    PEHarness,
+    PopcountHarness,
+    run_bmc,
+)
 
 HARNESSES = {
     "popcount": (PopcountHarness, 1),
@@ -13,6 +19,8 @@ HARNESSES = {
     # Counting beats per command makes the solver's work grow fast with depth; 12 steps cover
     # a whole small command and the start of the next.
     "gemm_beats": (lambda **kw: GemmStreamHarness(count_beats=True, **kw), 12),
+    # The layer engine's multi-threshold unit and level packer (A up to 2).
+    "multi_threshold": (MultiThresholdHarness, 14),
 }
 
 
