@@ -28,10 +28,10 @@ REFERENCE = {"tokens": 64, "d_model": 256, "heads": 4, "d_ff": 1024}
 
 def reference_device(rows: int = 4, cols: int = 4, lanes: int = 32, *, decode: int = 4,
                      t: int = 64, d: int = 256, heads: int = 4, f: int = 1024,
-                     bits: int = 1) -> DeviceConfig:
-    """A device holding one reference layer of up to ``bits``-bit activations and a KV cache
-    for ``t + decode`` tokens; its weight store has ``rows x cols`` banks (when a power of two)
-    for decode on the GEMV unit."""
+                     bits: int = 1, ternary: bool = False) -> DeviceConfig:
+    """A device holding one reference layer of up to ``bits``-bit activations (and ternary
+    weights) and a KV cache for ``t + decode`` tokens; its weight store has ``rows x cols``
+    banks (when a power of two) for decode on the GEMV unit."""
     from dataclasses import replace
 
     from ..host.layer_layout import (
@@ -41,10 +41,12 @@ def reference_device(rows: int = 4, cols: int = 4, lanes: int = 32, *, decode: i
         param_words_per_layer,
     )
 
-    core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=bits * max(d, f), max_t=t,
-                      max_n=max(3 * d, f), max_bits=bits)
+    copies = 2 if ternary else 1
+    core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=bits * copies * max(d, f),
+                      max_t=t, max_n=max(3 * d, f), max_bits=bits)
     ly = LayerConfig(d_model=d, heads=heads, max_ff=f, kv_capacity=t + decode, kv_slots=1,
-                     res_words=t * d // cols, param_words=1 << 16, max_bits=bits)
+                     res_words=t * d // cols, param_words=1 << 16, max_bits=bits,
+                     weight_kinds=("binary", "ternary") if ternary else ("binary",))
     banks = rows * cols
     if banks & (banks - 1) or gemv_problem(d, lanes=lanes, cols=cols, banks=banks):
         banks = 1                   # decode then runs on the array
@@ -57,14 +59,15 @@ def reference_device(rows: int = 4, cols: int = 4, lanes: int = 32, *, decode: i
 
 
 def measure(dev: DeviceConfig, *, sim: str = "verilator", decode: int = 4, seed: int = 0,
-            t: int = 64, repeats: int = 3, bits: int = 1) -> dict:
+            t: int = 64, repeats: int = 3, bits: int = 1, weights: str = "binary") -> dict:
     """Prefill ``t`` tokens and decode ``decode`` more of a ``bits``-bit layer on ``dev``;
     cycles, utilization (the useful binary operations, ``bits`` planes of each product, over
     the array's peak), golden time and board projections as a dict (``bit_exact`` says
     whether every row matched)."""
     ly = dev.layer
     rng = np.random.default_rng(seed)
-    p = random_layer(rng, d_model=ly.d_model, heads=ly.heads, d_ff=ly.max_ff, bits=bits)
+    p = random_layer(rng, d_model=ly.d_model, heads=ly.heads, d_ff=ly.max_ff, bits=bits,
+                     weights=weights)
     x = random_activations(rng, t + decode, ly.d_model)
     want = golden.layer(x, p)
     with Accelerator.open("sim", simulator=sim, config=dev, timeout=3600) as acc:
@@ -98,7 +101,7 @@ def measure(dev: DeviceConfig, *, sim: str = "verilator", decode: int = 4, seed:
     c = dev.core
     result = {
         "layer": {"tokens": t, "d_model": ly.d_model, "heads": ly.heads, "d_ff": ly.max_ff},
-        "array": [c.rows, c.cols, c.lanes], "sim": sim, "bits": bits, "weights": "binary",
+        "array": [c.rows, c.cols, c.lanes], "sim": sim, "bits": bits, "weights": weights,
         "engine_bits": ly.max_bits, "bit_exact": exact,
         "prefill": {"cycles": pre[0], "ideal": pre[1], "active": pre[2],
                     "utilization": pre[1] / pre[0], "golden_seconds": golden_prefill},
@@ -121,12 +124,13 @@ def measure(dev: DeviceConfig, *, sim: str = "verilator", decode: int = 4, seed:
 
 def run(*, json_out: bool = False, rows: int = 4, cols: int = 4, lanes: int = 32,
         sim: str = "verilator", decode: int = 4, plot: str | None = None,
-        bits: tuple[int, ...] = (1,)) -> int:
-    """One A: the figures below. Several: a row per A (A = 1 on the one-bit engine, the others
-    on one engine built for the largest), every row checked against golden."""
-    if tuple(bits) != (1,):
+        bits: tuple[int, ...] = (1,), weights: str = "binary") -> int:
+    """One A, binary: the figures below. Several, or ternary: a row per A (binary A = 1 on the
+    one-bit engine, the others on one engine built for the largest A and the weights), every
+    row checked against golden."""
+    if tuple(bits) != (1,) or weights != "binary":
         return _run_precisions(json_out=json_out, rows=rows, cols=cols, lanes=lanes, sim=sim,
-                               decode=decode, bits=bits)
+                               decode=decode, bits=bits, weights=weights)
     dev = reference_device(rows, cols, lanes, decode=decode)
     r = measure(dev, sim=sim, decode=decode)
     if plot:
@@ -169,20 +173,23 @@ def run(*, json_out: bool = False, rows: int = 4, cols: int = 4, lanes: int = 32
 
 
 def _run_precisions(*, json_out: bool, rows: int, cols: int, lanes: int, sim: str, decode: int,
-                    bits: tuple[int, ...]) -> int:
-    top = max(bits)
+                    bits: tuple[int, ...], weights: str) -> int:
+    top, ternary = max(bits), weights == "ternary"
     rows_out = []
     for a in sorted(set(bits)):
-        dev = reference_device(rows, cols, lanes, decode=decode, bits=1 if a == 1 else top)
-        rows_out.append(measure(dev, sim=sim, decode=decode, bits=a, repeats=1))
+        one = a == 1 and not ternary
+        dev = reference_device(rows, cols, lanes, decode=decode, bits=1 if one else top,
+                               ternary=ternary)
+        rows_out.append(measure(dev, sim=sim, decode=decode, bits=a, repeats=1,
+                                weights=weights))
     exact = all(r["bit_exact"] for r in rows_out)
     if json_out:
         print(json_output.dumps({"precisions": rows_out}))
         return 0 if exact else 1
     print(f"reference layer D=256 H=4 F=1024, T=64 prefill + {decode} decode tokens, "
-          f"{rows}x{cols}x{lanes} array on {sim}, binary weights; bit-exact with golden: "
+          f"{rows}x{cols}x{lanes} array on {sim}, {weights} weights; bit-exact with golden: "
           f"{'yes' if exact else 'NO'}")
-    one = rows_out[0] if rows_out[0]["bits"] == 1 else None
+    one = rows_out[0] if rows_out[0]["bits"] == 1 and not ternary else None
     print(f"{'A':>2} {'engine':>7} {'prefill cycles':>15} {'util':>7} {'x A=1':>7} "
           f"{'decode/token':>13} {'util':>7} {'x A=1':>7} {'tok/s @50MHz':>13}")
     for r in rows_out:
@@ -194,6 +201,6 @@ def _run_precisions(*, json_out: bool, rows: int, cols: int, lanes: int, sim: st
               f"{100 * pre['utilization']:>6.1f}% {ratio_p:>7} {dec['cycles_per_token']:>13.0f} "
               f"{100 * dec['utilization']:>6.1f}% {ratio_d:>7} "
               f"{50e6 / dec['cycles_per_token']:>13,.0f}")
-    print("utilization: the useful binary operations (A planes of each product) over the "
-          "array's peak; targets: prefill 85%, decode 70%")
+    print("utilization: the useful binary operations (A planes of each product, and both "
+          "planes of a ternary weight) over the array's peak; targets: prefill 85%, decode 70%")
     return 0 if exact else 1

@@ -64,11 +64,8 @@ def _check_bench(args: argparse.Namespace) -> str | None:
                 return f"--layer-cols must divide --lanes ({args.lanes}), not {args.layer_cols}"
             from ..bench.layer import reference_device
 
-            if args.weights != "binary":
-                return ("--weights ternary: the layer engine computes binary weights (ternary "
-                        "layers run in golden.layer and through linear)")
             reference_device(args.rows, args.layer_cols, args.lanes, decode=args.decode,
-                             bits=max(args.bits))
+                             bits=max(args.bits), ternary=args.weights == "ternary")
         elif args.what == "link":
             from ..bench.link import device
 
@@ -104,7 +101,7 @@ def _bench(args: argparse.Namespace) -> int:
         from ..bench.layer import run
         return run(json_out=args.json, rows=args.rows, cols=args.layer_cols, lanes=args.lanes,
                    sim=args.sim or "verilator", decode=args.decode, plot=args.plot,
-                   bits=args.bits)
+                   bits=args.bits, weights=args.weights)
     if args.what == "import":
         from ..bench.qonnx_digits import run
         return run(json_out=args.json, simulator=args.sim or "icarus")
@@ -309,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                             "XOR products at each, on a core of the largest; layer: the "
                             "reference layer at each; default 1)")
     bench.add_argument("--weights", choices=["binary", "ternary"], default="binary",
-                       help="layer: the weight kind (the engine computes binary)")
+                       help="layer: the weight kind (default binary)")
     bench.add_argument("--frame-bytes", type=_positive, default=4096,
                        help="link: data bytes per LOAD frame (the device's staging buffer)")
     bench.add_argument("--d-model", type=_positive, default=256, help="link: layer width D")

@@ -81,10 +81,12 @@ class LayerConfig:
         Parameter store size in words of ``cols`` values of ``PARAM_BITS`` bits.
     max_bits, weight_kinds : int, tuple of str
         The precisions the engine computes (reported by IDENTIFY): the largest activation bits
-        A (1..4; each LAYER command picks its own A up to it) and the weight kinds. The engine
-        computes binary weights. With ``max_bits > 1`` it quantises through multi-threshold
-        units whose thresholds live in the parameter store (``onebit.host.layer_layout``), and
-        the core must take rows of that many planes (``CoreConfig.max_bits``, ``max_k``).
+        A (1..4; each LAYER command picks its own A up to it) and the weight kinds:
+        ``("binary",)`` or ``("binary", "ternary")``. With ``max_bits > 1`` or ternary weights
+        (``multi_threshold``) it quantises through multi-threshold units whose thresholds live
+        in the parameter store (``onebit.host.layer_layout``), and the core must take rows of
+        that many planes (``CoreConfig.max_bits``, ``max_k``); with ternary weights, rows twice
+        as long (a ternary row is its two planes side by side).
     """
 
     d_model: int = 64
@@ -113,9 +115,10 @@ class LayerConfig:
             raise ValueError(f"The layer engine's activation bits max_bits must be an integer "
                              f"from 1 to 4, not {self.max_bits!r}")
         if not isinstance(self.weight_kinds, (tuple, list)) or \
-                tuple(self.weight_kinds) != ("binary",):
-            raise ValueError(f"The layer engine computes binary weights: weight_kinds must be "
-                             f"('binary',), not {self.weight_kinds!r}")
+                tuple(self.weight_kinds) not in (("binary",), ("binary", "ternary")):
+            raise ValueError(f"The layer engine computes binary or binary and ternary weights: "
+                             f"weight_kinds must be ('binary',) or ('binary', 'ternary'), not "
+                             f"{self.weight_kinds!r}")
         object.__setattr__(self, "weight_kinds", tuple(self.weight_kinds))
         levels = (1 << self.max_bits) - 1
         if levels * self.kv_capacity > MAX_KV_CAPACITY:
@@ -127,6 +130,23 @@ class LayerConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.heads
+
+    @property
+    def ternary(self) -> bool:
+        """Whether the engine computes ternary weights."""
+        return "ternary" in self.weight_kinds
+
+    @property
+    def multi_threshold(self) -> bool:
+        """Whether the engine quantises through its multi-threshold unit (``max_bits > 1`` or
+        ternary weights; ``onebit.host.layer_layout``)."""
+        return self.max_bits > 1 or self.ternary
+
+    @property
+    def row_copies(self) -> int:
+        """Copies of an activation row that products read: 2 with ternary weights (a row
+        against a weight row's two planes side by side), else 1."""
+        return 2 if self.ternary else 1
 
 
 @dataclass(frozen=True)
@@ -238,10 +258,11 @@ class DeviceConfig:
             raise ValueError(f"The layer engine's max_bits ({ly.max_bits}) exceeds the core's "
                              f"({c.max_bits}): its products take rows of that many planes")
         k_at = c.max_k_at(ly.max_bits)
-        if max(ly.d_model, ly.max_ff) > k_at:
+        need = ly.row_copies * -(-max(ly.d_model, ly.max_ff) // c.lanes) * c.lanes
+        if need > k_at:
             raise ValueError(f"At max_bits = {ly.max_bits} the core takes rows of up to "
-                             f"{k_at} elements (max_k_at); the layer needs "
-                             f"{max(ly.d_model, ly.max_ff)} (D and max_ff)")
+                             f"{k_at} elements (max_k_at); the layer needs {need} (D and "
+                             f"max_ff{', twice: ternary rows' if ly.ternary else ''})")
         need = act_regions(self)["end"]
         if self.act_words < need:
             raise ValueError(f"The layer engine needs {need} activation words for max_t = "

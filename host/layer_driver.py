@@ -37,7 +37,14 @@ from .layer_layout import (
 )
 from .link import LinkError, LinkTimeout
 from .params import LayerParams, ModelParams
-from .protocol import LAYER_ANSWER, LAYER_BITS_SHIFT, LAYER_FRESH, LAYER_HEAD, Opcode
+from .protocol import (
+    LAYER_ANSWER,
+    LAYER_BITS_SHIFT,
+    LAYER_FRESH,
+    LAYER_HEAD,
+    LAYER_TERNARY,
+    Opcode,
+)
 from .stats import DeviceStats, counted
 
 __all__ = ["LayerCommands", "StorePlan", "store_plan", "device_for",
@@ -92,13 +99,15 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
     d, v, n_layers = model.d_model, model.vocab, len(model.layers)
     heads, f = model.layers[0].heads, max(p.d_ff for p in model.layers)
     bits = max([p.bits for p in model.layers] + [model.head_bits])
+    kinds = ("binary", "ternary") if "ternary" in [p.weights for p in model.layers] + \
+        [model.head_weights] else ("binary",)
     if max_k is None:
-        max_k = bits * -(-max(d, f) // lanes) * lanes
+        max_k = bits * len(kinds) * -(-max(d, f) // lanes) * lanes
     core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=max_k, max_t=max_t,
                       max_n=max(3 * d, f, v), max_bits=bits)
     ly = LayerConfig(d_model=d, heads=heads, max_ff=f, kv_capacity=kv_capacity,
                      kv_slots=n_layers, res_words=max_t * d // cols,
-                     param_words=1, max_bits=bits)
+                     param_words=1, max_bits=bits, weight_kinds=kinds)
     # Plan with roomy stores first, then size each store to what the plan uses.
     sized = DeviceConfig(core=core, frame_bytes=frame_bytes, act_words=1 << 20,
                          weight_words=1 << 24, thresh_words=1 << 20, result_beats=1 << 16,
@@ -113,7 +122,7 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
     if banks > 1:
         sized = replace(sized, weight_banks=banks)
     plan = store_plan(sized)
-    weight_words = plan.head_w + v * (d // lanes)
+    weight_words = plan.head_w + v * len(kinds) * (d // lanes)
     params = plan.head_p + head_param_words(sized)
     return DeviceConfig(
         core=core, frame_bytes=frame_bytes, act_words=act_regions(sized)["end"],
@@ -186,7 +195,8 @@ class LayerCommands:
         if len(model.layers) > dev.layer.kv_slots:
             raise ValueError(f"the model has {len(model.layers)} layers; the device holds "
                              f"{dev.layer.kv_slots} (one KV cache slot each)")
-        need = plan.head_w + model.vocab * (dev.layer.d_model // dev.core.lanes)
+        copies = 2 if model.head_weights == "ternary" else 1
+        need = plan.head_w + model.vocab * copies * (dev.layer.d_model // dev.core.lanes)
         if need > dev.weight_words:
             raise ValueError(f"the LM head ({model.vocab} x {model.d_model}) does not fit the "
                              f"weight store: {need} words needed, {dev.weight_words} there")
@@ -198,7 +208,8 @@ class LayerCommands:
             check_precision(dev, f"layer {i}", p.bits, p.weights)
         for i, p in enumerate(model.layers):
             self.load_layer(p, i)
-        self._load(Opcode.LOAD_WEIGHTS, head_weights(dev, model.Wout), base=plan.head_w)
+        self._load(Opcode.LOAD_WEIGHTS, head_weights(dev, model.Wout, model.head_weights),
+                   base=plan.head_w)
         self._load(Opcode.LOAD_PARAMS, head_param_values(dev, model.th_out).astype("<i4")
                    .tobytes(), base=plan.head_p)
         self._head = model
@@ -368,8 +379,10 @@ class LayerCommands:
         fresh = fresh or not self._cache_len.get(i)
         want = (0 if fresh else self._cache_len[i]) + t
         self._cache_len[i] = None           # unknown until the answer says
-        flags = (LAYER_FRESH if fresh else 0) | (p.bits - 1) << LAYER_BITS_SHIFT
-        got = self._send(t, self._ideal(t, p.d_ff, p.bits), flags=flags, slot=i,
+        flags = ((LAYER_FRESH if fresh else 0) | (p.bits - 1) << LAYER_BITS_SHIFT |
+                 (LAYER_TERNARY if p.weights == "ternary" else 0))
+        got = self._send(t, self._ideal(t, p.d_ff, p.bits * (2 if p.weights == "ternary" else 1)),
+                         flags=flags, slot=i,
                          shift=p.r, f=p.d_ff, n=0, res_base=0, w_base=plan.layer_w[i],
                          th_base=plan.layer_th[i], p_base=plan.layer_p[i])
         if got != want:
@@ -385,13 +398,18 @@ class LayerCommands:
         """Logits (t, V) of residual rows ``row .. row + t - 1`` already on the device."""
         m, plan, c = self._head, self._plan(), self.config.core
         d = self.config.layer.d_model
-        flags = LAYER_HEAD | (m.head_bits - 1) << LAYER_BITS_SHIFT
-        self._send(t, m.head_bits * c.ideal_cycles(t, m.vocab, d), flags=flags, slot=0, shift=0,
+        ternary = m.head_weights == "ternary"
+        flags = (LAYER_HEAD | (m.head_bits - 1) << LAYER_BITS_SHIFT |
+                 (LAYER_TERNARY if ternary else 0))
+        work = m.head_bits * (2 if ternary else 1)
+        self._send(t, work * c.ideal_cycles(t, m.vocab, d), flags=flags, slot=0, shift=0,
                    f=0, n=m.vocab, res_base=row * d // c.cols, w_base=plan.head_w, th_base=0,
                    p_base=plan.head_p)
         tiles = -(-m.vocab // c.cols)
         raw = self._read_results(tiles * t, False)
         vals = np.frombuffer(raw, "<i2").astype(np.int64).reshape(tiles, t, c.cols)
+        if ternary:                         # the two planes' products summed: twice the value
+            vals = vals >> 1
         return vals.transpose(1, 0, 2).reshape(t, tiles * c.cols)[:, :m.vocab]
 
     def _send(self, t: int, ideal: float, **args: int) -> int:

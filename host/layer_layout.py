@@ -16,8 +16,9 @@ words per residual or parameter row:
 - activation store: the engine's scratch regions (``act_regions``), sized for ``max_t`` tokens;
   LAYER overwrites them (and whatever LOAD_ACTIVATIONS put there);
 
-An engine with ``max_bits = A_m > 1`` (``L_m = 2^A_m - 1``) keeps every multi-threshold in the
-parameter store, and its activations as bit-planes:
+An engine with ``max_bits = A_m > 1`` or ternary weights (``LayerConfig.multi_threshold``;
+``L_m = 2^A_m - 1``) keeps every multi-threshold in the parameter store, and its activations as
+bit-planes:
 
 - parameter store (``param_offsets``): the multi-threshold rows ``th_attn``, ``tc``, ``th_ffn``,
   ``tqkv`` (``tq|tk|tv``, 3D channels) and ``t1`` (``max_ff`` channels), each ``L_m`` words
@@ -27,7 +28,11 @@ parameter store, and its activations as bit-planes:
   The head's ``th_out`` is such a row too; the threshold store is not used;
 - activation store: a token's row of A-bit levels is its A bit-planes one after another (plane
   ``i`` of an N-channel row at word ``i ceil(N / L)`` of the row), so regions are ``A_m`` times
-  the one-bit sizes.
+  the one-bit sizes (twice that again with ternary weights: a row that products read holds
+  each plane twice, side by side, ``ceil(N / L)`` words each, to meet a ternary weight row's
+  two planes);
+- weight store, with ternary weights: each matrix starts where its ternary rows would (twice
+  the binary offsets); a ternary row is ``[P_lo | P_hi]``, each plane ``ceil(K / L)`` words.
 - residual store: the rows ``X`` of the tokens, ``Dc`` words each, from ``res_base``; LAYER
   replaces them with ``X2`` in place.
 """
@@ -80,7 +85,7 @@ def act_regions(dev) -> dict[str, int]:
     bits, ``Dw``), ``x1b`` (``X1 >= th_ffn``, ``Dw``), ``hb`` (``ceil(max_ff / L)``), each
     ``max_bits`` times that with multi-bit activations."""
     d, lanes, _, _ = _dims(dev)
-    t, dw = dev.core.max_t * dev.layer.max_bits, d // lanes
+    t, dw = dev.core.max_t * dev.layer.max_bits * dev.layer.row_copies, d // lanes
     r = {"xb": 0}
     r["qkv"] = r["xb"] + t * dw
     r["cb"] = r["qkv"] + 3 * t * dw
@@ -107,7 +112,7 @@ def param_offsets(dev) -> dict[str, int]:
     d, _, cols, heads = _dims(dev)
     dc = d // cols
     off, at = {}, 0
-    if dev.layer.max_bits == 1:
+    if not dev.layer.multi_threshold:
         rows = [(n, dc) for n in PARAM_ROWS]
     else:
         lm = mt_levels(dev)
@@ -158,7 +163,8 @@ def matrix_offsets(dev, f: int) -> dict[str, int]:
     """Word offsets of a layer's matrices from its ``w_base`` (each starts on a line of the
     banked weight store, so the GEMV unit can read it), and ``end``."""
     d, lanes, _, _ = _dims(dev)
-    dw, fw = d // lanes, -(-f // lanes)
+    rc = dev.layer.row_copies
+    dw, fw = d // lanes * rc, -(-f // lanes) * rc
     o = {"Wqkv": 0}
     o["Wo"] = _line(dev, 3 * d * dw)
     o["W1"] = o["Wo"] + _line(dev, d * dw)
@@ -176,7 +182,7 @@ def layer_thresh_count(dev, f: int) -> int:
     """Threshold entries of a layer (rounded up to whole lines of the banked store; none on a
     multi-bit engine, which keeps them in the parameter store)."""
     d, _, _, _ = _dims(dev)
-    if dev.layer.max_bits > 1:
+    if dev.layer.multi_threshold:
         return 0
     b = dev.thresh_banks
     return -(-(3 * d + f) // b) * b
@@ -192,18 +198,26 @@ def _word_bytes(bits: np.ndarray, lanes: int) -> bytes:
     return np.packbits(padded, axis=1, bitorder="little").tobytes()
 
 
+def _weight_rows(name: str, w: np.ndarray, kind: str, lanes: int) -> bytes:
+    """A weight matrix's rows as store words: binary rows, or ternary rows ``[P_lo | P_hi]``."""
+    if kind == "binary":
+        return _word_bytes(check_bits(name, w), lanes)
+    m = w.shape[0]
+    lo = np.frombuffer(_word_bytes((w >= 0).astype(np.uint8), lanes), np.uint8).reshape(m, -1)
+    hi = np.frombuffer(_word_bytes((w > 0).astype(np.uint8), lanes), np.uint8).reshape(m, -1)
+    return np.hstack([lo, hi]).tobytes()
+
+
 def layer_weights(dev, p) -> bytes:
     """The weight store words of a ``LayerParams`` as little-endian bytes, in the order above,
     each matrix starting at its ``matrix_offsets`` (zero words between)."""
     check_layer(dev, p)
     off = matrix_offsets(dev, p.d_ff)
-    wb = dev.word_bytes
+    wb, lanes = dev.word_bytes, dev.core.lanes
     out = bytearray(off["end"] * wb)
-    parts = {"Wqkv": b"".join(_word_bytes(check_bits(n, getattr(p, n)), dev.core.lanes)
+    parts = {"Wqkv": b"".join(_weight_rows(n, getattr(p, n), p.weights, lanes)
                               for n in ("Wq", "Wk", "Wv")),
-             "Wo": _word_bytes(check_bits("Wo", p.Wo), dev.core.lanes),
-             "W1": _word_bytes(check_bits("W1", p.W1), dev.core.lanes),
-             "W2": _word_bytes(check_bits("W2", p.W2), dev.core.lanes)}
+             **{n: _weight_rows(n, getattr(p, n), p.weights, lanes) for n in ("Wo", "W1", "W2")}}
     for name, blob in parts.items():
         out[off[name] * wb:off[name] * wb + len(blob)] = blob
     return bytes(out)
@@ -236,7 +250,7 @@ def check_layer(dev, p) -> None:
 def layer_thresholds(dev, p) -> np.ndarray:
     """The threshold store entries of a layer, clamped into the core's field (same bits)."""
     check_layer(dev, p)
-    if dev.layer.max_bits > 1:
+    if dev.layer.multi_threshold:
         return np.zeros(0, np.int64)
     t = np.concatenate([p.tq, p.tk, p.tv, p.t1]).astype(np.int64)
     return dev.core.clamp_thresholds(t)
@@ -248,7 +262,7 @@ def layer_param_values(dev, p) -> np.ndarray:
     d, _, cols, heads = _dims(dev)
     ta = np.zeros(-(-heads // cols) * cols, np.int64)
     ta[:heads] = p.ta
-    if dev.layer.max_bits == 1:
+    if not dev.layer.multi_threshold:
         return np.concatenate([np.asarray(getattr(p, n), np.int64) for n in PARAM_ROWS] + [ta])
     qkv = np.concatenate([np.asarray(p.tq).reshape(d, -1), np.asarray(p.tk).reshape(d, -1),
                           np.asarray(p.tv).reshape(d, -1)])
@@ -258,14 +272,15 @@ def layer_param_values(dev, p) -> np.ndarray:
                           [np.asarray(p.so, np.int64), np.asarray(p.s2, np.int64), ta])
 
 
-def head_weights(dev, wout: np.ndarray) -> bytes:
-    """The weight store words of the LM head ``Wout`` (V x D) as little-endian bytes."""
+def head_weights(dev, wout: np.ndarray, kind: str = "binary") -> bytes:
+    """The weight store words of the LM head ``Wout`` (V x D) as little-endian bytes (ternary:
+    rows ``[P_lo | P_hi]``)."""
     _dims(dev)
-    return _word_bytes(check_bits("Wout", wout), dev.core.lanes)
+    return _weight_rows("Wout", wout, kind, dev.core.lanes)
 
 
 def head_param_values(dev, th_out: np.ndarray) -> np.ndarray:
     d, _, _, _ = _dims(dev)
-    if dev.layer.max_bits > 1:
+    if dev.layer.multi_threshold:
         return _mt_values(dev, th_out, d)
     return np.asarray(th_out, np.int64)

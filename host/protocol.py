@@ -30,7 +30,7 @@ __all__ = [
     "encode_identify", "decode_identify", "ARGUMENTS", "args_size", "encode_args",
     "LINK_COUNTERS", "COUNTERS", "RUN_THRESHOLD", "RUN_BITS_SHIFT", "RUN_BITS_MASK",
     "run_flags", "LAYER_OPCODES", "LAYER_FRESH", "LAYER_HEAD",
-    "LAYER_BITS_SHIFT", "LAYER_BITS_MASK", "RUN_ANSWER", "LAYER_ANSWER",
+    "LAYER_BITS_SHIFT", "LAYER_BITS_MASK", "LAYER_TERNARY", "RUN_ANSWER", "LAYER_ANSWER",
 ]
 
 PROTOCOL_VERSION = 6
@@ -125,6 +125,9 @@ LAYER_HEAD = 0x02
 #: on an engine whose ``max_bits`` is at least A (else the command is OUT_OF_RANGE).
 LAYER_BITS_SHIFT = 2
 LAYER_BITS_MASK = 0x0C
+#: Bit 4 of LAYER's ``flags``: the layer's (or the head's) weights are ternary, each row its two
+#: planes side by side (on an engine whose ``weight_kinds`` has them).
+LAYER_TERNARY = 0x10
 
 #: The answer data of RUN and of LAYER: these fields as little-endian 32-bit words. RUN: the
 #: result beats written and the core's busy cycles. LAYER: its cycles, the cycles the array

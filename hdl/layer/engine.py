@@ -49,6 +49,7 @@ from ...host.protocol import (
     LAYER_BITS_SHIFT,
     LAYER_FRESH,
     LAYER_HEAD,
+    LAYER_TERNARY,
     Opcode,
     Status,
 )
@@ -135,7 +136,8 @@ class LayerEngine(wiring.Component):
         n_ta = -(-H // C)
         cap = ly.kv_capacity
         nb = ly.max_bits
-        multi = nb > 1
+        multi = ly.multi_threshold
+        rcs = ly.row_copies                         # weight rows' room: ternary rows are 2x
 
         m.submodules.residual = rpass = ResidualPass(dev)
         if not multi:
@@ -194,6 +196,21 @@ class LayerEngine(wiring.Component):
         m.d.comb += [att.slot.eq(slot), self.kv_length.eq(att.length)]
         fw = Signal(range(c.max_chunks + 2))
         a_m1 = Signal(range(nb))                    # the command's activation bits less one
+        # Ternary weights (``tern``): each row is its two planes side by side and each row the
+        # products read holds its planes twice, so a product sums the two planes' products
+        # (halved, below); ``corr_f`` is what W2's padding adds (its rows' middle padding,
+        # ``2 L (ceil(F / lanes) lanes - F)``) and ``corr_on`` whether the product is W2.
+        tern, corr_on = Signal(), Signal()
+        corr_f = Signal(32)
+        kd = Signal(range(2 * D + 1))               # K of the products over D inputs
+        m.d.comb += kd.eq(Mux(tern, 2 * D, D))
+        adj = Signal(result_layout(c))              # the products' results, ternary halved
+        m.d.comb += adj.eq(src.payload)
+        if ly.ternary:
+            with m.If(tern):
+                for ch in range(C):
+                    m.d.comb += adj.ints[ch].eq(
+                        (src.payload.ints[ch] - Mux(corr_on, corr_f, 0)) >> 1)
         t_dw, t_dc, t_fw = (Signal(32, name=n) for n in ("t_dw", "t_dc", "t_fw"))
         f_dw, d_fw, n_dw, h_beats = (Signal(32, name=n) for n in ("f_dw", "d_fw", "n_dw",
                                                                    "h_beats"))
@@ -223,7 +240,8 @@ class LayerEngine(wiring.Component):
         rq = Signal(run_layout(dev))
         m.d.comb += self.run_params.eq(rq)
 
-        def gemm(*, thr, n, k, act, act_count, w, w_count, th=0, th_count=0, to_stream=1):
+        def gemm(*, thr, n, k, act, act_count, w, w_count, th=0, th_count=0, to_stream=1,
+                 corr=0):
             ops = [rq.op.eq(Op.XOR), rq.threshold.eq(thr), rq.stream.eq(to_stream),
                    rq.t.eq(p.t), rq.n.eq(n), rq.k.eq(k), rq.act_base.eq(act),
                    rq.act_count.eq(act_count), rq.weight_base.eq(w),
@@ -231,6 +249,8 @@ class LayerEngine(wiring.Component):
                    rq.thresh_count.eq(th_count)]
             if c.max_bits > 1:
                 ops += [rq.bits_m1.eq(a_m1)]
+            if ly.ternary:
+                ops += [corr_on.eq(corr)]
             if banked:
                 ops += [gq.threshold.eq(thr), gq.n.eq(n), gq.k.eq(k), gq.act_base.eq(act),
                         gq.w_line.eq(w >> (P.bit_length() - 1)),
@@ -249,7 +269,7 @@ class LayerEngine(wiring.Component):
 
         m.d.comb += [rpass.t.eq(p.t), rpass.beats.eq(t_dc), rpass.shift.eq(p.shift[:4]),
                      rpass.res_base.eq(p.res_base), rpass.param_base.eq(pb),
-                     rpass.y.payload.eq(src.payload),
+                     rpass.y.payload.eq(adj),
                      self.resid_raddr.eq(rpass.resid_raddr), self.resid_ren.eq(rpass.resid_ren),
                      rpass.resid_rdata.eq(self.resid_rdata),
                      self.par_raddr0.eq(rpass.par_raddr0), self.par_ren0.eq(rpass.par_ren0),
@@ -309,7 +329,7 @@ class LayerEngine(wiring.Component):
             x_fifo = data.View(data.ArrayLayout(signed(16), C), xf.r_data)
             with m.If(packing):
                 m.d.comb += [mt.i.valid.eq(src.valid), src.ready.eq(mt.i.ready)]
-                m.d.comb += [mt.i.payload[ch].eq(src.payload.ints[ch]) for ch in range(C)]
+                m.d.comb += [mt.i.payload[ch].eq(adj.ints[ch]) for ch in range(C)]
             with m.Elif(quantising):
                 m.d.comb += [mt.i.valid.eq(xf.r_rdy), xf.r_en.eq(mt.i.ready)]
                 m.d.comb += [mt.i.payload[ch].eq(x_fifo[ch]) for ch in range(C)]
@@ -322,10 +342,15 @@ class LayerEngine(wiring.Component):
                 m.d.comb += [self.par_raddr0.eq(mt.par_raddr0), self.par_ren0.eq(mt.par_ren0),
                              self.par_raddr1.eq(mt.par_raddr1), self.par_ren1.eq(mt.par_ren1)]
 
-        def mt_setup(*, tile_major, period, th, region, row_words, n):
+        def mt_setup(*, tile_major, period, th, region, row_words, n, copied=False):
             """Start the multi-threshold unit and the level packer (comb) on a pass whose rows
             of ``n`` channels (``row_words`` words a plane) go to ``region``, with the
-            thresholds from parameter word ``th``."""
+            thresholds from parameter word ``th``; ``copied``: rows that products read, each
+            plane written twice side by side for ternary weights."""
+            if copied and ly.ternary:
+                return mt_setup(tile_major=tile_major, period=period, th=th, region=region,
+                                row_words=Mux(tern, 2 * row_words, row_words), n=n) + \
+                    [lp.copy_words.eq(Mux(tern, row_words, 0))]
             return [mt.setup.eq(1), lp.setup.eq(1),
                     mt.config.tile_major.eq(tile_major), mt.config.period.eq(period),
                     mt.config.th_base.eq(th),
@@ -391,39 +416,47 @@ class LayerEngine(wiring.Component):
                 ]
                 if multi:
                     m.d.sync += a_m1.eq(p.flags[LAYER_BITS_SHIFT:LAYER_BITS_SHIFT + 2])
+                if ly.ternary:
+                    m.d.sync += tern.eq((p.flags & LAYER_TERNARY) != 0)
                 m.next = "SIZE2"
             with m.State("SIZE2"):
                 m.d.comb += self.step.eq(EngineStep.SETUP)
                 m.d.sync += [t_fw.eq(p.t * fw), d_fw.eq(fw * D),
                              len0.eq(Mux(fresh, 0, att.length))]
                 if multi:
-                    m.d.sync += [t_adw.eq(t_dw * (a_m1 + 1)), t_3dc.eq(t_dc * 3),
+                    m.d.sync += [t_adw.eq(Mux(tern, 2 * t_dw, t_dw) * (a_m1 + 1)),
+                                 t_3dc.eq(t_dc * 3),
                                  t_fc.eq(p.t * ((p.f + C - 1) >> (C.bit_length() - 1)))]
+                if ly.ternary:
+                    pad_f = (fw << c.lane_bits) - p.f
+                    m.d.sync += corr_f.eq(((pad_f << (a_m1 + 1)) - pad_f) << 1)
                 m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.step.eq(EngineStep.SETUP)
-                flags_ok = LAYER_FRESH | LAYER_HEAD | (LAYER_BITS_MASK if multi else 0)
+                flags_ok = (LAYER_FRESH | LAYER_HEAD | (LAYER_BITS_MASK if multi else 0) |
+                            (LAYER_TERNARY if ly.ternary else 0))
                 common = ((p.t == 0) | (p.t > c.max_t) | (p.shift > 15) |
                           (p.flags & ~flags_ok & 0xFF).any() |
                           (p.res_base + t_dc > ly.res_words))
                 if multi:
                     common |= p.flags[LAYER_BITS_SHIFT:LAYER_BITS_SHIFT + 2] > nb - 1
                 layer_bad = ((p.slot >= ly.kv_slots) | (p.f == 0) | (p.f > ly.max_ff) |
-                             (p.w_base + o_w1 + pad(f_dw) + pad(d_fw) > dev.weight_words) |
+                             (p.w_base + o_w1 + pad(f_dw * rcs) + pad(d_fw * rcs) >
+                              dev.weight_words) |
                              (p.p_base + PW > ly.param_words))
                 if not multi:
                     layer_bad |= p.th_base + 3 * D + p.f > dev.thresh_words
                 head_bad = ((p.n == 0) | (p.n > c.max_n) |
-                            (p.w_base + n_dw > dev.weight_words) |
+                            (p.w_base + n_dw * rcs > dev.weight_words) |
                             (p.p_base + head_param_words(dev) > ly.param_words) |
                             (h_beats > dev.result_beats))
                 m.d.sync += [bad.eq(common | Mux(head, head_bad, layer_bad)),
                              full.eq(~head & (len0 + p.t > cap)),
                              pb.eq(p.p_base), w_o.eq(p.w_base + o_wo),
                              w_1.eq(p.w_base + o_w1),
-                             w_2.eq(p.w_base + o_w1 + pad(f_dw))]
+                             w_2.eq(p.w_base + o_w1 + pad(f_dw * rcs))]
                 if multi:
-                    m.d.sync += t_afw.eq(t_fw * (a_m1 + 1))
+                    m.d.sync += t_afw.eq(Mux(tern, 2 * t_fw, t_fw) * (a_m1 + 1))
                 if banked:
                     fw_ok = ((fw & (fw - 1)) == 0) | (fw[:P.bit_length() - 1] == 0)
                     th_ok = 1 if multi else (p.th_base & (C - 1)) == 0
@@ -446,7 +479,7 @@ class LayerEngine(wiring.Component):
                     if multi:
                         m.d.comb += mt_setup(tile_major=1, period=p.t,
                                              th=Mux(head, pb, pb + off["th_attn"]),
-                                             region=reg["xb"], row_words=Dw, n=D)
+                                             region=reg["xb"], row_words=Dw, n=D, copied=True)
                     m.d.comb += att.clear_slot.eq(fresh & ~head)
                     m.next = "BIN"
 
@@ -461,8 +494,8 @@ class LayerEngine(wiring.Component):
                     quantised = rp_left_zero
                 with m.If(quantised):
                     if multi:
-                        m.d.sync += gemm(thr=0, n=3 * D, k=D, act=reg["xb"], act_count=t_adw,
-                                         w=p.w_base, w_count=3 * D * Dw)
+                        m.d.sync += gemm(thr=0, n=3 * D, k=kd, act=reg["xb"], act_count=t_adw,
+                                         w=p.w_base, w_count=Mux(tern, 6 * D * Dw, 3 * D * Dw))
                         with m.If(~head):
                             m.d.comb += mt_setup(tile_major=1, period=p.t,
                                                  th=pb + off["tqkv"], region=reg["qkv"],
@@ -473,9 +506,10 @@ class LayerEngine(wiring.Component):
                                          th_count=3 * D)
                     m.next = "QKV_RUN"
                     with m.If(head):
-                        m.d.sync += gemm(thr=0, n=p.n, k=D, act=reg["xb"],
+                        m.d.sync += gemm(thr=0, n=p.n, k=kd if multi else D, act=reg["xb"],
                                          act_count=t_adw if multi else t_dw,
-                                         w=p.w_base, w_count=n_dw, to_stream=0)
+                                         w=p.w_base, w_count=Mux(tern, 2 * n_dw, n_dw),
+                                         to_stream=0)
                         m.next = "HEAD_RUN"
             with m.State("HEAD_RUN"):
                 m.d.comb += self.step.eq(EngineStep.HEAD)
@@ -527,7 +561,7 @@ class LayerEngine(wiring.Component):
                     m.d.comb += steps.start.eq(1)
                     if multi:
                         m.d.comb += mt_setup(tile_major=0, period=Dc, th=pb + off["tc"],
-                                             region=reg["cb"], row_words=Dw, n=D)
+                                             region=reg["cb"], row_words=Dw, n=D, copied=True)
                     m.next = "ATTEND"
 
             # Steps 3-5: every token's Kb|Vb appended, then every token queried.
@@ -551,8 +585,8 @@ class LayerEngine(wiring.Component):
                 with m.State("CTX_WAIT"):
                     m.d.comb += [self.step.eq(EngineStep.ATTENTION), mt_params.eq(1)]
                     with m.If(lp.written == t_dc):
-                        m.d.sync += gemm(thr=0, n=D, k=D, act=reg["cb"], act_count=t_adw,
-                                         w=w_o, w_count=D * Dw)
+                        m.d.sync += gemm(thr=0, n=D, k=kd, act=reg["cb"], act_count=t_adw,
+                                         w=w_o, w_count=Mux(tern, 2 * D * Dw, D * Dw))
                         m.next = "O_RUN"
 
             # Step 6: O through the residual unit.
@@ -571,7 +605,7 @@ class LayerEngine(wiring.Component):
                                   rp_setup(gen=1, write=0, bits=0, soff=0, toff=0,
                                            region=reg["x1b"]) +
                                   mt_setup(tile_major=1, period=p.t, th=pb + off["th_ffn"],
-                                           region=reg["x1b"], row_words=Dw, n=D))
+                                           region=reg["x1b"], row_words=Dw, n=D, copied=True))
                 else:
                     await_product(rp_left_zero,
                                   gemm(thr=1, n=p.f, k=D, act=reg["x1b"], act_count=t_dw,
@@ -582,10 +616,11 @@ class LayerEngine(wiring.Component):
                     m.d.comb += [self.step.eq(EngineStep.OUT), quantising.eq(1),
                                  mt_params.eq(1)]
                     with m.If(rp_left_zero & (lp.written == t_dc)):
-                        m.d.sync += gemm(thr=0, n=p.f, k=D, act=reg["x1b"], act_count=t_adw,
-                                         w=w_1, w_count=f_dw)
+                        m.d.sync += gemm(thr=0, n=p.f, k=kd, act=reg["x1b"], act_count=t_adw,
+                                         w=w_1, w_count=Mux(tern, 2 * f_dw, f_dw))
                         m.d.comb += mt_setup(tile_major=1, period=p.t, th=pb + off["t1"],
-                                             region=reg["hb"], row_words=fw, n=p.f)
+                                             region=reg["hb"], row_words=fw, n=p.f,
+                                             copied=True)
                         m.next = "F1_RUN"
 
             # Step 7: Hb rows.
@@ -603,8 +638,9 @@ class LayerEngine(wiring.Component):
                 if multi:
                     m.d.comb += mt_params.eq(1)
                     await_product(lp.written == t_fc,
-                                  gemm(thr=0, n=D, k=p.f, act=reg["hb"], act_count=t_afw,
-                                       w=w_2, w_count=d_fw), "F2_RUN")
+                                  gemm(thr=0, n=D, k=Mux(tern, fw << (c.lane_bits + 1), p.f),
+                                       act=reg["hb"], act_count=t_afw, w=w_2,
+                                       w_count=Mux(tern, 2 * d_fw, d_fw), corr=1), "F2_RUN")
                 else:
                     await_product(pk.done, gemm(thr=0, n=D, k=p.f, act=reg["hb"],
                                                 act_count=t_fw, w=w_2, w_count=d_fw), "F2_RUN")

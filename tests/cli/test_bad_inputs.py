@@ -24,7 +24,6 @@ from onebit.host.random_model import random_layer
 # (argv, phrase): each exits with status 2 and prints exactly one line naming the problem.
 CLI = [
     (["demo", "--tokens", "100000"], "exceed the largest KV cache (32766 tokens)"),
-    (["bench", "layer", "--weights", "ternary"], "the layer engine computes binary weights"),
     (["demo", "--tokens", "0"], "argument --tokens: must be an integer at least 1, not 0"),
     (["demo", "--seed", "-1"], "argument --seed: must be an integer at least 0, not -1"),
     (["demo", "--tokens", "many"], "argument --tokens: must be an integer, not 'many'"),
@@ -224,8 +223,8 @@ API = [
      "KV cache capacity must be at most 2184 at max_bits = 4"),
     (lambda: DeviceConfig(layer=LayerConfig(max_bits=2)), ValueError,
      "The layer engine's max_bits (2) exceeds the core's (1)"),
-    (lambda: LayerConfig(weight_kinds=("binary", "ternary")), ValueError,
-     "weight_kinds must be ('binary',)"),
+    (lambda: LayerConfig(weight_kinds=("ternary",)), ValueError,
+     "weight_kinds must be ('binary',) or ('binary', 'ternary')"),
 ]
 
 

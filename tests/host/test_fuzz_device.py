@@ -2,13 +2,13 @@
 computes. Hypothesis draws a device (rows, cols, lanes, max_k, max_t, KV capacity, weight banks)
 and a model to run on it (D, H, F, V, layers, prompt length; widths that are not multiples of 32
 and feed-forward widths below and above D; each layer's and the head's activation bits, 1-4,
-on an engine built for the largest), runs ``layer``, ``decode``, ``generate`` and
-``logits`` on Icarus (random idle cycles and backpressure on the link's streams) and compares
-every integer with the golden model; the same for ``linear`` on GEMM devices (cores of 1-4
-activation bits), at every precision (1-4-bit activation levels, binary and ternary weights,
-1-15 threshold levels). A configuration
-the host refuses must be refused with a message that names the limit. A few examples run in the
-default run, many more with ``-m slow``."""
+and weight kind, binary or ternary, on an engine built for them), runs ``layer``, ``decode``,
+``generate`` and ``logits`` on Icarus (random idle cycles and backpressure on the link's
+streams) and compares every integer with the golden model; the same for ``linear`` on GEMM
+devices (cores of 1-4 activation bits), at every precision (1-4-bit activation levels, binary
+and ternary weights, 1-15 threshold levels). A configuration the host refuses must be refused
+with a message that names the limit. A few examples run in the default run, many more with
+``-m slow``."""
 
 from __future__ import annotations
 
@@ -43,27 +43,31 @@ def layer_cases(draw):
     n_layers = draw(st.integers(1, 2))
     bits = [draw(st.sampled_from([1, 1, 2, 3, 4])) for _ in range(n_layers)]
     head_bits = draw(st.sampled_from([1, 2, 3, 4]))
+    kinds = [draw(st.sampled_from(["binary", "ternary"])) for _ in range(n_layers + 1)]
     vocab = draw(st.integers(2, 12))
     max_t = draw(st.integers(1, 6))
     prompt = draw(st.integers(1, 2 * max_t + 1))
     new = draw(st.integers(1, 3))
     kv = prompt + new + draw(st.integers(0, 4))
-    top = max(bits + [head_bits])
+    top = max(bits + [head_bits]) * (2 if "ternary" in kinds else 1)
     max_k = top * -(-max(d, f) // lanes) * lanes + draw(st.sampled_from([0, 0, 1, lanes, 3 * d]))
     banks = draw(st.sampled_from([1, 2, 4, 8, 16]))
     seed = draw(st.integers(0, 2 ** 16))
     return dict(lanes=lanes, cols=cols, rows=rows, d=d, heads=heads, f=f, n_layers=n_layers,
                 vocab=vocab, max_t=max_t, prompt=prompt, new=new, kv=kv, max_k=max_k,
-                banks=banks, seed=seed, bits=bits, head_bits=head_bits)
+                banks=banks, seed=seed, bits=bits, head_bits=head_bits, kinds=kinds)
 
 
 def check_layer_case(case, simulator="icarus"):
     rng = np.random.default_rng(case["seed"])
+    kinds = case.get("kinds", ["binary"] * (case["n_layers"] + 1))
     m = random_model(rng, vocab=case["vocab"], d_model=case["d"], heads=case["heads"],
                      d_ff=case["f"], n_layers=case["n_layers"],
-                     head_bits=case.get("head_bits", 1))
+                     head_bits=case.get("head_bits", 1), head_weights=kinds[-1])
     layers = tuple(random_layer(rng, d_model=case["d"], heads=case["heads"], d_ff=case["f"],
-                                bits=a) for a in case.get("bits", [1] * case["n_layers"]))
+                                bits=a, weights=kind)
+                   for a, kind in zip(case.get("bits", [1] * case["n_layers"]), kinds[:-1],
+                                      strict=True))
     m = replace(m, layers=layers)
     try:
         dev = device_for(m, rows=case["rows"], cols=case["cols"], lanes=case["lanes"],
@@ -85,7 +89,7 @@ def check_layer_case(case, simulator="icarus"):
                               golden.generate(prompt, case["new"], m))
         rows = x[:min(3, len(x))]
         head = golden.linear(golden.multi_threshold(rows.astype(np.int64), m.th_out), m.Wout,
-                             bits=m.head_bits)
+                             bits=m.head_bits, weights=m.head_weights)
         assert np.array_equal(acc.logits(rows), head)
 
 

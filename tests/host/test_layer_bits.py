@@ -1,8 +1,9 @@
-"""The layer engine built for multi-bit activations through the host API and the link, on the
-gateware: a hybrid model (a 1-bit layer, a 3-bit layer and a 2-bit head) generates golden's
-tokens and its logits equal golden's; a 2-bit layer's prefill (in blocks beyond ``max_t``) and
-decode equal golden's; IDENTIFY reports the engine's bits; a layer beyond them is refused with
-a message. Icarus in the default run, Verilator with ``-m slow``."""
+"""The layer engine built for multi-bit activations and ternary weights through the host API
+and the link, on the gateware: a hybrid model (a 1-bit binary layer, a 3-bit ternary layer and
+a 2-bit ternary head) generates golden's tokens and its logits equal golden's; a 2-bit layer's
+prefill (in blocks beyond ``max_t``) and decode equal golden's; IDENTIFY reports the engine's
+bits and weight kinds; a layer beyond them is refused with a message. Icarus in the default
+run, Verilator with ``-m slow``."""
 
 from dataclasses import replace
 
@@ -16,9 +17,10 @@ from onebit.host.random_model import random_activations, random_layer, random_mo
 
 def _hybrid_model():
     rng = np.random.default_rng(8)
-    m = random_model(rng, vocab=13, d_model=64, heads=2, d_ff=96, n_layers=2, head_bits=2)
+    m = random_model(rng, vocab=13, d_model=64, heads=2, d_ff=96, n_layers=2, head_bits=2,
+                     head_weights="ternary")
     layers = (random_layer(rng, d_model=64, heads=2, d_ff=96, r=4, bits=1),
-              random_layer(rng, d_model=64, heads=2, d_ff=96, r=4, bits=3))
+              random_layer(rng, d_model=64, heads=2, d_ff=96, r=4, bits=3, weights="ternary"))
     return replace(m, layers=layers)
 
 
@@ -35,6 +37,7 @@ def acc(request):
 
 def test_the_device_reports_its_bits(acc):
     assert DEV.layer.max_bits == DEV.core.max_bits == 3
+    assert DEV.layer.weight_kinds == ("binary", "ternary")
     assert acc.config == DEV                  # (IDENTIFY)
 
 
@@ -44,7 +47,7 @@ def test_hybrid_model_generates_golden_tokens(acc):
     assert np.array_equal(acc.generate(prompt, 4), golden.generate(prompt, 4, MODEL))
     x = random_activations(np.random.default_rng(2), 3, 64)
     want = golden.linear(golden.multi_threshold(x.astype(np.int64), MODEL.th_out), MODEL.Wout,
-                         bits=2)
+                         bits=2, weights="ternary")
     assert np.array_equal(acc.logits(x), want)
 
 
@@ -63,5 +66,6 @@ def test_two_bit_layer_prefill_and_decode_equal_golden(acc):
 
 def test_bits_beyond_the_engine_are_refused(acc):
     p = random_layer(np.random.default_rng(1), d_model=64, heads=2, d_ff=96, bits=4)
-    with pytest.raises(ValueError, match="activations of up to 3 bits with binary weights"):
+    with pytest.raises(ValueError, match="activations of up to 3 bits with binary or ternary "
+                                         "weights"):
         acc.load_layer(p, 0)

@@ -24,7 +24,7 @@ from onebit.host.layer_layout import (
     param_words_per_layer,
 )
 from onebit.host.packing import pack_bits
-from onebit.host.protocol import LAYER_BITS_SHIFT, LAYER_FRESH, LAYER_HEAD, Status
+from onebit.host.protocol import LAYER_BITS_SHIFT, LAYER_FRESH, LAYER_HEAD, LAYER_TERNARY, Status
 from onebit.host.random_model import random_activations, random_layer, random_model
 
 DEV = DeviceConfig(
@@ -326,3 +326,63 @@ def test_bits_beyond_the_engine_are_refused_multi_bit():
 
     bench.run(body)
     assert got["status"] == Status.OUT_OF_RANGE
+
+
+# ---------------------------------------------------------------- ternary weights
+
+DEV_T = DeviceConfig(
+    core=CoreConfig(rows=2, cols=2, lanes=8, max_k=128, max_t=8, max_n=64, max_bits=2),
+    act_words=1024, weight_words=2048, thresh_words=16, result_beats=64, weight_banks=4,
+    layer=LayerConfig(d_model=16, heads=2, max_ff=32, kv_capacity=12, kv_slots=2,
+                      res_words=80, param_words=1024, max_bits=2,
+                      weight_kinds=("binary", "ternary")))
+
+
+@pytest.mark.parametrize("bits, d_ff", [(1, 20), (2, 20), (2, 32)])   # F = 20: middle padding
+def test_ternary_prefill_and_decode_equal_golden(bits, d_ff):
+    rng = np.random.default_rng(bits * 3 + d_ff)
+    p = random_layer(rng, d_model=D, heads=2, d_ff=d_ff, r=3, bits=bits, weights="ternary")
+    t = 5
+    x = random_activations(rng, t, D)
+    want = golden.layer(x, p)
+    bench = Bench(DEV_T)
+    rows = []
+    flags = _flags(bits) | LAYER_TERNARY
+
+    async def body(ctx):
+        await bench.load_layer(ctx, p, w_base=8, p_base=3)
+        st = await bench.layer(ctx, x[:3], flags=flags | LAYER_FRESH, r=3, f=d_ff, w_base=8,
+                               p_base=3)
+        rows.append((st, _unwords(await bench.read(ctx, "resid", 0, 3 * D // C), 3, D)))
+        for i in range(3, t):
+            st = await bench.layer(ctx, x[i:i + 1], flags=flags, r=3, f=d_ff, w_base=8,
+                                   p_base=3)
+            rows.append((st, _unwords(await bench.read(ctx, "resid", 0, D // C), 1, D)))
+
+    bench.run(body)
+    assert all(st == Status.OK for st, _ in rows)
+    assert np.array_equal(np.concatenate([r for _, r in rows]), want)
+
+
+def test_ternary_head_equals_golden():
+    rng = np.random.default_rng(4)
+    m = random_model(rng, vocab=11, d_model=D, heads=2, d_ff=24, n_layers=1, head_bits=2,
+                     head_weights="ternary")
+    x = random_activations(rng, 3, D)
+    want = golden.linear(golden.multi_threshold(x.astype(np.int64), m.th_out), m.Wout, bits=2,
+                         weights="ternary")
+    bench = Bench(DEV_T)
+    got = {}
+
+    async def body(ctx):
+        await bench.write(ctx, "weight", 4,
+                          _lane_words(head_weights(DEV_T, m.Wout, "ternary"), DEV_T))
+        await bench.write(ctx, "param", 9,
+                          _words(head_param_values(DEV_T, m.th_out), PARAM_BITS, C))
+        got["status"] = await bench.layer(ctx, x, flags=_flags(2, LAYER_HEAD) | LAYER_TERNARY,
+                                          n=11, w_base=4, p_base=9)
+        got["beats"] = await bench.read(ctx, "res", 0, 3 * 6)
+
+    bench.run(body)
+    assert got["status"] == Status.OK
+    assert np.array_equal(_logits(got["beats"], 3, 11), 2 * want)   # the host halves them

@@ -34,9 +34,9 @@ def _field_words(values, bits):
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
-@pytest.mark.parametrize("tile_major", [1, 0])
-def test_levels_in_the_store_equal_mt(bits, tile_major):
-    rng = random.Random(bits * 10 + tile_major)
+@pytest.mark.parametrize("tile_major, copies", [(1, 1), (0, 1), (1, 2)])
+def test_levels_in_the_store_equal_mt(bits, tile_major, copies):
+    rng = random.Random(bits * 10 + tile_major + copies)
     nrng = np.random.default_rng(bits * 10 + tile_major)
     lv = (1 << bits) - 1
     t, n = rng.randint(1, 5), rng.choice([6, 13, 16])       # n need not fill its groups
@@ -47,7 +47,8 @@ def test_levels_in_the_store_equal_mt(bits, tile_major):
     th[1] = [1 << 20] * lv
     p_base, region = 5, 17
     nw = -(-n // L)
-    row_stride = bits * nw
+    plane_words = nw * copies                               # each plane written copies times
+    row_stride = bits * plane_words
     params = _field_words(_mt_values(DEV, th, n), PARAM_BITS)
 
     m = Module()
@@ -74,7 +75,8 @@ def test_levels_in_the_store_equal_mt(bits, tile_major):
         ctx.set(mt.config, {"tile_major": tile_major, "period": t if tile_major else groups,
                             "th_base": p_base, "region": region, "row_stride": row_stride,
                             "n": n, "bits_m1": bits - 1})
-        ctx.set(pk.plane_words, nw)
+        ctx.set(pk.plane_words, plane_words)
+        ctx.set(pk.copy_words, nw if copies == 2 else 0)
         ctx.set(pk.bits_m1, bits - 1)
         ctx.set(mt.setup, 1)
         ctx.set(pk.setup, 1)
@@ -97,12 +99,13 @@ def test_levels_in_the_store_equal_mt(bits, tile_major):
         want = golden.multi_threshold(y[:, :n], th)
         for tok in range(t):
             for p in range(bits):                     # top plane first
-                row = region + tok * row_stride + p * nw
-                plane = [(got[row + c // L] >> (c % L)) & 1 for c in range(groups * C)]
-                bit = bits - 1 - p
-                expect = [(int(want[tok, c]) >> bit) & 1 if c < n else 0
-                          for c in range(groups * C)]
-                assert plane == expect, (tok, bit)
+                for copy in range(copies):
+                    row = region + tok * row_stride + p * plane_words + copy * nw
+                    plane = [(got[row + c // L] >> (c % L)) & 1 for c in range(groups * C)]
+                    bit = bits - 1 - p
+                    expect = [(int(want[tok, c]) >> bit) & 1 if c < n else 0
+                              for c in range(groups * C)]
+                    assert plane == expect, (tok, bit, copy)
 
     simulate(m, drive, stall)
 
