@@ -3,7 +3,7 @@ and the link, on the gateware: a hybrid model (a 1-bit binary layer, a 3-bit ter
 a 2-bit ternary head) generates golden's tokens and its logits equal golden's; a 2-bit layer's
 prefill (in blocks beyond ``max_t``) and decode equal golden's; IDENTIFY reports the engine's
 bits and weight kinds; a layer beyond them is refused with a message. Icarus in the default
-run, Verilator with ``-m slow``."""
+run (but the 2-bit layer's, with ``-m slow``), Verilator with ``-m slow``."""
 
 from dataclasses import replace
 
@@ -51,6 +51,7 @@ def test_hybrid_model_generates_golden_tokens(acc):
     assert np.array_equal(acc.logits(x), want)
 
 
+@pytest.mark.slow                  # (the default run keeps the hybrid model's generate)
 def test_two_bit_layer_prefill_and_decode_equal_golden(acc):
     rng = np.random.default_rng(5)
     p = random_layer(rng, d_model=64, heads=2, d_ff=96, r=5, bits=2)
