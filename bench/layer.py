@@ -42,6 +42,7 @@ def reference_device(rows: int = 4, cols: int = 4, lanes: int = 32, *, decode: i
     )
 
     copies = 2 if ternary else 1
+    bits = max(bits, 2) if ternary else bits     # ternary weights run on the multi-bit engine
     core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=bits * copies * max(d, f),
                       max_t=t, max_n=max(3 * d, f), max_bits=bits)
     ly = LayerConfig(d_model=d, heads=heads, max_ff=f, kv_capacity=t + decode, kv_slots=1,

@@ -82,11 +82,11 @@ class LayerConfig:
     max_bits, weight_kinds : int, tuple of str
         The precisions the engine computes (reported by IDENTIFY): the largest activation bits
         A (1..4; each LAYER command picks its own A up to it) and the weight kinds:
-        ``("binary",)`` or ``("binary", "ternary")``. With ``max_bits > 1`` or ternary weights
-        (``multi_threshold``) it quantises through multi-threshold units whose thresholds live
-        in the parameter store (``onebit.host.layer_layout``), and the core must take rows of
-        that many planes (``CoreConfig.max_bits``, ``max_k``); with ternary weights, rows twice
-        as long (a ternary row is its two planes side by side).
+        ``("binary",)`` or ``("binary", "ternary")`` (ternary needs ``max_bits >= 2``). With
+        ``max_bits > 1`` (``multi_threshold``) it quantises through multi-threshold units whose
+        thresholds live in the parameter store (``onebit.host.layer_layout``), and the core
+        must take rows of that many planes (``CoreConfig.max_bits``, ``max_k``); with ternary
+        weights, rows twice as long (a ternary row is its two planes side by side).
     """
 
     d_model: int = 64
@@ -120,6 +120,9 @@ class LayerConfig:
                              f"weight_kinds must be ('binary',) or ('binary', 'ternary'), not "
                              f"{self.weight_kinds!r}")
         object.__setattr__(self, "weight_kinds", tuple(self.weight_kinds))
+        if self.ternary and self.max_bits < 2:
+            raise ValueError("Ternary weights run on the multi-bit engine: max_bits must be at "
+                             "least 2 with weight_kinds ('binary', 'ternary'), not 1")
         levels = (1 << self.max_bits) - 1
         if levels * self.kv_capacity > MAX_KV_CAPACITY:
             raise ValueError(f"KV cache capacity must be at most {MAX_KV_CAPACITY // levels} "

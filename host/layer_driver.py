@@ -101,6 +101,8 @@ def device_for(model: ModelParams, *, rows: int = 4, cols: int = 4, lanes: int =
     bits = max([p.bits for p in model.layers] + [model.head_bits])
     kinds = ("binary", "ternary") if "ternary" in [p.weights for p in model.layers] + \
         [model.head_weights] else ("binary",)
+    if len(kinds) > 1:
+        bits = max(bits, 2)             # ternary weights run on the multi-bit engine
     if max_k is None:
         max_k = bits * len(kinds) * -(-max(d, f) // lanes) * lanes
     core = CoreConfig(rows=rows, cols=cols, lanes=lanes, max_k=max_k, max_t=max_t,

@@ -223,6 +223,8 @@ API = [
      "KV cache capacity must be at most 2184 at max_bits = 4"),
     (lambda: DeviceConfig(layer=LayerConfig(max_bits=2)), ValueError,
      "The layer engine's max_bits (2) exceeds the core's (1)"),
+    (lambda: LayerConfig(weight_kinds=("binary", "ternary")), ValueError,
+     "max_bits must be at least 2 with weight_kinds ('binary', 'ternary')"),
     (lambda: LayerConfig(weight_kinds=("ternary",)), ValueError,
      "weight_kinds must be ('binary',) or ('binary', 'ternary')"),
 ]
