@@ -141,9 +141,9 @@ class LayerConfig:
 
     @property
     def multi_threshold(self) -> bool:
-        """Whether the engine quantises through its multi-threshold unit (``max_bits > 1`` or
-        ternary weights; ``onebit.host.layer_layout``)."""
-        return self.max_bits > 1 or self.ternary
+        """Whether the engine quantises through its multi-threshold unit (``max_bits > 1``,
+        which ternary weights need too; ``onebit.host.layer_layout``)."""
+        return self.max_bits > 1
 
     @property
     def row_copies(self) -> int:

@@ -99,7 +99,6 @@ class AttentionSteps(wiring.Component):
             m.d.sync += rd_dst.eq(dst)
         with m.If(rd_v):
             m.d.sync += row.word_select(rd_dst, L).eq(self.act_rdata)
-        cbits = Signal(D)
         cb_addr = Signal(range(dev.act_words + Dw + 1))
         q_start, in_query, w_busy = Signal(), Signal(), Signal()
         wi = Signal(range(c.max_t + 1))
@@ -156,7 +155,7 @@ class AttentionSteps(wiring.Component):
                 # streamed, with multi-bit activations), overlapping the next query's fetch.
                 m.d.comb += in_query.eq(1)
                 if nb == 1:
-                    self._cb_rows(m, cbits, cb_addr, w_busy, wi, wcount2)
+                    self._cb_rows(m, cb_addr, w_busy, wi, wcount2)
                 else:
                     self._ctx_beats(m, wi, wcount2)
 
@@ -193,10 +192,11 @@ class AttentionSteps(wiring.Component):
                     m.next = "IDLE"
         return m
 
-    def _cb_rows(self, m, cbits, cb_addr, w_busy, wi, wcount2):
+    def _cb_rows(self, m, cb_addr, w_busy, wi, wcount2):
         """One bit: take each answer and write its Cb row, a word a cycle."""
         L, Dw = self._dev.core.lanes, self._dev.layer.d_model // self._dev.core.lanes
         t = self.t
+        cbits = Signal(self._dev.layer.d_model)
         with m.If(w_busy):
             m.d.comb += [self.cb_wen.eq(1), self.cb_wdata.eq(cbits.word_select(wcount2, L))]
             m.d.sync += [cb_addr.eq(cb_addr + 1), wcount2.eq(wcount2 + 1)]
