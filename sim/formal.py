@@ -215,7 +215,8 @@ class MultiThresholdHarness(wiring.Component):
                      self.i.ready.eq(mt.i.ready), mt.setup.eq(self.setup),
                      mt.config.eq(self.config), mt.par_rdata0.eq(self.par_rdata0),
                      mt.par_rdata1.eq(self.par_rdata1), pk.setup.eq(self.setup),
-                     pk.plane_words.eq(self.plane_words), pk.bits_m1.eq(self.bits_m1)]
+                     pk.plane_words.eq(self.plane_words), pk.bits_m1.eq(self.bits_m1),
+                     pk.tile_major.eq(self.config.tile_major)]
         wiring.connect(m, mt.o, pk.i)
         _stream_env(m, self.i, name="i")
         # One precision for the whole check (the engine holds it through a command).

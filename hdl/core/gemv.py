@@ -30,7 +30,10 @@ levels, stored as its A bit-planes of ``kw`` words each, top plane first (``A * 
 plane first; the accumulator takes ``acc << 1`` at a plane's first line (Horner's rule), so it
 ends at ``sum_i 2^i popcount(p_i XOR w)`` and the result is ``prod = (2^A - 1) K - 2 acc``
 (the numerics' ``prod`` of the levels against the binary row). ``A * kw`` words must fit
-``max_chunks``. Cycles: ``A * kw + 1`` to load the row, ``A`` times the lines. With
+``max_chunks``. The row's words pass a register on their way into the line register (the
+activation store's read data reaches one register, not every entry: its clock-to-out and
+fan-out limited the ULX3S-85F's clock). Cycles: ``A * kw + 2`` to load the row, ``A`` times
+the lines. With
 ``max_bits = 1`` (the default) none of this logic exists.
 """
 
@@ -281,12 +284,22 @@ class Gemv(wiring.Component):
             xr, xe0 = xj, 0
         xr_d, xe0_d = Signal(range(c.max_chunks + 1)), Signal(range(n_ent))
         m.d.sync += xv.eq(0)
-        with m.If(xv):
+        if A_max > 1:
+            # The planes' words pass a register before they fan out into the line register
+            # (the store's read data would otherwise route to every entry in one cycle).
+            xw, xw_v = Signal(L), Signal()
+            xw_r, xw_e0 = Signal.like(xr_d), Signal.like(xe0_d)
+            m.d.sync += [xw.eq(self.act_rdata), xw_v.eq(xv), xw_r.eq(xr_d), xw_e0.eq(xe0_d)]
+            loading = xv | xw_v
+        else:
+            xw, xw_v, xw_r, xw_e0 = self.act_rdata, xv, xr_d, xe0_d
+            loading = xv
+        with m.If(xw_v):
             for e in range(n_ent):
                 for s in range(P):
-                    with m.If((xe0_d + (xr_d >> p_bits) == e) &
-                              ((s & s_mask) == (xr_d & s_mask))):
-                        m.d.sync += xl[e][s * L:(s + 1) * L].eq(self.act_rdata)
+                    with m.If((xw_e0 + (xw_r >> p_bits) == e) &
+                              ((s & s_mask) == (xw_r & s_mask))):
+                        m.d.sync += xl[e][s * L:(s + 1) * L].eq(xw)
         m.d.comb += self.act_raddr.eq(p.act_base + xj)
         with m.FSM():
             with m.State("IDLE"):
@@ -333,7 +346,7 @@ class Gemv(wiring.Component):
                 with m.If(done_loading):
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.busy.eq(1), issuing.eq((lines_left != 0) & ~xv & credit)]
+                m.d.comb += [self.busy.eq(1), issuing.eq((lines_left != 0) & ~loading & credit)]
                 with m.If(self.result.valid & self.result.ready & self.result.payload.last):
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"

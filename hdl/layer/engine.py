@@ -355,7 +355,8 @@ class LayerEngine(wiring.Component):
                     mt.config.tile_major.eq(tile_major), mt.config.period.eq(period),
                     mt.config.th_base.eq(th),
                     mt.config.region.eq(region), mt.config.row_stride.eq(row_words * (a_m1 + 1)),
-                    mt.config.n.eq(n), mt.config.bits_m1.eq(a_m1), lp.plane_words.eq(row_words)]
+                    mt.config.n.eq(n), mt.config.bits_m1.eq(a_m1), lp.plane_words.eq(row_words),
+                    lp.tile_major.eq(tile_major)]
 
         # ------------------------------------------------------------ attention steps
         # (``AttentionSteps``: steps 3-5, the KV cache appends and the queries, their Cb rows

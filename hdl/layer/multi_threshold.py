@@ -13,8 +13,9 @@ thresholds stay in registers, so a beat of the same group as the one before take
 unit numbers them itself: ``tile_major`` (a product's results: the ``period`` tokens of a
 group, then the next group) or token-major (a row's ``period`` groups, then the next token).
 Each answer on ``o`` carries where its levels go in the activation store: ``addr`` (``region``
-plus the token's row, ``row_stride`` words a token, plus the group's word) and ``gsel`` (the
-group within the word); ``onebit.hdl.layer.level_packer`` writes the planes.
+plus the token's row, ``row_stride`` words a token, plus the group's word), ``gsel`` (the
+group within the word) and, for a tile-major pass, the token and the ends of words and of the
+pass (``levels_layout``); ``onebit.hdl.layer.level_packer`` writes the planes.
 
 Streams follow ``lib.stream``: ``i.ready`` is high while the unit is empty or issuing a beat's
 last reads; answers wait in a ``OUT_DEPTH``-entry FIFO in front of ``o``, and a beat's last
@@ -48,11 +49,16 @@ def mt_config_layout(dev: DeviceConfig) -> data.StructLayout:
 
 
 def levels_layout(dev: DeviceConfig) -> data.StructLayout:
-    """An answer: ``cols`` levels of ``max_bits`` bits, their word and group."""
-    c = dev.core
+    """An answer: ``cols`` levels of ``max_bits`` bits, their word and group; in a tile-major
+    pass also the token (``tok``), whether the group is its word's last (``word_end``) and
+    whether the beat ends its column of words (the last token's ``word_end``, ``col_end``) and
+    whether it is the pass's last (``pass_end``)."""
+    c, ly = dev.core, dev.layer
     return data.StructLayout({
-        "levels": data.ArrayLayout(dev.layer.max_bits, c.cols),
+        "levels": data.ArrayLayout(ly.max_bits, c.cols),
         "addr": range(dev.act_words), "gsel": range(c.lanes // c.cols),
+        "tok": range(max(c.max_t, c.max_n, ly.d_model) + 1), "word_end": 1, "col_end": 1,
+        "pass_end": 1,
     })
 
 
@@ -105,7 +111,8 @@ class MultiThreshold(wiring.Component):
         gsel = Signal(range(gpw))
         chb = Signal(range(max(c.max_n, ly.d_model) + C + 1))
         meta = data.StructLayout({"gaddr": gaddr.shape(), "addr": range(dev.act_words),
-                                  "gsel": range(gpw), "chb": chb.shape()})
+                                  "gsel": range(gpw), "chb": chb.shape(), "tok": k.shape(),
+                                  "word_end": 1, "col_end": 1, "pass_end": 1})
 
         def next_group():
             return [gaddr.eq(gaddr + lm), chb.eq(chb + C),
@@ -167,10 +174,15 @@ class MultiThreshold(wiring.Component):
                 m.d.sync += [busy.eq(0), kk.eq(0)]
         with m.If(self.setup):
             m.d.sync += cached.eq(0)
+        row_end, word_end = Signal(), Signal()
+        m.d.comb += [row_end.eq(chb + C >= cfg.n), word_end.eq((gsel == gpw - 1) | row_end)]
         with m.If(take):
             m.d.sync += [busy.eq(1), kk.eq(0), y.eq(self.i.payload),
                          y_meta.gaddr.eq(gaddr), y_meta.addr.eq(cfg.region + rowb + gword),
-                         y_meta.gsel.eq(gsel), y_meta.chb.eq(chb)]
+                         y_meta.gsel.eq(gsel), y_meta.chb.eq(chb), y_meta.tok.eq(k),
+                         y_meta.word_end.eq(word_end),
+                         y_meta.col_end.eq(cfg.tile_major & (k == cfg.period - 1) & word_end),
+                         y_meta.pass_end.eq(cfg.tile_major & (k == cfg.period - 1) & row_end)]
 
         # Compare stage: the thresholds arrive the cycle after their reads.
         c_valid, c_first, c_last, c_second = Signal(), Signal(), Signal(), Signal()
@@ -198,6 +210,8 @@ class MultiThreshold(wiring.Component):
                                          (c_second & (c_y[ch] >= t1[ch]))))
         answer = Signal(levels_layout(dev))
         m.d.comb += [answer.addr.eq(c_meta.addr), answer.gsel.eq(c_meta.gsel),
+                     answer.tok.eq(c_meta.tok), answer.word_end.eq(c_meta.word_end),
+                     answer.col_end.eq(c_meta.col_end), answer.pass_end.eq(c_meta.pass_end),
                      out.w_data.eq(answer), out.w_en.eq(c_valid & c_last),
                      self.o.valid.eq(out.r_rdy), self.o.payload.eq(out.r_data),
                      out.r_en.eq(self.o.ready)]

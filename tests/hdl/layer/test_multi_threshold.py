@@ -78,6 +78,7 @@ def test_levels_in_the_store_equal_mt(bits, tile_major, copies):
         ctx.set(pk.plane_words, plane_words)
         ctx.set(pk.copy_words, nw if copies == 2 else 0)
         ctx.set(pk.bits_m1, bits - 1)
+        ctx.set(pk.tile_major, tile_major)
         ctx.set(mt.setup, 1)
         ctx.set(pk.setup, 1)
         await ctx.tick()
@@ -105,7 +106,7 @@ def test_levels_in_the_store_equal_mt(bits, tile_major, copies):
                     bit = bits - 1 - p
                     expect = [(int(want[tok, c]) >> bit) & 1 if c < n else 0
                               for c in range(groups * C)]
-                    assert plane == expect, (tok, bit, copy)
+                    assert plane == expect, (tok, bit, copy, plane, expect)
 
     simulate(m, drive, stall)
 
@@ -113,3 +114,58 @@ def test_levels_in_the_store_equal_mt(bits, tile_major, copies):
 def test_input_wider_than_the_parameter_field_is_refused():
     with pytest.raises(ValueError, match="at most PARAM_BITS"):
         MultiThreshold(DEV, width=PARAM_BITS + 1)
+
+
+@pytest.mark.parametrize("bits, copies", [(1, 1), (4, 1), (2, 2), (4, 2)])
+def test_a_tile_major_pass_takes_a_beat_a_cycle(bits, copies):
+    # The packer alone, fed a tile-major pass without idle cycles: every beat is taken in one
+    # cycle while the writes of a word (bits x copies) fit the next word's groups (lanes / cols
+    # = 4 here); the last words' writes follow the last beat, bits x copies a token, then one
+    # cycle.
+    t, groups = 8, 7                                 # two columns of words, the second short
+    gpw = L // C
+    n_ops = bits * copies
+    m = Module()
+    m.submodules.pk = pk = LevelPacker(DEV)
+    rng = np.random.default_rng(bits)
+    lv = rng.integers(0, 1 << bits, (t, groups * C))
+    beats = []
+    for g in range(groups):
+        for tok in range(t):
+            word_end = g % gpw == gpw - 1 or g == groups - 1
+            beats.append({"levels": [int(v) for v in lv[tok, g * C:(g + 1) * C]],
+                          "addr": 3 + tok * 16 + g // gpw, "gsel": g % gpw, "tok": tok,
+                          "word_end": word_end, "col_end": word_end and tok == t - 1,
+                          "pass_end": g == groups - 1 and tok == t - 1})
+    cycles = []
+
+    async def bench(ctx):
+        ctx.set(pk.plane_words, 2)
+        ctx.set(pk.copy_words, 1 if copies == 2 else 0)
+        ctx.set(pk.bits_m1, bits - 1)
+        ctx.set(pk.tile_major, 1)
+        ctx.set(pk.setup, 1)
+        await ctx.tick()
+        ctx.set(pk.setup, 0)
+        n = 0
+        for b in beats:
+            ctx.set(pk.i.valid, 1)
+            ctx.set(pk.i.payload, b)
+            while True:
+                ready = ctx.get(pk.i.ready)
+                await ctx.tick()
+                n += 1
+                if ready:
+                    break
+        ctx.set(pk.i.valid, 0)
+        while ctx.get(pk.written) < len(beats):
+            await ctx.tick()
+            n += 1
+        cycles.append(n)
+
+    simulate(m, bench)
+    # A column's beats write the column before's words; a column with fewer groups than
+    # writes a word holds its last group's beats for the rest.
+    cols = [min(gpw, groups - w) for w in range(0, groups, gpw)]
+    held = sum(max(0, n_ops - g) * t for g in cols[1:])
+    assert cycles[0] == len(beats) + held + t * n_ops + 1, (cycles[0], len(beats))
