@@ -7,11 +7,12 @@ and weight kind, binary or ternary, on an engine built for them), runs ``layer``
 streams) and compares every integer with the golden model; the same for ``linear`` on GEMM
 devices (cores of 1-4 activation bits), at every precision (1-4-bit activation levels, binary
 and ternary weights, 1-15 threshold levels). A configuration the host refuses must be refused
-with a message that names the limit. A few examples run in the default run, many more with
-``-m slow``."""
+with a message that names the limit. A few examples run in the default run, more with ``-m slow``
+(``ONEBIT_FUZZ_EXAMPLES``, 5 by default)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -28,7 +29,9 @@ from onebit.host.random_model import random_activations, random_layer, random_mo
 
 FEW = settings(max_examples=3, deadline=None, derandomize=True, database=None,
                suppress_health_check=[HealthCheck.too_slow])
-MANY = settings(max_examples=20, deadline=None, derandomize=True, database=None,
+# The slow run's examples (about a minute each on Icarus); ONEBIT_FUZZ_EXAMPLES draws more.
+MANY = settings(max_examples=int(os.environ.get("ONEBIT_FUZZ_EXAMPLES", "5")), deadline=None,
+                derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 

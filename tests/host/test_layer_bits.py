@@ -3,7 +3,9 @@ and the link, on the gateware: a hybrid model (a 1-bit binary layer, a 3-bit ter
 a 2-bit ternary head) generates golden's tokens and its logits equal golden's; a 2-bit layer's
 prefill (in blocks beyond ``max_t``) and decode equal golden's; IDENTIFY reports the engine's
 bits and weight kinds; a layer beyond them is refused with a message. Icarus in the default
-run (but the 2-bit layer's, with ``-m slow``), Verilator with ``-m slow``."""
+run (but the 2-bit layer's, with ``-m slow``), Verilator with ``-m slow``. With ``-m slow`` an
+engine of up to 4 bits also runs layers at A = 2 and 4 with binary and ternary weights, prefill
+and decode, on Verilator."""
 
 from dataclasses import replace
 
@@ -70,3 +72,26 @@ def test_bits_beyond_the_engine_are_refused(acc):
     with pytest.raises(ValueError, match="activations of up to 3 bits with binary or ternary "
                                          "weights"):
         acc.load_layer(p, 0)
+
+
+# An engine of up to 4 bits with both weight kinds, small enough for a quick Verilator build:
+# the whole layer at A = 2 and 4, binary and ternary, prefill (in blocks) and decode.
+@pytest.mark.slow
+def test_layers_at_two_and_four_bits_equal_golden():
+    rng = np.random.default_rng(11)
+    cases = [(a, kind) for a in (2, 4) for kind in ("binary", "ternary")]
+    layers = {c: random_layer(rng, d_model=32, heads=2, d_ff=40, r=4, bits=c[0], weights=c[1])
+              for c in cases}
+    m = random_model(rng, vocab=5, d_model=32, heads=2, d_ff=40, n_layers=1)
+    dev = device_for(replace(m, layers=tuple(layers.values())), rows=2, cols=2, lanes=16,
+                     max_t=4, kv_capacity=12, frame_bytes=1024)
+    assert dev.layer.max_bits == 4 and dev.layer.weight_kinds == ("binary", "ternary")
+    x = random_activations(rng, 10, 32)
+    with Accelerator.open("sim", simulator="verilator", config=dev, timeout=600) as acc:
+        for (a, kind), p in layers.items():
+            want = golden.layer(x, p)
+            acc.load_layer(p, 0)
+            assert np.array_equal(acc.layer(x, 0), want), (a, kind)      # 10 > max_t
+            first = acc.layer(x[:7], 0)
+            rows = [acc.decode(x[i], 0) for i in range(7, 10)]
+            assert np.array_equal(np.concatenate([first, np.stack(rows)]), want), (a, kind)

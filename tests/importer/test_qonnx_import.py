@@ -32,7 +32,7 @@ def test_golden_equals_qonnx_on_every_test_image(name, tmp_path):
 
 def test_the_device_equals_qonnx_on_icarus(tmp_path):
     """A slice of the test split on the ternary, 2-bit network in the default run (every
-    network on the whole split runs with -m slow)."""
+    network on the whole split runs on Verilator with -m slow)."""
     r = three_way("W2A2", tmp_path, simulator="icarus", limit=16)
     assert r["golden_equals_qonnx"] and r["device_equals_golden"], r
 
@@ -40,7 +40,7 @@ def test_the_device_equals_qonnx_on_icarus(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_the_device_equals_qonnx_on_the_whole_split(name, tmp_path):
-    r = three_way(name, tmp_path, simulator="icarus")
+    r = three_way(name, tmp_path, simulator="verilator")
     assert r["golden_equals_qonnx"] and r["device_equals_golden"], r
 
 
