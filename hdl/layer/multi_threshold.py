@@ -20,7 +20,8 @@ pass (``levels_layout``); ``onebit.hdl.layer.level_packer`` writes the planes.
 Streams follow ``lib.stream``: ``i.ready`` is high while the unit is empty or issuing a beat's
 last reads; answers wait in a ``OUT_DEPTH``-entry FIFO in front of ``o``, and a beat's last
 reads issue only while it has room for every answer in flight (so ``o.ready`` reaches only the
-issue decision). Latency: three cycles from the last reads' issue to ``o.valid``.
+issue decision). Latency: four cycles from the last reads' issue to ``o.valid`` (the
+thresholds pass a register between the parameter store and the comparisons).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
@@ -147,7 +148,7 @@ class MultiThreshold(wiring.Component):
         out_free = Signal()
         m.submodules.out = out = fifo.SyncFIFOBuffered(width=levels_layout(dev).size,
                                                       depth=OUT_DEPTH)
-        in_flight = Signal(range(3))                    # last reads issued, answer not in
+        in_flight = Signal(range(4))                    # last reads issued, answer not in
         # The thresholds of the group read last (``tag``), if complete (``cached``).
         cache = [Signal(data.ArrayLayout(signed(PARAM_BITS), C), name=f"cache{j}")
                  for j in range(lm + 1)]
@@ -184,19 +185,24 @@ class MultiThreshold(wiring.Component):
                          y_meta.col_end.eq(cfg.tile_major & (k == cfg.period - 1) & word_end),
                          y_meta.pass_end.eq(cfg.tile_major & (k == cfg.period - 1) & row_end)]
 
-        # Compare stage: the thresholds arrive the cycle after their reads.
-        c_valid, c_first, c_last, c_second = Signal(), Signal(), Signal(), Signal()
-        c_hit = Signal()
-        c_kk = Signal.like(kk)
-        c_lv = Signal.like(lv)
-        c_y = Signal.like(y)
-        c_meta = Signal(meta)
-        m.d.sync += c_valid.eq(issue)
+        # Read stage: the thresholds arrive the cycle after their reads and are registered
+        # (the parameter store's read data reaches no logic); the compare stage follows.
+        stage = data.StructLayout({"first": 1, "last": 1, "second": 1, "hit": 1,
+                                   "kk": kk.shape(), "lv": lv.shape(), "y": y.shape(),
+                                   "meta": meta})
+        r_valid, r = Signal(), Signal(stage)
+        m.d.sync += r_valid.eq(issue)
         with m.If(issue):
-            m.d.sync += [c_first.eq(kk == 0), c_last.eq(last_pair), c_hit.eq(hit), c_kk.eq(kk),
-                         c_lv.eq(lv), c_second.eq(Cat(1, kk) < lv), c_y.eq(y), c_meta.eq(y_meta)]
-        t0 = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata0)
-        t1 = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata1)
+            m.d.sync += [r.first.eq(kk == 0), r.last.eq(last_pair), r.hit.eq(hit), r.kk.eq(kk),
+                         r.lv.eq(lv), r.second.eq(Cat(1, kk) < lv), r.y.eq(y), r.meta.eq(y_meta)]
+        c_valid, c = Signal(), Signal(stage)
+        t0 = Signal(data.ArrayLayout(signed(PARAM_BITS), C))
+        t1 = Signal(data.ArrayLayout(signed(PARAM_BITS), C))
+        m.d.sync += c_valid.eq(r_valid)
+        with m.If(r_valid):
+            m.d.sync += [c.eq(r), t0.eq(self.par_rdata0), t1.eq(self.par_rdata1)]
+        c_first, c_last, c_second, c_hit = c.first, c.last, c.second, c.hit
+        c_kk, c_lv, c_y, c_meta = c.kk, c.lv, c.y, c.meta
         with m.If(c_valid & ~c_hit):
             for pair in range((lm + 1) // 2):
                 with m.If(c_kk == pair):
