@@ -139,7 +139,7 @@ class LayerEngine(wiring.Component):
         multi = ly.multi_threshold
         rcs = ly.row_copies                         # weight rows' room: ternary rows are 2x
 
-        m.submodules.residual = rpass = ResidualPass(dev)
+        m.submodules.residual = rpass = ResidualPass(dev, registered=ly.multi_threshold)
         if not multi:
             m.submodules.packer = pk = ResultPacker(c, depth=dev.act_words)
         m.submodules.attention = att = AttentionUnit(heads=H, head_dim=DH, capacity=cap,

@@ -15,7 +15,9 @@ later, and two cycles after that X1 is written back (``res_w*``) and its bits of
 always high: the pass never stalls). ``done`` is high once every beat of the pass is out of
 the unit. ``fired`` is high the cycle a beat fires; ``x_valid`` the cycle its X1 leaves the
 unit (on ``resid_wdata``, written back only with ``write``): the layer engine's
-multi-threshold unit takes X from there.
+multi-threshold unit takes X from there. With ``registered`` the reads' data pass a register
+before the unit (the parameter store's read data otherwise reaches its multipliers in the
+cycle), one cycle more of latency.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -52,9 +54,11 @@ class ResidualPass(wiring.Component):
     act_waddr, act_wdata : Out;  act_wen : Out(lanes // cols)
     """
 
-    def __init__(self, dev: DeviceConfig):
+    def __init__(self, dev: DeviceConfig, *, registered: bool = False):
         check_device(dev, layer_for="ResidualPass")
-        self._dev = dev
+        if not isinstance(registered, bool):
+            raise TypeError(f"ResidualPass registered must be a bool, not {registered!r}")
+        self._dev, self._registered = dev, registered
         c, ly = dev.core, dev.layer
         super().__init__({
             "setup": In(1), "config": In(pass_layout(dev)),
@@ -133,6 +137,16 @@ class ResidualPass(wiring.Component):
         x_in = data.View(data.ArrayLayout(signed(16), C), self.resid_rdata)
         s_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata0)
         t_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata1)
+        if self._registered:
+            # Stage R: the reads' data registered before the unit's multipliers.
+            r_valid, r_y, r_meta = Signal(), Signal.like(b_y), Signal(meta)
+            r_x, r_s, r_t = Signal.like(x_in), Signal.like(s_in), Signal.like(t_in)
+            m.d.sync += r_valid.eq(b_valid)
+            with m.If(b_valid):
+                m.d.sync += [r_y.eq(b_y), r_meta.eq(b_meta), r_x.eq(x_in), r_s.eq(s_in),
+                             r_t.eq(t_in)]
+            b_valid, b_y, x_in, s_in, t_in = r_valid, r_y, r_x, r_s, r_t
+            m.d.sync += d1_meta.eq(r_meta)
         m.d.comb += [resu.i.valid.eq(b_valid), resu.o.ready.eq(1)]
         for ch in range(C):
             m.d.comb += [resu.i.payload.x[ch].eq(x_in[ch]), resu.i.payload.y[ch].eq(b_y[ch]),

@@ -30,11 +30,12 @@ def _pack(values, bits: int) -> int:
     return sum((v & ((1 << bits) - 1)) << (bits * i) for i, v in enumerate(values))
 
 
+@pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize("gen", [1, 0])
 @pytest.mark.parametrize("seed", range(2))
-def test_a_pass_matches_the_residual_arithmetic(gen, seed):
+def test_a_pass_matches_the_residual_arithmetic(gen, seed, registered):
     rng = random.Random(seed * 2 + gen)
-    dut = ResidualPass(DEV)
+    dut = ResidualPass(DEV, registered=registered)
     t, shift = rng.randint(1, 4), rng.randrange(16)
     res_base, pb, soff, toff, region = rng.randrange(8), rng.randrange(40), 0, 10, 40
     res = [[rng.randrange(-40000, 40000) for _ in range(C)] for _ in range(DEV.layer.res_words)]
