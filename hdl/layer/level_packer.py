@@ -12,8 +12,9 @@ planes as it comes, one a cycle, each write enabling the beat's group: a beat ta
 cycles (``i.ready`` is high in its last write's cycle).
 
 Tile-major passes (a product's results or a residual pass: the ``period`` tokens of a group,
-then the next group) gather each token's word in a buffer (two halves of ``max_t`` words of
-``max_bits`` planes: the word being gathered and the one before), so a beat takes one cycle.
+then the next group) gather each token's word in a buffer (two halves of ``max_t`` words,
+rounded up to a power of two, of ``max_bits`` planes: the word being gathered and the one
+before), so a beat takes one cycle.
 While the tokens' next word is gathered, the beat of group ``s`` writes plane ``s`` of its
 token's word before; the beat of a word's last group writes what is left of it (so with
 ``n <= lanes / cols`` every beat takes one cycle). After the pass's last beat the last words
@@ -63,7 +64,8 @@ class LevelPacker(wiring.Component):
         m = Module()
         dev, c = self._dev, self._dev.core
         C, gpw, nb, L = c.cols, c.lanes // c.cols, dev.layer.max_bits, c.lanes
-        rows = c.max_t
+        tok_bits = max(1, (c.max_t - 1).bit_length())
+        rows = 1 << tok_bits                          # a half: a word for each token
         beat = self.i.payload
         take = Signal()
         m.d.comb += take.eq(self.i.valid & self.i.ready)
@@ -112,8 +114,7 @@ class LevelPacker(wiring.Component):
                      op_now.eq(self.i.valid & has_prev & (cur_j < n_ops)),
                      more.eq(op_now & beat.word_end & (cur_j + 1 < n_ops))]
         row = Signal(range(2 * rows))
-        m.d.comb += [pw.addr.eq(Cat(beat.tok[:max(1, (rows - 1).bit_length())], half)
-                                if rows > 1 else half),
+        m.d.comb += [pw.addr.eq(Cat(beat.tok[:tok_bits], half)),
                      pw.data.eq(Cat(Cat(lv[ch][b] for ch in range(C)).replicate(gpw)
                                     for b in range(nb))),
                      mw.addr.eq(pw.addr), mw.data.addr.eq(beat.addr),
@@ -127,12 +128,12 @@ class LevelPacker(wiring.Component):
         tail_tok, tail_j = Signal(range(rows + 1)), Signal(range(2 * nb + 1))
         tail_toks = Signal(range(rows + 1))
         issue, issue_j = Signal(), Signal(range(2 * nb + 1))
-        issue_tok = Signal(range(max(rows, 2)))
+        issue_tok = Signal(range(rows))
         with m.If(tail):
             m.d.comb += [issue.eq(1), issue_j.eq(tail_j), issue_tok.eq(tail_tok)]
         with m.Elif(tile):
             m.d.comb += [issue.eq(op_now), issue_j.eq(cur_j), issue_tok.eq(beat.tok)]
-        m.d.comb += [row.eq(Cat(issue_tok, ~half) if rows > 1 else ~half),
+        m.d.comb += [row.eq(Cat(issue_tok[:tok_bits], ~half)),
                      pr.addr.eq(row), mr.addr.eq(row), pr.en.eq(issue), mr.en.eq(issue)]
         w_v = Signal()
         w_j = Signal.like(issue_j)

@@ -5,6 +5,7 @@ as bit-planes (top plane first) where ``onebit.host.layer_layout`` says, with th
 read from a parameter store laid out by the host's own code."""
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -116,17 +117,24 @@ def test_input_wider_than_the_parameter_field_is_refused():
         MultiThreshold(DEV, width=PARAM_BITS + 1)
 
 
-@pytest.mark.parametrize("bits, copies", [(1, 1), (4, 1), (2, 2), (4, 2)])
-def test_a_tile_major_pass_takes_a_beat_a_cycle(bits, copies):
+@pytest.mark.parametrize("bits, copies, t", [(1, 1, 8), (4, 1, 8), (2, 2, 8), (4, 2, 8),
+                                             (2, 1, 6), (3, 2, 5)])
+def test_a_tile_major_pass_takes_a_beat_a_cycle(bits, copies, t):
     # The packer alone, fed a tile-major pass without idle cycles: every beat is taken in one
     # cycle while the writes of a word (bits x copies) fit the next word's groups (lanes / cols
     # = 4 here); the last words' writes follow the last beat, bits x copies a token, then one
     # cycle.
-    t, groups = 8, 7                                 # two columns of words, the second short
+    # (max_t = t: also a buffer for a number of tokens that is not a power of two)
+    dev = replace(DEV, core=replace(DEV.core, max_t=t))
+    groups = 7                                       # two columns of words, the second short
     gpw = L // C
     n_ops = bits * copies
     m = Module()
-    m.submodules.pk = pk = LevelPacker(DEV)
+    m.submodules.pk = pk = LevelPacker(dev)
+    m.submodules.act = act = memory.Memory(shape=L, depth=DEV.act_words, init=[])
+    wp = act.write_port(granularity=C)
+    m.d.comb += [wp.addr.eq(pk.act_waddr), wp.data.eq(pk.act_wdata), wp.en.eq(pk.act_wen)]
+    nw = 2                                            # words a plane: 7 groups of 4 a word
     rng = np.random.default_rng(bits)
     lv = rng.integers(0, 1 << bits, (t, groups * C))
     beats = []
@@ -140,8 +148,8 @@ def test_a_tile_major_pass_takes_a_beat_a_cycle(bits, copies):
     cycles = []
 
     async def bench(ctx):
-        ctx.set(pk.plane_words, 2)
-        ctx.set(pk.copy_words, 1 if copies == 2 else 0)
+        ctx.set(pk.plane_words, nw * copies)
+        ctx.set(pk.copy_words, nw if copies == 2 else 0)
         ctx.set(pk.bits_m1, bits - 1)
         ctx.set(pk.tile_major, 1)
         ctx.set(pk.setup, 1)
@@ -162,6 +170,14 @@ def test_a_tile_major_pass_takes_a_beat_a_cycle(bits, copies):
             await ctx.tick()
             n += 1
         cycles.append(n)
+        for tok in range(t):                          # the planes, top first, and copies
+            for p in range(bits):
+                for copy in range(copies):
+                    base = 3 + tok * 16 + p * nw * copies + copy * nw
+                    got = [(ctx.get(act.data[base + ch // L]) >> (ch % L)) & 1
+                           for ch in range(groups * C)]
+                    want = [(int(v) >> (bits - 1 - p)) & 1 for v in lv[tok]]
+                    assert got == want, (tok, p, copy)
 
     simulate(m, bench)
     # A column's beats write the column before's words; a column with fewer groups than
