@@ -6,7 +6,8 @@ which route it in a few minutes (``docs/build.md``); ``--seed``, ``--seeds`` and
 override these.
 
 The device has the layer engine for models of the shipped one's shape (D = 128, H = 4,
-F <= 512, two layers, a 128-token KV cache each) and a 16-bank weight store for decode, so
+F <= 512, two layers, a 128-token KV cache each) and its precision (activations of up to 3
+bits, binary weights: ``LayerConfig.max_bits``), and a 16-bank weight store for decode, so
 ``onebit demo``'s model runs on this board whole; its GEMM core takes activations of up to 4
 bits as bit-planes (``CoreConfig.max_bits``: ``linear`` of A-bit levels in one product)."""
 
@@ -17,11 +18,11 @@ from ..host.device_config import DeviceConfig, LayerConfig
 from ._ulx3s import ulx3s_board
 
 DEVICE = DeviceConfig(
-    core=CoreConfig(rows=4, cols=4, lanes=32, max_k=512, max_t=32, max_n=512, max_bits=4),
-    frame_bytes=1024, act_words=2048, weight_words=16384, thresh_words=2048, result_beats=512,
+    core=CoreConfig(rows=4, cols=4, lanes=32, max_k=1536, max_t=32, max_n=512, max_bits=4),
+    frame_bytes=1024, act_words=4096, weight_words=16384, thresh_words=2048, result_beats=512,
     weight_banks=16,
     layer=LayerConfig(d_model=128, heads=4, max_ff=512, kv_capacity=128, kv_slots=2,
-                      res_words=1024, param_words=512))
+                      res_words=1024, param_words=5120, max_bits=3))
 
 BOARD = ulx3s_board("85F", ULX3S_85F_Platform, {
     "LUT4": 83640, "FF": 83640, "BRAM": 208,

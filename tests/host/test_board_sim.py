@@ -61,16 +61,17 @@ def test_counters_describe_the_last_run(acc):
 
 @pytest.mark.slow
 def test_the_demo_runs_a_model_on_the_85f_device(capsys):
-    # The ULX3S-85F's device has the layer engine (one-bit activations): `onebit demo --board
-    # ulx3s-85f --random` runs a one-bit model of its shape, whole, on the ECP5 variant of the
-    # gateware (about two minutes on Verilator with its build; over ten on Icarus) and checks
-    # its tokens against the golden model.
+    # The ULX3S-85F's device has the layer engine at the shipped model's precision (3-bit
+    # activations): `onebit demo --board ulx3s-85f` runs the shipped model, whole, on the ECP5
+    # variant of the gateware (a few minutes on Verilator with its build) and checks its tokens
+    # against the golden model.
     from onebit.cli.main import main
 
-    assert main(["demo", "--board", "ulx3s-85f", "--random", "--simulator", "verilator",
+    assert main(["demo", "--board", "ulx3s-85f", "--simulator", "verilator",
                  "--tokens", "3"]) == 0
     out = capsys.readouterr().out
     assert "as built for the ULX3S (ECP5 LFE5U-85F) on verilator" in out
+    assert "precision: layer 0 A=3 binary" in out
     assert "bit-exact with the golden model: yes (3 tokens" in out
     assert "projected on ulx3s-85f at 50.0 MHz" in out
 
@@ -94,11 +95,26 @@ def test_board_options_are_checked():
                                                           "models: use --simulator icarus"),
     (["--board", "ulx3s-85f", "--random", "--tokens", "200"],
      "8 prompt tokens + 200 exceed the board ulx3s-85f's KV cache of 128 tokens"),
-    (["--board", "ulx3s-85f"], "the board ulx3s-85f's layer engine computes activations of at "
-                               "most 1 bit; this model needs 3"),
 ])
 def test_demo_board_arguments_are_checked(capsys, args, message):
     from onebit.cli.main import main
 
     assert main(["demo", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_model_beyond_the_boards_engine_is_refused(capsys, monkeypatch):
+    # A board file whose engine computes fewer bits than the shipped model needs (the 85F's
+    # device built with a one-bit engine): the demo refuses it before building anything.
+    from dataclasses import replace
+
+    from onebit.cli.main import main
+    from onebit.flow import boards
+
+    real = boards.board("ulx3s-85f")
+    one_bit = replace(real, device=replace(real.device, layer=replace(real.device.layer,
+                                                                       max_bits=1)))
+    monkeypatch.setattr(boards, "board", lambda name: one_bit)
+    assert main(["demo", "--board", "ulx3s-85f"]) == 2
+    assert ("the board ulx3s-85f's layer engine computes activations of at most 1 bit; this "
+            "model needs 3") in capsys.readouterr().err
