@@ -130,7 +130,7 @@ class ResidualPass(wiring.Component):
                                   "aa": range(dev.act_words + Dw + 1), "gsel": range(gpw)})
         b_meta, d1_meta, d2_meta = (Signal(meta, name=n) for n in ("b_meta", "d1_meta",
                                                                   "d2_meta"))
-        m.d.sync += [b_valid.eq(fire), d1_meta.eq(b_meta), d2_meta.eq(d1_meta)]
+        m.d.sync += [b_valid.eq(fire), d2_meta.eq(d1_meta)]
         with m.If(fire):
             m.d.sync += [b_y.eq(Mux(rp_gen, 0, self.y.payload.ints)),
                          b_meta.ra.eq(ra), b_meta.aa.eq(aa), b_meta.gsel.eq(gsel)]
@@ -145,8 +145,8 @@ class ResidualPass(wiring.Component):
             with m.If(b_valid):
                 m.d.sync += [r_y.eq(b_y), r_meta.eq(b_meta), r_x.eq(x_in), r_s.eq(s_in),
                              r_t.eq(t_in)]
-            b_valid, b_y, x_in, s_in, t_in = r_valid, r_y, r_x, r_s, r_t
-            m.d.sync += d1_meta.eq(r_meta)
+            b_valid, b_y, b_meta, x_in, s_in, t_in = r_valid, r_y, r_meta, r_x, r_s, r_t
+        m.d.sync += d1_meta.eq(b_meta)                # the unit's input stage's beat
         m.d.comb += [resu.i.valid.eq(b_valid), resu.o.ready.eq(1)]
         for ch in range(C):
             m.d.comb += [resu.i.payload.x[ch].eq(x_in[ch]), resu.i.payload.y[ch].eq(b_y[ch]),
