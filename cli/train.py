@@ -79,14 +79,23 @@ def run(*, technique: str, compare: str | None, steps: int, seed: int, out: str 
             if not json_out:
                 print(format_table(rows, base))
         if compare in ("precisions", "both"):
-            prows, pruns, float_loss = compare_precisions(
-                base, corpus, precisions=precisions or PRECISIONS, progress=progress)
-            for name, r in pruns.items():
-                if name != "float":
-                    export_model(r.model, charset=corpus.charset).save(out_dir / f"{name}.npz")
+            done: list[dict] = []
+
+            def keep_row(row, exported):
+                # each finished row is saved at once: a long run stopped midway keeps its rows
+                exported.save(out_dir / f"A{row.bits}-{row.weights}.npz")
+                done.append(row.as_dict())
+                partial = {"config": asdict(base), "float_valid_loss": row.float_loss,
+                           "rows": done}
+                (out_dir / "precisions.json").write_text(json.dumps(partial, indent=1))
+                print(f"precisions: A = {row.bits} {row.weights}: {json.dumps(done[-1])}",
+                      file=sys.stderr)
+
+            prows, _, float_loss = compare_precisions(
+                base, corpus, precisions=precisions or PRECISIONS, progress=progress,
+                on_row=keep_row)
             tables["precisions"] = {"config": asdict(base), "float_valid_loss": float_loss,
                                     "rows": [r.as_dict() for r in prows]}
-            (out_dir / "precisions.json").write_text(json.dumps(tables["precisions"], indent=1))
             if not json_out:
                 print(format_precision_table(prows, base, float_loss))
         if json_out:

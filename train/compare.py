@@ -159,11 +159,13 @@ def ops_per_token(m: ModelParams, context: int) -> int:
 
 
 def compare_precisions(base: RunConfig, corpus: Corpus, precisions=PRECISIONS, *,
-                       progress: Callable[[str, int, float], None] | None = None
+                       progress: Callable[[str, int, float], None] | None = None,
+                       on_row: Callable[[PrecisionRow, ModelParams], None] | None = None
                        ) -> tuple[list[PrecisionRow], dict[str, RunResult], float]:
     """Train the float twin, then ``base`` at each ``(bits, weights)`` (every layer and the
     head), each exported and measured on the golden model; the rows, the runs and the float
-    twin's loss. Same budget and seed for every row."""
+    twin's loss. Same budget and seed for every row. ``on_row(row, exported)`` is called as
+    each row is measured, so a long run's finished rows are kept."""
     def report(name: str):
         return (lambda step, loss: progress(name, step, loss)) if progress else None
 
@@ -179,6 +181,8 @@ def compare_precisions(base: RunConfig, corpus: Corpus, precisions=PRECISIONS, *
         rows.append(PrecisionRow(bits, kind, golden_valid_loss(exported, corpus, cfg),
                                  teacher.valid_loss, weight_bytes(exported),
                                  ops_per_token(exported, base.context), run.seconds))
+        if on_row:
+            on_row(rows[-1], exported)
     return rows, runs, teacher.valid_loss
 
 

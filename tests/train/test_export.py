@@ -222,6 +222,11 @@ def test_compare_precisions_command_takes_chosen_rows(tmp_path, capsys):
                  "--d-ff", "16", "--layers", "1", "--context", "8", "--batch", "2",
                  "--out", str(tmp_path), "--json"]) == 0
     import json
-    table = json.loads(capsys.readouterr().out)["precisions"]
+    captured = capsys.readouterr()
+    table = json.loads(captured.out)["precisions"]
     assert [(r["bits"], r["weights"]) for r in table["rows"]] == [(2, "binary"), (1, "ternary")]
+    # each row is reported and kept as it finishes, and the saved table is the whole one
+    assert "precisions: A = 2 binary" in captured.err
+    assert "precisions: A = 1 ternary" in captured.err
+    assert json.loads((tmp_path / "precisions.json").read_text())["rows"] == table["rows"]
     assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["A1-ternary.npz", "A2-binary.npz"]
