@@ -401,6 +401,29 @@ class LayerEngine(wiring.Component):
                 m.d.sync += ops
                 m.d.comb += list(pulses)
                 m.next = nxt
+        def tc_load():
+            """One cycle of loading the context and attention thresholds (``tc``, ``ta``) from
+            the parameter store's port 0 into their registers: word ``tl`` read, word
+            ``tl_prev`` written when ``tl_v``; ``tl`` stops one past the last word."""
+            m.d.comb += [self.par_raddr0.eq(Mux(tl < Dc, pb + off["tc"] + tl,
+                                                pb + off["ta"] + tl - Dc)),
+                         self.par_ren0.eq(tl < Dc + n_ta)]
+            m.d.sync += [tl_prev.eq(tl), tl_v.eq(tl < Dc + n_ta)]
+            with m.If(tl != Dc + n_ta + 1):
+                m.d.sync += tl.eq(tl + 1)
+            with m.If(tl_v):
+                for g in range(Dc + n_ta):
+                    with m.If(tl_prev == g):
+                        for ch in range(C):
+                            if g < Dc and multi:
+                                pass
+                            elif g < Dc:
+                                m.d.sync += tc_regs[g][ch].eq(
+                                    _clamp(s_in[ch], -(1 << 15), (1 << 15) - 1))
+                            else:
+                                m.d.sync += ta_regs[g - Dc][ch].eq(
+                                    _clamp(s_in[ch], -ta_top - 1, ta_top))
+
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 m.d.comb += self.busy.eq(0)
@@ -528,6 +551,7 @@ class LayerEngine(wiring.Component):
                     m.d.comb += [pk.cmd.valid.eq(1),
                                  pk.cmd.payload.t.eq(p.t), pk.cmd.payload.n.eq(3 * D),
                                  pk.cmd.payload.base.eq(reg["qkv"])]
+                    m.d.sync += [tl.eq(0), tl_v.eq(0)]
                 m.next = "QKV_WAIT"
             with m.State("QKV_WAIT"):
                 m.d.comb += self.step.eq(EngineStep.QKV)
@@ -537,27 +561,15 @@ class LayerEngine(wiring.Component):
                     await_product(lp.written == t_3dc, [tl.eq(Dc - tc_words), tl_v.eq(0)],
                                   "TC_LOAD")
                 else:
-                    await_product(pk.done, [tl.eq(0), tl_v.eq(0)], "TC_LOAD")
+                    # The one-bit engine's Q, K, V leave the parameter store idle: the
+                    # thresholds load while the product runs (TC_LOAD finishes what is left).
+                    tc_load()
+                    await_product(pk.done, [], "TC_LOAD")
 
             # Context and attention thresholds into registers (saturated into their fields).
             with m.State("TC_LOAD"):
                 m.d.comb += self.step.eq(EngineStep.ATTENTION)
-                m.d.comb += [self.par_raddr0.eq(Mux(tl < Dc, pb + off["tc"] + tl,
-                                                    pb + off["ta"] + tl - Dc)),
-                             self.par_ren0.eq(tl < Dc + n_ta)]
-                m.d.sync += [tl.eq(tl + 1), tl_prev.eq(tl), tl_v.eq(tl < Dc + n_ta)]
-                with m.If(tl_v):
-                    for g in range(Dc + n_ta):
-                        with m.If(tl_prev == g):
-                            for ch in range(C):
-                                if g < Dc and multi:
-                                    pass
-                                elif g < Dc:
-                                    m.d.sync += tc_regs[g][ch].eq(
-                                        _clamp(s_in[ch], -(1 << 15), (1 << 15) - 1))
-                                else:
-                                    m.d.sync += ta_regs[g - Dc][ch].eq(
-                                        _clamp(s_in[ch], -ta_top - 1, ta_top))
+                tc_load()
                 with m.If(~tl_v & (tl != Dc - tc_words)):      # (the loads' first cycle)
                     m.d.comb += steps.start.eq(1)
                     if multi:
