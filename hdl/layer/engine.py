@@ -401,6 +401,7 @@ class LayerEngine(wiring.Component):
                 m.d.sync += ops
                 m.d.comb += list(pulses)
                 m.next = nxt
+
         def tc_load():
             """One cycle of loading the context and attention thresholds (``tc``, ``ta``) from
             the parameter store's port 0 into their registers: word ``tl`` read, word
