@@ -319,6 +319,15 @@ class LayerEngine(wiring.Component):
             m.d.comb += [self.act_waddr.eq(lp.act_waddr), self.act_wdata.eq(lp.act_wdata),
                          self.act_wen.eq(lp.act_wen), lp.bits_m1.eq(a_m1)]
             wiring.connect(m, mt.o, lp.i)
+            # The packer's count against a pass's beats, registered (timing: a 32-bit compare
+            # went on through the sequencer's next state into the next pass's setup); cleared
+            # by a setup, so a count of the pass before never ends the next.
+            written = {name: Signal(name=f"written_{name}") for name in ("dc", "3dc", "fc")}
+            m.d.sync += [written["dc"].eq(lp.written == t_dc),
+                         written["3dc"].eq(lp.written == t_3dc),
+                         written["fc"].eq(lp.written == t_fc)]
+            with m.If(lp.setup):
+                m.d.sync += [flag.eq(0) for flag in written.values()]
             depth = 8
             m.submodules.x_fifo = xf = fifo.SyncFIFOBuffered(width=16 * C, depth=depth)
             pending = Signal(range(depth + 1))    # beats fired, not yet out of the pass
@@ -354,7 +363,7 @@ class LayerEngine(wiring.Component):
             return [mt.setup.eq(1), lp.setup.eq(1),
                     mt.config.tile_major.eq(tile_major), mt.config.period.eq(period),
                     mt.config.th_base.eq(th),
-                    mt.config.region.eq(region), mt.config.row_stride.eq(row_words * (a_m1 + 1)),
+                    mt.config.region.eq(region), mt.config.row_words.eq(row_words),
                     mt.config.n.eq(n), mt.config.bits_m1.eq(a_m1), lp.plane_words.eq(row_words),
                     lp.tile_major.eq(tile_major)]
 
@@ -513,7 +522,7 @@ class LayerEngine(wiring.Component):
                 m.d.comb += self.step.eq(EngineStep.QUANTISE)
                 if multi:
                     m.d.comb += [quantising.eq(1), mt_params.eq(1)]
-                    quantised = rp_left_zero & (lp.written == t_dc)
+                    quantised = rp_left_zero & written["dc"]
                 else:
                     m.d.comb += rpass.generate.eq(1)
                     quantised = rp_left_zero
@@ -559,7 +568,7 @@ class LayerEngine(wiring.Component):
                 m.d.comb += packing.eq(1)
                 if multi:
                     m.d.comb += mt_params.eq(1)
-                    await_product(lp.written == t_3dc, [tl.eq(Dc - tc_words), tl_v.eq(0)],
+                    await_product(written["3dc"], [tl.eq(Dc - tc_words), tl_v.eq(0)],
                                   "TC_LOAD")
                 else:
                     # The one-bit engine's Q, K, V leave the parameter store idle: the
@@ -598,7 +607,7 @@ class LayerEngine(wiring.Component):
                 # The last context sums through the multi-threshold unit.
                 with m.State("CTX_WAIT"):
                     m.d.comb += [self.step.eq(EngineStep.ATTENTION), mt_params.eq(1)]
-                    with m.If(lp.written == t_dc):
+                    with m.If(written["dc"]):
                         m.d.sync += gemm(thr=0, n=D, k=kd, act=reg["cb"], act_count=t_adw,
                                          w=w_o, w_count=Mux(tern, 2 * D * Dw, D * Dw))
                         m.next = "O_RUN"
@@ -629,7 +638,7 @@ class LayerEngine(wiring.Component):
                 with m.State("X1_QUANT"):
                     m.d.comb += [self.step.eq(EngineStep.OUT), quantising.eq(1),
                                  mt_params.eq(1)]
-                    with m.If(rp_left_zero & (lp.written == t_dc)):
+                    with m.If(rp_left_zero & written["dc"]):
                         m.d.sync += gemm(thr=0, n=p.f, k=kd, act=reg["x1b"], act_count=t_adw,
                                          w=w_1, w_count=Mux(tern, 2 * f_dw, f_dw))
                         m.d.comb += mt_setup(tile_major=1, period=p.t, th=pb + off["t1"],
@@ -651,7 +660,7 @@ class LayerEngine(wiring.Component):
                 m.d.comb += packing.eq(1)
                 if multi:
                     m.d.comb += mt_params.eq(1)
-                    await_product(lp.written == t_fc,
+                    await_product(written["fc"],
                                   gemm(thr=0, n=D, k=Mux(tern, fw << (c.lane_bits + 1), p.f),
                                        act=reg["hb"], act_count=t_afw, w=w_2,
                                        w_count=Mux(tern, 2 * d_fw, d_fw), corr=1), "F2_RUN")

@@ -163,6 +163,11 @@ class CommandProcessor(wiring.Component):
                 if name != "tag":
                     m.d.comb += getattr(self.layer_params, name).eq(getattr(a, name))
 
+        # The copy's ``done``, registered (timing: the copy sits by its staging buffer and the
+        # stores, far from this state machine, and ``done`` is logic over its pipeline flags).
+        copy_done = Signal()
+        m.d.sync += copy_done.eq(copy.done)
+
         with m.FSM():
             with m.State("RECV"):
                 with m.If(dec.end):             # (``listen`` is high here: the END is taken)
@@ -215,7 +220,7 @@ class CommandProcessor(wiring.Component):
                         m.d.comb += self.clear_cache.eq(1)
 
             with m.State("COPY"):
-                with m.If(copy.done):
+                with m.If(copy_done):
                     m.next = "REPLY"
 
             with m.State("SIZE"):

@@ -135,8 +135,17 @@ class ReplySender(wiring.Component):
 
         # The answer's length into a register (timing: the status compare and an adder went
         # on into the sender's length registers), while ``start`` is high (its inputs hold).
+        # Whether data follows the tag, likewise (timing: TAG's ``done`` went through the
+        # status compare, ``kind`` and a 16-bit compare into the processor's state).
+        has_data = Signal()
         with m.If(self.start):
-            m.d.sync += ans_len.eq(Mux(status == Status.OK, self.length, 0) + 2)
+            m.d.sync += [
+                ans_len.eq(Mux(status == Status.OK, self.length, 0) + 2),
+                has_data.eq((status == Status.OK) &
+                            ((kind == Reply.IDENT) |
+                             (((kind == Reply.WORDS) | (kind == Reply.RESULTS) |
+                               (kind == Reply.RESIDUAL)) & (self.length != 0)))),
+            ]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -160,18 +169,13 @@ class ReplySender(wiring.Component):
                                  left_one.eq(self.length == 1),
                                  wsel.eq(Mux(self.words_sel, len(info), 0)),
                                  bank_sel.eq(0), bank_idx.eq(0), ident_on.eq(0)]
-                    m.d.comb += self.done.eq(1)
+                    # (A read of no words answers no data.)
+                    m.d.comb += self.done.eq(~has_data)
                     m.next = "IDLE"
-                    with m.If(status == Status.OK):
-                        with m.Switch(kind):
-                            with m.Case(Reply.IDENT):
-                                m.d.comb += self.done.eq(0)
-                                m.next = "IDENT"
-                            with m.Case(Reply.WORDS, Reply.RESULTS, Reply.RESIDUAL):
-                                # (A read of no words answers no data.)
-                                with m.If(self.length != 0):
-                                    m.d.comb += self.done.eq(0)
-                                    m.next = "FETCH"
+                    with m.If(has_data & (kind == Reply.IDENT)):
+                        m.next = "IDENT"
+                    with m.Elif(has_data):
+                        m.next = "FETCH"
             with m.State("IDENT"):
                 # ``ident_byte`` (the ROM's read) holds table byte ``bidx`` from the cycle
                 # after ``bidx`` moves; a byte goes out every other cycle (timing: no table
