@@ -15,7 +15,7 @@ its pipeline advance; ``held_clr`` pulses for a half whose last token tile is ca
 ``start`` (one cycle, the command's acceptance) clears the result payload.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -61,11 +61,6 @@ class ResultDrain(wiring.Component):
         cfg = self._cfg
         R, C = cfg.rows, cfg.cols
         capture, done = self.capture, self.tile
-        with m.If(self.start):
-            # Each result field loads only in its own mode (timing: no mode multiplexer in
-            # front of the registers); the other stays at the 0 set here.
-            m.d.sync += [self.result.payload.ints.eq(0), self.result.payload.bits.eq(0)]
-
         # Two stages: the capture takes the sums (``raw``); the cycle after, the results are
         # computed from them (``diff``), and the cycle after that, once the shadow is free,
         # they move into the shadow (timing: neither the accumulator's adder and a subtract,
@@ -79,7 +74,10 @@ class ResultDrain(wiring.Component):
         raw_wpop = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
         raw_tile = Signal(tile_layout(cfg), reset_less=True)
         shadow = Signal(data.ArrayLayout(data.ArrayLayout(signed(bw), C), R), reset_less=True)
-        shadow_thr = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
+        # The threshold compares, made as the results move into the shadow (timing: a compare
+        # between the shadow and the drain's registers set the 25F's Fmax), with the tile's
+        # rows and columns: ``shadow_ge[r][c] = r < rows & c < cols & value >= thr``.
+        shadow_ge = Signal(data.ArrayLayout(C, R), reset_less=True)
         sh = Signal(tile_layout(cfg), reset_less=True)
         with m.If(capture):
             m.d.sync += [raw.eq(self.sums), raw_tile.eq(done), raw_full.eq(1)]
@@ -94,10 +92,7 @@ class ResultDrain(wiring.Component):
         base = Signal(data.ArrayLayout(signed(bw), C))
         for col in range(C):
             m.d.comb += base[col].eq(Mux(xor, self.k, raw_wpop[col]))
-        # With the shadow, the drain's masks and last row (timing: no compare in the drain):
-        # ``sh_col[c] = c < cols``, ``sh_row[r] = r < rows``, ``sh_rlast = rows - 1``.
-        sh_col = Signal(C, reset_less=True)
-        sh_row = Signal(R, reset_less=True)
+        # With the shadow, the drain's last row (timing: no compare in the drain).
         sh_rlast = Signal(range(R), reset_less=True)
         # With ``result_stage``, the subtracts run every cycle into ``diff`` (no enable: the
         # shadow's load enable, which fans out to every element, was in front of them);
@@ -117,11 +112,17 @@ class ResultDrain(wiring.Component):
         else:
             m.d.comb += [diff.eq(results), diff_ok.eq(1)]
         with m.If(raw_full & diff_ok & ~shadow_full):
-            m.d.sync += [sh.eq(raw_tile), shadow_thr.eq(raw_thr), shadow_full.eq(1),
-                         shadow.eq(diff),
-                         sh_col.eq(Cat(*(raw_tile.cols > col for col in range(C)))),
-                         sh_row.eq(Cat(*(raw_tile.rows > r for r in range(R)))),
+            m.d.sync += [sh.eq(raw_tile), shadow_full.eq(1),
                          sh_rlast.eq(raw_tile.rows - 1)]
+            # (Columns beyond the tile's load as 0: no mask in the drain.)
+            for r in range(R):
+                for col in range(C):
+                    col_ok = raw_tile.cols > col
+                    m.d.sync += [
+                        shadow[r][col].eq(Mux(col_ok, diff[r][col], 0)),
+                        shadow_ge[r][col].eq((raw_tile.rows > r) & col_ok &
+                                             (diff[r][col] >= raw_thr[col])),
+                    ]
             with m.If(~capture):
                 m.d.sync += raw_full.eq(0)
         m.d.comb += self.raw_full_next.eq(capture | (raw_full & ~(diff_ok & ~shadow_full)))
@@ -137,18 +138,19 @@ class ResultDrain(wiring.Component):
             m.d.sync += [self.result.valid.eq(1),
                          self.result.payload.last.eq(sh.last_nt & sh.last_tt),
                          shadow_full.eq(0)]
-            for r in range(R):
-                for col in range(C):
-                    m.d.sync += self.result.payload.bits[r * C + col].eq(
-                        sh_row[r] & sh_col[col] & (shadow[r][col] >= shadow_thr[col]))
+            m.d.sync += self.result.payload.bits.eq(shadow_ge.as_value())
         with m.Elif(out_free & shadow_full):
             m.d.sync += [self.result.valid.eq(1),
                          self.result.payload.last.eq(sh.last_nt & sh.last_tt & last_row)]
             for col in range(C):
-                m.d.sync += self.result.payload.ints[col].eq(
-                    Mux(sh_col[col], shadow[d_r][col], 0))
+                m.d.sync += self.result.payload.ints[col].eq(shadow[d_r][col])
             with m.If(last_row):
                 m.d.sync += [d_r.eq(0), shadow_full.eq(0)]
             with m.Else():
                 m.d.sync += d_r.eq(d_r + 1)
+        with m.If(self.start):
+            # Each result field loads only in its own mode (timing: no mode multiplexer in
+            # front of the registers); the other stays at the 0 set here. (Last, so a plain
+            # synchronous reset: ``start`` comes only while the drain is empty.)
+            m.d.sync += [self.result.payload.ints.eq(0), self.result.payload.bits.eq(0)]
         return m
