@@ -18,7 +18,7 @@ import time
 
 from .boards import Board
 from .cache import design_hash, tool_env, write_files
-from .logs import failure, no_placement, over_capacity, synth_cells
+from .logs import failure, no_placement, over_capacity, synth_cells, synth_errors
 from .no_rw_check import apply_no_rw_check
 from .passes import ONE_HOT_FSMS, add_netlist_passes, ice40_synth_overrides
 from .report import format_report, parse_report, summarise
@@ -122,9 +122,11 @@ def _place(b: Board, files: dict, *, array_only: bool, rebuild: bool,
     write_files(folder, files)
     add_netlist_passes(folder / "build_top.sh", b.family)
     returncode, log = run_build_script("build_top.sh", folder, env, progress)
-    tim = folder / "top.tim"
+    tim, rpt = folder / "top.tim", folder / "top.rpt"
     if tim.exists():
         log += tim.read_text(errors="replace")
+    if returncode and rpt.exists():
+        log += synth_errors(rpt.read_text(errors="replace"))
     (folder / "build.log").write_text(log)
     if returncode:
         message = failure(log, b, returncode) + f"\n(full log: {folder / 'build.log'})"

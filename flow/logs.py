@@ -8,7 +8,7 @@ import re
 from .boards import Board
 from .report import CELLS
 
-__all__ = ["synth_cells", "over_capacity", "failure", "no_placement"]
+__all__ = ["synth_cells", "synth_errors", "over_capacity", "failure", "no_placement"]
 
 _CELL = re.compile(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*$", re.MULTILINE)
 
@@ -24,6 +24,12 @@ def synth_cells(log: str) -> dict[str, int]:
     for count, cell in _CELL.findall(log[at:]):
         cells.setdefault(cell, int(count))
     return cells
+
+
+def synth_errors(log: str) -> str:
+    """The ``ERROR`` lines of the synthesis log ``top.rpt`` (Yosys, run with ``-q``, writes
+    them there, not to the build's output), one line each, for the build's log."""
+    return "".join(f"{ln}\n" for ln in log.splitlines() if ln.startswith("ERROR"))
 
 
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
@@ -49,6 +55,8 @@ def failure(log: str, b: Board, returncode: int = 1) -> str:
               f"{used[0][2]} in use; a lower clock target or a smaller array may place)"
               if used else "")
         return f"the design does not fit {b.description}{at}:\n{text}"
+    if "ERROR: Assert" in text:
+        text += "\n(an assertion inside Yosys failed: a Yosys bug, not an error in the design)"
     if not text:
         # (No tool said why: a signal or an outside kill, e.g. a timeout around the build.)
         return (f"the {b.family} flow stopped with exit status {returncode} and no error in "

