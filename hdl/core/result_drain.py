@@ -70,9 +70,10 @@ class ResultDrain(wiring.Component):
         # hold, and a reset would become logic in front of them.)
         raw_full, shadow_full = Signal(), Signal()
         raw = Signal(data.ArrayLayout(data.ArrayLayout(cfg.acc_width, C), R), reset_less=True)
-        # ``base - thr`` (``value >= thr`` is ``scaled <= base - thr``), so the threshold
-        # compare runs beside the subtract, from ``raw`` (timing: after it, or between the
-        # shadow and the drain's registers, it set the 25F's Fmax).
+        # The threshold compare runs beside the subtract, straight from ``raw``, against a
+        # limit taken at capture (timing: after the subtract, or between the shadow and the
+        # drain's registers, it set the 25F's Fmax): ``value >= thr`` is ``acc <= lim`` with
+        # ``lim = floor((K - thr) / 2)`` (XOR) or ``popcount(w) - thr`` (AND).
         raw_lim = Signal(data.ArrayLayout(signed(bw + 1), C), reset_less=True)
         raw_wpop = Signal(data.ArrayLayout(signed(bw), C), reset_less=True)
         raw_tile = Signal(tile_layout(cfg), reset_less=True)
@@ -81,17 +82,22 @@ class ResultDrain(wiring.Component):
         # ``shadow_ge[r][c] = r < rows & c < cols & value >= thr``.
         shadow_ge = Signal(data.ArrayLayout(C, R), reset_less=True)
         sh = Signal(tile_layout(cfg), reset_less=True)
+        # The product's kind, in a register of the drain's own (timing: the core's ``op`` was
+        # far from the elements it selects for; it is steady long before a capture).
+        xor = Signal()
+        m.d.sync += xor.eq(self.xor)
         with m.If(capture):
             m.d.sync += [raw.eq(self.sums), raw_tile.eq(done), raw_full.eq(1)]
             for col in range(C):
                 wpop = Mux(done.half, self.wpop[1][col], self.wpop[0][col])
                 thr = Mux(done.half, self.thr[1][col], self.thr[0][col])
+                lim_xor = Signal(signed(bw + 1), name=f"lim_xor{col}")
+                m.d.comb += lim_xor.eq(self.k - thr)
                 m.d.sync += [raw_wpop[col].eq(wpop),
-                             raw_lim[col].eq(Mux(self.xor, self.k, wpop) - thr)]
+                             raw_lim[col].eq(Mux(xor, lim_xor >> 1, wpop - thr))]
             with m.If(done.last_tt):
                 m.d.comb += self.held_clr.bit_select(done.half, 1).eq(1)
         # One subtract: ``base - acc * scale``, base K (XOR) or popcount(w) (AND).
-        xor = self.xor
         base = Signal(data.ArrayLayout(signed(bw), C))
         for col in range(C):
             m.d.comb += base[col].eq(Mux(xor, self.k, raw_wpop[col]))
@@ -111,7 +117,7 @@ class ResultDrain(wiring.Component):
                 scaled = Signal(signed(bw), name=f"scaled{r}_{col}")
                 m.d.comb += scaled.eq(Mux(xor, acc << 1, acc))
                 m.d.comb += [results[r][col].eq(base[col] - scaled),
-                             ge[r][col].eq(scaled <= raw_lim[col])]
+                             ge[r][col].eq(acc <= raw_lim[col])]
         diff_ok = Signal()
         if self._stage:
             m.d.sync += [diff.eq(results), diff_ge.eq(ge), diff_ok.eq(~capture)]
