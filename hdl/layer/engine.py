@@ -219,6 +219,11 @@ class LayerEngine(wiring.Component):
         # multi-threshold beats of a pass.
         t_adw, t_afw, t_3dc, t_fc = (Signal(32, name=n) for n in ("t_adw", "t_afw", "t_3dc",
                                                                    "t_fc"))
+        # A token's words in each multi-threshold pass's rows (A planes, twice with ternary
+        # weights where products read them), in registers (timing: a multiplier went on from
+        # the sequencer's next state into the unit's config).
+        strides = {name: Signal(range(dev.act_words + 1), name=f"stride_{name}")
+                   for name in ("d", "3d", "f")}
         bad, full = Signal(), Signal()
         pb = Signal(range(ly.param_words))
         w_o, w_1, w_2 = (Signal(range(dev.weight_words), name=n) for n in ("w_o", "w_1", "w_2"))
@@ -351,19 +356,19 @@ class LayerEngine(wiring.Component):
                 m.d.comb += [self.par_raddr0.eq(mt.par_raddr0), self.par_ren0.eq(mt.par_ren0),
                              self.par_raddr1.eq(mt.par_raddr1), self.par_ren1.eq(mt.par_ren1)]
 
-        def mt_setup(*, tile_major, period, th, region, row_words, n, copied=False):
+        def mt_setup(*, tile_major, period, th, region, row_words, stride, n, copied=False):
             """Start the multi-threshold unit and the level packer (comb) on a pass whose rows
-            of ``n`` channels (``row_words`` words a plane) go to ``region``, with the
-            thresholds from parameter word ``th``; ``copied``: rows that products read, each
-            plane written twice side by side for ternary weights."""
+            of ``n`` channels (``row_words`` words a plane, ``strides[stride]`` a token) go to
+            ``region``, with the thresholds from parameter word ``th``; ``copied``: rows that
+            products read, each plane written twice side by side for ternary weights."""
             if copied and ly.ternary:
                 return mt_setup(tile_major=tile_major, period=period, th=th, region=region,
-                                row_words=Mux(tern, 2 * row_words, row_words), n=n) + \
-                    [lp.copy_words.eq(Mux(tern, row_words, 0))]
+                                row_words=Mux(tern, 2 * row_words, row_words), stride=stride,
+                                n=n) + [lp.copy_words.eq(Mux(tern, row_words, 0))]
             return [mt.setup.eq(1), lp.setup.eq(1),
                     mt.config.tile_major.eq(tile_major), mt.config.period.eq(period),
                     mt.config.th_base.eq(th),
-                    mt.config.region.eq(region), mt.config.row_words.eq(row_words),
+                    mt.config.region.eq(region), mt.config.row_stride.eq(strides[stride]),
                     mt.config.n.eq(n), mt.config.bits_m1.eq(a_m1), lp.plane_words.eq(row_words),
                     lp.tile_major.eq(tile_major)]
 
@@ -458,7 +463,10 @@ class LayerEngine(wiring.Component):
                 m.d.sync += [t_fw.eq(p.t * fw), d_fw.eq(fw * D),
                              len0.eq(Mux(fresh, 0, att.length))]
                 if multi:
-                    m.d.sync += [t_adw.eq(Mux(tern, 2 * t_dw, t_dw) * (a_m1 + 1)),
+                    m.d.sync += [strides["d"].eq(Mux(tern, 2 * Dw, Dw) * (a_m1 + 1)),
+                                 strides["3d"].eq(3 * Dw * (a_m1 + 1)),
+                                 strides["f"].eq(Mux(tern, 2 * fw, fw) * (a_m1 + 1)),
+                                 t_adw.eq(Mux(tern, 2 * t_dw, t_dw) * (a_m1 + 1)),
                                  t_3dc.eq(t_dc * 3),
                                  t_fc.eq(p.t * ((p.f + C - 1) >> (C.bit_length() - 1)))]
                 if ly.ternary:
@@ -513,7 +521,8 @@ class LayerEngine(wiring.Component):
                     if multi:
                         m.d.comb += mt_setup(tile_major=1, period=p.t,
                                              th=Mux(head, pb, pb + off["th_attn"]),
-                                             region=reg["xb"], row_words=Dw, n=D, copied=True)
+                                             region=reg["xb"], row_words=Dw, stride="d", n=D,
+                                             copied=True)
                     m.d.comb += att.clear_slot.eq(fresh & ~head)
                     m.next = "BIN"
 
@@ -533,7 +542,7 @@ class LayerEngine(wiring.Component):
                         with m.If(~head):
                             m.d.comb += mt_setup(tile_major=1, period=p.t,
                                                  th=pb + off["tqkv"], region=reg["qkv"],
-                                                 row_words=3 * Dw, n=3 * D)
+                                                 row_words=3 * Dw, stride="3d", n=3 * D)
                     else:
                         m.d.sync += gemm(thr=1, n=3 * D, k=D, act=reg["xb"], act_count=t_dw,
                                          w=p.w_base, w_count=3 * D * Dw, th=p.th_base,
@@ -584,7 +593,8 @@ class LayerEngine(wiring.Component):
                     m.d.comb += steps.start.eq(1)
                     if multi:
                         m.d.comb += mt_setup(tile_major=0, period=Dc, th=pb + off["tc"],
-                                             region=reg["cb"], row_words=Dw, n=D, copied=True)
+                                             region=reg["cb"], row_words=Dw, stride="d", n=D,
+                                             copied=True)
                     m.next = "ATTEND"
 
             # Steps 3-5: every token's Kb|Vb appended, then every token queried.
@@ -628,7 +638,8 @@ class LayerEngine(wiring.Component):
                                   rp_setup(gen=1, write=0, bits=0, soff=0, toff=0,
                                            region=reg["x1b"]) +
                                   mt_setup(tile_major=1, period=p.t, th=pb + off["th_ffn"],
-                                           region=reg["x1b"], row_words=Dw, n=D, copied=True))
+                                           region=reg["x1b"], row_words=Dw, stride="d", n=D,
+                                           copied=True))
                 else:
                     await_product(rp_left_zero,
                                   gemm(thr=1, n=p.f, k=D, act=reg["x1b"], act_count=t_dw,
@@ -642,7 +653,7 @@ class LayerEngine(wiring.Component):
                         m.d.sync += gemm(thr=0, n=p.f, k=kd, act=reg["x1b"], act_count=t_adw,
                                          w=w_1, w_count=Mux(tern, 2 * f_dw, f_dw))
                         m.d.comb += mt_setup(tile_major=1, period=p.t, th=pb + off["t1"],
-                                             region=reg["hb"], row_words=fw, n=p.f,
+                                             region=reg["hb"], row_words=fw, stride="f", n=p.f,
                                              copied=True)
                         m.next = "F1_RUN"
 

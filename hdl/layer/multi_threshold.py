@@ -13,16 +13,15 @@ thresholds stay in registers, so a beat of the same group as the one before take
 unit numbers them itself: ``tile_major`` (a product's results: the ``period`` tokens of a
 group, then the next group) or token-major (a row's ``period`` groups, then the next token).
 Each answer on ``o`` carries where its levels go in the activation store: ``addr`` (``region``
-plus the token's row, ``row_words * A`` words a token, plus the group's word), ``gsel`` (the
+plus the token's row, ``row_stride`` words a token, plus the group's word), ``gsel`` (the
 group within the word) and, for a tile-major pass, the token and the ends of words and of the
 pass (``levels_layout``); ``onebit.hdl.layer.level_packer`` writes the planes.
 
-Streams follow ``lib.stream``: ``i.ready`` is high while the unit is empty (except the
-cycle after ``setup``) or issuing a beat's last reads; answers wait in a ``OUT_DEPTH``-entry
-FIFO in front of ``o``, and a beat's last reads issue only while it has room for every answer
-in flight (so ``o.ready`` reaches only the issue decision). Latency: four cycles from the last
-reads' issue to ``o.valid`` (the thresholds pass a register between the parameter store and
-the comparisons).
+Streams follow ``lib.stream``: ``i.ready`` is high while the unit is empty or issuing a beat's
+last reads; answers wait in a ``OUT_DEPTH``-entry FIFO in front of ``o``, and a beat's last
+reads issue only while it has room for every answer in flight (so ``o.ready`` reaches only the
+issue decision). Latency: four cycles from the last reads' issue to ``o.valid`` (the
+thresholds pass a register between the parameter store and the comparisons).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
@@ -45,7 +44,7 @@ def mt_config_layout(dev: DeviceConfig) -> data.StructLayout:
     top = max(c.max_t, c.max_n, ly.d_model) + 1
     return data.StructLayout({
         "tile_major": 1, "period": range(top), "th_base": range(ly.param_words),
-        "region": range(dev.act_words), "row_words": range(dev.act_words + 1),
+        "region": range(dev.act_words), "row_stride": range(dev.act_words + 1),
         "n": range(max(c.max_n, ly.d_model) + 1), "bits_m1": range(ly.max_bits),
     })
 
@@ -100,18 +99,6 @@ class MultiThreshold(wiring.Component):
         cfg = Signal(mt_config_layout(dev))
         with m.If(self.setup):
             m.d.sync += cfg.eq(self.config)
-        # A token's rows, ``row_words * A`` words, into a register from the pass's config,
-        # by shifts and adds (timing: the sequencer's setup went on through a multiplier). It
-        # is current two cycles after ``setup``; no beat is taken the cycle after (``fresh``).
-        row_stride = Signal(range(dev.act_words + 1))
-        fresh = Signal()
-        m.d.sync += fresh.eq(self.setup)
-        with m.Switch(cfg.bits_m1):
-            for b in range(ly.max_bits):
-                with m.Case(b):
-                    m.d.sync += row_stride.eq(sum(cfg.row_words << i
-                                                  for i in range((b + 1).bit_length())
-                                                  if (b + 1) >> i & 1))
         lv = Signal(5)                                  # L = 2^A - 1 of this pass
         m.d.comb += lv.eq((1 << (cfg.bits_m1 + 1)) - 1)
         last_k = Signal(4)                              # the last pair of reads: (L - 1) / 2
@@ -140,12 +127,12 @@ class MultiThreshold(wiring.Component):
                 with m.If(cfg.tile_major):
                     m.d.sync += [rowb.eq(0)] + next_group()
                 with m.Else():
-                    m.d.sync += [rowb.eq(rowb + row_stride), gaddr.eq(0), chb.eq(0),
+                    m.d.sync += [rowb.eq(rowb + cfg.row_stride), gaddr.eq(0), chb.eq(0),
                                  gsel.eq(0), gword.eq(0)]
             with m.Else():
                 m.d.sync += k.eq(k + 1)
                 with m.If(cfg.tile_major):
-                    m.d.sync += rowb.eq(rowb + row_stride)
+                    m.d.sync += rowb.eq(rowb + cfg.row_stride)
                 with m.Else():
                     m.d.sync += next_group()
         with m.If(self.setup):
@@ -172,7 +159,7 @@ class MultiThreshold(wiring.Component):
         m.d.comb += [last_pair.eq(hit | (kk == last_k)),
                      out_free.eq(out.level + in_flight < OUT_DEPTH),
                      issue.eq(busy & (~last_pair | out_free))]
-        m.d.comb += [self.i.ready.eq((~busy | (issue & last_pair)) & ~fresh),
+        m.d.comb += [self.i.ready.eq(~busy | (issue & last_pair)),
                      take.eq(self.i.valid & self.i.ready)]
         addr0 = Signal(range(ly.param_words + 2 * lm))
         m.d.comb += [addr0.eq(cfg.th_base + y_meta.gaddr + Cat(0, kk)),

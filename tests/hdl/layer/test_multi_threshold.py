@@ -74,7 +74,7 @@ def test_levels_in_the_store_equal_mt(bits, tile_major, copies):
 
     async def drive(ctx):
         ctx.set(mt.config, {"tile_major": tile_major, "period": t if tile_major else groups,
-                            "th_base": p_base, "region": region, "row_words": plane_words,
+                            "th_base": p_base, "region": region, "row_stride": row_stride,
                             "n": n, "bits_m1": bits - 1})
         ctx.set(pk.plane_words, plane_words)
         ctx.set(pk.copy_words, nw if copies == 2 else 0)
