@@ -5,13 +5,14 @@ sets them all to zero (an increment in the same cycle is dropped). A small pendi
 counter collects increments; one counter a cycle, in turn, has its pending count added to its
 word in the RAM (read one cycle, registered, written back the next: one shared adder). A read
 (``ren``) takes the RAM's read port for a cycle instead of a write-back. Reads are exact:
-``raddr`` with ``ren`` in cycle ``t`` gives on ``rdata`` in cycle ``t + 4`` the count of every
+``raddr`` with ``ren`` in cycle ``t`` gives on ``rdata`` in cycle ``t + 5`` the count of every
 increment up to and including cycle ``t`` (the RAM word, plus the pending count, plus the
 write-backs in flight). ``ren`` must not be high in two consecutive cycles (the pending counts
 are sized for that).
 
-Every input is registered, and the read is three register stages (the parts, their small sum,
-then one adder to the word), so no path from the bank's user reaches deep into it (timing).
+Every input is registered, and the read is four register stages (the parts, their small sum,
+the word beside that sum, then the two added), so no path from the bank's user reaches deep into
+it (timing).
 
 Cost: ``n`` pending counts of ``bits(2n)`` bits and two adders, instead of ``n * width``
 flip-flops, ``n`` adders and a ``width``-bit ``n``-way read mux.
@@ -37,11 +38,11 @@ class CounterBank(wiring.Component):
     clear : In(1)
         All counters to zero.
     raddr : In(range(count));  ren : In(1);  rdata : Out(width)
-        Read latency 4; ``ren`` never two cycles in a row.
+        Read latency 5; ``ren`` never two cycles in a row.
     """
 
     #: Cycles from ``ren`` to ``rdata``.
-    LATENCY = 4
+    LATENCY = 5
 
     def __init__(self, *, count: int, width: int = 32):
         # (Three or more: a counter's next write-back reads its word after the last one wrote.)
@@ -103,8 +104,8 @@ class CounterBank(wiring.Component):
         # cycle's increment (a read cycle writes nothing back). Whether the write-backs are
         # this counter's, and whether its RAM word is stale, are decided in the read cycle
         # (in a read cycle nothing is written back, so only a clear changes ``fresh`` before
-        # stage c); stage c registers the parts, stage d their small sum, and the output adds
-        # that to the word: every step starts and ends in a register (timing).
+        # stage c); stage c registers the parts, stage d their small sum, and the output
+        # register adds that to the word: every step starts and ends in a register (timing).
         c_addr = Signal(range(n))
         c_bhit, c_xhit = Signal(), Signal()
         c_badd, c_xadd = Signal.like(b_add), Signal.like(x_add)
@@ -121,5 +122,6 @@ class CounterBank(wiring.Component):
                      d_bx.eq(Mux(c_bhit, c_badd, 0) + Mux(c_xhit, c_xadd, 0))]
         e_data, e_small = Signal(w), Signal(range(6 * n + 1))
         m.d.sync += [e_data.eq(d_data), e_small.eq(d_pend + d_bx)]
-        m.d.comb += self.rdata.eq(e_data + e_small)
+        # (The sum registered too: a reader's multiplexer followed the 32-bit adder.)
+        m.d.sync += self.rdata.eq(e_data + e_small)
         return m
