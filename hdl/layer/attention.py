@@ -254,12 +254,14 @@ class AttentionUnit(wiring.Component):
         pc_shape = range(dh + 1)
         pcs = {(h, i, k): Signal(pc_shape, name=f"pc{h}_{i}_{k}")
                for h in range(h_n) for i in range(nb) for k in range(nb)}
-        # The planes in use and ``L = 2^A - 1``, registers of the scan's own from the static
-        # ``bits_m1`` (timing: the engine's register sat across the 85F from the score sums).
+        # The static ``bits_m1`` in a register of the scan's own (timing: the engine's register
+        # sat across the 85F from the score sums); the planes in use and ``L = 2^A - 1``.
+        bits_m1 = Signal.like(self.bits_m1)
+        m.d.sync += bits_m1.eq(self.bits_m1)
         used = [Signal(name=f"plane{i}") for i in range(nb)]
-        m.d.sync += [u.eq(i <= self.bits_m1) for i, u in enumerate(used)]
+        m.d.comb += [u.eq(i <= bits_m1) for i, u in enumerate(used)]
         lv = Signal(5)
-        m.d.sync += lv.eq((1 << (self.bits_m1 + 1)) - 1)
+        m.d.comb += lv.eq((1 << (bits_m1 + 1)) - 1)
         with m.If(rd_valid):
             m.d.sync += [x_valid.eq(1), x_k.eq(k_r.data), x_v.eq(v_r.data)]
         counts = {}
