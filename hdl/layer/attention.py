@@ -241,27 +241,19 @@ class AttentionUnit(wiring.Component):
 
     def _scan_planes(self, m, q, rd_valid, k_r, v_r, acc):
         """Scan pipeline, A-bit planes: read token j (cycle 0), register its planes (cycle 1),
-        the popcounts of every plane pair per head (cycle 2), each query plane's part of the
-        scores (cycle 3), the scores and mask bits (cycle 4), accumulate (cycle 5)."""
+        the popcounts of every plane pair per head (cycle 2), the scores and mask bits (cycle 3),
+        accumulate (cycle 4)."""
         h_n, dh, nb = self._h, self._dh, self._bits
         d = h_n * dh
-        x_valid, p_valid, s_valid, a_valid = Signal(), Signal(), Signal(), Signal()
-        x_k, x_v, p_v, s_v, a_v = (Signal(d * nb, name=n)
-                                   for n in ("x_k", "x_v", "p_v", "s_v", "a_v"))
+        x_valid, p_valid, a_valid = Signal(), Signal(), Signal()
+        x_k, x_v, p_v, a_v = (Signal(d * nb, name=n) for n in ("x_k", "x_v", "p_v", "a_v"))
         a_bits = Signal(h_n)
-        m.d.sync += [rd_valid.eq(0), x_valid.eq(0), p_valid.eq(0), s_valid.eq(0),
-                     a_valid.eq(0)]
+        m.d.sync += [rd_valid.eq(0), x_valid.eq(0), p_valid.eq(0), a_valid.eq(0)]
         pc_shape = range(dh + 1)
         pcs = {(h, i, k): Signal(pc_shape, name=f"pc{h}_{i}_{k}")
                for h in range(h_n) for i in range(nb) for k in range(nb)}
-        # The static ``bits_m1`` in a register of the scan's own (timing: the engine's register
-        # sat across the 85F from the score sums); the planes in use and ``L = 2^A - 1``.
-        bits_m1 = Signal.like(self.bits_m1)
-        m.d.sync += bits_m1.eq(self.bits_m1)
         used = [Signal(name=f"plane{i}") for i in range(nb)]
-        m.d.comb += [u.eq(i <= bits_m1) for i, u in enumerate(used)]
-        lv = Signal(5)
-        m.d.comb += lv.eq((1 << (bits_m1 + 1)) - 1)
+        m.d.comb += [u.eq(i <= self.bits_m1) for i, u in enumerate(used)]
         with m.If(rd_valid):
             m.d.sync += [x_valid.eq(1), x_k.eq(k_r.data), x_v.eq(v_r.data)]
         counts = {}
@@ -274,40 +266,33 @@ class AttentionUnit(wiring.Component):
             m.d.sync += [pc.eq(counts[key]) for key, pc in pcs.items()]
         lv_max = (1 << nb) - 1
         score_shape = signed((lv_max * lv_max * dh).bit_length() + 2)
-        # The score, ``sum_{i,k} 2^(i+k) dot_ik``, in two cycles (timing): the plane pairs of
-        # each query plane ``i`` summed into a register (cycle 3), then those and the compare
-        # (cycle 4).
-        rows = {(h, i): Signal(score_shape, name=f"row{h}_{i}")
-                for h in range(h_n) for i in range(nb)}
         scores = []
         for h in range(h_n):
+            terms = []
             for i in range(nb):
-                terms = []
                 for k in range(nb):
                     dot = Signal(signed(dh.bit_length() + 2), name=f"dot{h}_{i}_{k}")
                     t = Signal(score_shape, name=f"t{h}_{i}_{k}")
                     m.d.comb += [dot.eq(dh - 2 * pcs[h, i, k]),
                                  t.eq(Mux(used[i] & used[k], dot << (i + k), 0))]
                     terms.append(t)
-                with m.If(p_valid):
-                    m.d.sync += rows[h, i].eq(_tree_sum(terms))
             s = Signal(score_shape, name=f"score{h}")
-            m.d.comb += s.eq(_tree_sum([rows[h, i] for i in range(nb)]))
+            m.d.comb += s.eq(_tree_sum(terms))
             scores.append(s >= self.ta[h])
         with m.If(p_valid):
-            m.d.sync += [s_valid.eq(1), s_v.eq(p_v)]
-        with m.If(s_valid):
-            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(s_v)]
+            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(p_v)]
+        lv = Signal(5)
+        m.d.comb += lv.eq((1 << (self.bits_m1 + 1)) - 1)
         with m.If(a_valid):
             for ch in range(d):
                 level = Cat(*[a_v[i * d + ch] & used[i] for i in range(nb)])
                 with m.If(a_bits[ch // dh]):
                     m.d.sync += acc[ch].eq(acc[ch] + (level << 1) - lv)
-        return ~x_valid & ~p_valid & ~s_valid & ~a_valid
+        return ~x_valid & ~p_valid & ~a_valid
 
 
 def _tree_sum(values):
-    """``values`` added as a balanced tree (not Python's chain of ``sum``)."""
+    """``values`` added as a balanced tree (timing: Python's ``sum`` is a chain of adders)."""
     values = list(values)
     while len(values) > 1:
         values = [values[j] + values[j + 1] if j + 1 < len(values) else values[j]
