@@ -88,8 +88,11 @@ class AttentionSteps(wiring.Component):
         wcount = Signal(range(2 * Dw + 1))
         plane = Signal(range(nb))
         a_m1 = self.bits_m1 if nb > 1 else 0
+        # A row's words, ``A * 3 Dw``: a table of constants (timing: a multiplier here set the
+        # 85F's Fmax, from the engine's ``bits_m1`` through a DSP block into the read address).
         row_stride = Signal(range(3 * Dw * nb + 1))
-        m.d.comb += row_stride.eq((a_m1 + 1) * 3 * Dw)
+        m.d.comb += row_stride.eq(Array([(b + 1) * 3 * Dw for b in range(nb)])[a_m1]
+                                  if nb > 1 else 3 * Dw)
         slot = Signal(range(nb))                  # the unit's plane: bit A - 1 - plane
         m.d.comb += slot.eq(a_m1 - plane)
         dst = Signal(range(2 * Dw * nb))
