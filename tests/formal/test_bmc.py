@@ -24,9 +24,13 @@ HARNESSES = {
 }
 
 
-# The GEMM streams' 24 steps take about a minute: with -m slow (their planted bug is found in the
+# The properties whose solver takes most of a minute or more run with -m slow (the GEMM streams'
+# 24 steps, the beat count's and the multi-threshold unit's; their planted bugs are found in the
 # default run).
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "gemm_streams"
+SLOW = {"gemm_streams", "gemm_beats", "multi_threshold"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW
                                   else n for n in sorted(HARNESSES)])
 def test_property_holds(name):
     make, depth = HARNESSES[name]

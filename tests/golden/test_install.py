@@ -15,6 +15,7 @@ def test_host_imports_without_amaranth_or_cocotb():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_demo_runs_a_random_model_on_icarus_and_agrees(capsys):
     assert main(["demo", "--tokens", "3", "--random", "--simulator", "icarus"]) == 0
     out = capsys.readouterr().out
@@ -56,6 +57,7 @@ def test_bench_golden_json(capsys):
     assert '"prefill_s"' in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_link_json(capsys):
     assert main(["bench", "link", "--json", "--frame-bytes", "1000", "--d-model", "64"]) == 0
     r = json.loads(capsys.readouterr().out)
@@ -76,6 +78,7 @@ def test_bench_layer_measures_a_small_layer():
     assert {b["board"] for b in r["boards"]} == {"icebreaker", "ulx3s-25f", "ulx3s-85f"}
 
 
+@pytest.mark.slow
 def test_bench_layer_measures_a_two_bit_layer():
     from onebit.bench.layer import measure, reference_device
 

@@ -76,6 +76,7 @@ def test_generate_prefills_again_after_a_reset(link):
     assert acc.stats.restarts - before == 2
 
 
+@pytest.mark.slow
 def test_a_position_table_runs_on_the_device(link):
     """The position table is added on the host (sat16(E[token] + P[t])), prefill and decode
     alike, so a 1-bit binary model with one runs on the device as the golden model says."""

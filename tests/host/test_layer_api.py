@@ -30,6 +30,7 @@ def acc(request):
         yield a
 
 
+@pytest.mark.slow
 def test_layer_prefill_and_decode_equal_golden(acc):
     rng = np.random.default_rng(5)
     p = random_layer(rng, d_model=64, heads=2, d_ff=128, r=5)

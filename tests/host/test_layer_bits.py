@@ -43,6 +43,7 @@ def test_the_device_reports_its_bits(acc):
     assert acc.config == DEV                  # (IDENTIFY)
 
 
+@pytest.mark.slow
 def test_hybrid_model_generates_golden_tokens(acc):
     prompt = np.array([3, 1, 4, 1, 5])
     acc.load_model(MODEL)

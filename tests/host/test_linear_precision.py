@@ -92,7 +92,8 @@ def test_every_precision_matches_golden(acc, problem):
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("bits,weights", [(2, "binary"), (4, "ternary"), (1, "ternary")])
+@pytest.mark.parametrize("bits,weights", [
+    (2, "binary"), pytest.param(4, "ternary", marks=pytest.mark.slow), (1, "ternary")])
 def test_a_reference_shape_matches_golden(acc, bits, weights):
     """One fixed problem per precision that tiles in every dimension."""
     rng = np.random.default_rng(bits * 10 + len(weights))

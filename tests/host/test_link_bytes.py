@@ -93,7 +93,8 @@ def test_a_product_whose_weights_fit_moves_at_most_1_1_times_its_floor(counted, 
 
 
 @pytest.mark.parametrize(("bits", "weights", "device"), [
-    (2, "binary", "one-bit"), (3, "ternary", "one-bit"), (2, "ternary", "planes"),
+    (2, "binary", "one-bit"), pytest.param(3, "ternary", "one-bit", marks=pytest.mark.slow),
+    (2, "ternary", "planes"),
 ])
 def test_planes_and_ternary_weights_send_each_row_once(counted, planes, bits, weights, device):
     # Activation planes stacked as tokens (one-bit core) or summed on the device (planes core),

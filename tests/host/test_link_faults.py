@@ -12,6 +12,7 @@ DEV = DeviceConfig(core=CoreConfig(rows=2, cols=3, lanes=8, max_k=24, max_t=4, m
                    result_beats=16)
 
 
+@pytest.mark.slow
 def test_fault_campaign():
     report = run_campaign(DEV, products=16, rate=0.35, seed=3)
     print("\n" + report.table())
@@ -28,7 +29,7 @@ def test_fault_campaign():
 
 
 @pytest.mark.parametrize("calls, tokens, seed", [
-    (4, 2, 4), pytest.param(8, 3, 11, marks=pytest.mark.slow)])
+    pytest.param(4, 2, 4, marks=pytest.mark.slow), pytest.param(8, 3, 11, marks=pytest.mark.slow)])
 def test_layer_fault_campaign(calls, tokens, seed):
     """generate and decode through a faulty link (resets empty the KV caches): every call
     returns golden's answer or raises; none is wrong."""

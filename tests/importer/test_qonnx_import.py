@@ -30,6 +30,7 @@ def test_golden_equals_qonnx_on_every_test_image(name, tmp_path):
         [(in_bits, kind), (bits, kind), (bits, kind)]
 
 
+@pytest.mark.slow
 def test_the_device_equals_qonnx_on_icarus(tmp_path):
     """A slice of the test split on the ternary, 2-bit network in the default run (every
     network on the whole split runs on Verilator with -m slow)."""

@@ -198,6 +198,7 @@ def test_gemv_planes_match_golden(bits, k, n, thr, stall):
     _run_planes(4, bits, k, n, thr, stall, seed=bits * k + n)
 
 
+@pytest.mark.slow
 def test_gemv_planes_cost_a_times_the_lines():
     # Without backpressure: A planes issue A times the lines of one and load A times the row's
     # words; one plane costs what the one-bit unit costs plus the cycle of the register that the
