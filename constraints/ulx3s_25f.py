@@ -9,4 +9,5 @@ from ._ulx3s import ulx3s_board
 
 BOARD = ulx3s_board("25F", ULX3S_25F_Platform, {
     "LUT4": 24288, "FF": 24288, "BRAM": 56,
-    "SPRAM": 0, "DSP": 28, "CARRY": 12144}, target_hz=150e6, seeds=(1, 2, 3, 4, 5, 6))
+    "SPRAM": 0, "DSP": 28, "CARRY": 12144}, target_hz=150e6, seeds=(1, 2, 3, 4, 5, 6),
+    placer_timing_weight=20, placer_crit_exp=4)

@@ -34,6 +34,10 @@ class Board:
     # default seed), and its router, for this board's whole design (``build``).
     seeds: tuple[int, ...] = ()
     router: str | None = None
+    # nextpnr's heap placer: the weight of timing against wirelength and the exponent applied
+    # to each path's criticality (None: nextpnr's defaults, 10 and 2), for the whole design.
+    placer_timing_weight: int | None = None
+    placer_crit_exp: int | None = None
     # openFPGALoader's name for the board (``-b``) and what its programmer can write:
     # ``("sram", "flash")`` or ``("flash",)`` (``onebit flash``).
     loader_board: str = ""

@@ -58,7 +58,7 @@ def build(request: BuildRequest | str, *, out=print, json_out: bool = False,
     array_only, rebuild = request.array_only, request.rebuild
     platform = b.platform()
     top = ArrayBenchTop(b, b.device.core) if array_only else BoardTop(b)
-    opts = nextpnr_options(router=router)
+    opts = nextpnr_options(router=router, **r.placer)
     overrides = ice40_synth_overrides() if b.family == "ice40" else {}
     plan = platform.prepare(top, name="top", nextpnr_opts=opts, script_after_read=ONE_HOT_FSMS,
                             **overrides)
@@ -68,7 +68,7 @@ def build(request: BuildRequest | str, *, out=print, json_out: bool = False,
     progress = out if not json_out else (lambda s: print(s, file=sys.stderr, flush=True))
 
     def run(s: int | None) -> dict:
-        seeded = nextpnr_options(seed=s, router=router)
+        seeded = nextpnr_options(seed=s, router=router, **r.placer)
         files = {n: c.replace(opts, seeded) if n.startswith("build_top.") else c
                  for n, c in plan.files.items()}
         said = progress if len(tries) == 1 else (lambda line: progress(f"seed {s}: {line}"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..host.checks import check_count
 from ..host.device_config import DeviceConfig
@@ -17,16 +17,23 @@ __all__ = ["BuildRequest", "Resolved", "ROUTERS", "nextpnr_options"]
 ROUTERS = ("router1", "router2")
 
 
-def nextpnr_options(*, seed: int | None = None, router: str | None = None) -> str:
+def nextpnr_options(*, seed: int | None = None, router: str | None = None,
+                    timing_weight: int | None = None, crit_exp: int | None = None) -> str:
     """nextpnr's options for a build: the JSON report, timing failures reported by us (not
-    nextpnr), and the placement ``seed`` and ``router`` if given (checked here)."""
+    nextpnr), and the placement ``seed``, ``router`` and heap placer's ``timing_weight`` and
+    ``crit_exp`` if given (checked here)."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
     if router is not None and router not in ROUTERS:
         raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
+    for name, v in (("timing_weight", timing_weight), ("crit_exp", crit_exp)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
     opts = "--report report.json --timing-allow-fail"
     opts += f" --seed {seed}" if seed is not None else ""
-    return opts + (f" --router {router}" if router is not None else "")
+    opts += f" --router {router}" if router is not None else ""
+    opts += f" --placer-heap-timingweight {timing_weight}" if timing_weight is not None else ""
+    return opts + (f" --placer-heap-critexp {crit_exp}" if crit_exp is not None else "")
 
 
 @dataclass(frozen=True)
@@ -87,11 +94,14 @@ class BuildRequest:
                 raise ValueError("seeds must hold at least one seed, not ()")
         elif not self.array_only:   # the board's own seeds and router are for its whole design
             seeds = b.seeds
+        placer = {}
         if not self.array_only:
             router = b.router if router is None else router
+            placer = {k: v for k, v in (("timing_weight", b.placer_timing_weight),
+                                        ("crit_exp", b.placer_crit_exp)) if v is not None}
         tries: tuple[int | None, ...] = seeds or (None,)
         for s in tries:
-            nextpnr_options(seed=s, router=router)
+            nextpnr_options(seed=s, router=router, **placer)
         jobs = min(len(tries), os.cpu_count() or 1) if self.jobs is None else self.jobs
         check_count("jobs", jobs)
         if self.clock_mhz is not None:
@@ -111,14 +121,17 @@ class BuildRequest:
                                      ("lanes", self.lanes)) if v is not None}
         if changes:
             b = replace(b, device=replace(b.device, core=replace(b.device.core, **changes)))
-        return Resolved(b, tries, router, jobs)
+        return Resolved(b, tries, router, jobs, placer)
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """A checked request: the board to build, the seeds to try, the router, the jobs."""
+    """A checked request: the board to build, the seeds to try, the router, the jobs and the
+    heap placer's weights (``nextpnr_options``' ``timing_weight`` and ``crit_exp``, the
+    board's for its whole design)."""
 
     board: Board
     tries: tuple[int | None, ...]
     router: str | None
     jobs: int
+    placer: dict = field(default_factory=dict)

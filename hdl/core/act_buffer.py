@@ -74,6 +74,9 @@ class ActivationBuffer(wiring.Component):
         a_j = Signal(range(KWM))
         a_jlast = Signal()      # a_j is the plane's last chunk (a register, not a_j == kw - 1)
         a_r = Signal(range(R))
+        # ``a_r == R - 1`` as a register (timing: the compare was in the path from the
+        # loader's state to ``a_base``; 1024 lanes on the 25F).
+        a_rlast = Signal(init=R == 1)
         a_base = Signal(range(cfg.act_depth + KWM + 1))
         a_tok, loaded_all = self.tokens, self.loaded_all
         # With planes: the chunk's offset in its row, the planes after this one, and whether
@@ -85,8 +88,8 @@ class ActivationBuffer(wiring.Component):
             a_ptr, a_p, a_plast = Signal(range(KWM)), Signal(range(4)), Signal()
             row_chunks = self.row_chunks
         with m.If(self.start):
-            m.d.sync += [a_j.eq(0), a_r.eq(0), a_base.eq(0), a_tok.eq(0), loaded_all.eq(0),
-                         a_jlast.eq(self.kw_one)]
+            m.d.sync += [a_j.eq(0), a_r.eq(0), a_rlast.eq(R == 1), a_base.eq(0), a_tok.eq(0),
+                         loaded_all.eq(0), a_jlast.eq(self.kw_one)]
             if planes:
                 m.d.sync += [a_ptr.eq(0), a_p.eq(self.planes_m1),
                              a_plast.eq(self.planes_m1 == 0)]
@@ -108,10 +111,11 @@ class ActivationBuffer(wiring.Component):
                         if planes:
                             m.d.sync += [a_ptr.eq(0), a_p.eq(self.planes_m1),
                                          a_plast.eq(self.planes_m1 == 0)]
-                        with m.If(a_r == R - 1):
-                            m.d.sync += [a_r.eq(0), a_base.eq(a_base + row_chunks)]
+                        with m.If(a_rlast):
+                            m.d.sync += [a_r.eq(0), a_rlast.eq(R == 1),
+                                         a_base.eq(a_base + row_chunks)]
                         with m.Else():
-                            m.d.sync += a_r.eq(a_r + 1)
+                            m.d.sync += [a_r.eq(a_r + 1), a_rlast.eq(a_r == R - 2)]
                         with m.If(a_tok == self.t_m1):
                             m.d.sync += loaded_all.eq(1)
                             m.next = "IDLE"

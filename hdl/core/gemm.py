@@ -41,7 +41,7 @@ a tile's last chunk captures its sums, two cycles after they become results; the
 beat per row (or per tile of bits).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -317,7 +317,9 @@ class GemmCore(wiring.Component):
                 m.d.sync += [
                     op.eq(p.op), thr_en.eq(p.threshold), t.eq(p.t), n.eq(p.n),
                     kw.eq(kw_m1 + 1),
-                    last_mask.eq(Cat(*(top >= i for i in range(L)))),
+                    # (A table of the L masks, not L compares: Yosys made each compare a
+                    # carry chain, which set the 25F's Fmax at 1024 lanes.)
+                    last_mask.eq(Array(Const((2 << i) - 1, L) for i in range(L))[top]),
                     i_j.eq(0), i_abase.eq(0),
                     i_tleft.eq(p.t), i_nleft.eq(p.n),
                     i_rows.eq(first_need),
@@ -338,7 +340,7 @@ class GemmCore(wiring.Component):
                 # (``tokens >= i_need``). That compare is registered (timing: it fed every
                 # issue-stage enable): ``rows_ge`` is last cycle's answer, cleared the cycle
                 # after ``i_need`` moves, so it is never true too early (``tokens`` only
-                # grows); it can be one cycle late, and not at all once the whole load is in.
+                # grows); it can be one cycle late, and it holds once the whole load is in.
                 # So the first channel tile overlaps the activation load.
                 m.d.comb += [s0_valid.eq(full_cur & rows_in), computing.eq(1)]
                 issue = s0_valid & adv
@@ -386,8 +388,14 @@ class GemmCore(wiring.Component):
         when_issued = Mux(s0_last, Mux(i_ltt, first_end, rw_one & (i_tleft <= 2 * R)),
                           (i_j == rw_m2) & i_ltt)
         m.d.sync += tile_end.eq(Mux(issue_any, when_issued, Mux(start, first_end, tile_end)))
-        m.d.sync += rows_ge.eq(~need_moves & ~start & (acts.tokens >= i_need))
-        m.d.comb += rows_in.eq(acts.loaded_all | rows_ge)
+        # ``rows_in`` is one register: the whole load in (``loaded_all``, which ``start``
+        # clears), or the compare above (timing: ``loaded_all`` beside it made a fifth input
+        # of the issue decision, a LUT more before the issue position's enables; 1024 lanes
+        # on the 25F). It rises a cycle after ``loaded_all`` does, which costs a cycle only
+        # when a tile waits for the command's last row.
+        m.d.sync += rows_ge.eq(~start & (acts.loaded_all |
+                                         (~need_moves & (acts.tokens >= i_need))))
+        m.d.comb += rows_in.eq(rows_ge)
 
         # ---------------------------------------------------------------- pipeline s1, s2
         s1_valid, s1_last = Signal(), Signal()

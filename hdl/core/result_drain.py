@@ -107,9 +107,9 @@ class ResultDrain(wiring.Component):
         # shadow's load enable, which fans out to every element, was in front of them);
         # ``diff_ok``: ``raw`` did not change last cycle, so ``diff`` is its results.
         diff = Signal(data.ArrayLayout(data.ArrayLayout(signed(bw), C), R), reset_less=True)
-        results = Signal.like(diff)
+        results, results_in = Signal.like(diff), Signal.like(diff)
         diff_ge = Signal(data.ArrayLayout(C, R), reset_less=True)
-        ge = Signal.like(diff_ge)
+        ge, ge_in = Signal.like(diff_ge), Signal.like(diff_ge)
         for col in range(C):
             for r in range(R):
                 acc = Signal(signed(bw), name=f"acc{r}_{col}")
@@ -118,23 +118,24 @@ class ResultDrain(wiring.Component):
                 m.d.comb += scaled.eq(Mux(xor, acc << 1, acc))
                 m.d.comb += [results[r][col].eq(base[col] - scaled),
                              ge[r][col].eq(acc <= raw_lim[col])]
+        # Columns beyond the tile's are 0 and rows and columns beyond it compare false from
+        # ``diff`` on (timing: in front of the shadow, the compares ``cols > c`` sat between
+        # its load decision and its registers' clears; 1024 lanes on the 25F).
+        for r in range(R):
+            for col in range(C):
+                col_ok = raw_tile.cols > col
+                m.d.comb += [results_in[r][col].eq(Mux(col_ok, results[r][col], 0)),
+                             ge_in[r][col].eq((raw_tile.rows > r) & col_ok & ge[r][col])]
         diff_ok = Signal()
         if self._stage:
-            m.d.sync += [diff.eq(results), diff_ge.eq(ge), diff_ok.eq(~capture)]
+            m.d.sync += [diff.eq(results_in), diff_ge.eq(ge_in), diff_ok.eq(~capture)]
         else:
-            m.d.comb += [diff.eq(results), diff_ge.eq(ge), diff_ok.eq(1)]
+            m.d.comb += [diff.eq(results_in), diff_ge.eq(ge_in), diff_ok.eq(1)]
         with m.If(raw_full & diff_ok & ~shadow_full):
             m.d.sync += [sh.eq(raw_tile), shadow_full.eq(1),
                          sh_rlast.eq(raw_tile.rows - 1)]
             # (Columns beyond the tile's load as 0: no mask in the drain.)
-            for r in range(R):
-                for col in range(C):
-                    col_ok = raw_tile.cols > col
-                    m.d.sync += [
-                        shadow[r][col].eq(Mux(col_ok, diff[r][col], 0)),
-                        shadow_ge[r][col].eq((raw_tile.rows > r) & col_ok &
-                                             diff_ge[r][col]),
-                    ]
+            m.d.sync += [shadow.eq(diff), shadow_ge.eq(diff_ge)]
             with m.If(~capture):
                 m.d.sync += raw_full.eq(0)
         m.d.comb += self.raw_full_next.eq(capture | (raw_full & ~(diff_ok & ~shadow_full)))

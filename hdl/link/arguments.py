@@ -174,8 +174,10 @@ class ArgumentDecoder(wiring.Component):
         # each, registered, then their OR into ``dropped`` or ``dropped_thr`` (timing: one OR
         # over every argument byte's position was one path with the event's bits).
         hi_groups = sorted({(j in thr_bytes, k) for j, k in enumerate(kept) if k < 8})
+        # Each flag's next value is one expression of the event and the take (timing: as a
+        # default clear and a set in the DATA case, the take's decode drove the flags' clears;
+        # the 25F's critical path at 1024 lanes).
         hi = {g: Signal(name=f"hi_{'thr' if g[0] else 'plain'}_{g[1]}") for g in hi_groups}
-        m.d.sync += [f.eq(0) for f in hi.values()]
         hi_plain = Cat(*(f for (thr, _), f in hi.items() if not thr)).any()
         hi_thr = Cat(*(f for (thr, _), f in hi.items() if thr)).any()
         with m.If(hi_plain | (hi_thr & ~is_run)):
@@ -216,6 +218,11 @@ class ArgumentDecoder(wiring.Component):
 
         ev = self.events.payload
         m.d.comb += self.events.ready.eq(self.listen)
+        take_arg = self.events.valid & self.listen & (ev.kind == EventKind.DATA) & in_args
+        for (thr, w), flag in hi.items():
+            at = Cat(*(arg_at[j] for j, k in enumerate(kept)
+                       if k == w and (j in thr_bytes) == thr)).any()
+            m.d.sync += flag.eq(take_arg & at & ev.value[w:8].any())
         # The events, whatever the state below (timing: ``end`` does not wait on it; while the
         # checks run, ``listen`` is low).
         with m.If(self.events.valid & self.listen):
@@ -240,15 +247,10 @@ class ArgumentDecoder(wiring.Component):
                         with m.If(in_args & arg_at[j]):
                             if k:
                                 m.d.sync += args[8 * j:8 * j + k].eq(ev.value[:k])
-                    # Set bits beyond the kept ones, by kind of byte and kept width;
-                    # they raise ``dropped`` or ``dropped_thr`` a cycle later (timing),
-                    # before CHECK, which follows the END event a cycle later at the
-                    # earliest.
-                    with m.If(in_args):
-                        for (thr, w), flag in hi.items():
-                            at = Cat(*(arg_at[j] for j, k in enumerate(kept)
-                                       if k == w and (j in thr_bytes) == thr)).any()
-                            m.d.sync += flag.eq(at & ev.value[w:8].any())
+                    # (Set bits beyond the kept ones, by kind of byte and kept width, raise
+                    # ``dropped`` or ``dropped_thr`` a cycle later through ``hi``, above
+                    # (timing), before CHECK, which follows the END event a cycle later at the
+                    # earliest.)
                     m.d.sync += [self.stage.addr.eq(sidx), self.stage.data.eq(ev.value[:8]),
                                  self.stage.en.eq(~in_args & s_room)]
                 with m.Case(EventKind.END):

@@ -73,9 +73,14 @@ class UARTRx(wiring.Component):
     """Receive 8N1 bytes from ``rx`` into ``o``.
 
     ``rx`` goes through a two-flip-flop synchronizer; each bit is sampled in its middle. A byte
-    whose stop bit is low is dropped and ``frame_error`` pulses; a byte that arrives while the
-    previous one was not yet taken is dropped and ``overrun`` pulses (the link's CRC then
-    rejects the frame).
+    whose stop bit is low is dropped and ``frame_error`` pulses. A received byte waits in the
+    shift register until the output register is empty, then moves there (the cycle after its
+    stop bit at the earliest). If the output register is still full when the next byte's first
+    data bit is shifted in, the waiting byte is dropped and ``overrun`` pulses (the link's CRC
+    then rejects the frame); backpressure shorter than a byte time loses nothing.
+
+    Timing: ``o.ready`` reaches only ``o.valid``; the output register loads from registers
+    (a byte waiting, the output empty), not from the consumer's handshake.
 
     Members
     -------
@@ -98,9 +103,12 @@ class UARTRx(wiring.Component):
         timer = Signal(range(div + div // 2 + 1))
         bits = Signal(range(9))
         shreg = Signal(8)
+        have = Signal()             # a received byte waits in ``shreg``
         m.d.sync += [self.frame_error.eq(0), self.overrun.eq(0)]
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
+        with m.If(have & ~self.o.valid):
+            m.d.sync += [self.o.payload.eq(shreg), self.o.valid.eq(1), have.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~rx):
@@ -119,6 +127,8 @@ class UARTRx(wiring.Component):
                 with m.If(timer == 0):
                     m.d.sync += [shreg.eq((shreg >> 1) | (rx << 7)), timer.eq(div - 1),
                                  bits.eq(bits - 1)]
+                    with m.If(have & self.o.valid):
+                        m.d.sync += [self.overrun.eq(1), have.eq(0)]
                     with m.If(bits == 1):
                         m.next = "STOP"
                 with m.Else():
@@ -127,10 +137,8 @@ class UARTRx(wiring.Component):
                 with m.If(timer == 0):
                     with m.If(~rx):
                         m.d.sync += self.frame_error.eq(1)
-                    with m.Elif(self.o.valid & ~self.o.ready):
-                        m.d.sync += self.overrun.eq(1)
                     with m.Else():
-                        m.d.sync += [self.o.payload.eq(shreg), self.o.valid.eq(1)]
+                        m.d.sync += have.eq(1)
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += timer.eq(timer - 1)

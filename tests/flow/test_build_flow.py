@@ -128,6 +128,12 @@ def test_router_progress_in_real_logs():
 def test_seed_and_router_reach_nextpnr_and_bad_ones_are_refused(capsys):
     assert nextpnr_options() == "--report report.json --timing-allow-fail"
     assert nextpnr_options(seed=7, router="router2").endswith(" --seed 7 --router router2")
+    assert nextpnr_options(seed=1, timing_weight=20, crit_exp=4).endswith(
+        " --seed 1 --placer-heap-timingweight 20 --placer-heap-critexp 4")
+    for bad, match in (({"timing_weight": 0}, "timing_weight must be a positive integer, not 0"),
+                       ({"crit_exp": 2.5}, "crit_exp must be a positive integer, not 2.5")):
+        with pytest.raises(ValueError, match=match):
+            nextpnr_options(**bad)
     for bad, match in (({"seed": -1}, "seed must be a non-negative integer, not -1"),
                        ({"seed": True}, "seed must be a non-negative integer, not True"),
                        ({"router": "router3"}, "router must be 'router1' or 'router2', not "
@@ -155,17 +161,20 @@ def test_board_seed_and_router_reach_its_whole_design_build(monkeypatch):
     assert (b.seeds, b.router) == ((7,), "router2")
     for bb in boards().values():
         for s in bb.seeds:
-            nextpnr_options(seed=s, router=bb.router)         # every board's own are valid
+            nextpnr_options(seed=s, router=bb.router, timing_weight=bb.placer_timing_weight,
+                            crit_exp=bb.placer_crit_exp)      # every board's own are valid
     seen = _stop_at_the_plan(monkeypatch, "build_top.sh")
-    small = replace(board("ulx3s-25f"), seeds=b.seeds, router=b.router)
+    small = replace(board("ulx3s-25f"), seeds=b.seeds, router=b.router,
+                    placer_timing_weight=20, placer_crit_exp=4)
     monkeypatch.setattr(request_module, "board", lambda name: small)
     for kwargs in ({}, {"array_only": True}, {"seed": 3, "router": "router1"},
                    {"seeds": (4, 5), "jobs": 1}):
         with pytest.raises(_Stop):
             build("ulx3s-25f", rows=2, cols=2, lanes=32, **kwargs, out=lambda *_: None)
     whole, array, chosen, first_of_two = seen
-    assert "--seed 7 --router router2" in whole
-    assert "--seed" not in array and "--router" not in array
+    assert "--seed 7 --router router2 --placer-heap-timingweight 20 --placer-heap-critexp 4" \
+        in whole
+    assert "--seed" not in array and "--router" not in array and "--placer" not in array
     assert "--seed 3 --router router1" in chosen
     assert "--seed 4 --router router2" in first_of_two       # the list's first seed first
 

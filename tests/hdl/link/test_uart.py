@@ -96,6 +96,37 @@ def test_framing_error_drops_the_byte():
     assert events == [("frame_error",), ("byte", 0x42)]
 
 
+def test_overrun_drops_the_waiting_byte():
+    # Nothing is taken while three bytes arrive: the first waits in the output register, the
+    # second behind it in the shift register until the third's first data bit, which drops it
+    # (one ``overrun`` pulse); then the consumer gets the first and the third.
+    dut = UARTRx(divisor=5)
+    data = [0x11, 0x22, 0x33]
+    pulses = 0
+    got = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def drive(ctx):
+        nonlocal pulses
+        for byte in data:
+            for level in waveform(byte, 5):
+                ctx.set(dut.rx, level)
+                _, _, overrun = await ctx.tick().sample(dut.overrun)
+                pulses += overrun
+        ctx.set(dut.o.ready, 1)
+        for _ in range(8):
+            _, _, valid, payload, overrun = await ctx.tick().sample(
+                dut.o.valid, dut.o.payload, dut.overrun)
+            pulses += overrun
+            if valid:
+                got.append(payload)
+
+    sim.add_testbench(drive)
+    sim.run()
+    assert (got, pulses) == ([0x11, 0x33], 1)
+
+
 def test_divisor_checks():
     assert divisor_for(48_000_000, 12_000_000) == 4
     assert divisor_for(12_000_000, 115_200) == 104
