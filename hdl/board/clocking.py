@@ -89,9 +89,10 @@ class ClockReset(wiring.Component):
     ``pad`` (the raw port) through an iCE40 PLL (SB_PLL40_PAD, which owns the pin's input);
     or ``clk_in`` through an ECP5 EHXPLLL. ``sync`` stays in reset until the PLL locks, and
     leaves it three cycles later: the lock's two-flip-flop synchronizer, then one register
-    that drives the domain's reset (timing: nextpnr places it among the reset's thousands of
-    loads, not beside the PLL at the chip's edge, from where the reset took 4.3 ns of routing
-    to the far side of the 25F). The parent defines the ``sync`` domain."""
+    that drives the domain's reset (timing: nextpnr may place it among the reset's loads rather
+    than beside the PLL at the chip's edge, from where the reset took 4.3 ns of routing to the
+    far side of the 25F; some placements still leave it at the edge). The parent defines the
+    ``sync`` domain."""
 
     def __init__(self, *, pll: Ice40Pll | Ecp5Pll | None = None, pad=None):
         if isinstance(pll, Ice40Pll) and pad is None:
