@@ -82,7 +82,8 @@ class GemmRunner(wiring.Component):
         p = Signal(run_layout(dev))
         readers = {}
         # The stores' words are registered on their way in, except on iCE40, whose UP5K has no
-        # logic cells to spare and whose clock is limited elsewhere (``stream_reader.py``).
+        # logic cells to spare and whose clock is limited elsewhere: there the memories' own
+        # outputs hold the words offered, with no FIFO (``stream_reader.py``).
         register = family(platform) != "ice40"
         for name, width, depth, sink in (("act", c.lanes, dev.act_words, core.act),
                                          ("weight", c.lanes, dev.weight_words, core.weight),

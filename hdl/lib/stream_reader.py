@@ -1,13 +1,19 @@
 """Stream a run of consecutive words out of a memory with one cycle of read latency.
 
 ``start`` (one cycle) latches ``base`` and ``count``; the reader then presents words
-``base .. base + count - 1`` on ``o`` in order, one per cycle while ``o`` is ready. A FIFO
-absorbs the cycles from read to FIFO, so backpressure never loses a word and the rate is one
-word per cycle. With ``register_output`` each word read is registered before it enters the FIFO
-(timing: a block RAM's output without its own register is slow, 5.8 ns clock-to-out on ECP5;
-costs ``width`` flip-flops and one FIFO entry, which the nearly full iCE40 UP5K cannot spare).
-``busy`` is high from ``start`` until the last word is taken. The memory is read through
-``raddr``/``ren``/``rdata`` (``rdata`` valid the cycle after ``ren``), e.g. a ``MemoryBank``.
+``base .. base + count - 1`` on ``o`` in order, one per cycle while ``o`` is ready, and never
+loses a word to backpressure. ``busy`` is high from ``start`` until the last word is taken. The
+memory is read through ``raddr``/``ren``/``rdata`` (``rdata`` valid the cycle after ``ren`` and
+held while ``ren`` is low), e.g. a ``MemoryBank``. Two forms:
+
+- ``register_output=True``: each word read is registered before it enters a 4-word FIFO, and
+  the read enable depends on registers only (timing: a block RAM's output without its own
+  register is slow, 5.8 ns clock-to-out on ECP5, and a wide store's enables are far away).
+- ``register_output=False``: no buffer at all. The memory's own output holds the word presented
+  (``o.payload`` is ``rdata``), and the next word is read in the cycle this one is taken, so
+  ``ren`` follows ``o.ready`` combinationally (``ren = more & (~have | o.ready)``). No flip-flop
+  a bit of width: for the iCE40 UP5K, whose logic cells are the limit and whose consumers'
+  ``ready`` are registers (the GEMM core's loader states).
 """
 
 from amaranth.hdl import Module, Signal
@@ -42,29 +48,32 @@ class MemoryStreamReader(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fifo_depth = 4 if self._reg else 3
-        m.submodules.fifo = buf = fifo.SyncFIFO(width=self._width, depth=fifo_depth)
         addr = Signal(range(self._depth))
         left = Signal(range(self._depth + 1))
-        issued = Signal()                       # a word read last cycle: on ``rdata`` now
-        m.d.sync += issued.eq(self.ren)
-        if self._reg:
-            # ... and a cycle later, registered (no reset: on ECP5 it becomes the block RAM's
-            # own output register, onebit.flow.ecp5_outreg).
-            landed, word = Signal(), Signal(self._width, reset_less=True)
-            m.d.sync += [landed.eq(issued), word.eq(self.rdata)]
-            in_flight = issued + landed
-        else:
-            landed, word, in_flight = issued, self.rdata, issued
         # ``more``: ``left != 0``, kept in a register (timing: the read enable reaches the
         # memory's enables, far away for a wide store).
         more = Signal()
-        m.d.comb += [self.raddr.eq(addr),
-                     self.ren.eq(more & (buf.level + in_flight < fifo_depth))]
+        m.d.comb += self.raddr.eq(addr)
         with m.If(self.start):
             m.d.sync += [addr.eq(self.base), left.eq(self.count), more.eq(self.count != 0)]
         with m.Elif(self.ren):
             m.d.sync += [addr.eq(addr + 1), left.eq(left - 1), more.eq(left != 1)]
+        if not self._reg:
+            have = Signal()                     # ``rdata`` holds a word not yet taken
+            m.d.comb += [self.ren.eq(more & (~have | self.o.ready)),
+                         self.o.valid.eq(have), self.o.payload.eq(self.rdata),
+                         self.busy.eq(more | have)]
+            m.d.sync += have.eq(self.ren | (have & ~self.o.ready))
+            return m
+        fifo_depth = 4
+        m.submodules.fifo = buf = fifo.SyncFIFO(width=self._width, depth=fifo_depth)
+        issued = Signal()                       # a word read last cycle: on ``rdata`` now
+        m.d.sync += issued.eq(self.ren)
+        # ... and a cycle later, registered (no reset: on ECP5 it becomes the block RAM's own
+        # output register, onebit.flow.ecp5_outreg).
+        landed, word = Signal(), Signal(self._width, reset_less=True)
+        m.d.sync += [landed.eq(issued), word.eq(self.rdata)]
+        m.d.comb += self.ren.eq(more & (buf.level + issued + landed < fifo_depth))
         m.d.comb += [buf.w_data.eq(word), buf.w_en.eq(landed)]
         wiring.connect(m, buf.r_stream, wiring.flipped(self.o))
         m.d.comb += self.busy.eq(more | issued | landed | buf.r_rdy)
