@@ -32,7 +32,7 @@ from ..flow.build import BuildError, BuildRequest, build
 # minutes; 12 columns are not a valid 85F device, whose layer engine needs frames of whole
 # parameter words.)
 SIZES = {
-    "icebreaker": [(2, 1, 16), (4, 4, 16), (8, 8, 16)],
+    "icebreaker": [(2, 1, 32), (4, 4, 16), (8, 8, 16)],
     "ulx3s-25f": [(4, 4, 32), (8, 8, 32)],
     "ulx3s-85f": [(8, 8, 32), (16, 8, 32)],
 }
@@ -44,13 +44,17 @@ def _row(name: str, rows: int, cols: int, lanes: int, *, out) -> dict:
     from ..hdl.core.array import ComputeArray
 
     b = board(name)
-    core = replace(b.device.core, rows=rows, cols=cols, lanes=lanes)
+    core = b.device.core.reshaped(rows=rows, cols=cols, lanes=lanes)
     lanes_total = rows * cols * lanes
     entry = {"board": name, "rows": rows, "cols": cols, "lanes": lanes,
              "total_lanes": lanes_total, "pe_stages": core.pe_stages,
              "target_mhz": TARGET_MHZ[b.family]}
     array = ComputeArray(core, family=b.family)
-    entry.update(count=array.count(), copies=array.copies(), latency=array.latency())
+    count = array.count()
+    if core.count_tables:
+        count += f"+{core.count_tables}t"        # and tables of 5 lanes in each element
+    entry.update(count=count, count_tables=core.count_tables, copies=array.copies(),
+                 latency=array.latency())
     entry["array_lut4"] = lut4_count(synth_stats(array, "array", b.family), b.family)
     entry["array_lut4_per_lane"] = round(entry["array_lut4"] / lanes_total, 2)
     try:
@@ -80,12 +84,12 @@ def run(*, json_out: bool, boards: list[str] | None = None) -> int:
     if json_out:
         print(json_output.dumps(table))
         return 0
-    print(f"{'board':<12}{'array':>10}{'lanes':>7}{'latency':>8}{'count':>7}{'LUT4':>8}"
+    print(f"{'board':<12}{'array':>10}{'lanes':>7}{'latency':>8}{'count':>9}{'LUT4':>8}"
           f"{'/lane':>7}{'placed':>8}{'FF':>7}{'Fmax':>8}{'target':>8}{'GOPS':>8}{'/kLUT4':>8}")
     for e in table:
         array = f"{e['rows']}x{e['cols']}x{e['lanes']}"
         head = (f"{e['board']:<12}{array:>10}{e['total_lanes']:>7}{e['latency']:>8}"
-                f"{e['count']:>7}"
+                f"{e['count']:>9}"
                 f"{e['array_lut4']:>8}{e['array_lut4_per_lane']:>7.2f}")
         if "error" in e:
             print(f"{head}  {e['error']}")

@@ -180,16 +180,13 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.asic:
         import json
-        from dataclasses import replace
 
         from ..flow.asic import asic_estimate, format_asic
         from ..flow.boards import board
 
         try:
-            core = board(args.board or "ulx3s-25f").device.core
-            changes = {k: v for k, v in (("rows", args.rows), ("cols", args.cols),
-                                         ("lanes", args.lanes)) if v is not None}
-            core = replace(core, **changes)
+            core = board(args.board or "ulx3s-25f").device.core.reshaped(
+                rows=args.rows, cols=args.cols, lanes=args.lanes)
         except ValueError as e:
             print(f"onebit build: {e}", file=sys.stderr)
             return 2

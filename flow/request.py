@@ -117,10 +117,9 @@ class BuildRequest:
             if not isinstance(self.device, DeviceConfig):
                 raise TypeError(f"device must be a DeviceConfig, not {self.device!r}")
             b = replace(b, device=self.device)
-        changes = {k: v for k, v in (("rows", self.rows), ("cols", self.cols),
-                                     ("lanes", self.lanes)) if v is not None}
-        if changes:
-            b = replace(b, device=replace(b.device, core=replace(b.device.core, **changes)))
+        if (self.rows, self.cols, self.lanes) != (None, None, None):
+            core = b.device.core.reshaped(rows=self.rows, cols=self.cols, lanes=self.lanes)
+            b = replace(b, device=replace(b.device, core=core))
         return Resolved(b, tries, router, jobs, placer)
 
 

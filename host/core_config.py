@@ -9,7 +9,7 @@ bits: chunk ``j`` of a row holds elements ``j * lanes`` to ``j * lanes + lanes -
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from .checks import check_count
 from .packing import check_bits
 
 __all__ = ["Op", "CoreConfig", "to_chunks", "MEMORY_KINDS", "SPRAM_DEPTH", "SPRAM_WIDTH",
-           "SPRAM_BLOCKS", "spram_blocks",
+           "SPRAM_BLOCKS", "spram_blocks", "TABLE_LANES",
            "CORE_COUNTERS"]
 
 #: Where the weight buffer lives: inferred block RAM, or iCE40 UP5K SPRAM (SB_SPRAM256KA).
@@ -25,6 +25,11 @@ MEMORY_KINDS = ("bram", "ice40_spram")
 #: Geometry of one iCE40 SPRAM block.
 SPRAM_DEPTH, SPRAM_WIDTH = 16384, 16
 SPRAM_BLOCKS = 4        # SB_SPRAM256KA blocks on the iCE40 UP5K
+
+
+#: Lanes one count table covers: their 2 x 5 operand bits address a 1024-word ROM of
+#: popcounts (an iCE40 EBR in its 1024 x 4 mode).
+TABLE_LANES = 5
 
 
 def spram_blocks(width: int, depth: int) -> int:
@@ -73,6 +78,13 @@ class CoreConfig:
         the planes' products with their weights ``2^i`` in the accumulators
         (``prod = L K - 2 sum_i 2^i popcount(p_i XOR w)``, ``L = 2^A - 1``). 1 builds the
         one-bit core (no plane logic at all).
+    count_tables : int
+        Lanes of each element counted by block RAM tables, ``TABLE_LANES`` (5) a table, where
+        the element counts with a tree (iCE40, simulation; not ECP5's carry chains): each
+        table is a 1024-word ROM of popcounts read in the element's first stage, one iCE40
+        EBR and about 7.5 LUT4 fewer (``docs/build.md``). Needs ``lanes >= 16`` (the
+        two-stage element). An implementation choice that changes no result: not part of
+        IDENTIFY, and not compared.
     """
 
     rows: int = 4
@@ -83,6 +95,7 @@ class CoreConfig:
     max_n: int = 4096
     weight_memory: str = "bram"
     max_bits: int = 1
+    count_tables: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         check_count("Row count", self.rows)
@@ -104,9 +117,36 @@ class CoreConfig:
                 or not 1 <= self.max_bits <= 4):
             raise ValueError(f"Maximum activation bits must be 1, 2, 3 or 4, not "
                              f"{self.max_bits!r}")
+        if (isinstance(self.count_tables, bool) or not isinstance(self.count_tables, int)
+                or self.count_tables < 0):
+            raise ValueError(f"Count tables must be a non-negative integer, not "
+                             f"{self.count_tables!r}")
+        if self.count_tables and self.lanes < 16:
+            raise ValueError(f"Count tables need elements of at least 16 lanes (two stages), "
+                             f"not {self.lanes}")
+        if TABLE_LANES * self.count_tables > self.lanes:
+            raise ValueError(f"{self.count_tables} count tables of {TABLE_LANES} lanes need "
+                             f"{TABLE_LANES * self.count_tables} lanes; an element has "
+                             f"{self.lanes}")
         if self.weight_memory == "ice40_spram" and self.max_chunks > SPRAM_DEPTH:
             raise ValueError(f"An SPRAM weight bank holds {SPRAM_DEPTH} chunks of a row, but "
                              f"max_k = {self.max_k} needs {self.max_chunks}")
+
+    def reshaped(self, *, rows: int | None = None, cols: int | None = None,
+                 lanes: int | None = None) -> CoreConfig:
+        """This core with another array shape (``None`` keeps a dimension). The count tables
+        keep their block RAM budget: the new elements share this core's tables in all
+        (``rows * cols * count_tables``), at most ``lanes // TABLE_LANES`` an element, none
+        below 16 lanes."""
+        rows = self.rows if rows is None else rows
+        cols = self.cols if cols is None else cols
+        lanes = self.lanes if lanes is None else lanes
+        tables = 0
+        if self.count_tables and isinstance(lanes, int) and lanes >= 16:
+            budget = self.rows * self.cols * self.count_tables
+            elements = rows * cols if isinstance(rows, int) and isinstance(cols, int) else 0
+            tables = min(budget // max(1, elements), lanes // TABLE_LANES)
+        return replace(self, rows=rows, cols=cols, lanes=lanes, count_tables=tables)
 
     @property
     def lane_bits(self) -> int:

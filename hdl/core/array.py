@@ -110,9 +110,12 @@ class ComputeArray(wiring.Component):
         return self._cfg.pe_stages + self.copies(platform)
 
     def elaborate(self, platform):
-        m = Module()
         c = self._cfg
         count = self.count(platform)
+        if count == "chains" and c.count_tables:
+            raise ValueError(f"Count tables are for the tree count (iCE40, simulation), not "
+                             f"ECP5's carry chains: count_tables={c.count_tables}")
+        m = Module()
         copies = self.copies(platform)
         keep = "ecp5" if self._family_of(platform) == "ecp5" else None
         for r in range(c.rows):
@@ -122,7 +125,8 @@ class ComputeArray(wiring.Component):
                 planes = c.max_bits > 1
                 pe = ProcessingElement(lanes=c.lanes, acc_width=c.acc_width,
                                        stages=c.pe_stages, count=count,
-                                       primitives=count == "chains", planes=planes)
+                                       primitives=count == "chains", planes=planes,
+                                       roms=c.count_tables)
                 m.submodules[f"pe_{r}_{col}"] = pe
                 x, w = self.x[r], self.w[col]
                 tags = [self.valid, self.last] + ([self.shift] if planes else [])

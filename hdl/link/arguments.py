@@ -6,16 +6,16 @@ for its opcode, read through ``args_view``); the rest go to ``stage`` (the LOAD 
 buffer's write port, one registered byte a cycle, at most ``frame_bytes``). ``end`` pulses when
 the frame's END is taken (``end_ok``: its CRC matched; ``end_timed_out``: it was abandoned).
 
-After an ``end_ok`` the checks run in three stages (CHECK, CHECK_END, VERDICT: every compare
-starts and ends in a register), and ``decided`` is high the cycle the ``verdict`` registers are
-loaded; they hold until the next frame's checks. The verdict: the status (``UNKNOWN_OPCODE``,
-``BAD_LENGTH``, ``OUT_OF_RANGE`` or ``OK``), one ``go`` flag for the command to execute, and
-for a LOAD its store (one-hot ``sel``, in ``loads(dev)``'s order) and ``unit - 1``; for a
-read its answer's length. The argument register keeps only the bits a field can use in range;
-a set bit beyond them makes the command out of range. A RUN's regions are checked later, by
-``RunSizer``.
+After an ``end_ok`` the checks run in four stages (CHECK, CHECK_SUM, CHECK_END, VERDICT: every
+compare and the region's sum start and end in a register), and ``decided`` is high the cycle
+the ``verdict`` registers are loaded; they hold until the next frame's checks. The verdict:
+the status (``UNKNOWN_OPCODE``, ``BAD_LENGTH``, ``OUT_OF_RANGE`` or ``OK``), one ``go`` flag
+for the command to execute, and for a LOAD its store (one-hot ``sel``, in ``loads(dev)``'s
+order) and ``unit - 1``; for a read its answer's length. The argument register keeps only the
+bits a field can use in range; a set bit beyond them makes the command out of range. A RUN's
+regions are checked later, by ``RunSizer``.
 
-Latency: ``decided`` three cycles after ``end_ok``.
+Latency: ``decided`` four cycles after ``end_ok``.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -114,6 +114,17 @@ def verdict_layout(dev: DeviceConfig) -> data.StructLayout:
                               "unit_mask": range(max_unit), "length": 16})
 
 
+def above(value, limit):
+    """``value > limit`` for a ``limit`` narrower than ``value`` (a signal or a non-negative
+    constant): any of ``value``'s bits above ``limit``'s width, or the compare of the rest
+    (timing: the carry chain is ``limit``'s width, not ``value``'s; the iCEBreaker's critical
+    path at 64 lanes was a 34-bit compare with ``stored_beats``)."""
+    width = len(limit) if isinstance(limit, Signal) else max(1, int(limit).bit_length())
+    if width >= len(value):
+        return value > limit
+    return value[width:].any() | (value[:width] > limit)
+
+
 class ArgumentDecoder(wiring.Component):
     """Members
     -------
@@ -203,6 +214,10 @@ class ArgumentDecoder(wiring.Component):
 
         # CHECK stage registers.
         len_bad, run_bad = Signal(), Signal()
+        # The region's first word and length, chosen by opcode in CHECK; their sum in
+        # CHECK_SUM (timing: the opcode's multiplexer is not behind the adder's carry chain,
+        # the iCEBreaker's critical path at 64 lanes).
+        region_at, region_len = Signal(32), Signal(16)
         region_end = Signal(34)
         device_loads = loads(dev)
         # CHECK_END's flags: region_end beyond each LOAD's store, the stored results, the
@@ -267,10 +282,10 @@ class ArgumentDecoder(wiring.Component):
                     m.next = "CHECK"
 
             with m.State("CHECK"):
-                # CHECK forms the sums and the compares against constants, CHECK_END compares
-                # the sums with the store depths, VERDICT turns the flags into a status and one
-                # go flag.
-                m.next = "CHECK_END"
+                # CHECK chooses the region and compares against constants, CHECK_SUM forms
+                # the region's end, CHECK_END compares it with the store depths, VERDICT turns
+                # the flags into a status and one go flag.
+                m.next = "CHECK_SUM"
                 data_len = self.data_len
                 m.d.sync += [self.len_nz.eq(data_len != 0), run_bad.eq(0), len_bad.eq(0)]
                 for op, _, unit, _ in device_loads:
@@ -278,7 +293,8 @@ class ArgumentDecoder(wiring.Component):
                         sh = unit.bit_length() - 1
                         m.d.sync += [len_bad.eq((data_len > dev.frame_bytes) |
                                                 (data_len & (unit - 1)).any()),
-                                     region_end.eq(view[op].offset + (data_len >> sh))]
+                                     region_at.eq(view[op].offset),
+                                     region_len.eq(data_len >> sh)]
                 with m.If(is_op[Opcode.RUN]):
                     a = view[Opcode.RUN]
                     allowed = RUN_THRESHOLD | (RUN_BITS_MASK if c.max_bits > 1 else 0)
@@ -296,22 +312,26 @@ class ArgumentDecoder(wiring.Component):
                                     ((a_m1 != 0) & (a.op != Op.XOR)) | too_long)
                     m.d.sync += run_bad.eq(bad_run)
                 with m.If(is_op[Opcode.READ_RESULTS]):
-                    m.d.sync += [region_end.eq(rr.offset + rr.count),
+                    m.d.sync += [region_at.eq(rr.offset), region_len.eq(rr.count),
                                  len_bad.eq(count_bytes > 0xFFFF - 2)]
                 if layer:
                     with m.If(is_op[Opcode.READ_RESIDUAL]):
-                        m.d.sync += [region_end.eq(rres.offset + rres.count),
+                        m.d.sync += [region_at.eq(rres.offset), region_len.eq(rres.count),
                                      len_bad.eq(rres.count * resid_bytes > 0xFFFF - 2)]
+
+            with m.State("CHECK_SUM"):
+                m.next = "CHECK_END"
+                m.d.sync += region_end.eq(region_at + region_len)
 
             with m.State("CHECK_END"):
                 # Every compare into its own flag, whatever the opcode; VERDICT picks the
                 # opcode's (timing: no opcode multiplexer between a compare and its register).
                 m.next = "VERDICT"
-                m.d.sync += [f.eq(region_end > depth)
+                m.d.sync += [f.eq(above(region_end, depth))
                              for f, (_, _, _, depth) in zip(over_load, device_loads, strict=True)]
-                m.d.sync += over_res.eq(region_end > self.stored_beats)
+                m.d.sync += over_res.eq(above(region_end, self.stored_beats))
                 if layer:
-                    m.d.sync += over_resid.eq(region_end > dev.layer.res_words)
+                    m.d.sync += over_resid.eq(above(region_end, dev.layer.res_words))
 
             with m.State("VERDICT"):
                 # The status and one go flag, from the flags (timing: the processor's wide

@@ -5,7 +5,9 @@ import zlib
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
+from onebit.hdl.core.array import ComputeArray
 from onebit.host.core_config import CoreConfig, Op
 from onebit.host.core_streams import encode_gemm, expected_gemm
 from onebit.sim.gemm_amaranth import run_commands
@@ -18,6 +20,9 @@ CONFIGS = {
     # 32 lanes (two register stages in each element, as from 16: CoreConfig.pe_stages).
     "2x1x32": CoreConfig(rows=2, cols=1, lanes=32, max_k=100, max_t=5, max_n=4),
     "5x2x4": CoreConfig(rows=5, cols=2, lanes=4, max_k=30, max_t=12, max_n=5),
+    # Lanes 0..19 of each element counted by four block RAM tables (the iCEBreaker's choice).
+    "2x2x32t4": CoreConfig(rows=2, cols=2, lanes=32, max_k=100, max_t=5, max_n=5,
+                           count_tables=4),
 }
 
 
@@ -54,7 +59,7 @@ def test_random_commands(name, idle, stall):
     check(cfg, cases, run)
 
 
-@pytest.mark.parametrize("name", ["2x3x8", "2x1x32", "5x2x4"])
+@pytest.mark.parametrize("name", ["2x3x8", "2x1x32", "5x2x4", "2x2x32t4"])
 @pytest.mark.parametrize("option", [{"operand_copies": True}, {"result_stage": False}],
                          ids=["operand_copies", "no_result_stage"])
 def test_family_options(name, option):
@@ -135,6 +140,29 @@ def test_config_validation():
         CoreConfig(rows=0)
     with pytest.raises(ValueError, match="Maximum K must be a positive integer, not -1"):
         CoreConfig(max_k=-1)
+    with pytest.raises(ValueError, match="Count tables must be a non-negative integer, not -1"):
+        CoreConfig(count_tables=-1)
+    with pytest.raises(ValueError, match="Count tables must be a non-negative integer, not True"):
+        CoreConfig(count_tables=True)
+    with pytest.raises(ValueError, match="Count tables need elements of at least 16 lanes "
+                                         r"\(two stages\), not 8"):
+        CoreConfig(lanes=8, count_tables=1)
+    with pytest.raises(ValueError, match="4 count tables of 5 lanes need 20 lanes; an element "
+                                         "has 16"):
+        CoreConfig(lanes=16, count_tables=4)
+    # Another shape keeps the tables' block RAM budget (8 here), at most lanes // 5 an element.
+    c = CoreConfig(rows=2, cols=1, lanes=32, count_tables=4)
+    assert [c.reshaped(**kw).count_tables for kw in (
+        {"lanes": 16}, {"rows": 1}, {"rows": 4, "cols": 4, "lanes": 16}, {"lanes": 8},
+        {"cols": 2})] == [3, 6, 0, 0, 2]
+    assert c.reshaped(rows=3).rows == 3 and CoreConfig().reshaped(lanes=16).count_tables == 0
+    with pytest.raises(ValueError, match="Row count must be a positive integer, not 0"):
+        c.reshaped(rows=0)
+    # An implementation choice: the same device to the host (IDENTIFY does not carry it).
+    assert CoreConfig(count_tables=3) == CoreConfig()
+    with pytest.raises(ValueError, match="Count tables are for the tree count .* not ECP5's "
+                                         "carry chains: count_tables=2"):
+        Fragment.get(ComputeArray(CoreConfig(count_tables=2), family="ecp5"), None)
     with pytest.raises(ValueError, match="K must be in 1..70 for this core, not 71"):
         encode_gemm(CONFIGS["2x3x8"], Op.XOR, np.zeros((1, 71), np.uint8),
                     np.zeros((1, 71), np.uint8))

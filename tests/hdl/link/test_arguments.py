@@ -4,9 +4,10 @@ staged payload, and its latency, with idle cycles between events."""
 import random
 
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from onebit.hdl.link.arguments import ArgumentDecoder
+from onebit.hdl.link.arguments import ArgumentDecoder, above
 from onebit.hdl.link.frame_rx import EventKind
 from onebit.host.core_config import CoreConfig, Op
 from onebit.host.device_config import DeviceConfig
@@ -104,7 +105,7 @@ def test_verdicts_match_the_protocol(seed):
                 await ctx.tick()
                 latency += 1
             await ctx.tick()
-            assert latency == 3
+            assert latency == 4
             v = ctx.get(dut.verdict)
             got = {"status": Status(v.status)}
             flags = [name for name in ("load", "run", "results", "residual", "layer",
@@ -172,3 +173,24 @@ def test_the_payload_is_staged_and_end_reports_the_frame():
     sim.run()
     assert bytes(staged[i] for i in range(DEV.frame_bytes)) == payload[:DEV.frame_bytes]
     assert sorted(staged) == list(range(DEV.frame_bytes))
+
+
+@pytest.mark.parametrize("limit", [0, 1, 5, 8, 21, 63, 64, "signal"])
+def test_above_is_greater_than(limit):
+    """The narrow compare equals ``>`` for every value of a 7-bit operand (and every value of
+    a 3-bit signal limit)."""
+    value = Signal(7)
+    lim = Signal(3) if limit == "signal" else limit
+    out = Signal()
+    m = Module()
+    m.d.comb += out.eq(above(value, lim))
+
+    async def bench(ctx):
+        for lv in range(8) if limit == "signal" else [limit]:
+            if limit == "signal":
+                ctx.set(lim, lv)
+            for v in range(128):
+                ctx.set(value, v)
+                assert ctx.get(out) == (v > lv), (v, lv)
+
+    simulate(m, bench, clocked=False)
