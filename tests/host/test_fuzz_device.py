@@ -5,10 +5,11 @@ and feed-forward widths below and above D; each layer's and the head's activatio
 and weight kind, binary or ternary, on an engine built for them), runs ``layer``, ``decode``,
 ``generate`` and ``logits`` on Icarus (random idle cycles and backpressure on the link's
 streams) and compares every integer with the golden model; the same for ``linear`` on GEMM
-devices (cores of 1-4 activation bits), at every precision (1-4-bit activation levels, binary
-and ternary weights, 1-15 threshold levels). A configuration the host refuses must be refused
-with a message that names the limit. The device runs are in the slow run (``-m slow``;
-``ONEBIT_FUZZ_EXAMPLES`` examples each, 5 by default)."""
+devices (cores of 1-4 activation bits, elements with or without count tables), at every
+precision (1-4-bit activation levels, binary and ternary weights, 1-15 threshold levels). A
+configuration the host refuses must be refused with a message that names the limit. The
+device runs are in the slow run (``-m slow``; ``ONEBIT_FUZZ_EXAMPLES`` examples each, 5 by
+default)."""
 
 from __future__ import annotations
 
@@ -106,7 +107,8 @@ def linear_cases(draw):
     lanes = draw(st.sampled_from([8, 16, 32]))
     core = CoreConfig(rows=draw(st.integers(1, 4)), cols=draw(st.integers(1, 5)), lanes=lanes,
                       max_k=draw(st.integers(1, 100)), max_t=draw(st.integers(1, 8)),
-                      max_n=draw(st.integers(1, 24)), max_bits=draw(st.integers(1, 4)))
+                      max_n=draw(st.integers(1, 24)), max_bits=draw(st.integers(1, 4)),
+                      count_tables=draw(st.integers(0, lanes // 5)) if lanes >= 16 else 0)
     kw = core.max_chunks
     dev_args = dict(frame_bytes=(lanes // 8) * draw(st.integers(1, 8)),
                     act_words=kw * draw(st.integers(1, 12)),
