@@ -4,11 +4,13 @@
 tile's tags ``tile`` and its half's thresholds and weight popcounts into ``raw``. The results
 follow, one subtract per element: ``value = K - 2 * acc`` (``xor``: the dot product) or
 ``popcount(w) - acc`` (``mdot``); with ``result_stage`` a cycle later (every cycle, without an
-enable: timing). They move into the shadow once it is free, and the drain sends them on
-``result``: with ``thr_en`` one beat per token tile, bit ``r * C + c`` set when
-``value >= thr``; without, one beat of ``C`` integers per token row. Rows and columns beyond
-the tile's are 0; ``last`` marks the final beat of the command (the tile's ``last_tt`` and
-``last_nt``).
+enable: timing), and each half's threshold limits are registered every cycle from its
+thresholds, so a half's thresholds must be steady a cycle before a capture of its tile (the
+weight buffer writes a half only while no tile holds it). They move into the shadow once it
+is free, and the drain sends them on ``result``: with ``thr_en`` one beat per token tile, bit
+``r * C + c`` set when ``value >= thr``; without, one beat of ``C`` integers per token row.
+Rows and columns beyond the tile's are 0; ``last`` marks the final beat of the command (the
+tile's ``last_tt`` and ``last_nt``).
 
 ``raw_full_next`` is whether ``raw`` holds a tile next cycle, from which the core computes
 its pipeline advance; ``held_clr`` pulses for a half whose last token tile is captured.
@@ -86,15 +88,32 @@ class ResultDrain(wiring.Component):
         # far from the elements it selects for; it is steady long before a capture).
         xor = Signal()
         m.d.sync += xor.eq(self.xor)
+        def limit(thr, wpop, name):
+            lim_xor = Signal(signed(bw + 1), name=f"lim_xor{name}")
+            m.d.comb += lim_xor.eq(self.k - thr)
+            return Mux(xor, lim_xor >> 1, wpop - thr)
+
+        if self._stage:
+            # Each half's limits, registered every cycle from its thresholds (steady from
+            # before its tile starts until its last capture), so the capture only chooses a
+            # half (timing: the half's multiplexer, the subtract and its carry chain were one
+            # path into ``raw_lim``, the 25F's critical path at some seeds).
+            lims = [[Signal(signed(bw + 1), name=f"lim{h}_{col}", reset_less=True)
+                     for col in range(C)] for h in range(2)]
+            for h in range(2):
+                for col in range(C):
+                    m.d.sync += lims[h][col].eq(limit(self.thr[h][col], self.wpop[h][col],
+                                                      f"{h}_{col}"))
         with m.If(capture):
             m.d.sync += [raw.eq(self.sums), raw_tile.eq(done), raw_full.eq(1)]
             for col in range(C):
                 wpop = Mux(done.half, self.wpop[1][col], self.wpop[0][col])
-                thr = Mux(done.half, self.thr[1][col], self.thr[0][col])
-                lim_xor = Signal(signed(bw + 1), name=f"lim_xor{col}")
-                m.d.comb += lim_xor.eq(self.k - thr)
-                m.d.sync += [raw_wpop[col].eq(wpop),
-                             raw_lim[col].eq(Mux(xor, lim_xor >> 1, wpop - thr))]
+                if self._stage:
+                    lim = Mux(done.half, lims[1][col], lims[0][col])
+                else:
+                    lim = limit(Mux(done.half, self.thr[1][col], self.thr[0][col]), wpop,
+                                str(col))
+                m.d.sync += [raw_wpop[col].eq(wpop), raw_lim[col].eq(lim)]
             with m.If(done.last_tt):
                 m.d.comb += self.held_clr.bit_select(done.half, 1).eq(1)
         # One subtract: ``base - acc * scale``, base K (XOR) or popcount(w) (AND).
