@@ -79,10 +79,10 @@ class CoreConfig:
         (``prod = L K - 2 sum_i 2^i popcount(p_i XOR w)``, ``L = 2^A - 1``). 1 builds the
         one-bit core (no plane logic at all).
     count_tables : int
-        Lanes of each element counted by block RAM tables, ``TABLE_LANES`` (5) a table, where
-        the element counts with a tree (iCE40, simulation; not ECP5's carry chains): each
-        table is a 1024-word ROM of popcounts read in the element's first stage, one iCE40
-        EBR and about 7.5 LUT4 fewer (``docs/build.md``). Needs ``lanes >= 16`` (the
+        Block RAM tables in each element, each counting ``TABLE_LANES`` (5) of its lanes, where
+        the element counts with a tree (iCE40, simulation; not ECP5's carry chains): a table
+        is a 1024-word ROM of popcounts read in the element's first stage, one iCE40 EBR and
+        about 7.5 LUT4 fewer (``docs/core.md``). Needs ``lanes >= 16`` (the
         two-stage element). An implementation choice that changes no result: not part of
         IDENTIFY, and not compared.
     """

@@ -126,7 +126,7 @@ class ComputeArray(wiring.Component):
                 pe = ProcessingElement(lanes=c.lanes, acc_width=c.acc_width,
                                        stages=c.pe_stages, count=count,
                                        primitives=count == "chains", planes=planes,
-                                       roms=c.count_tables)
+                                       tables=c.count_tables)
                 m.submodules[f"pe_{r}_{col}"] = pe
                 x, w = self.x[r], self.w[col]
                 tags = [self.valid, self.last] + ([self.shift] if planes else [])

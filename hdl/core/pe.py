@@ -13,10 +13,10 @@ from ..lib.unmerged_register import unmerged_registers
 
 __all__ = ["ProcessingElement"]
 
-ROM_LANES = TABLE_LANES
-ROM_WIDTH = ROM_LANES.bit_length()
-ROM_TABLE = [bin((a ^ (a >> ROM_LANES)) & ((1 << ROM_LANES) - 1)).count("1")
-             for a in range(1 << (2 * ROM_LANES))]
+TABLE_WIDTH = TABLE_LANES.bit_length()
+#: A count table's words: ``popcount(x XOR w)`` of the 5 lanes whose ``x`` and ``w`` address it.
+POPCOUNTS = [bin((a ^ (a >> TABLE_LANES)) & ((1 << TABLE_LANES) - 1)).count("1")
+             for a in range(1 << (2 * TABLE_LANES))]
 
 
 class ProcessingElement(wiring.Component):
@@ -63,11 +63,12 @@ class ProcessingElement(wiring.Component):
         the same cells' equations. Same ports, latency and results.
     primitives : bool
         ``"chains"`` only: emit ``CCU2C`` instances whatever the platform.
-    roms : int
-        ``"tree"`` with ``stages=2`` only: lanes ``0 .. 5 * roms - 1`` are counted by tables,
-        5 lanes each: their 10 operand bits address a 1024 x 3 ROM of popcounts, read with
-        ``en`` (a block RAM's registered read stands for the cut's registers; iCE40: one EBR
-        a table, about 7.5 LUT4 fewer each). Same ports, latency and results.
+    tables : int
+        ``"tree"`` with ``stages=2`` only: lanes ``0 .. 5 * tables - 1`` are counted by tables,
+        5 lanes each (``TABLE_LANES``): their 10 operand bits address a 1024 x 3 ROM of
+        popcounts, read with ``en`` (a block RAM's registered read stands for the cut's
+        registers; iCE40: one EBR a table, about 7.5 LUT4 fewer each). Same ports, latency and
+        results.
     planes : bool
         Add the ``shift`` tag for bit-plane products (``CoreConfig.max_bits > 1``): a valid
         chunk with ``shift`` (and not ``last``) ends an activation plane, and the accumulator
@@ -84,7 +85,7 @@ class ProcessingElement(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, acc_width: int, stages: int = 1, count: str = "tree",
-                 primitives: bool = False, planes: bool = False, roms: int = 0):
+                 primitives: bool = False, planes: bool = False, tables: int = 0):
         for name, v in (("Lane count", lanes), ("Accumulator width", acc_width)):
             check_count(name, v)
         if acc_width < lanes.bit_length():
@@ -98,15 +99,15 @@ class ProcessingElement(wiring.Component):
             raise ValueError(f"A carry-chain count needs at least 4 lanes, not {lanes}")
         if not isinstance(planes, bool):
             raise TypeError(f"planes must be True or False, not {planes!r}")
-        if isinstance(roms, bool) or not isinstance(roms, int) or roms < 0:
-            raise ValueError(f"ROM count must be a non-negative integer, not {roms!r}")
-        if roms and (count != "tree" or stages != 2):
+        if isinstance(tables, bool) or not isinstance(tables, int) or tables < 0:
+            raise ValueError(f"Table count must be a non-negative integer, not {tables!r}")
+        if tables and (count != "tree" or stages != 2):
             raise ValueError(f"Table-counted lanes need the two-stage tree count, not "
                              f"count={count!r} with {stages} stage(s)")
-        if ROM_LANES * roms > lanes:
-            raise ValueError(f"{roms} tables of {ROM_LANES} lanes need {ROM_LANES * roms} "
+        if TABLE_LANES * tables > lanes:
+            raise ValueError(f"{tables} tables of {TABLE_LANES} lanes need {TABLE_LANES * tables} "
                              f"lanes; the element has {lanes}")
-        self._roms = roms
+        self._tables = tables
         self._lanes, self._acc_width, self._stages = lanes, acc_width, stages
         self._count, self._primitives, self._planes = count, primitives, planes
         ports = {
@@ -143,7 +144,7 @@ class ProcessingElement(wiring.Component):
         aw = self._acc_width
         diff = self.x ^ self.w
         width = self._lanes.bit_length()
-        first = ROM_LANES * self._roms           # lanes below ``first`` are counted by tables
+        first = TABLE_LANES * self._tables     # lanes below ``first`` are counted by tables
         columns = {0: [diff[i] for i in range(first, self._lanes)]}
         valid, last = self.valid, self.last
         shift = self.shift if self._planes else None
@@ -152,21 +153,21 @@ class ProcessingElement(wiring.Component):
             # the other lanes' tree runs to its two rows before the cut, beside the tables'
             # read (64 LUT4 for 32 lanes with 4 tables on iCE40, against 65 at half).
             if columns[0]:
-                levels = None if self._roms else tree_depth(self._lanes) // 2
+                levels = None if self._tables else tree_depth(self._lanes) // 2
                 columns = reduce_columns(m, columns, width, "pa", levels=levels)
             columns = register_columns(m, columns, "p", en=self.en)
-            for k in range(self._roms):
-                # A table of popcount(x XOR w) over ROM_LANES lanes, addressed by their
+            for k in range(self._tables):
+                # A table of popcount(x XOR w) over TABLE_LANES lanes, addressed by their
                 # operands and read with ``en`` (a block RAM's registered read: the cut).
-                lo = ROM_LANES * k
-                rom = memory.Memory(shape=ROM_WIDTH, depth=1 << (2 * ROM_LANES),
-                                    init=ROM_TABLE)
+                lo = TABLE_LANES * k
+                rom = memory.Memory(shape=TABLE_WIDTH, depth=1 << (2 * TABLE_LANES),
+                                    init=POPCOUNTS)
                 m.submodules[f"rom{k}"] = rom
                 port = rom.read_port(domain="sync")
-                m.d.comb += [port.addr.eq(Cat(self.x[lo:lo + ROM_LANES],
-                                              self.w[lo:lo + ROM_LANES])),
+                m.d.comb += [port.addr.eq(Cat(self.x[lo:lo + TABLE_LANES],
+                                              self.w[lo:lo + TABLE_LANES])),
                              port.en.eq(self.en)]
-                for b in range(ROM_WIDTH):
+                for b in range(TABLE_WIDTH):
                     columns.setdefault(b, []).append(port.data[b])
             valid, last = Signal(), Signal()
             with m.If(self.en):

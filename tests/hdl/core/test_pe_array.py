@@ -24,13 +24,13 @@ def test_pe_accumulate_clear_hold(lanes, stages, count):
     check_accumulate_clear_hold(dut, lanes, stages, acc_width, lanes * 10 + stages)
 
 
-@pytest.mark.parametrize("lanes, roms", [(5, 1), (16, 1), (16, 3), (32, 4), (32, 6)])
-def test_pe_table_counted_lanes(lanes, roms):
+@pytest.mark.parametrize("lanes, tables", [(5, 1), (16, 1), (16, 3), (32, 4), (32, 6)])
+def test_pe_table_counted_lanes(lanes, tables):
     # Lanes counted by block RAM tables (5 a table) beside the tree's: the same results and
     # latency, with random enables (the tables' reads hold without ``en``).
     acc_width = (8 * lanes).bit_length()
-    dut = ProcessingElement(lanes=lanes, acc_width=acc_width, stages=2, roms=roms)
-    check_accumulate_clear_hold(dut, lanes, 2, acc_width, lanes * 10 + roms)
+    dut = ProcessingElement(lanes=lanes, acc_width=acc_width, stages=2, tables=tables)
+    check_accumulate_clear_hold(dut, lanes, 2, acc_width, lanes * 10 + tables)
 
 
 def check_accumulate_clear_hold(dut, lanes, stages, acc_width, seed):
@@ -62,15 +62,15 @@ def check_accumulate_clear_hold(dut, lanes, stages, acc_width, seed):
     simulate(dut, bench)
 
 
-@pytest.mark.parametrize("lanes, stages, count, roms", [
+@pytest.mark.parametrize("lanes, stages, count, tables", [
     (lanes, stages, count, 0) for lanes in (8, 32) for stages in (1, 2)
     for count in ("tree", "chains")] + [(32, 2, "tree", 4)])
-def test_pe_planes_shift(lanes, stages, count, roms):
+def test_pe_planes_shift(lanes, stages, count, tables):
     # With ``planes``: a valid chunk with ``shift`` (not ``last``) doubles the accumulator
     # after adding its count (Horner's rule over bit-planes), with random enables.
     acc_width = (15 * 8 * lanes).bit_length()
     dut = ProcessingElement(lanes=lanes, acc_width=acc_width, stages=stages, count=count,
-                            planes=True, roms=roms)
+                            planes=True, tables=tables)
     rng = random.Random(lanes * 7 + stages)
 
     async def bench(ctx):
@@ -105,15 +105,15 @@ def test_pe_rejects_bad_stages_and_count():
         ProcessingElement(lanes=2, acc_width=8, count="chains")
     with pytest.raises(TypeError, match="planes must be True or False, not 1"):
         ProcessingElement(lanes=8, acc_width=8, planes=1)
-    with pytest.raises(ValueError, match="ROM count must be a non-negative integer, not -1"):
-        ProcessingElement(lanes=32, acc_width=8, stages=2, roms=-1)
+    with pytest.raises(ValueError, match="Table count must be a non-negative integer, not -1"):
+        ProcessingElement(lanes=32, acc_width=8, stages=2, tables=-1)
     with pytest.raises(ValueError, match=r"Table-counted lanes need the two-stage tree count, "
                                          r"not count='chains' with 2 stage\(s\)"):
-        ProcessingElement(lanes=32, acc_width=8, stages=2, count="chains", roms=1)
+        ProcessingElement(lanes=32, acc_width=8, stages=2, count="chains", tables=1)
     with pytest.raises(ValueError, match=r"Table-counted lanes need .* with 1 stage\(s\)"):
-        ProcessingElement(lanes=32, acc_width=8, stages=1, roms=1)
+        ProcessingElement(lanes=32, acc_width=8, stages=1, tables=1)
     with pytest.raises(ValueError, match="7 tables of 5 lanes need 35 lanes; the element has 32"):
-        ProcessingElement(lanes=32, acc_width=8, stages=2, roms=7)
+        ProcessingElement(lanes=32, acc_width=8, stages=2, tables=7)
 
 
 def test_pe_rejects_narrow_accumulator():
