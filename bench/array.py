@@ -26,6 +26,7 @@ from dataclasses import replace
 from .. import json_output
 from ..flow.boards import board
 from ..flow.build import BuildError, BuildRequest, build
+from ..flow.logs import one_line
 
 # (rows, cols, lanes) per board, small to large, and the clock each is constrained at. (On the
 # 85F a 16 x 16 x 32 array, each operand bus feeding 16 elements, was still routing after 46
@@ -62,7 +63,7 @@ def _row(name: str, rows: int, cols: int, lanes: int, *, out) -> dict:
                                clock_mhz=TARGET_MHZ[b.family], require_timing=False,
                                array_only=True), out=out, json_out=True)
     except BuildError as e:
-        entry["error"] = str(e).splitlines()[0]
+        entry["error"] = one_line(str(e))
         return entry
     fmax = min(f["achieved_mhz"] for f in r["fmax"].values())
     gops = 2 * lanes_total * fmax / 1e3

@@ -16,6 +16,7 @@ from dataclasses import replace
 from .. import json_output
 from ..flow.boards import board
 from ..flow.build import BuildError, BuildRequest, build
+from ..flow.logs import one_line
 
 # (board, rows, cols, lanes): small to large on each part.
 SIZES = {
@@ -37,7 +38,7 @@ def _row(name: str, rows: int, cols: int, lanes: int) -> dict:
                                seeds=b.seeds[:1] or None),
                   out=lambda *a: print(*a, file=sys.stderr), json_out=True)
     except BuildError as e:
-        entry["error"] = str(e).splitlines()[0]
+        entry["error"] = one_line(str(e))
         return entry
     lut = r["utilization"]["LUT4"]
     fmax = min(f["achieved_mhz"] for f in r["fmax"].values())

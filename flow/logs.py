@@ -8,7 +8,8 @@ import re
 from .boards import Board
 from .report import CELLS
 
-__all__ = ["synth_cells", "synth_errors", "over_capacity", "failure", "no_placement"]
+__all__ = ["synth_cells", "synth_errors", "over_capacity", "failure", "no_placement",
+           "one_line"]
 
 _CELL = re.compile(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*$", re.MULTILINE)
 
@@ -39,6 +40,12 @@ def over_capacity(log: str) -> list[tuple[str, int, int]]:
     """The resources nextpnr's utilisation table shows above the device's total."""
     return [(name, int(used), int(total)) for name, used, total in _UTIL.findall(log)
             if int(used) > int(total)]
+
+
+def one_line(message: str) -> str:
+    """A build's failure message on one line, for a table's cell (its lines joined: a failure's
+    first line alone says only that the flow failed)."""
+    return " ".join(ln.strip() for ln in message.splitlines() if ln.strip())
 
 
 def failure(log: str, b: Board, returncode: int = 1) -> str:

@@ -131,11 +131,12 @@ def build_job(job: SweepJob) -> dict:
     """Run on a worker: build ``job``; return ``{"row", "report", "bitstream": bytes,
     "cacheable"}``. A build that fails (does not fit, a tool error) is a row with its error."""
     from .build import BuildError, build
+    from .logs import one_line
 
     try:
         report = build(job.request(), out=lambda *a: None)
     except (BuildError, ValueError) as e:
-        return {"row": _row(job, error=str(e).splitlines()[0]), "cacheable": True}
+        return {"row": _row(job, error=one_line(str(e))), "cacheable": True}
     path = Path(report["bitstream"])
     return {"row": _row(job, report), "report": report, "cacheable": True,
             "bitstream": path.read_bytes() if path.exists() else None, "suffix": path.suffix}

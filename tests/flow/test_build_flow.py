@@ -11,7 +11,7 @@ import pytest
 from onebit.flow.boards import board, boards
 from onebit.flow.build import BuildError, build, nextpnr_options
 from onebit.flow.cache import write_files
-from onebit.flow.logs import failure, over_capacity, synth_cells, synth_errors
+from onebit.flow.logs import failure, one_line, over_capacity, synth_cells, synth_errors
 from onebit.flow.passes import ICE40_WIRE_PS
 from onebit.flow.report import parse_report
 from onebit.flow.steps import phases_in, router_status
@@ -220,6 +220,16 @@ def test_a_stopped_tool_is_not_reported_as_an_emptyfailure():
         "interrupted?")
     assert failure("ERROR: tool broke\n", board("icebreaker")) == \
         "the ice40 flow failed:\nERROR: tool broke"
+
+
+def test_a_failure_in_a_table_cell_keeps_its_reason():
+    # The sweep's and the benches' rows: every line of the message, not "the flow failed:".
+    msg = failure("ERROR: Assert `count_id(wire->name) == 0' failed in rtlil.cc:2872.\n",
+                  board("ulx3s-25f"))
+    assert one_line(msg) == (
+        "the ecp5 flow failed: ERROR: Assert `count_id(wire->name) == 0' failed in "
+        "rtlil.cc:2872. (an assertion inside Yosys failed: a Yosys bug, not an error in the "
+        "design)")
 
 
 def test_a_yosys_error_in_the_synthesis_log_reaches_the_message():
