@@ -28,7 +28,7 @@ SIZES = {
 
 def _row(name: str, rows: int, cols: int, lanes: int) -> dict:
     b = board(name)
-    dev = replace(b.device, core=replace(b.device.core, rows=rows, cols=cols, lanes=lanes))
+    dev = replace(b.device, core=b.device.core.reshaped(rows=rows, cols=cols, lanes=lanes))
     entry = {"board": name, "rows": rows, "cols": cols, "lanes": lanes,
              "total_lanes": rows * cols * lanes}
     try:

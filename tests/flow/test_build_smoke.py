@@ -4,7 +4,6 @@ and core, built into a bitstream for iCE40 and ECP5 with the pip-installed tools
 checked; a cached rebuild; the ASIC estimate of a small core."""
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -110,7 +109,7 @@ def test_array_alone_builds_and_meets_its_target(board, rows, cols, lanes, clock
     assert report["design"] == "array only"
     assert report["array"] == {"rows": rows, "cols": cols, "lanes": lanes}
     # Nothing of the array was pruned: the placed design holds at least the array's logic.
-    core = replace(b.device.core, rows=rows, cols=cols, lanes=lanes)
+    core = b.device.core.reshaped(rows=rows, cols=cols, lanes=lanes)
     array = ComputeArray(core, family=b.family)
     array_lut4 = lut4_count(synth_stats(array, "array", b.family), b.family)
     assert report["utilization"]["LUT4"]["used"] >= array_lut4 > rows * cols * lanes
