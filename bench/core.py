@@ -16,9 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import json_output
-from ..host.core_config import CoreConfig
+from ..host.core_config import TABLE_LANES, CoreConfig
 
 REFERENCE = {"tokens": 64, "d_model": 256, "heads": 4, "d_ff": 1024}
+#: Count tables in each element of the iCEBreaker's device (constraints/icebreaker.py).
+ICEBREAKER_TABLES = 4
 
 
 def reference_gemms(t: int = 64, d: int = 256, h: int = 4, f: int = 1024) -> list[tuple]:
@@ -84,6 +86,15 @@ def measure_logic(cfg: CoreConfig) -> dict:
             "array_ff_per_lane": ff_count(arr) / lanes,
             "pe_cells": pe, "array_cells": arr,
         }
+        if count == "tree" and cfg.pe_stages == 2:
+            # The same element with the iCEBreaker's 4 count tables (fewer if it is narrower).
+            tables = min(ICEBREAKER_TABLES, cfg.lanes // TABLE_LANES)
+            pt = synth_stats(ProcessingElement(lanes=cfg.lanes, acc_width=cfg.acc_width,
+                                               stages=2, count=count, tables=tables,
+                                               planes=cfg.max_bits > 1), "pe_tables", fam)
+            out[fam].update(pe_tables=tables,
+                            pe_tables_lut4_per_lane=lut4_count(pt, fam) / cfg.lanes,
+                            pe_tables_ff_per_lane=ff_count(pt) / cfg.lanes)
     return out
 
 
@@ -129,4 +140,8 @@ def run(*, json_out: bool = False, rows: int = 4, cols: int = 8, lanes: int = 32
             print(f"{fam}: PE {v['pe_lut4_per_lane']:.2f} LUT4/lane, "
                   f"{v['pe_ff_per_lane']:.2f} FF/lane; whole array "
                   f"{v['array_lut4_per_lane']:.2f} LUT4/lane, {v['array_ff_per_lane']:.2f} FF/lane")
+            if "pe_tables" in v:
+                print(f"{fam}: PE with {v['pe_tables']} count tables "
+                      f"{v['pe_tables_lut4_per_lane']:.2f} LUT4/lane, "
+                      f"{v['pe_tables_ff_per_lane']:.2f} FF/lane")
     return 0
