@@ -47,3 +47,14 @@ def test_carry_chain_pe_on_ecp5(lanes, most):
     stats = synth_stats(pe, "pe", "ecp5")
     assert stats["CCU2C"] > lanes // 2 and stats.get("LUT4", 0) <= 2
     assert lut4_count(stats, "ecp5") / lanes <= most
+
+
+def test_count_tables_take_logic_off_the_ice40_element():
+    # ``onebit bench core``'s figures: the element with the iCEBreaker's 4 tables takes fewer
+    # LUT4 than the tree alone (2.00 against 2.94 a lane at max_k 1024).
+    from onebit.bench.core import measure_logic
+
+    ice40 = measure_logic(CoreConfig(rows=1, cols=1, lanes=32, max_k=1024))["ice40"]
+    assert ice40["pe_tables"] == 4
+    assert ice40["pe_lut4_per_lane"] == pytest.approx(94 / 32)
+    assert ice40["pe_tables_lut4_per_lane"] == pytest.approx(64 / 32)
