@@ -19,8 +19,6 @@ from .. import json_output
 from ..host.core_config import TABLE_LANES, CoreConfig
 
 REFERENCE = {"tokens": 64, "d_model": 256, "heads": 4, "d_ff": 1024}
-#: Count tables in each element of the iCEBreaker's device (constraints/icebreaker.py).
-ICEBREAKER_TABLES = 4
 
 
 def reference_gemms(t: int = 64, d: int = 256, h: int = 4, f: int = 1024) -> list[tuple]:
@@ -65,6 +63,7 @@ def measure_cycles(cfg: CoreConfig, sim: str = "verilator", bits: int = 1) -> li
 
 def measure_logic(cfg: CoreConfig) -> dict:
     """LUT4 and flip-flops per lane of one PE and of the array, on iCE40 and ECP5."""
+    from ..flow.boards import board
     from ..flow.synth import ff_count, lut4_count, synth_stats
     from ..hdl.core.array import ComputeArray
     from ..hdl.core.pe import ProcessingElement
@@ -87,8 +86,9 @@ def measure_logic(cfg: CoreConfig) -> dict:
             "pe_cells": pe, "array_cells": arr,
         }
         if count == "tree" and cfg.pe_stages == 2:
-            # The same element with the iCEBreaker's 4 count tables (fewer if it is narrower).
-            tables = min(ICEBREAKER_TABLES, cfg.lanes // TABLE_LANES)
+            # The same element with the iCEBreaker's count tables (fewer if it is narrower).
+            tables = min(board("icebreaker").device.core.count_tables,
+                         cfg.lanes // TABLE_LANES)
             pt = synth_stats(ProcessingElement(lanes=cfg.lanes, acc_width=cfg.acc_width,
                                                stages=2, count=count, tables=tables,
                                                planes=cfg.max_bits > 1), "pe_tables", fam)

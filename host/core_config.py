@@ -138,15 +138,14 @@ class CoreConfig:
         keep their block RAM budget: the new elements share this core's tables in all
         (``rows * cols * count_tables``), at most ``lanes // TABLE_LANES`` an element, none
         below 16 lanes."""
-        rows = self.rows if rows is None else rows
-        cols = self.cols if cols is None else cols
-        lanes = self.lanes if lanes is None else lanes
-        tables = 0
-        if self.count_tables and isinstance(lanes, int) and lanes >= 16:
-            budget = self.rows * self.cols * self.count_tables
-            elements = rows * cols if isinstance(rows, int) and isinstance(cols, int) else 0
-            tables = min(budget // max(1, elements), lanes // TABLE_LANES)
-        return replace(self, rows=rows, cols=cols, lanes=lanes, count_tables=tables)
+        changes = {k: v for k, v in (("rows", rows), ("cols", cols), ("lanes", lanes))
+                   if v is not None}
+        shaped = replace(self, **changes, count_tables=0)       # (checks the new shape)
+        if not self.count_tables or shaped.lanes < 16:
+            return shaped
+        budget = self.rows * self.cols * self.count_tables
+        return replace(shaped, count_tables=min(budget // (shaped.rows * shaped.cols),
+                                                shaped.lanes // TABLE_LANES))
 
     @property
     def lane_bits(self) -> int:
