@@ -154,8 +154,12 @@ class MultiThreshold(wiring.Component):
                  for j in range(lm + 1)]
         tag = Signal.like(gaddr)
         cached = Signal()
+        # Whether the beat held finds its group's thresholds cached: decided when it is taken,
+        # against the cache as this cycle's reads leave it (a register, so that ``i.ready``
+        # does not wait on the compare).
         hit = Signal()
-        m.d.comb += hit.eq(cached & (tag == y_meta.gaddr))
+        tag_nx, cached_nx = Signal.like(gaddr), Signal()
+        m.d.comb += [tag_nx.eq(tag), cached_nx.eq(cached)]
         m.d.comb += [last_pair.eq(hit | (kk == last_k)),
                      out_free.eq(out.level + in_flight < OUT_DEPTH),
                      issue.eq(busy & (~last_pair | out_free))]
@@ -168,17 +172,19 @@ class MultiThreshold(wiring.Component):
         with m.If(issue):
             m.d.sync += kk.eq(kk + 1)
             with m.If(~hit):
-                m.d.sync += cached.eq(0)
+                m.d.comb += cached_nx.eq(0)
                 with m.If(last_pair):
-                    m.d.sync += [cached.eq(1), tag.eq(y_meta.gaddr)]
+                    m.d.comb += [cached_nx.eq(1), tag_nx.eq(y_meta.gaddr)]
             with m.If(last_pair):
                 m.d.sync += [busy.eq(0), kk.eq(0)]
         with m.If(self.setup):
-            m.d.sync += cached.eq(0)
+            m.d.comb += cached_nx.eq(0)
+        m.d.sync += [cached.eq(cached_nx), tag.eq(tag_nx)]
         row_end, word_end = Signal(), Signal()
         m.d.comb += [row_end.eq(chb + C >= cfg.n), word_end.eq((gsel == gpw - 1) | row_end)]
         with m.If(take):
             m.d.sync += [busy.eq(1), kk.eq(0), y.eq(self.i.payload),
+                         hit.eq(cached_nx & (tag_nx == gaddr)),
                          y_meta.gaddr.eq(gaddr), y_meta.addr.eq(cfg.region + rowb + gword),
                          y_meta.gsel.eq(gsel), y_meta.chb.eq(chb), y_meta.tok.eq(k),
                          y_meta.word_end.eq(word_end),

@@ -38,9 +38,21 @@ def _field_words(values, bits):
 @pytest.mark.parametrize("tile_major, copies", [(1, 1), (0, 1), (1, 2)])
 def test_levels_in_the_store_equal_mt(bits, tile_major, copies):
     rng = random.Random(bits * 10 + tile_major + copies)
+    t, n = rng.randint(1, 5), rng.choice([6, 13, 16])       # n need not fill its groups
+    _levels_equal_mt(rng, bits, tile_major, copies, t, n, idle=0.3, stalls=0.4)
+
+
+@pytest.mark.parametrize("bits", [1, 2])
+def test_groups_taking_turns_with_no_gaps(bits):
+    """Token-major beats of two groups, offered and taken every cycle: each beat is taken in
+    the cycle the one before issues its last reads, which replace the cached thresholds of
+    the group it brings (a hit decided on the cache as it was would use the wrong ones)."""
+    _levels_equal_mt(random.Random(bits), bits, 0, 1, 5, 4, idle=0, stalls=0)
+
+
+def _levels_equal_mt(rng, bits, tile_major, copies, t, n, *, idle, stalls):
     nrng = np.random.default_rng(bits * 10 + tile_major)
     lv = (1 << bits) - 1
-    t, n = rng.randint(1, 5), rng.choice([6, 13, 16])       # n need not fill its groups
     groups = -(-n // C)
     y = nrng.integers(-300, 300, (t, groups * C))
     th = np.sort(nrng.integers(-320, 320, (n, lv)), axis=1)
@@ -87,13 +99,13 @@ def test_levels_in_the_store_equal_mt(bits, tile_major, copies):
         ctx.set(pk.setup, 0)
         ctx.set(pk.plane_words, 0)                    # taken at setup
         beats = [[int(v) for v in y[tok, g * C:(g + 1) * C]] for g, tok in order]
-        await put_all(ctx, mt.i, beats, rng=rng, idle=0.3)
+        await put_all(ctx, mt.i, beats, rng=rng, idle=idle)
         done.append(1)
 
     async def stall(ctx):
         cycles = 0
         while ctx.get(pk.written) < len(order):
-            ctx.set(gate, int(rng.random() >= 0.4))
+            ctx.set(gate, int(rng.random() >= stalls))
             await ctx.tick()
             cycles += 1
             assert cycles < 5000, "the packer stopped writing"
