@@ -13,15 +13,15 @@ lines a row). ``G <= cols`` (``DeviceConfig.gemv_problem`` checks both). Padding
 must be zero in the row and in the weights (the layer engine and the host make them so).
 
 Protocol: ``start`` latches ``params``; the unit reads the row's ``kw`` words from
-``act_base`` (``act_*``, latency 1) into its line register, then streams lines and writes
-``result`` beats in the GEMM core's format for T = 1: a beat per channel tile of ``cols``
-outputs, ``ints`` (dot products) or, with ``threshold``, ``bits`` (bit ``c`` is ``dot >=
+``act_base`` (``act_*``, read latency ``act_latency``) into its line register, then streams
+lines and writes ``result`` beats in the GEMM core's format for T = 1: a beat per channel tile
+of ``cols`` outputs, ``ints`` (dot products) or, with ``threshold``, ``bits`` (bit ``c`` is ``dot >=
 thr``, thresholds read a tile at a time from the banked threshold store at ``th_line``).
 Channels beyond N are 0; ``last`` marks the final beat; ``done`` pulses when it is taken.
 Backpressure never stalls the pipeline: beats go into a ``OUT_DEPTH``-beat FIFO in front of
 ``result``, and a line is issued only while the FIFO has room for every beat in flight (credit
 flow control; timing: ``result.ready`` reaches only the FIFO and the issue stage, not the
-pipeline's registers). Cycles: ``kw + 1`` to load the row, then one line a cycle,
+pipeline's registers). Cycles: ``kw + act_latency`` to load the row, then one line a cycle,
 ``ceil(N / G) * E`` lines, plus 7.
 
 Planes (``max_bits`` A_max > 1): ``params.bits_m1`` = A - 1 takes the token's row as A-bit
@@ -30,11 +30,13 @@ levels, stored as its A bit-planes of ``kw`` words each, top plane first (``A * 
 plane first; the accumulator takes ``acc << 1`` at a plane's first line (Horner's rule), so it
 ends at ``sum_i 2^i popcount(p_i XOR w)`` and the result is ``prod = (2^A - 1) K - 2 acc``
 (the numerics' ``prod`` of the levels against the binary row). ``A * kw`` words must fit
-``max_chunks``. The row's words pass a register on their way into the line register (the
-activation store's read data reaches one register, not every entry: its clock-to-out and
-fan-out limited the ULX3S-85F's clock). Cycles: ``A * kw + 2`` to load the row, ``A`` times
-the lines. With
+``max_chunks``. Cycles: ``A * kw + 2`` to load the row, ``A`` times the lines. With
 ``max_bits = 1`` (the default) none of this logic exists.
+
+The row's words pass a register on their way into the line register, so that the activation
+store's read data reaches one register, not every entry (its clock-to-out and fan-out limited
+the ULX3S-85F's clock): the unit's own (with planes, ``act_latency`` 1) or the caller's, in
+front of ``act_rdata`` (``act_latency`` 2; the unit then registers no data word).
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed
@@ -74,13 +76,14 @@ class Gemv(wiring.Component):
     """Members
     -------
     start : In(1);  params : In(gemv_layout(dev, max_bits));  done : Out(1);  busy : Out(1)
-    act_raddr : Out;  act_ren : Out(1);  act_rdata : In(lanes)
+    act_raddr : Out;  act_ren : Out(1);  act_rdata : In(lanes), ``act_latency`` cycles after
+        ``act_ren`` (1: the store's port; 2: a register behind it)
     w_laddr : Out;  w_lren : Out(1);  w_ldata : In(lanes * weight_banks)
     th_laddr : Out;  th_lren : Out(1);  th_ldata : In(threshold_width * cols)
     result : Out(stream.Signature(result_layout(core)))
     """
 
-    def __init__(self, dev: DeviceConfig, *, max_bits: int = 1):
+    def __init__(self, dev: DeviceConfig, *, max_bits: int = 1, act_latency: int = 1):
         check_device(dev)
         if dev.weight_banks < 2:
             raise ValueError(f"Gemv needs a banked weight store (weight_banks >= 2), not "
@@ -89,7 +92,10 @@ class Gemv(wiring.Component):
                 not 1 <= max_bits <= dev.core.max_bits:
             raise ValueError(f"max_bits must be an integer from 1 to the core's max_bits "
                              f"({dev.core.max_bits}), not {max_bits!r}")
-        self._dev, self._max_bits = dev, max_bits
+        if act_latency not in (1, 2):
+            raise ValueError(f"act_latency must be 1 or 2 (cycles from act_ren to act_rdata), "
+                             f"not {act_latency!r}")
+        self._dev, self._max_bits, self._act_latency = dev, max_bits, act_latency
         c = dev.core
         super().__init__({
             "start": In(1), "params": In(gemv_layout(dev, max_bits)), "done": Out(1),
@@ -284,12 +290,17 @@ class Gemv(wiring.Component):
             xr, xe0 = xj, 0
         xr_d, xe0_d = Signal(range(c.max_chunks + 1)), Signal(range(n_ent))
         m.d.sync += xv.eq(0)
-        if A_max > 1:
-            # The planes' words pass a register before they fan out into the line register
-            # (the store's read data would otherwise route to every entry in one cycle).
+        if A_max > 1 or self._act_latency == 2:
+            # The row's words reach the line register through one register (the store's read
+            # data would otherwise route to every entry in one cycle): this unit's own, or,
+            # with ``act_latency`` 2, the one in front of ``act_rdata``.
             xw, xw_v = Signal(L), Signal()
             xw_r, xw_e0 = Signal.like(xr_d), Signal.like(xe0_d)
-            m.d.sync += [xw.eq(self.act_rdata), xw_v.eq(xv), xw_r.eq(xr_d), xw_e0.eq(xe0_d)]
+            m.d.sync += [xw_v.eq(xv), xw_r.eq(xr_d), xw_e0.eq(xe0_d)]
+            if self._act_latency == 1:
+                m.d.sync += xw.eq(self.act_rdata)
+            else:
+                m.d.comb += xw.eq(self.act_rdata)
             loading = xv | xw_v
         else:
             xw, xw_v, xw_r, xw_e0 = self.act_rdata, xv, xr_d, xe0_d

@@ -10,8 +10,9 @@ are taken and each ``Cb`` row written, ``L`` bits a cycle, into the ``cb`` regio
 the next query's fetch and scan overlap the write). ``done`` is high the cycle the last Cb
 word is written; ``fault`` the cycle an answer reports an error (the steps stop there).
 
-The activation store's read port (``act_raddr``, ``act_ren``; latency 1) is this block's
-while it runs.
+The activation store's read port (``act_raddr``, ``act_ren``; ``act_rdata`` ``act_latency``
+cycles later: 1 from the store's port, 2 through a register behind it, which costs a cycle a
+row) is this block's while it runs.
 
 Multi-bit activations (``LayerConfig.max_bits`` > 1; ``bits_m1`` is the command's A - 1): a
 token's row is A planes of ``Qb|Kb|Vb`` (top plane first, ``3 D / L`` words each), so the reads
@@ -45,9 +46,12 @@ class AttentionSteps(wiring.Component):
     (multi-bit)
     """
 
-    def __init__(self, dev: DeviceConfig):
+    def __init__(self, dev: DeviceConfig, *, act_latency: int = 1):
         check_device(dev, layer_for="AttentionSteps")
-        self._dev = dev
+        if act_latency not in (1, 2):
+            raise ValueError(f"act_latency must be 1 or 2 (cycles from act_ren to act_rdata), "
+                             f"not {act_latency!r}")
+        self._dev, self._act_latency = dev, act_latency
         c, ly = dev.core, dev.layer
         nb, d, cap = ly.max_bits, ly.d_model, ly.kv_capacity
         ports = {
@@ -100,8 +104,14 @@ class AttentionSteps(wiring.Component):
         m.d.sync += rd_v.eq(self.act_ren)
         with m.If(self.act_ren):
             m.d.sync += rd_dst.eq(dst)
-        with m.If(rd_v):
-            m.d.sync += row.word_select(rd_dst, L).eq(self.act_rdata)
+        wr_v, wr_dst = rd_v, rd_dst                 # where the word arriving now goes
+        if self._act_latency == 2:
+            wr_v, wr_dst = Signal(), Signal.like(rd_dst)
+            m.d.sync += [wr_v.eq(rd_v), wr_dst.eq(rd_dst)]
+        with m.If(wr_v):
+            m.d.sync += row.word_select(wr_dst, L).eq(self.act_rdata)
+        # The states after a row's last read wait for its last word.
+        waits = self._act_latency
         cb_addr = Signal(range(dev.act_words + Dw + 1))
         q_start, in_query, w_busy = Signal(), Signal(), Signal()
         wi = Signal(range(c.max_t + 1))
@@ -132,10 +142,11 @@ class AttentionSteps(wiring.Component):
                                     (wcount >= Dw) * ((nb - 1) * Dw))]
                 m.d.sync += [rd_addr.eq(rd_addr + 1), wcount.eq(wcount + 1)]
                 with m.If(wcount == 2 * Dw - 1):
-                    m.next = "KV_LAST"
+                    m.next = "KV_LAST0"
                     next_plane("KV_READ", Dw)
-            with m.State("KV_LAST"):
-                m.next = "KV_PUSH"
+            for w in range(waits):
+                with m.State(f"KV_LAST{w}"):
+                    m.next = f"KV_LAST{w + 1}" if w + 1 < waits else "KV_PUSH"
             with m.State("KV_PUSH"):
                 m.d.comb += [self.kv.valid.eq(1), self.kv.payload.k.eq(row[:D * nb]),
                              self.kv.payload.v.eq(row[D * nb:])]
@@ -173,14 +184,15 @@ class AttentionSteps(wiring.Component):
                 m.d.comb += [self.act_ren.eq(1), dst.eq(slot * Dw + wcount)]
                 m.d.sync += [rd_addr.eq(rd_addr + 1), wcount.eq(wcount + 1)]
                 with m.If(wcount == Dw - 1):
-                    m.next = "LAST"
+                    m.next = "LAST0"
                     next_plane("READ", 0)
                 with m.If(~in_query):
                     m.next = "IDLE"
-            with m.State("LAST"):
-                m.next = "PUSH"
-                with m.If(~in_query):
-                    m.next = "IDLE"
+            for w in range(waits):
+                with m.State(f"LAST{w}"):
+                    m.next = f"LAST{w + 1}" if w + 1 < waits else "PUSH"
+                    with m.If(~in_query):
+                        m.next = "IDLE"
             with m.State("PUSH"):
                 m.d.comb += [self.q.valid.eq(1), self.q.payload.q.eq(row[:D * nb]),
                              self.q.payload.pos.eq(qpos)]

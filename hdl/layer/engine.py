@@ -25,7 +25,8 @@ which the host checks to notice a cache that a device reset emptied.
 
 Ports: the GEMM runner (``run_*``; its ``result`` stream when ``stream`` is set); the activation
 store's write port (one enable per ``cols`` bits) and read port; the residual store's ports; two
-read ports of the parameter store. All memories have a read latency of one cycle.
+read ports of the parameter store. All memories have a read latency of one cycle (the engine
+registers the activation store's read data once more inside).
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -144,7 +145,12 @@ class LayerEngine(wiring.Component):
             m.submodules.packer = pk = ResultPacker(c, depth=dev.act_words)
         m.submodules.attention = att = AttentionUnit(heads=H, head_dim=DH, capacity=cap,
                                                      slots=ly.kv_slots, bits=nb)
-        m.submodules.steps = steps = AttentionSteps(dev)
+        # The activation store's read data reaches the engine's readers (the attention steps'
+        # row, the GEMV unit's line) through one register: the store's clock-to-out and a route
+        # to registers across the chip limited the ULX3S-85F's clock. They take read latency 2.
+        act_q = Signal(c.lanes)
+        m.d.sync += act_q.eq(self.act_rdata)
+        m.submodules.steps = steps = AttentionSteps(dev, act_latency=2)
         # CLEAR_CACHE reaches the attention unit a cycle later (timing: the command processor's
         # decision fanned out to the unit's enables; no command follows within a cycle).
         clear_q = Signal()
@@ -162,11 +168,11 @@ class LayerEngine(wiring.Component):
         src = rslice.o
         mux = rslice.i
         if banked:
-            m.submodules.gemv = gv = Gemv(dev, max_bits=nb)
+            m.submodules.gemv = gv = Gemv(dev, max_bits=nb, act_latency=2)
             m.d.comb += [self.w_laddr.eq(gv.w_laddr), self.w_lren.eq(gv.w_lren),
                          gv.w_ldata.eq(self.w_ldata), self.th_laddr.eq(gv.th_laddr),
                          self.th_lren.eq(gv.th_lren), gv.th_ldata.eq(self.th_ldata),
-                         gv.act_rdata.eq(self.act_rdata)]
+                         gv.act_rdata.eq(act_q)]
             gq = Signal(gemv_layout(dev, nb))
             m.d.comb += gv.params.eq(gq)
             # Only the unit that ``use_gemv`` chose runs, so both see the slice's ready as it
@@ -379,7 +385,7 @@ class LayerEngine(wiring.Component):
         wiring.connect(m, steps.kv, att.kv)
         wiring.connect(m, steps.q, att.q)
         wiring.connect(m, att.c, steps.c)
-        m.d.comb += [steps.t.eq(p.t), steps.len0.eq(len0), steps.act_rdata.eq(self.act_rdata),
+        m.d.comb += [steps.t.eq(p.t), steps.len0.eq(len0), steps.act_rdata.eq(act_q),
                      self.act_raddr.eq(steps.act_raddr), self.act_ren.eq(steps.act_ren)]
         if banked:
             with m.If(gv.act_ren):

@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import memory
 from amaranth.sim import Simulator
 
@@ -27,11 +27,11 @@ DEV = DeviceConfig(core=CoreConfig(rows=2, cols=4, lanes=8, max_k=128, max_t=4, 
                                      res_words=64, param_words=64))
 
 
-def _harness(x_words, dev=DEV, max_bits=1):
-    """The unit with its activation memory (``x_words`` from address 0) and its banked weight
-    and threshold stores."""
+def _harness(x_words, dev=DEV, max_bits=1, act_latency=1):
+    """The unit with its activation memory (``x_words`` from address 0; with ``act_latency``
+    2 its read data passes a register) and its banked weight and threshold stores."""
     top = Module()
-    top.submodules.gemv = dut = Gemv(dev, max_bits=max_bits)
+    top.submodules.gemv = dut = Gemv(dev, max_bits=max_bits, act_latency=act_latency)
     top.submodules.act = act = memory.Memory(shape=dev.core.lanes, depth=dev.act_words,
                                              init=x_words + [0] * (dev.act_words - len(x_words)))
     top.submodules.w = ws = BankedStore(width=dev.core.lanes, depth=dev.weight_words,
@@ -39,7 +39,11 @@ def _harness(x_words, dev=DEV, max_bits=1):
     top.submodules.th = ts = BankedStore(width=dev.core.threshold_width,
                                          depth=dev.thresh_words, banks=dev.thresh_banks)
     rd = act.read_port()
-    top.d.comb += [rd.addr.eq(dut.act_raddr), rd.en.eq(dut.act_ren), dut.act_rdata.eq(rd.data),
+    rdata = rd.data
+    if act_latency == 2:
+        rdata = Signal.like(rd.data)
+        top.d.sync += rdata.eq(rd.data)
+    top.d.comb += [rd.addr.eq(dut.act_raddr), rd.en.eq(dut.act_ren), dut.act_rdata.eq(rdata),
                    ws.laddr.eq(dut.w_laddr), ws.lren.eq(dut.w_lren), dut.w_ldata.eq(ws.ldata),
                    ts.laddr.eq(dut.th_laddr), ts.lren.eq(dut.th_lren), dut.th_ldata.eq(ts.ldata)]
     return top, dut, ws, ts
@@ -64,7 +68,8 @@ async def _fill(ctx, store, words):
     (16, 128, False, 0.85),   # kw = 2: a tile every line, the fastest beat rate
     (32, 125, True, 0.9),     # kw = 4: a tile every two lines
 ])
-def test_gemv_matches_golden(k, n, thr, stall):
+@pytest.mark.parametrize("act_latency", [1, 2])
+def test_gemv_matches_golden(k, n, thr, stall, act_latency):
     rng = np.random.default_rng(k * n)
     x = rng.integers(0, 2, size=(1, k), dtype=np.uint8)
     w = rng.integers(0, 2, size=(n, k), dtype=np.uint8)
@@ -78,7 +83,7 @@ def test_gemv_matches_golden(k, n, thr, stall):
     w_words = list(np.packbits(pad, axis=1, bitorder="little").reshape(-1))
     x_words = [int(v) for v in np.packbits(xp, axis=1, bitorder="little").reshape(-1)]
     x_base, w_line, th_line = 5, 3, 2
-    top, dut, ws, ts = _harness([0] * x_base + x_words)
+    top, dut, ws, ts = _harness([0] * x_base + x_words, act_latency=act_latency)
     tiles = -(-n // 4)
     got = {}
     prng = random.Random(k)
@@ -120,7 +125,7 @@ DEV_PLANES = DeviceConfig(
                                       kv_slots=1, res_words=64, param_words=64))
 
 
-def _run_planes(max_bits, bits, k, n, thr, stall, seed):
+def _run_planes(max_bits, bits, k, n, thr, stall, seed, act_latency=1):
     """The row's ``bits``-bit levels through a ``Gemv(max_bits=...)``; the beats and the
     cycles from start to the last beat."""
     rng = np.random.default_rng(seed)
@@ -139,7 +144,7 @@ def _run_planes(max_bits, bits, k, n, thr, stall, seed):
     w_words = list(np.packbits(pad, axis=1, bitorder="little").reshape(-1))
     x_words = [int(v) for v in np.packbits(planes, axis=1, bitorder="little").reshape(-1)]
     x_base, w_line, th_line = 3, 2, 1
-    top, dut, ws, ts = _harness([0] * x_base + x_words, DEV_PLANES, max_bits)
+    top, dut, ws, ts = _harness([0] * x_base + x_words, DEV_PLANES, max_bits, act_latency)
     tiles = -(-n // 4)
     got = {}
     prng = random.Random(seed)
@@ -194,8 +199,9 @@ def _run_planes(max_bits, bits, k, n, thr, stall, seed):
     (4, 64, 40, False, 0.85),    # kw = 8, four planes, the FIFO full under backpressure
     (1, 32, 11, True, 0.3),      # one plane on a planes unit
 ])
-def test_gemv_planes_match_golden(bits, k, n, thr, stall):
-    _run_planes(4, bits, k, n, thr, stall, seed=bits * k + n)
+@pytest.mark.parametrize("act_latency", [1, 2])
+def test_gemv_planes_match_golden(bits, k, n, thr, stall, act_latency):
+    _run_planes(4, bits, k, n, thr, stall, seed=bits * k + n, act_latency=act_latency)
 
 
 @pytest.mark.slow
@@ -207,6 +213,10 @@ def test_gemv_planes_cost_a_times_the_lines():
         kw, n = k // 8, 64
         one = _run_planes(1, 1, k, n, False, 0.0, seed=k) + 1
         assert _run_planes(4, 1, k, n, False, 0.0, seed=k) == one
+        # A register in front of the unit costs the one-bit unit that cycle, and a planes
+        # unit nothing (it registers no word of its own then).
+        assert _run_planes(1, 1, k, n, False, 0.0, seed=k, act_latency=2) == one
+        assert _run_planes(4, 1, k, n, False, 0.0, seed=k, act_latency=2) == one
         for a in range(2, 5):
             if a * kw > DEV_PLANES.core.max_chunks:
                 continue
@@ -220,3 +230,6 @@ def test_gemv_checks_max_bits():
         Gemv(DEV, max_bits=2)
     with pytest.raises(ValueError, match="not True"):
         Gemv(DEV_PLANES, max_bits=True)
+    with pytest.raises(ValueError, match=r"act_latency must be 1 or 2 \(cycles from act_ren to "
+                                         r"act_rdata\), not 3"):
+        Gemv(DEV, act_latency=3)

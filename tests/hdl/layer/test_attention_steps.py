@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """AttentionSteps: each token's Kb|Vb row goes to the KV stream, each Qb row with its position to
 the query stream, each context answer into its Cb row, with backpressure and delays on the
 attention side; an answer's error stops the steps with ``fault``."""
@@ -28,9 +29,10 @@ def _join(words):
 
 @pytest.mark.parametrize("fault", [False, True])
 @pytest.mark.parametrize("seed", range(2))
-def test_rows_move_between_the_store_and_the_attention_unit(seed, fault):
+@pytest.mark.parametrize("act_latency", [1, 2])
+def test_rows_move_between_the_store_and_the_attention_unit(seed, fault, act_latency):
     rng = random.Random(seed * 2 + fault)
-    dut = AttentionSteps(DEV)
+    dut = AttentionSteps(DEV, act_latency=act_latency)
     t, len0 = rng.randint(1, 5), rng.randrange(6)
     store = {a: rng.randrange(1 << L) for a in range(DEV.act_words)}
     rows = [[store[REG["qkv"] + i * 3 * Dw + j] for j in range(3 * Dw)] for i in range(t)]
@@ -54,10 +56,13 @@ def test_rows_move_between_the_store_and_the_attention_unit(seed, fault):
                 break
 
     async def store_port(ctx):
+        port = 0                      # the store's read data (latency 1; it holds without ren)
         async for _, _, ren, addr, wen, waddr, wdata in ctx.tick().sample(
                 dut.act_ren, dut.act_raddr, dut.cb_wen, dut.cb_waddr, dut.cb_wdata):
+            behind = port             # what a register behind the port holds now
             if ren:
-                ctx.set(dut.act_rdata, store[addr])
+                port = store[addr]
+            ctx.set(dut.act_rdata, port if act_latency == 1 else behind)
             if wen:
                 writes.append((waddr, wdata))
 
@@ -101,3 +106,9 @@ def test_rows_move_between_the_store_and_the_attention_unit(seed, fault):
     assert ends == (["fault"] if fault else ["done"])
     if not fault:
         assert len(qs) == t
+
+
+def test_act_latency_is_checked():
+    with pytest.raises(ValueError, match=r"act_latency must be 1 or 2 \(cycles from act_ren to "
+                                         r"act_rdata\), not 0"):
+        AttentionSteps(DEV, act_latency=0)
