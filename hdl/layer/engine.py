@@ -289,7 +289,12 @@ class LayerEngine(wiring.Component):
                      rpass.par_rdata1.eq(self.par_rdata1),
                      self.resid_waddr.eq(rpass.resid_waddr), self.resid_wdata.eq(rpass.resid_wdata),
                      self.resid_wen.eq(rpass.resid_wen)]
-        s_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), self.par_rdata0)
+        # The thresholds that TC_LOAD reads pass a register before they are clamped into
+        # theirs (the parameter store's clock-to-out, its blocks' output mux and the clamp's
+        # compares limited the ULX3S-85F's clock).
+        s_q = Signal(PARAM_BITS * C)
+        m.d.sync += s_q.eq(self.par_rdata0)
+        s_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), s_q)
         rp_left_zero = rpass.done
 
         # Activation store writes: the residual pass's bits, the packer's groups, or a Cb word
@@ -406,6 +411,20 @@ class LayerEngine(wiring.Component):
         tl = Signal(range(Dc + n_ta + 2))
         tl_prev = Signal(range(Dc + n_ta + 2))
         tl_v = Signal()
+        tl_q, tl_qv, tc_loading = Signal.like(tl_prev), Signal(), Signal()
+        m.d.sync += [tl_q.eq(tl_prev), tl_qv.eq(tl_v & tc_loading)]
+        with m.If(tl_qv):
+            for g in range(Dc + n_ta):
+                with m.If(tl_q == g):
+                    for ch in range(C):
+                        if g < Dc and multi:
+                            pass
+                        elif g < Dc:
+                            m.d.sync += tc_regs[g][ch].eq(
+                                _clamp(s_in[ch], -(1 << 15), (1 << 15) - 1))
+                        else:
+                            m.d.sync += ta_regs[g - Dc][ch].eq(
+                                _clamp(s_in[ch], -ta_top - 1, ta_top))
 
         # ------------------------------------------------------------ the sequencer
         m.d.comb += self.busy.eq(1)
@@ -425,25 +444,14 @@ class LayerEngine(wiring.Component):
         def tc_load():
             """One cycle of loading the context and attention thresholds (``tc``, ``ta``) from
             the parameter store's port 0 into their registers: word ``tl`` read, word
-            ``tl_prev`` written when ``tl_v``; ``tl`` stops one past the last word."""
+            ``tl_prev`` arriving when ``tl_v`` (and written from its register a cycle later,
+            ``tl_q`` when ``tl_qv``); ``tl`` stops one past the last word."""
             m.d.comb += [self.par_raddr0.eq(Mux(tl < Dc, pb + off["tc"] + tl,
                                                 pb + off["ta"] + tl - Dc)),
-                         self.par_ren0.eq(tl < Dc + n_ta)]
+                         self.par_ren0.eq(tl < Dc + n_ta), tc_loading.eq(1)]
             m.d.sync += [tl_prev.eq(tl), tl_v.eq(tl < Dc + n_ta)]
             with m.If(tl != Dc + n_ta + 1):
                 m.d.sync += tl.eq(tl + 1)
-            with m.If(tl_v):
-                for g in range(Dc + n_ta):
-                    with m.If(tl_prev == g):
-                        for ch in range(C):
-                            if g < Dc and multi:
-                                pass
-                            elif g < Dc:
-                                m.d.sync += tc_regs[g][ch].eq(
-                                    _clamp(s_in[ch], -(1 << 15), (1 << 15) - 1))
-                            else:
-                                m.d.sync += ta_regs[g - Dc][ch].eq(
-                                    _clamp(s_in[ch], -ta_top - 1, ta_top))
 
         with m.FSM(name="seq"):
             with m.State("IDLE"):
@@ -595,7 +603,8 @@ class LayerEngine(wiring.Component):
             with m.State("TC_LOAD"):
                 m.d.comb += self.step.eq(EngineStep.ATTENTION)
                 tc_load()
-                with m.If(~tl_v & (tl != Dc - tc_words)):      # (the loads' first cycle)
+                # Every word written (not the loads' first cycle, which has none in flight).
+                with m.If(~tl_v & ~tl_qv & (tl != Dc - tc_words)):
                     m.d.comb += steps.start.eq(1)
                     if multi:
                         m.d.comb += mt_setup(tile_major=0, period=Dc, th=pb + off["tc"],
