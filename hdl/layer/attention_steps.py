@@ -1,10 +1,10 @@
 """The layer engine's steps 3-5: the tokens' Kb|Vb rows into the KV cache, then each token's
 query, its Cb row written into the activation store.
 
-``start`` (one cycle) begins with ``T`` tokens (``t``) whose ``Qb|Kb|Vb`` rows (``3 D`` bits,
-``3 D / L`` words each) the packer wrote from the ``qkv`` region on. First every token's
-``Kb|Vb`` (``2 D / L`` words, read one a cycle) goes to the attention unit on ``kv``. Then a
-query reader fetches each token's ``Qb`` row and offers it on ``q`` with its position
+``start`` (one cycle) begins with ``T`` tokens (``t``, taken then) whose ``Qb|Kb|Vb`` rows
+(``3 D`` bits, ``3 D / L`` words each) the packer wrote from the ``qkv`` region on. First
+every token's ``Kb|Vb`` (``2 D / L`` words, read one a cycle) goes to the attention unit on
+``kv``. Then a query reader fetches each token's ``Qb`` row and offers it on ``q`` with its position
 (``len0``, the slot's length before the command, plus its index), while the answers on ``c``
 are taken and each ``Cb`` row written, ``L`` bits a cycle, into the ``cb`` region (``cb_w*``;
 the next query's fetch and scan overlap the write). ``done`` is high the cycle the last Cb
@@ -79,7 +79,7 @@ class AttentionSteps(wiring.Component):
         nb = ly.max_bits
         Dw, Dc = D // L, D // C
         reg = act_regions(dev)
-        t = self.t
+        t_m1 = Signal(range(c.max_t + 1))         # T - 1, taken at ``start`` (timing)
         i = Signal(range(c.max_t + 1))            # token index
         qpos = Signal(range(ly.kv_capacity))      # len0 + i in QUERY, a register (timing)
         row = Signal(2 * D * nb)                  # words written where ``rd_dst`` says
@@ -131,7 +131,8 @@ class AttentionSteps(wiring.Component):
         with m.FSM(name="steps"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [i.eq(0), row_addr.eq(reg["qkv"]), plane_addr.eq(reg["qkv"]),
+                    m.d.sync += [t_m1.eq(self.t - 1), i.eq(0), row_addr.eq(reg["qkv"]),
+                                 plane_addr.eq(reg["qkv"]),
                                  rd_addr.eq(reg["qkv"] + Dw), wcount.eq(0), plane.eq(0)]
                     m.next = "KV_READ"
             # Append every token's Kb|Vb (its planes' runs of 2 Dw words), then query every
@@ -155,7 +156,7 @@ class AttentionSteps(wiring.Component):
                     m.d.sync += [i.eq(i + 1), row_addr.eq(nxt), plane_addr.eq(nxt),
                                  rd_addr.eq(nxt + Dw), wcount.eq(0), plane.eq(0)]
                     m.next = "KV_READ"
-                    with m.If(i == t - 1):
+                    with m.If(i == t_m1):
                         m.d.sync += [i.eq(0), row_addr.eq(reg["qkv"]), rd_addr.eq(reg["qkv"]),
                                      plane_addr.eq(reg["qkv"]),
                                      cb_addr.eq(reg["cb"]), wi.eq(0), w_busy.eq(0),
@@ -169,9 +170,9 @@ class AttentionSteps(wiring.Component):
                 # streamed, with multi-bit activations), overlapping the next query's fetch.
                 m.d.comb += in_query.eq(1)
                 if nb == 1:
-                    self._cb_rows(m, cb_addr, w_busy, wi, wcount2)
+                    self._cb_rows(m, cb_addr, w_busy, wi, wcount2, t_m1)
                 else:
-                    self._ctx_beats(m, wi, wcount2)
+                    self._ctx_beats(m, wi, wcount2, t_m1)
 
         # The query reader: token i's Qb planes (Dw words each) into ``row``, then pushed with
         # its position; it stops with the QUERY state.
@@ -201,23 +202,22 @@ class AttentionSteps(wiring.Component):
                     m.d.sync += [i.eq(i + 1), qpos.eq(qpos + 1), wcount.eq(0), plane.eq(0),
                                  row_addr.eq(nxt), plane_addr.eq(nxt), rd_addr.eq(nxt)]
                     m.next = "READ"
-                    with m.If(i == t - 1):
+                    with m.If(i == t_m1):
                         m.next = "IDLE"
                 with m.If(~in_query):
                     m.next = "IDLE"
         return m
 
-    def _cb_rows(self, m, cb_addr, w_busy, wi, wcount2):
+    def _cb_rows(self, m, cb_addr, w_busy, wi, wcount2, t_m1):
         """One bit: take each answer and write its Cb row, a word a cycle."""
         L, Dw = self._dev.core.lanes, self._dev.layer.d_model // self._dev.core.lanes
-        t = self.t
         cbits = Signal(self._dev.layer.d_model)
         with m.If(w_busy):
             m.d.comb += [self.cb_wen.eq(1), self.cb_wdata.eq(cbits.word_select(wcount2, L))]
             m.d.sync += [cb_addr.eq(cb_addr + 1), wcount2.eq(wcount2 + 1)]
             with m.If(wcount2 == Dw - 1):
                 m.d.sync += [w_busy.eq(0), wi.eq(wi + 1)]
-                with m.If(wi == t - 1):
+                with m.If(wi == t_m1):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
         with m.Else():
@@ -228,12 +228,11 @@ class AttentionSteps(wiring.Component):
                     m.d.comb += self.fault.eq(1)
                     m.next = "IDLE"
 
-    def _ctx_beats(self, m, wi, wcount2):
+    def _ctx_beats(self, m, wi, wcount2, t_m1):
         """Multi-bit: stream each answer's sums, ``cols`` a beat; the answer is taken with its
         last beat."""
         C, D = self._dev.core.cols, self._dev.layer.d_model
         Dc = D // C
-        t = self.t
         ints = self.c.payload.ints
         groups = Array(Signal.like(self.ctx.payload, name=f"group{g}") for g in range(Dc))
         for g in range(Dc):
@@ -250,6 +249,6 @@ class AttentionSteps(wiring.Component):
                     with m.If(wcount2 == Dc - 1):
                         m.d.comb += self.c.ready.eq(1)
                         m.d.sync += [wcount2.eq(0), wi.eq(wi + 1)]
-                        with m.If(wi == t - 1):
+                        with m.If(wi == t_m1):
                             m.d.comb += self.done.eq(1)
                             m.next = "IDLE"

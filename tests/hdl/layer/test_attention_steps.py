@@ -46,6 +46,7 @@ def test_rows_move_between_the_store_and_the_attention_unit(seed, fault, act_lat
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
+        ctx.set(dut.t, 0)                  # taken at start
         cycles = 0
         while True:
             _, _, done, fault_now = await ctx.tick().sample(dut.done, dut.fault)
