@@ -241,14 +241,23 @@ class AttentionUnit(wiring.Component):
 
     def _scan_planes(self, m, q, rd_valid, k_r, v_r, acc):
         """Scan pipeline, A-bit planes: read token j (cycle 0), register its planes (cycle 1),
-        the popcounts of every plane pair per head (cycle 2), the scores and mask bits (cycle 3),
-        accumulate (cycle 4)."""
+        the popcounts of every plane pair per head (cycle 2), their partial sums (cycle 3), the
+        mask bits (cycle 4), accumulate (cycle 5).
+
+        The score ``sum_{i,k<A} 2^(i+k) (Dh - 2 pc_ik)`` is ``Dh (2^A - 1)^2 - 2 P`` with
+        ``P = sum 2^(i+k) pc_ik``, so ``score >= ta`` is ``P <= (Dh (2^A - 1)^2 - ta) >> 1``
+        (floor): the bound is a register per head, computed from ``ta`` and ``bits_m1`` (both
+        held while the unit scans, and set a cycle before a query's scan), and the pipeline
+        sums only the popcounts (timing: the dots, their masks, the sum and the compare made
+        one path)."""
         h_n, dh, nb = self._h, self._dh, self._bits
         d = h_n * dh
-        x_valid, p_valid, a_valid = Signal(), Signal(), Signal()
-        x_k, x_v, p_v, a_v = (Signal(d * nb, name=n) for n in ("x_k", "x_v", "p_v", "a_v"))
+        x_valid, p_valid, s_valid, a_valid = Signal(), Signal(), Signal(), Signal()
+        x_k, x_v, p_v, s_v, a_v = (Signal(d * nb, name=n)
+                                   for n in ("x_k", "x_v", "p_v", "s_v", "a_v"))
         a_bits = Signal(h_n)
-        m.d.sync += [rd_valid.eq(0), x_valid.eq(0), p_valid.eq(0), a_valid.eq(0)]
+        m.d.sync += [rd_valid.eq(0), x_valid.eq(0), p_valid.eq(0), s_valid.eq(0),
+                     a_valid.eq(0)]
         pc_shape = range(dh + 1)
         pcs = {(h, i, k): Signal(pc_shape, name=f"pc{h}_{i}_{k}")
                for h in range(h_n) for i in range(nb) for k in range(nb)}
@@ -263,24 +272,37 @@ class AttentionUnit(wiring.Component):
             counts[h, i, k] = popcount_tree(m, [x[b] for b in range(dh)], name=f"s{h}_{i}_{k}")
         with m.If(x_valid):
             m.d.sync += [p_valid.eq(1), p_v.eq(x_v)]
-            m.d.sync += [pc.eq(counts[key]) for key, pc in pcs.items()]
+            m.d.sync += [pc.eq(Mux(used[i] & used[k], counts[h, i, k], 0))
+                         for (h, i, k), pc in pcs.items()]
         lv_max = (1 << nb) - 1
-        score_shape = signed((lv_max * lv_max * dh).bit_length() + 2)
+        top = lv_max * lv_max * dh
+        # The bound per head: (Dh (2^A - 1)^2 - ta) >> 1.
+        full = Signal(range(top + 1))
+        m.d.comb += full.eq(Array([dh * ((2 << b) - 1) ** 2 for b in range(nb)])[self.bits_m1])
+        bounds = []
+        for h in range(h_n):
+            b = Signal(signed(max(top.bit_length(), len(self.ta[h])) + 2), name=f"bound{h}")
+            m.d.sync += b.eq((full - self.ta[h]) >> 1)
+            bounds.append(b)
+        # Cycle 3: each head's terms in groups of up to three, summed.
+        sum_shape = range(top + 1)
+        parts = {}
+        for h in range(h_n):
+            terms = [pcs[h, i, k] << (i + k) for i in range(nb) for k in range(nb)]
+            groups = [terms[g:g + 3] for g in range(0, len(terms), 3)]
+            parts[h] = [Signal(sum_shape, name=f"part{h}_{g}") for g in range(len(groups))]
+            with m.If(p_valid):
+                m.d.sync += [part.eq(_tree_sum(grp))
+                             for part, grp in zip(parts[h], groups, strict=True)]
+        with m.If(p_valid):
+            m.d.sync += [s_valid.eq(1), s_v.eq(p_v)]
         scores = []
         for h in range(h_n):
-            terms = []
-            for i in range(nb):
-                for k in range(nb):
-                    dot = Signal(signed(dh.bit_length() + 2), name=f"dot{h}_{i}_{k}")
-                    t = Signal(score_shape, name=f"t{h}_{i}_{k}")
-                    m.d.comb += [dot.eq(dh - 2 * pcs[h, i, k]),
-                                 t.eq(Mux(used[i] & used[k], dot << (i + k), 0))]
-                    terms.append(t)
-            s = Signal(score_shape, name=f"score{h}")
-            m.d.comb += s.eq(_tree_sum(terms))
-            scores.append(s >= self.ta[h])
-        with m.If(p_valid):
-            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(p_v)]
+            total = Signal(sum_shape, name=f"popsum{h}")
+            m.d.comb += total.eq(_tree_sum(parts[h]))
+            scores.append(total <= bounds[h])
+        with m.If(s_valid):
+            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(s_v)]
         lv = Signal(5)
         m.d.comb += lv.eq((1 << (self.bits_m1 + 1)) - 1)
         with m.If(a_valid):
@@ -288,7 +310,7 @@ class AttentionUnit(wiring.Component):
                 level = Cat(*[a_v[i * d + ch] & used[i] for i in range(nb)])
                 with m.If(a_bits[ch // dh]):
                     m.d.sync += acc[ch].eq(acc[ch] + (level << 1) - lv)
-        return ~x_valid & ~p_valid & ~a_valid
+        return ~x_valid & ~p_valid & ~s_valid & ~a_valid
 
 
 def _tree_sum(values):
