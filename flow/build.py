@@ -25,6 +25,7 @@ from .report import format_report, parse_report, summarise
 from .request import ROUTERS, BuildRequest, nextpnr_options
 from .seed_sweep import PlacementError, choose, describe, sweep
 from .steps import run_build_script
+from .synth_fallback import USED_FILE, with_synth_fallbacks
 
 __all__ = ["build", "BuildRequest", "BuildError", "ROUTERS", "nextpnr_options"]
 
@@ -105,6 +106,7 @@ def _place(b: Board, files: dict, *, array_only: bool, rebuild: bool,
     (:class:`~.seed_sweep.PlacementError` where only the placement failed)."""
     from ..paths import BUILD_ROOT
 
+    files = with_synth_fallbacks(files, b.family)
     digest = design_hash(files, b.family)
     folder = BUILD_ROOT / "boards" / f"{b.name}{'-array' if array_only else ''}-{digest}"
     report_path = folder / "onebit-report.json"
@@ -117,7 +119,8 @@ def _place(b: Board, files: dict, *, array_only: bool, rebuild: bool,
     env = {**os.environ, **tool_env(b.family), "PYTHON": sys.executable}
     start = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("top.rpt", "top.tim", "report.json"):
+    for stale in ("top.rpt", "top.tim", "report.json", USED_FILE,
+                  *(p.name for p in folder.glob("top.[0-9]*.rpt"))):
         (folder / stale).unlink(missing_ok=True)
     write_files(folder, files)
     add_netlist_passes(folder / "build_top.sh", b.family)
@@ -137,6 +140,8 @@ def _place(b: Board, files: dict, *, array_only: bool, rebuild: bool,
                           cells=cells, totals=b.totals)
     report = summarise(b, parsed, time.monotonic() - start, folder)
     report["design"] = "array only" if array_only else "host link and accelerator"
+    used = folder / USED_FILE
+    report["synthesis"] = used.read_text().strip() if used.exists() else "top.ys"
     report_path.write_text(json.dumps(report, indent=1))
     return report
 

@@ -80,5 +80,8 @@ def format_report(r: dict) -> str:
                           + (f"{t['fmax_mhz']:.1f} MHz" if t["placed"] else "did not place")
                           for t in p["tried"])
         lines.append(f"  placement seed {p['seed']} (tried {tried})")
+    if r.get("synthesis", "top.ys") != "top.ys":
+        lines.append(f"  synthesised by the fallback {r['synthesis']} (classic ABC), after "
+                     f"Yosys failed an internal assertion in ABC9 (docs/build.md)")
     lines.append(f"  bitstream: {r['bitstream']}")
     return "\n".join(lines)

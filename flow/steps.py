@@ -97,6 +97,8 @@ def run_build_script(script: str, folder: Path, env: dict[str, str],
         done = proc.poll() is not None
         for line in lines[seen_lines:]:
             parts = line.split()
+            if line.startswith("onebit: "):          # the script's own notes (a fallback)
+                progress(f"  [{time.monotonic() - start:6.1f} s] {line.strip()}")
             if len(parts) > 1 and parts[0] == "+":
                 command = Path(parts[1]).name
                 for tool, label in STEPS:
@@ -107,6 +109,8 @@ def run_build_script(script: str, folder: Path, env: dict[str, str],
         for name, offset in offsets.items():
             path = folder / name
             if path.exists():
+                if path.stat().st_size < offset:     # written anew (a synthesis retried)
+                    offset = 0
                 with path.open("rb") as f:
                     f.seek(offset)
                     chunk = f.read()
