@@ -10,8 +10,7 @@ the scale (``soff``) and the threshold (``toff``) from ``param_base``.
 Each beat reads X (residual store, from ``res_base``), the scale and the threshold
 (parameter store ports 0 and 1) the cycle it fires; the residual unit takes them a cycle
 later, and two cycles after that X1 is written back (``res_w*``) and its bits offered on
-``act_w*`` (one enable per ``cols``-bit group of an activation word). ``t``, ``beats`` and
-``res_base`` are taken at ``setup``. A beat fires each cycle
+``act_w*`` (one enable per ``cols``-bit group of an activation word). A beat fires each cycle
 ``generate`` is high while generated beats remain, or each beat ``y`` carries (``y.ready`` is
 always high: the pass never stalls). ``done`` is high once every beat of the pass is out of
 the unit. ``fired`` is high the cycle a beat fires; ``x_valid`` the cycle its X1 leaves the
@@ -101,11 +100,7 @@ class ResidualPass(wiring.Component):
         fire = Signal()
         gen_left = Signal(32)
         cfg = self.config
-        # ``done`` (no beat still to come) and the pass's last token index are registers: the
-        # sequencer's next state and the pass's counters hang on them (timing).
-        left_zero = Signal(init=1)
-        t_m1 = Signal(range(c.max_t + 1))
-        m.d.comb += self.done.eq(left_zero)
+        m.d.comb += self.done.eq(rp_left == 0)
 
         # Beats: made here while ``generate`` (y = 0), else the GEMM's, never stalled.
         m.d.comb += self.y.ready.eq(1)
@@ -121,7 +116,7 @@ class ResidualPass(wiring.Component):
                      self.par_raddr0.eq(pb + rp_soff + rp_grp), self.par_ren0.eq(fire),
                      self.par_raddr1.eq(pb + rp_toff + rp_grp), self.par_ren1.eq(fire)]
         with m.If(fire):
-            with m.If(rp_tok == t_m1):
+            with m.If(rp_tok == self.t - 1):
                 nxt_aa = aa_col + (gsel == gpw - 1)
                 m.d.sync += [rp_tok.eq(0), rp_grp.eq(rp_grp + 1), ra_col.eq(ra_col + 1),
                              ra.eq(ra_col + 1), aa_col.eq(nxt_aa), aa.eq(nxt_aa),
@@ -162,7 +157,7 @@ class ResidualPass(wiring.Component):
         m.d.comb += [self.resid_waddr.eq(d2_meta.ra), self.resid_wdata.eq(resu.o.payload.x),
                      self.resid_wen.eq(resu.o.valid & rp_write)]
         with m.If(resu.o.valid):
-            m.d.sync += [rp_left.eq(rp_left - 1), left_zero.eq(rp_left == 1)]
+            m.d.sync += rp_left.eq(rp_left - 1)
         with m.If(resu.o.valid & rp_bits):
             m.d.comb += [self.act_waddr.eq(d2_meta.aa),
                          self.act_wdata.eq(resu.o.payload.bits.replicate(gpw)),
@@ -173,6 +168,5 @@ class ResidualPass(wiring.Component):
                          rp_soff.eq(cfg.soff), rp_toff.eq(cfg.toff), rp_tok.eq(0),
                          rp_grp.eq(0), rp_left.eq(self.beats), gen_left.eq(self.beats),
                          ra.eq(self.res_base), ra_col.eq(self.res_base), aa.eq(cfg.region),
-                         aa_col.eq(cfg.region), gsel.eq(0), left_zero.eq(self.beats == 0),
-                         t_m1.eq(self.t - 1)]
+                         aa_col.eq(cfg.region), gsel.eq(0)]
         return m

@@ -72,9 +72,6 @@ def test_a_pass_matches_the_residual_arithmetic(gen, seed, registered):
         ctx.set(dut.setup, 1)
         await ctx.tick()
         ctx.set(dut.setup, 0)
-        ctx.set(dut.t, 0)                  # taken at setup, like the beats and res_base
-        ctx.set(dut.beats, 0)
-        ctx.set(dut.res_base, 0)
         assert not ctx.get(dut.done)
         if gen:
             ctx.set(dut.generate, 1)
