@@ -344,6 +344,12 @@ class LayerEngine(wiring.Component):
                          written["fc"].eq(lp.written == t_fc)]
             with m.If(lp.setup):
                 m.d.sync += [flag.eq(0) for flag in written.values()]
+            # The attention steps' context beats (a group picked out of the answer's sums)
+            # reach the multi-threshold unit through a register slice: the pick, routed across
+            # the chip into the unit's beat register, limited the ULX3S-85F's clock.
+            m.submodules.ctx_slice = ctx_slice = RegisterSlice(steps.ctx.payload.shape())
+            wiring.connect(m, steps.ctx, ctx_slice.i)
+            ctx = ctx_slice.o
             depth = 8
             m.submodules.x_fifo = xf = fifo.SyncFIFOBuffered(width=16 * C, depth=depth)
             pending = Signal(range(depth + 1))    # beats fired, not yet out of the pass
@@ -359,8 +365,8 @@ class LayerEngine(wiring.Component):
                 m.d.comb += [mt.i.valid.eq(xf.r_rdy), xf.r_en.eq(mt.i.ready)]
                 m.d.comb += [mt.i.payload[ch].eq(x_fifo[ch]) for ch in range(C)]
             with m.Else():
-                m.d.comb += [mt.i.valid.eq(steps.ctx.valid), steps.ctx.ready.eq(mt.i.ready)]
-                m.d.comb += [mt.i.payload[ch].eq(steps.ctx.payload[ch]) for ch in range(C)]
+                m.d.comb += [mt.i.valid.eq(ctx.valid), ctx.ready.eq(mt.i.ready)]
+                m.d.comb += [mt.i.payload[ch].eq(ctx.payload[ch]) for ch in range(C)]
             m.d.comb += [steps.bits_m1.eq(a_m1), att.bits_m1.eq(a_m1),
                          mt.par_rdata0.eq(self.par_rdata0), mt.par_rdata1.eq(self.par_rdata1)]
             with m.If(mt_params):
