@@ -7,6 +7,7 @@ import re
 
 from .boards import Board
 from .report import CELLS
+from .synth_fallback import ASSERTION
 
 __all__ = ["synth_cells", "synth_errors", "over_capacity", "failure", "no_placement",
            "one_line"]
@@ -62,7 +63,7 @@ def failure(log: str, b: Board, returncode: int = 1) -> str:
               f"{used[0][2]} in use; a lower clock target or a smaller array may place)"
               if used else "")
         return f"the design does not fit {b.description}{at}:\n{text}"
-    if "ERROR: Assert" in text:
+    if ASSERTION in text:
         text += "\n(an assertion inside Yosys failed: a Yosys bug, not an error in the design)"
     if not text:
         # (No tool said why: a signal or an outside kill, e.g. a timeout around the build.)
