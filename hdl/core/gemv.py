@@ -294,12 +294,13 @@ class Gemv(wiring.Component):
             # The row's words reach the line register through one register (the store's read
             # data would otherwise route to every entry in one cycle): this unit's own, or,
             # with ``act_latency`` 2, the one in front of ``act_rdata``.
-            xw, xw_v = self.act_rdata, Signal()
+            xw, xw_v = Signal(L), Signal()
             xw_r, xw_e0 = Signal.like(xr_d), Signal.like(xe0_d)
             m.d.sync += [xw_v.eq(xv), xw_r.eq(xr_d), xw_e0.eq(xe0_d)]
             if self._act_latency == 1:
-                xw = Signal(L)
                 m.d.sync += xw.eq(self.act_rdata)
+            else:
+                m.d.comb += xw.eq(self.act_rdata)
             loading = xv | xw_v
         else:
             xw, xw_v, xw_r, xw_e0 = self.act_rdata, xv, xr_d, xe0_d

@@ -294,7 +294,8 @@ class AttentionUnit(wiring.Component):
             with m.If(p_valid):
                 m.d.sync += [part.eq(_tree_sum(grp))
                              for part, grp in zip(parts[h], groups, strict=True)]
-                m.d.sync += [s_valid.eq(1), s_v.eq(p_v)]
+        with m.If(p_valid):
+            m.d.sync += [s_valid.eq(1), s_v.eq(p_v)]
         scores = []
         for h in range(h_n):
             total = Signal(sum_shape, name=f"popsum{h}")

@@ -420,10 +420,12 @@ class LayerEngine(wiring.Component):
         tl_q, tl_qv, tc_loading = Signal.like(tl_prev), Signal(), Signal()
         m.d.sync += [tl_q.eq(tl_prev), tl_qv.eq(tl_v & tc_loading)]
         with m.If(tl_qv):
-            for g in range(Dc - tc_words, Dc + n_ta):      # (tc only on the one-bit engine)
+            for g in range(Dc + n_ta):
                 with m.If(tl_q == g):
                     for ch in range(C):
-                        if g < Dc:
+                        if g < Dc and multi:
+                            pass
+                        elif g < Dc:
                             m.d.sync += tc_regs[g][ch].eq(
                                 _clamp(s_in[ch], -(1 << 15), (1 << 15) - 1))
                         else:
