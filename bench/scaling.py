@@ -11,7 +11,6 @@ lane per cycle at Fmax (what the array could do with a clock at Fmax; the build 
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 from .. import json_output
 from ..flow.boards import board
@@ -28,7 +27,7 @@ SIZES = {
 
 def _row(name: str, rows: int, cols: int, lanes: int) -> dict:
     b = board(name)
-    dev = replace(b.device, core=b.device.core.reshaped(rows=rows, cols=cols, lanes=lanes))
+    dev = b.device.reshaped(rows=rows, cols=cols, lanes=lanes)
     entry = {"board": name, "rows": rows, "cols": cols, "lanes": lanes,
              "total_lanes": rows * cols * lanes}
     try:

@@ -47,7 +47,7 @@ class BuildRequest:
     device : DeviceConfig or None
         Replaces the board's default device (array and stores).
     rows, cols, lanes : int or None
-        Then change its array.
+        Then change its array (``DeviceConfig.reshaped``: the stores keep what they hold).
     clock_mhz : float or None
         Replaces the clock target (boards with a PLL).
     seed, seeds : placement seeds (nextpnr's ``--seed``, non-negative integers); ``seeds`` are
@@ -118,8 +118,8 @@ class BuildRequest:
                 raise TypeError(f"device must be a DeviceConfig, not {self.device!r}")
             b = replace(b, device=self.device)
         if (self.rows, self.cols, self.lanes) != (None, None, None):
-            core = b.device.core.reshaped(rows=self.rows, cols=self.cols, lanes=self.lanes)
-            b = replace(b, device=replace(b.device, core=core))
+            b = replace(b, device=b.device.reshaped(rows=self.rows, cols=self.cols,
+                                                    lanes=self.lanes))
         return Resolved(b, tries, router, jobs, placer)
 
 

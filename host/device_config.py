@@ -18,7 +18,7 @@ until its CRC checks, so a damaged frame writes nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .checks import check_count
 from .core_config import MEMORY_KINDS, SPRAM_BLOCKS, CoreConfig, spram_blocks
@@ -281,6 +281,45 @@ class DeviceConfig:
         if ly.param_words < param_words_per_layer(self):
             raise ValueError(f"Parameter store of {ly.param_words} words cannot hold one "
                              f"layer's {param_words_per_layer(self)}")
+
+    def reshaped(self, *, rows: int | None = None, cols: int | None = None,
+                 lanes: int | None = None) -> DeviceConfig:
+        """This device with another array shape (``None`` keeps a dimension): the core's
+        ``reshaped``, and the stores counted in array-shaped words keep what they hold.
+
+        - A banked weight store keeps its banks per element (``weight_banks`` scales with
+          ``rows * cols``), so the GEMV unit still reads a line as wide as the array, or as
+          many as the model width allows (``gemv_problem``).
+        - The parameter and residual stores (words of ``cols`` values) keep their values: at
+          twice the columns they have half the words, and no fewer than one layer (or
+          ``max_t`` residual rows) needs. Each parameter word is read on two ports, so every
+          block RAM saved here is saved twice.
+        - The other stores keep their words.
+
+        Raises ``ValueError`` (from the checks) where the new shape cannot hold the layer."""
+        from .layer_layout import param_words_per_layer
+
+        c = self.core
+        core = c.reshaped(rows=rows, cols=cols, lanes=lanes)
+
+        def scaled(n: int, old: int, new: int) -> int:
+            return -(-n * old // new)
+
+        banks = self.weight_banks
+        if banks > 1:
+            banks = max(1, banks * core.rows * core.cols // (c.rows * c.cols))
+            banks = 1 << (banks.bit_length() - 1)           # (a power of two)
+        ly = self.layer
+        while banks > 1 and ly is not None and gemv_problem(
+                ly.d_model, lanes=core.lanes, cols=core.cols, banks=banks):
+            banks //= 2
+        if ly is None:
+            return replace(self, core=core, weight_banks=banks)
+        res = max(scaled(ly.res_words, c.cols, core.cols), core.max_t * ly.d_model // core.cols)
+        roomy = replace(self, core=core, weight_banks=banks,
+                        layer=replace(ly, res_words=res, param_words=1 << 30))
+        param = max(scaled(ly.param_words, c.cols, core.cols), param_words_per_layer(roomy))
+        return replace(roomy, layer=replace(ly, res_words=res, param_words=param))
 
     def gemv_problem(self, k: int) -> str | None:
         """Why this device's GEMV unit cannot take rows of ``k`` bits (None if it can)."""
