@@ -12,7 +12,7 @@ store) and the engine (``layer_*``), one at a time.
 """
 
 from amaranth.hdl import Module, Mux
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_device
@@ -23,6 +23,7 @@ from ..core.gemm_runner import GemmRunner, run_layout
 from ..layer.engine import LayerEngine, layer_layout
 from ..lib.banked_store import BankedStore
 from ..lib.membank import MemoryBank
+from ..lib.two_read_store import TwoReadStore
 
 __all__ = ["Datapath", "datapath_signature", "DatapathPort", "store_word_bits"]
 
@@ -180,14 +181,14 @@ class Datapath(wiring.Component):
                      resid.ren.eq(Mux(eng.busy, eng.resid_ren, self.resid_ren)),
                      eng.resid_rdata.eq(resid.rdata), self.resid_rdata.eq(resid.rdata)]
 
-        m.submodules.param_store = params = memory.Memory(
-            shape=PARAM_BITS * c.cols, depth=ly.param_words, init=[])
-        pw = params.write_port()
-        m.d.comb += [pw.addr.eq(self.st_waddr), pw.data.eq(self.st_wdata),
-                     pw.en.eq(self.param_wen)]
+        # The parameter store: the host's writes (only in a LOAD, never while the engine,
+        # which reads it, runs a LAYER command) and the engine's two read ports.
+        m.submodules.param_store = params = TwoReadStore(width=PARAM_BITS * c.cols,
+                                                         depth=ly.param_words)
+        m.d.comb += [params.waddr.eq(self.st_waddr), params.wdata.eq(self.st_wdata),
+                     params.wen.eq(self.param_wen)]
         for i in range(2):
-            pr = params.read_port()
-            m.d.comb += [pr.addr.eq(getattr(eng, f"par_raddr{i}")),
-                         pr.en.eq(getattr(eng, f"par_ren{i}")),
-                         getattr(eng, f"par_rdata{i}").eq(pr.data)]
+            m.d.comb += [getattr(params, f"raddr{i}").eq(getattr(eng, f"par_raddr{i}")),
+                         getattr(params, f"ren{i}").eq(getattr(eng, f"par_ren{i}")),
+                         getattr(eng, f"par_rdata{i}").eq(getattr(params, f"rdata{i}"))]
         return m
