@@ -46,6 +46,7 @@ import numpy as np
 from .packing import check_bits
 
 __all__ = ["EngineStep", "PARAM_ROWS", "MT_ROWS", "check_precision", "mt_levels",
+           "param_read_words",
            "param_offsets", "head_param_words", "matrix_offsets", "act_regions",
            "check_layer",
            "param_words_per_layer", "layer_weight_words",
@@ -104,6 +105,12 @@ def mt_levels(dev) -> int:
     """``L_m = 2^max_bits - 1``: the parameter words a group of channels takes in a
     multi-threshold row (1 on a one-bit engine)."""
     return (1 << dev.layer.max_bits) - 1
+
+
+def param_read_words(dev) -> int:
+    """Consecutive words each of the parameter store's two read ports gives a cycle: 2 on a
+    multi-bit engine (its multi-threshold unit reads four thresholds a cycle), else 1."""
+    return 2 if dev.layer.multi_threshold else 1
 
 
 def param_offsets(dev) -> dict[str, int]:

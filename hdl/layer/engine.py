@@ -42,6 +42,7 @@ from ...host.layer_layout import (
     head_param_words,
     matrix_offsets,
     param_offsets,
+    param_read_words,
     param_words_per_layer,
 )
 from ...host.protocol import (
@@ -89,7 +90,8 @@ class LayerEngine(wiring.Component):
     run_active : In(32);  run_result : In(stream.Signature(result_layout(core)))
     act_waddr, act_wdata, act_wen (lanes // cols);  act_raddr, act_ren, act_rdata
     resid_raddr, resid_ren, resid_rdata, resid_waddr, resid_wdata, resid_wen  (words of cols int16)
-    par_raddr0, par_ren0, par_rdata0, par_raddr1, par_ren1, par_rdata1 (cols x PARAM_BITS)
+    par_raddr0, par_ren0, par_rdata0, par_raddr1, par_ren1, par_rdata1 (cols x PARAM_BITS,
+    ``param_read_words`` consecutive words a read: the multi-bit engine's ports read two)
     """
 
     def __init__(self, dev: DeviceConfig):
@@ -114,7 +116,8 @@ class LayerEngine(wiring.Component):
         }
         for i in range(2):
             ports.update({f"par_raddr{i}": Out(range(ly.param_words)), f"par_ren{i}": Out(1),
-                          f"par_rdata{i}": In(PARAM_BITS * c.cols)})
+                          f"par_rdata{i}": In(PARAM_BITS * c.cols *
+                                              param_read_words(dev))})
         if dev.weight_banks > 1:
             ports.update({
                 "w_laddr": Out(range(-(-dev.weight_words // dev.weight_banks))),
@@ -284,16 +287,16 @@ class LayerEngine(wiring.Component):
                      self.resid_raddr.eq(rpass.resid_raddr), self.resid_ren.eq(rpass.resid_ren),
                      rpass.resid_rdata.eq(self.resid_rdata),
                      self.par_raddr0.eq(rpass.par_raddr0), self.par_ren0.eq(rpass.par_ren0),
-                     rpass.par_rdata0.eq(self.par_rdata0),
+                     rpass.par_rdata0.eq(self.par_rdata0[:PARAM_BITS * C]),
                      self.par_raddr1.eq(rpass.par_raddr1), self.par_ren1.eq(rpass.par_ren1),
-                     rpass.par_rdata1.eq(self.par_rdata1),
+                     rpass.par_rdata1.eq(self.par_rdata1[:PARAM_BITS * C]),
                      self.resid_waddr.eq(rpass.resid_waddr), self.resid_wdata.eq(rpass.resid_wdata),
                      self.resid_wen.eq(rpass.resid_wen)]
         # The thresholds that TC_LOAD reads pass a register before they are clamped into
         # theirs (the parameter store's clock-to-out, its blocks' output mux and the clamp's
         # compares limited the ULX3S-85F's clock).
         s_q = Signal(PARAM_BITS * C)
-        m.d.sync += s_q.eq(self.par_rdata0)
+        m.d.sync += s_q.eq(self.par_rdata0[:PARAM_BITS * C])
         s_in = data.View(data.ArrayLayout(signed(PARAM_BITS), C), s_q)
         rp_left_zero = rpass.done
 

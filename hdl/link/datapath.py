@@ -17,12 +17,13 @@ from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_device
 from ...host.device_config import PARAM_BITS, DeviceConfig
-from ...host.layer_layout import EngineStep
+from ...host.layer_layout import EngineStep, param_read_words
 from ..core.gemm_layouts import counters_layout
 from ..core.gemm_runner import GemmRunner, run_layout
 from ..layer.engine import LayerEngine, layer_layout
 from ..lib.banked_store import BankedStore
 from ..lib.membank import MemoryBank
+from ..lib.pair_read_store import PairReadStore
 from ..lib.two_read_store import TwoReadStore
 
 __all__ = ["Datapath", "datapath_signature", "DatapathPort", "store_word_bits"]
@@ -183,8 +184,9 @@ class Datapath(wiring.Component):
 
         # The parameter store: the host's writes (only in a LOAD, never while the engine,
         # which reads it, runs a LAYER command) and the engine's two read ports.
-        m.submodules.param_store = params = TwoReadStore(width=PARAM_BITS * c.cols,
-                                                         depth=ly.param_words)
+        store = PairReadStore if param_read_words(dev) == 2 else TwoReadStore
+        m.submodules.param_store = params = store(width=PARAM_BITS * c.cols,
+                                                  depth=ly.param_words)
         m.d.comb += [params.waddr.eq(self.st_waddr), params.wdata.eq(self.st_wdata),
                      params.wen.eq(self.param_wen)]
         for i in range(2):

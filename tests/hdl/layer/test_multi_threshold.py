@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import memory
 
 from onebit.hdl.layer.level_packer import LevelPacker
@@ -50,8 +50,24 @@ def test_groups_taking_turns_with_no_gaps(bits):
     _levels_equal_mt(random.Random(bits), bits, 0, 1, 5, 4, idle=0, stalls=0)
 
 
+@pytest.mark.parametrize("bits", [3, 4])
+def test_four_thresholds_a_cycle(bits):
+    """A decode's pass (one token, tile-major) over 24 groups offered every cycle, none
+    finding its thresholds cached: the unit takes a beat every ceil(L / 4) cycles (its
+    reads, two words on each of the two ports). (At A = 1 and 2, one cycle a beat, the level
+    packer's word writes set the pace instead.)"""
+    t, n = 1, 48
+    takes = _levels_equal_mt(random.Random(bits), bits, 1, 1, t, n, idle=0, stalls=0)
+    per_beat = -(-((1 << bits) - 1) // 4)
+    assert len(takes) == t * (n // C)
+    assert takes[-1] - takes[0] == (len(takes) - 1) * per_beat, takes
+
+
 def _levels_equal_mt(rng, bits, tile_major, copies, t, n, *, idle, stalls):
+    """Run the pass and check what it wrote; return the cycles in which the unit took a
+    beat."""
     nrng = np.random.default_rng(bits * 10 + tile_major)
+    took = []
     lv = (1 << bits) - 1
     groups = -(-n // C)
     y = nrng.integers(-300, 300, (t, groups * C))
@@ -70,10 +86,11 @@ def _levels_equal_mt(rng, bits, tile_major, copies, t, n, *, idle, stalls):
     m.submodules.par = par = memory.Memory(shape=PARAM_BITS * C, depth=DEV.layer.param_words,
                                            init=[0] * p_base + params)
     m.submodules.act = act = memory.Memory(shape=L, depth=DEV.act_words, init=[])
-    for i in range(2):
-        rp = par.read_port()
-        m.d.comb += [rp.addr.eq(getattr(mt, f"par_raddr{i}")), rp.en.eq(getattr(mt, f"par_ren{i}")),
-                     getattr(mt, f"par_rdata{i}").eq(rp.data)]
+    for i in range(2):           # (each port reads words a and a + 1: PairReadStore's contract)
+        lo, hi = par.read_port(), par.read_port()
+        addr, en = getattr(mt, f"par_raddr{i}"), getattr(mt, f"par_ren{i}")
+        m.d.comb += [lo.addr.eq(addr), hi.addr.eq(addr + 1), lo.en.eq(en), hi.en.eq(en),
+                     getattr(mt, f"par_rdata{i}").eq(Cat(lo.data, hi.data))]
     wp = act.write_port(granularity=C)
     m.d.comb += [wp.addr.eq(pk.act_waddr), wp.data.eq(pk.act_wdata), wp.en.eq(pk.act_wen)]
     gate = Signal()
@@ -106,6 +123,8 @@ def _levels_equal_mt(rng, bits, tile_major, copies, t, n, *, idle, stalls):
         cycles = 0
         while ctx.get(pk.written) < len(order):
             ctx.set(gate, int(rng.random() >= stalls))
+            if ctx.get(mt.i.valid) and ctx.get(mt.i.ready):
+                took.append(cycles)
             await ctx.tick()
             cycles += 1
             assert cycles < 5000, "the packer stopped writing"
@@ -122,6 +141,7 @@ def _levels_equal_mt(rng, bits, tile_major, copies, t, n, *, idle, stalls):
                     assert plane == expect, (tok, bit, copy, plane, expect)
 
     simulate(m, drive, stall)
+    return took
 
 
 def test_input_wider_than_the_parameter_field_is_refused():

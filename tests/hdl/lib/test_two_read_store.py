@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
-"""The two-read store: what a write leaves, both ports reading it a cycle later and holding
-their data while not enabled; on ECP5, one copy of its words (the write shares port 0)."""
+"""The two-read stores: what a write leaves, both ports reading it a cycle later (the pair
+store two consecutive words) and holding their data while not enabled; on ECP5, one copy of
+their words (the write shares port 0)."""
 
 import random
 
@@ -8,13 +9,17 @@ import pytest
 from amaranth.sim import Simulator
 
 from onebit.flow.synth import ff_count, synth_stats
+from onebit.hdl.lib.pair_read_store import PairReadStore
 from onebit.hdl.lib.two_read_store import TwoReadStore
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_reads_return_what_was_written(seed):
-    width, depth = 20, 48
-    dut = TwoReadStore(width=width, depth=depth)
+@pytest.mark.parametrize("store, depth", [(TwoReadStore, 48), (PairReadStore, 48),
+                                          (PairReadStore, 47), (PairReadStore, 24)])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_reads_return_what_was_written(store, depth, seed):
+    width = 20
+    pairs = store is PairReadStore
+    dut = store(width=width, depth=depth)
     rng = random.Random(seed)
     model = [0] * depth
     checked = []
@@ -35,7 +40,7 @@ def test_reads_return_what_was_written(seed):
             for i in range(2):
                 # (No read in a cycle that writes: the store's contract.)
                 en = not write and rng.random() < 0.6
-                a = rng.randrange(depth)
+                a = rng.randrange(depth - 1 if pairs else depth)     # (a + 1 a word too)
                 ctx.set(getattr(dut, f"raddr{i}"), a)
                 ctx.set(getattr(dut, f"ren{i}"), en)
                 ops[i] = (en, a)
@@ -43,7 +48,7 @@ def test_reads_return_what_was_written(seed):
             for i in range(2):
                 en, a = ops[i]
                 if en:
-                    held[i] = model[a]
+                    held[i] = model[a] | (model[a + 1] << width if pairs else 0)
             if "write" in ops:
                 a, v = ops["write"]
                 model[a] = v
@@ -60,17 +65,21 @@ def test_reads_return_what_was_written(seed):
     assert checked.count(0) > 200 and checked.count(1) > 200
 
 
+@pytest.mark.parametrize("store", [TwoReadStore, PairReadStore])
 @pytest.mark.parametrize("width, depth", [(0, 8), (8, 0), (8, -1)])
-def test_sizes_are_checked(width, depth):
+def test_sizes_are_checked(store, width, depth):
     with pytest.raises(ValueError, match="Store (width|depth) must be a positive integer"):
-        TwoReadStore(width=width, depth=depth)
+        store(width=width, depth=depth)
 
 
 @pytest.mark.synth
-def test_one_copy_of_the_words_on_ecp5():
-    """The 85F's parameter store at 4 columns (5120 words of 68 bits): 20 DP16KD (5120 x 68
-    in 1024 x 18 blocks), where a memory with separate write and read addresses takes 40, and
-    no collision bypass in flip-flops."""
-    stats = synth_stats(TwoReadStore(width=68, depth=5120), "params", "ecp5")
-    assert stats.get("DP16KD") == 20
+@pytest.mark.parametrize("store, blocks", [(TwoReadStore, 20), (PairReadStore, 24)])
+def test_one_copy_of_the_words_on_ecp5(store, blocks):
+    """The 85F's parameter store at 4 columns (5120 words of 68 bits) in DP16KD blocks of
+    1024 x 18 (their widest with both ports in use): 5 x 4 = 20 for the two-read store, 2 x
+    3 x 4 = 24 for the pair store's two banks of 2560 words, where a memory with separate write
+    and read addresses takes 40; and no collision bypass in flip-flops (the pair store's: a
+    parity bit a port)."""
+    stats = synth_stats(store(width=68, depth=5120), "params", "ecp5")
+    assert stats.get("DP16KD") == blocks
     assert ff_count(stats) < 20
