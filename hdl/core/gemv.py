@@ -26,11 +26,12 @@ pipeline's registers). Cycles: ``kw + act_latency`` to load the row, then one li
 
 Planes (``max_bits`` A_max > 1): ``params.bits_m1`` = A - 1 takes the token's row as A-bit
 levels, stored as its A bit-planes of ``kw`` words each, top plane first (``A * kw`` words from
-``act_base``, as the GEMM core takes them). Each weight line is issued once per plane, top
-plane first; the accumulator takes ``acc << 1`` at a plane's first line (Horner's rule), so it
-ends at ``sum_i 2^i popcount(p_i XOR w)`` and the result is ``prod = (2^A - 1) K - 2 acc``
-(the numerics' ``prod`` of the levels against the binary row). ``A * kw`` words must fit
-``max_chunks``. Cycles: ``A * kw + 2`` to load the row, ``A`` times the lines. With
+``act_base``, as the GEMM core takes them). Each weight line is issued once: the unit XORs it
+with every plane's segment of the row at once (``A_max`` popcount trees) and adds the planes'
+counts by Horner's rule, top plane first, so the accumulator ends at
+``sum_i 2^i popcount(p_i XOR w)`` and the result is ``prod = (2^A - 1) K - 2 acc`` (the
+numerics' ``prod`` of the levels against the binary row). ``A * kw`` words must fit
+``max_chunks``. Cycles: ``A * kw + 2`` to load the row, then the lines as at one bit. With
 ``max_bits = 1`` (the default) none of this logic exists.
 
 The row's words pass a register on their way into the line register, so that the activation
@@ -155,77 +156,76 @@ class Gemv(wiring.Component):
         s1_entry = Signal(range(n_ent))
         s1_row0 = Signal.like(row0)
         m.d.comb += [self.w_laddr.eq(line), self.w_lren.eq(issuing)]
-        s1_shift = Signal()
-        if A_max > 1:
-            plane = Signal(range(A_max))               # planes done of this group's row
-            entry = Signal(range(n_ent))
-            plane_last = plane == p.bits_m1
-            m.d.sync += [s1_entry.eq(entry), s1_shift.eq((phase == 0) & (plane != 0))]
-        else:
-            plane_last, entry = 1, phase
-            m.d.sync += s1_entry.eq(phase)
-        m.d.sync += [s1_valid.eq(issuing), s1_last.eq((phase == e_m1) & plane_last),
-                     s1_first.eq((phase == 0) & (entry == 0)), s1_row0.eq(row0)]
+        m.d.sync += [s1_entry.eq(phase), s1_valid.eq(issuing), s1_last.eq(phase == e_m1),
+                     s1_first.eq(phase == 0), s1_row0.eq(row0)]
         with m.If(issuing):
             m.d.sync += [line.eq(line + 1), lines_left.eq(lines_left - 1)]
             with m.If(phase == e_m1):
-                m.d.sync += phase.eq(0)
-                if A_max > 1:
-                    with m.If(plane_last):
-                        m.d.sync += [plane.eq(0), entry.eq(0), row0.eq(row0 + g_mask + 1)]
-                    with m.Else():
-                        # The same lines again for the next plane.
-                        m.d.sync += [plane.eq(plane + 1), entry.eq(entry + 1),
-                                     line.eq(line - e_m1)]
-                else:
-                    m.d.sync += row0.eq(row0 + g_mask + 1)
+                m.d.sync += [phase.eq(0), row0.eq(row0 + g_mask + 1)]
             with m.Else():
                 m.d.sync += phase.eq(phase + 1)
-                if A_max > 1:
-                    m.d.sync += entry.eq(entry + 1)
 
         # ---------------------------------------------------------------- popcounts (s1)
-        xsel = Signal(P * L)
-        m.d.comb += xsel.eq(Array(xl)[s1_entry] if n_ent > 1 else xl[0])
+        # Plane ``j``'s segment of this line: entry ``j * E + phase`` (``ebase``: j * E).
+        ebase = [Signal(range(n_ent), name=f"ebase{j}") for j in range(A_max)]
+        xsel = [Signal(P * L, name=f"xsel{j}") for j in range(A_max)]
+        for j in range(A_max):
+            m.d.comb += xsel[j].eq(Array(xl)[ebase[j] + s1_entry] if n_ent > 1 else xl[0])
         pc_w = L.bit_length()
-        # sx: the line XOR the row, registered straight off the block RAM outputs (timing).
-        sx_valid, sx_last, sx_first, sx_shift = Signal(), Signal(), Signal(), Signal()
+        # sx: the line XOR each plane's row, registered straight off the block RAM outputs
+        # (timing).
+        sx_valid, sx_last, sx_first = Signal(), Signal(), Signal()
         sx_row0 = Signal.like(row0)
-        sx_xw = Signal(P * L)
+        sx_xw = [Signal(P * L, name=f"sx_xw{j}") for j in range(A_max)]
         m.d.sync += [sx_valid.eq(s1_valid), sx_last.eq(s1_last), sx_first.eq(s1_first),
-                     sx_shift.eq(s1_shift), sx_row0.eq(s1_row0), sx_xw.eq(xsel ^ self.w_ldata)]
-        s2_valid, s2_last, s2_first, s2_shift = Signal(), Signal(), Signal(), Signal()
+                     sx_row0.eq(s1_row0)]
+        m.d.sync += [sx_xw[j].eq(xsel[j] ^ self.w_ldata) for j in range(A_max)]
+        s2_valid, s2_last, s2_first = Signal(), Signal(), Signal()
         s2_row0 = Signal.like(row0)
-        s2_pc = [Signal(pc_w, name=f"pc{i}") for i in range(P)]
+        s2_pc = [[Signal(pc_w, name=f"pc{j}_{i}") for i in range(P)] for j in range(A_max)]
         m.d.sync += [s2_valid.eq(sx_valid), s2_last.eq(sx_last), s2_first.eq(sx_first),
-                     s2_shift.eq(sx_shift), s2_row0.eq(sx_row0)]
-        for i in range(P):
-            word = sx_xw[i * L:(i + 1) * L]
-            m.d.sync += s2_pc[i].eq(popcount_tree(m, [word[b] for b in range(L)],
-                                                  name=f"gv{i}"))
+                     s2_row0.eq(sx_row0)]
+        for j in range(A_max):
+            for i in range(P):
+                word = sx_xw[j][i * L:(i + 1) * L]
+                m.d.sync += s2_pc[j][i].eq(popcount_tree(m, [word[b] for b in range(L)],
+                                                         name=f"gv{j}_{i}"))
 
         # ---------------------------------------------------------------- reduce (s2)
         acc_w = c.acc_width
-        lvl = [s2_pc]
-        for k in range(p_bits):
-            prev = lvl[-1]
-            lvl.append([Signal(acc_w, name=f"l{k + 1}_{i}") for i in range(len(prev) // 2)])
-            for i, v in enumerate(lvl[-1]):
-                m.d.comb += v.eq(prev[2 * i] + prev[2 * i + 1])
-        part = [Signal(acc_w, name=f"part{g}") for g in range(C)]
-        for g in range(C):
-            with m.Switch(s_log):
-                for k in range(levels):
-                    if g < len(lvl[k]):
-                        with m.Case(k):
-                            m.d.comb += part[g].eq(lvl[k][g])
-        # s3: the group sums registered (the adder tree is one stage, the accumulation the next).
-        s3_valid, s3_last, s3_first, s3_shift = Signal(), Signal(), Signal(), Signal()
+        # s3: each plane's group sums registered (the adder tree is one stage, the planes'
+        # weighted sum and the accumulation the next).
+        s3_valid, s3_last, s3_first = Signal(), Signal(), Signal()
         s3_row0 = Signal.like(row0)
-        s3_part = [Signal(acc_w, name=f"s3_part{g}") for g in range(C)]
         m.d.sync += [s3_valid.eq(s2_valid), s3_last.eq(s2_last), s3_first.eq(s2_first),
-                     s3_shift.eq(s2_shift), s3_row0.eq(s2_row0)]
-        m.d.sync += [a.eq(b) for a, b in zip(s3_part, part, strict=True)]
+                     s3_row0.eq(s2_row0)]
+        s3_parts = []
+        for j in range(A_max):
+            lvl = [s2_pc[j]]
+            for k in range(p_bits):
+                prev = lvl[-1]
+                lvl.append([Signal(acc_w, name=f"l{j}_{k + 1}_{i}")
+                            for i in range(len(prev) // 2)])
+                for i, v in enumerate(lvl[-1]):
+                    m.d.comb += v.eq(prev[2 * i] + prev[2 * i + 1])
+            part = [Signal(acc_w, name=f"part{j}_{g}") for g in range(C)]
+            for g in range(C):
+                with m.Switch(s_log):
+                    for k in range(levels):
+                        if g < len(lvl[k]):
+                            with m.Case(k):
+                                m.d.comb += part[g].eq(lvl[k][g])
+            s3_part = [Signal(acc_w, name=f"s3_part{j}_{g}") for g in range(C)]
+            m.d.sync += [a.eq(b) for a, b in zip(s3_part, part, strict=True)]
+            s3_parts.append(s3_part)
+        # The line's sum over the command's A planes, top plane first (Horner's rule):
+        # ``sum_j 2^(A - 1 - j) popcount(p_j XOR w)``.
+        s3_sum = [Signal(acc_w, name=f"s3_sum{g}") for g in range(C)]
+        for g in range(C):
+            v = s3_parts[0][g]
+            for j in range(1, A_max):
+                v = Mux(j <= p.bits_m1, (v << 1) + s3_parts[j][g], v)
+            m.d.comb += s3_sum[g].eq(v)
         acc = [Signal(acc_w, name=f"acc{g}") for g in range(C)]
         total = [Signal(acc_w, name=f"total{g}") for g in range(C)]
         rw = c.result_width + 2
@@ -237,9 +237,8 @@ class Gemv(wiring.Component):
         else:
             m.d.comb += k_s.eq(p.k)
         for g in range(C):
-            prev = Mux(s3_first, 0, Mux(s3_shift, acc[g] << 1, acc[g])) if A_max > 1 else \
-                Mux(s3_first, 0, acc[g])
-            m.d.comb += [total[g].eq(prev + s3_part[g]), dotv[g].eq(k_s - 2 * total[g])]
+            m.d.comb += [total[g].eq(Mux(s3_first, 0, acc[g]) + s3_sum[g]),
+                         dotv[g].eq(k_s - 2 * total[g])]
 
         build = [Signal(signed(rw), name=f"build{b}") for b in range(C)]
         tile = Signal(range(-(-c.max_n // C) + 1))
@@ -338,10 +337,9 @@ class Gemv(wiring.Component):
             with m.State("SETUP3"):
                 m.d.comb += self.busy.eq(1)
                 lines = n_groups * (e_m1 + 1)
-                m.d.sync += [lines_left.eq(lines if A_max == 1 else lines * (p.bits_m1 + 1)),
-                             line.eq(p.w_line), phase.eq(0), row0.eq(0), tile.eq(0)]
-                if A_max > 1:
-                    m.d.sync += [plane.eq(0), entry.eq(0)]
+                m.d.sync += [lines_left.eq(lines), line.eq(p.w_line), phase.eq(0), row0.eq(0),
+                             tile.eq(0)]
+                m.d.sync += [ebase[j].eq(j * (e_m1 + 1)) for j in range(A_max)]
                 m.next = "XLOAD"
             with m.State("XLOAD"):
                 m.d.comb += [self.busy.eq(1), self.act_ren.eq(1)]
