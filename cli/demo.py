@@ -198,8 +198,10 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
           f"{100 * pre_ideal / pre_cycles:.1f}%")
     if steps:
         per_token = dec_cycles / steps
-        print(f"decode:  {per_token:.0f} cycles per token (every layer and the head), array "
-              f"utilization {100 * dec_ideal / dec_cycles:.1f}%")
+        gemv = (" (decode's products run on the GEMV unit, which counts every activation "
+                "plane of a weight line at once)" if dev.weight_banks > 1 else "")
+        print(f"decode:  {per_token:.0f} cycles per token (every layer and the head), "
+              f"{100 * dec_ideal / dec_cycles:.1f}% of the array's peak rate{gemv}")
         from ..flow.boards import board as find_board
 
         proj = b or find_board(BOARD)

@@ -108,9 +108,12 @@ def mt_levels(dev) -> int:
 
 
 def param_read_words(dev) -> int:
-    """Consecutive words each of the parameter store's two read ports gives a cycle: 2 on a
-    multi-bit engine (its multi-threshold unit reads four thresholds a cycle), else 1."""
-    return 2 if dev.layer.multi_threshold else 1
+    """Consecutive words each of the parameter store's two read ports gives a cycle, so that
+    the multi-threshold unit reads twice that many thresholds a cycle: 4 from ``max_bits`` 3
+    on (a group's 7 thresholds at A = 3 in one cycle, 15 at A = 4 in two), 2 at ``max_bits`` 2
+    (3 in one), 1 on a one-bit engine."""
+    bits = dev.layer.max_bits
+    return 4 if bits >= 3 else 2 if bits == 2 else 1
 
 
 def param_offsets(dev) -> dict[str, int]:

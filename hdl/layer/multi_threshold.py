@@ -4,10 +4,10 @@ Each beat on ``i`` carries ``cols`` signed integers (a product's results, residu
 context sums) of one token and one group of ``cols`` channels. The unit answers, per channel,
 the level ``MT(y, t) = #{j < L : y >= t_j}`` with the channel's ``L = 2^A - 1`` thresholds read
 from the parameter store (``onebit.host.layer_layout``: word ``th_base + g L_m + j`` holds
-threshold ``j`` of group ``g``), four a cycle: each of its two read ports reads two
-consecutive words (``onebit.hdl.lib.pair_read_store``: ``par_rdata<i>`` holds words ``a`` and
-``a + 1``), so a beat takes ``ceil(L / 4)`` cycles (one at A = 1 and 2, two at A = 3, four at
-A = 4); channels from ``n`` on answer 0. The last group's
+threshold ``j`` of group ``g``), ``2 R`` a cycle: each of its two read ports reads ``R`` consecutive
+words (``param_read_words``, ``onebit.hdl.lib.run_read_store``: ``par_rdata<i>`` holds words
+``a`` to ``a + R - 1``), so a beat takes ``ceil(L / 2R)`` cycles (``R`` = 4 from ``max_bits`` 3
+on: one cycle at A <= 3, two at A = 4); channels from ``n`` on answer 0. The last group's
 thresholds stay in registers, so a beat of the same group as the one before takes one cycle
 (a product's ``period`` tokens, or a residual pass's, share each group).
 
@@ -26,13 +26,13 @@ issue decision). Latency: four cycles from the last reads' issue to ``o.valid`` 
 thresholds pass a register between the parameter store and the comparisons).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_count, check_device
 from ...host.device_config import PARAM_BITS, DeviceConfig
-from ...host.layer_layout import mt_levels
+from ...host.layer_layout import mt_levels, param_read_words
 
 __all__ = ["MultiThreshold", "mt_config_layout", "levels_layout", "OUT_DEPTH"]
 
@@ -71,7 +71,7 @@ class MultiThreshold(wiring.Component):
     setup : In(1);  config : In(mt_config_layout(dev))
     i : In(stream.Signature(ArrayLayout(signed(width), cols)))
     o : Out(stream.Signature(levels_layout(dev)))
-    par_raddr0, par_ren0, par_raddr1, par_ren1 : Out;  par_rdata0, par_rdata1 : In(2 words)
+    par_raddr0, par_ren0, par_raddr1, par_ren1 : Out;  par_rdata0, par_rdata1 : In(R words)
     """
 
     def __init__(self, dev: DeviceConfig, *, width: int):
@@ -88,9 +88,9 @@ class MultiThreshold(wiring.Component):
             "i": In(stream.Signature(data.ArrayLayout(signed(width), c.cols))),
             "o": Out(stream.Signature(levels_layout(dev))),
             "par_raddr0": Out(range(ly.param_words)), "par_ren0": Out(1),
-            "par_rdata0": In(2 * PARAM_BITS * c.cols),
+            "par_rdata0": In(param_read_words(dev) * PARAM_BITS * c.cols),
             "par_raddr1": Out(range(ly.param_words)), "par_ren1": Out(1),
-            "par_rdata1": In(2 * PARAM_BITS * c.cols),
+            "par_rdata1": In(param_read_words(dev) * PARAM_BITS * c.cols),
         })
 
     def elaborate(self, platform):
@@ -103,8 +103,11 @@ class MultiThreshold(wiring.Component):
             m.d.sync += cfg.eq(self.config)
         lv = Signal(5)                                  # L = 2^A - 1 of this pass
         m.d.comb += lv.eq((1 << (cfg.bits_m1 + 1)) - 1)
-        last_k = Signal(4)                              # the last reads: (L - 1) / 4
-        m.d.comb += last_k.eq((lv - 1) >> 2)
+        R = param_read_words(dev)                       # words a port reads a cycle
+        per = 2 * R                                     # thresholds read a cycle
+        per_log = per.bit_length() - 1
+        last_k = Signal(4)                              # the last reads: (L - 1) / 2R
+        m.d.comb += last_k.eq((lv - 1) >> per_log)
 
         # Numbering of the beats taken (the meta of the next beat to arrive).
         k = Signal(range(max(c.max_t, c.max_n, ly.d_model) + 1))
@@ -140,7 +143,7 @@ class MultiThreshold(wiring.Component):
         with m.If(self.setup):
             m.d.sync += [k.eq(0), gaddr.eq(0), rowb.eq(0), gword.eq(0), gsel.eq(0), chb.eq(0)]
 
-        # Issue stage: the beat held while its thresholds are read, four a cycle.
+        # Issue stage: the beat held while its thresholds are read, 2R a cycle.
         busy = Signal()
         y = Signal(data.ArrayLayout(signed(self._width), C))
         y_meta = Signal(meta)
@@ -152,9 +155,9 @@ class MultiThreshold(wiring.Component):
                                                       depth=OUT_DEPTH)
         in_flight = Signal(range(4))                    # last reads issued, answer not in
         # The thresholds of the group read last (``tag``), if complete (``cached``).
-        quads = (lm + 3) // 4
+        reads = -(-lm // per)                           # cycles of reads a beat at most
         cache = [Signal(data.ArrayLayout(signed(PARAM_BITS), C), name=f"cache{j}")
-                 for j in range(4 * quads)]
+                 for j in range(per * reads)]
         tag = Signal.like(gaddr)
         cached = Signal()
         # Whether the beat held finds its group's thresholds cached: decided when it is taken,
@@ -168,9 +171,9 @@ class MultiThreshold(wiring.Component):
                      issue.eq(busy & (~last_pair | out_free))]
         m.d.comb += [self.i.ready.eq(~busy | (issue & last_pair)),
                      take.eq(self.i.valid & self.i.ready)]
-        addr0 = Signal(range(ly.param_words + 2 * lm + 4))
-        m.d.comb += [addr0.eq(cfg.th_base + y_meta.gaddr + Cat(0, 0, kk)),
-                     self.par_raddr0.eq(addr0), self.par_raddr1.eq(addr0 + 2),
+        addr0 = Signal(range(ly.param_words + 2 * lm + per))
+        m.d.comb += [addr0.eq(cfg.th_base + y_meta.gaddr + (kk << per_log)),
+                     self.par_raddr0.eq(addr0), self.par_raddr1.eq(addr0 + R),
                      self.par_ren0.eq(issue & ~hit), self.par_ren1.eq(issue & ~hit)]
         with m.If(issue):
             m.d.sync += kk.eq(kk + 1)
@@ -205,27 +208,27 @@ class MultiThreshold(wiring.Component):
             m.d.sync += [r.first.eq(kk == 0), r.last.eq(last_pair), r.hit.eq(hit), r.kk.eq(kk),
                          r.lv.eq(lv), r.y.eq(y), r.meta.eq(y_meta)]
         c_valid, c = Signal(), Signal(stage)
-        t = [Signal(data.ArrayLayout(signed(PARAM_BITS), C), name=f"t{i}") for i in range(4)]
+        t = [Signal(data.ArrayLayout(signed(PARAM_BITS), C), name=f"t{i}") for i in range(per)]
         wbits = PARAM_BITS * C
         m.d.sync += c_valid.eq(r_valid)
         with m.If(r_valid):
             m.d.sync += [c.eq(r)] + [
-                t[i].eq(getattr(self, f"par_rdata{i // 2}")[(i % 2) * wbits:][:wbits])
-                for i in range(4)]
+                t[i].eq(getattr(self, f"par_rdata{i // R}")[(i % R) * wbits:][:wbits])
+                for i in range(per)]
         c_first, c_last, c_hit = c.first, c.last, c.hit
         c_kk, c_lv, c_y, c_meta = c.kk, c.lv, c.y, c.meta
         with m.If(c_valid & ~c_hit):
-            for q in range(quads):
+            for q in range(reads):
                 with m.If(c_kk == q):
-                    m.d.sync += [cache[4 * q + i].eq(t[i]) for i in range(4)]
-        # Which of the four words read hold one of this pass's L thresholds.
-        in_pass = [Signal(name=f"in_pass{i}") for i in range(4)]
-        m.d.comb += [in_pass[i].eq(Cat(i % 2, i // 2, c_kk) < c_lv) for i in range(4)]
+                    m.d.sync += [cache[per * q + i].eq(t[i]) for i in range(per)]
+        # Which of the words read hold one of this pass's L thresholds.
+        in_pass = [Signal(name=f"in_pass{i}") for i in range(per)]
+        m.d.comb += [in_pass[i].eq((c_kk << per_log) + i < c_lv) for i in range(per)]
         count = [Signal(4, name=f"count{ch}") for ch in range(C)]
         total = [Signal(5, name=f"total{ch}") for ch in range(C)]
         for ch in range(C):
             from_cache = sum((j < c_lv) & (c_y[ch] >= cache[j][ch]) for j in range(lm))
-            read = sum(in_pass[i] & (c_y[ch] >= t[i][ch]) for i in range(4))
+            read = sum(in_pass[i] & (c_y[ch] >= t[i][ch]) for i in range(per))
             m.d.comb += total[ch].eq(Mux(c_hit, from_cache,
                                          Mux(c_first, 0, count[ch]) + read))
         answer = Signal(levels_layout(dev))

@@ -23,7 +23,7 @@ from ..core.gemm_runner import GemmRunner, run_layout
 from ..layer.engine import LayerEngine, layer_layout
 from ..lib.banked_store import BankedStore
 from ..lib.membank import MemoryBank
-from ..lib.pair_read_store import PairReadStore
+from ..lib.run_read_store import RunReadStore
 from ..lib.two_read_store import TwoReadStore
 
 __all__ = ["Datapath", "datapath_signature", "DatapathPort", "store_word_bits"]
@@ -184,9 +184,10 @@ class Datapath(wiring.Component):
 
         # The parameter store: the host's writes (only in a LOAD, never while the engine,
         # which reads it, runs a LAYER command) and the engine's two read ports.
-        store = PairReadStore if param_read_words(dev) == 2 else TwoReadStore
-        m.submodules.param_store = params = store(width=PARAM_BITS * c.cols,
-                                                  depth=ly.param_words)
+        words = param_read_words(dev)
+        m.submodules.param_store = params = (
+            RunReadStore(width=PARAM_BITS * c.cols, depth=ly.param_words, words=words)
+            if words > 1 else TwoReadStore(width=PARAM_BITS * c.cols, depth=ly.param_words))
         m.d.comb += [params.waddr.eq(self.st_waddr), params.wdata.eq(self.st_wdata),
                      params.wen.eq(self.param_wen)]
         for i in range(2):

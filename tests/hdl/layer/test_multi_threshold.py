@@ -17,7 +17,7 @@ from onebit.hdl.layer.multi_threshold import MultiThreshold
 from onebit.host import golden
 from onebit.host.core_config import CoreConfig
 from onebit.host.device_config import PARAM_BITS, DeviceConfig, LayerConfig
-from onebit.host.layer_layout import _mt_values
+from onebit.host.layer_layout import _mt_values, param_read_words
 from onebit.sim.streams import put_all, simulate
 
 DEV = DeviceConfig(
@@ -50,17 +50,16 @@ def test_groups_taking_turns_with_no_gaps(bits):
     _levels_equal_mt(random.Random(bits), bits, 0, 1, 5, 4, idle=0, stalls=0)
 
 
-@pytest.mark.parametrize("bits", [3, 4])
-def test_four_thresholds_a_cycle(bits):
-    """A decode's pass (one token, tile-major) over 24 groups offered every cycle, none
-    finding its thresholds cached: the unit takes a beat every ceil(L / 4) cycles (its
-    reads, two words on each of the two ports). (At A = 1 and 2, one cycle a beat, the level
+def test_eight_thresholds_a_cycle():
+    """A decode's pass (one token, tile-major) at A = 4 over 24 groups offered every cycle,
+    none finding its thresholds cached: the unit takes a beat every ceil(15 / 8) = 2 cycles
+    (its reads, four words on each of the two ports). (At one cycle a beat, A <= 3, the level
     packer's word writes set the pace instead.)"""
+    assert param_read_words(DEV) == 4
     t, n = 1, 48
-    takes = _levels_equal_mt(random.Random(bits), bits, 1, 1, t, n, idle=0, stalls=0)
-    per_beat = -(-((1 << bits) - 1) // 4)
+    takes = _levels_equal_mt(random.Random(4), 4, 1, 1, t, n, idle=0, stalls=0)
     assert len(takes) == t * (n // C)
-    assert takes[-1] - takes[0] == (len(takes) - 1) * per_beat, takes
+    assert takes[-1] - takes[0] == (len(takes) - 1) * 2, takes
 
 
 def _levels_equal_mt(rng, bits, tile_major, copies, t, n, *, idle, stalls):
@@ -86,11 +85,12 @@ def _levels_equal_mt(rng, bits, tile_major, copies, t, n, *, idle, stalls):
     m.submodules.par = par = memory.Memory(shape=PARAM_BITS * C, depth=DEV.layer.param_words,
                                            init=[0] * p_base + params)
     m.submodules.act = act = memory.Memory(shape=L, depth=DEV.act_words, init=[])
-    for i in range(2):           # (each port reads words a and a + 1: PairReadStore's contract)
-        lo, hi = par.read_port(), par.read_port()
+    for i in range(2):      # (each port reads words a to a + R - 1: RunReadStore's contract)
+        run = [par.read_port() for _ in range(param_read_words(DEV))]
         addr, en = getattr(mt, f"par_raddr{i}"), getattr(mt, f"par_ren{i}")
-        m.d.comb += [lo.addr.eq(addr), hi.addr.eq(addr + 1), lo.en.eq(en), hi.en.eq(en),
-                     getattr(mt, f"par_rdata{i}").eq(Cat(lo.data, hi.data))]
+        m.d.comb += [rp.addr.eq(addr + j) for j, rp in enumerate(run)]
+        m.d.comb += [rp.en.eq(en) for rp in run]
+        m.d.comb += getattr(mt, f"par_rdata{i}").eq(Cat(rp.data for rp in run))
     wp = act.write_port(granularity=C)
     m.d.comb += [wp.addr.eq(pk.act_waddr), wp.data.eq(pk.act_wdata), wp.en.eq(pk.act_wen)]
     gate = Signal()

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
-"""The two-read stores: what a write leaves, both ports reading it a cycle later (the pair
-store two consecutive words) and holding their data while not enabled; on ECP5, one copy of
-their words (the write shares port 0)."""
+"""The two-read stores: what a write leaves, both ports reading it a cycle later (the run
+store a run of consecutive words) and holding their data while not enabled; on ECP5, one copy
+of their words (the write shares port 0)."""
 
 import random
 
@@ -9,17 +9,18 @@ import pytest
 from amaranth.sim import Simulator
 
 from onebit.flow.synth import ff_count, synth_stats
-from onebit.hdl.lib.pair_read_store import PairReadStore
+from onebit.hdl.lib.run_read_store import RunReadStore
 from onebit.hdl.lib.two_read_store import TwoReadStore
 
 
-@pytest.mark.parametrize("store, depth", [(TwoReadStore, 48), (PairReadStore, 48),
-                                          (PairReadStore, 47), (PairReadStore, 24)])
+@pytest.mark.parametrize("words, depth", [(0, 48), (1, 48), (2, 48), (2, 47), (4, 48),
+                                          (4, 45), (4, 32)])
 @pytest.mark.parametrize("seed", [1, 2])
-def test_reads_return_what_was_written(store, depth, seed):
+def test_reads_return_what_was_written(words, depth, seed):
     width = 20
-    pairs = store is PairReadStore
-    dut = store(width=width, depth=depth)
+    run = max(1, words)
+    dut = TwoReadStore(width=width, depth=depth) if words == 0 else \
+        RunReadStore(width=width, depth=depth, words=words)
     rng = random.Random(seed)
     model = [0] * depth
     checked = []
@@ -40,7 +41,7 @@ def test_reads_return_what_was_written(store, depth, seed):
             for i in range(2):
                 # (No read in a cycle that writes: the store's contract.)
                 en = not write and rng.random() < 0.6
-                a = rng.randrange(depth - 1 if pairs else depth)     # (a + 1 a word too)
+                a = rng.randrange(depth - run + 1)          # (the run within the words)
                 ctx.set(getattr(dut, f"raddr{i}"), a)
                 ctx.set(getattr(dut, f"ren{i}"), en)
                 ops[i] = (en, a)
@@ -48,7 +49,7 @@ def test_reads_return_what_was_written(store, depth, seed):
             for i in range(2):
                 en, a = ops[i]
                 if en:
-                    held[i] = model[a] | (model[a + 1] << width if pairs else 0)
+                    held[i] = sum(model[a + j] << (j * width) for j in range(run))
             if "write" in ops:
                 a, v = ops["write"]
                 model[a] = v
@@ -65,21 +66,31 @@ def test_reads_return_what_was_written(store, depth, seed):
     assert checked.count(0) > 200 and checked.count(1) > 200
 
 
-@pytest.mark.parametrize("store", [TwoReadStore, PairReadStore])
+@pytest.mark.parametrize("make", [
+    lambda w, d: TwoReadStore(width=w, depth=d),
+    lambda w, d: RunReadStore(width=w, depth=d, words=2)])
 @pytest.mark.parametrize("width, depth", [(0, 8), (8, 0), (8, -1)])
-def test_sizes_are_checked(store, width, depth):
+def test_sizes_are_checked(make, width, depth):
     with pytest.raises(ValueError, match="Store (width|depth) must be a positive integer"):
-        store(width=width, depth=depth)
+        make(width, depth)
+
+
+@pytest.mark.parametrize("words", [0, 3, -2, True, 2.0])
+def test_words_are_checked(words):
+    with pytest.raises(ValueError, match="Words a read must be a power of two, not"):
+        RunReadStore(width=8, depth=8, words=words)
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("store, blocks", [(TwoReadStore, 20), (PairReadStore, 24)])
-def test_one_copy_of_the_words_on_ecp5(store, blocks):
+@pytest.mark.parametrize("words, blocks", [(0, 20), (2, 24), (4, 32)])
+def test_one_copy_of_the_words_on_ecp5(words, blocks):
     """The 85F's parameter store at 4 columns (5120 words of 68 bits) in DP16KD blocks of
-    1024 x 18 (their widest with both ports in use): 5 x 4 = 20 for the two-read store, 2 x
-    3 x 4 = 24 for the pair store's two banks of 2560 words, where a memory with separate write
-    and read addresses takes 40; and no collision bypass in flip-flops (the pair store's: a
-    parity bit a port)."""
-    stats = synth_stats(store(width=68, depth=5120), "params", "ecp5")
+    1024 x 18 (their widest with both ports in use): 5 x 4 = 20 for the two-read store; a run
+    store's banks of 5120 / R words, 3 x 4 each for R = 2 (24) and 2 x 4 for R = 4 (32), where
+    a memory with separate write and read addresses takes 40; and no collision bypass in
+    flip-flops (the run store's: the rotation's bits a port)."""
+    store = TwoReadStore(width=68, depth=5120) if words == 0 else \
+        RunReadStore(width=68, depth=5120, words=words)
+    stats = synth_stats(store, "params", "ecp5")
     assert stats.get("DP16KD") == blocks
     assert ff_count(stats) < 20
