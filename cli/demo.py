@@ -96,12 +96,19 @@ def _board_device(name: str, simulator: str):
 
 
 def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
-             simulator: str | None = None, board: str | None = None) -> int:
+             simulator: str | None = None, board: str | None = None,
+             shape: dict[str, int] | None = None) -> int:
     """Run the demo; return 0 on bit-exact agreement with the golden model, 1 otherwise (2: bad
     arguments). ``board``: the gateware of that board's bitstream (its device, elaborated for
-    its FPGA family) instead of a device sized for the model."""
+    its FPGA family) instead of a device sized for the model; ``shape``: that device's array
+    (``rows``, ``cols``, ``lanes``; not with ``board``)."""
     if tokens < 1:
         print("onebit demo: --tokens must be at least 1", file=sys.stderr)
+        return 2
+    shape = dict(shape or {})
+    if shape and board is not None:
+        print("onebit demo: --rows, --cols and --lanes shape the device sized for the model; "
+              "a board's device has its own array (give one or the other)", file=sys.stderr)
         return 2
     sim = simulator or fastest_simulator()
     b = None
@@ -140,7 +147,11 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
               f"more exceed the largest KV cache ({MAX_KV_CAPACITY} tokens)", file=sys.stderr)
         return 2
     if b is None:
-        dev = device_for(m, kv_capacity=max(64, len(prompt) + tokens))
+        try:
+            dev = device_for(m, kv_capacity=max(64, len(prompt) + tokens), **shape)
+        except ValueError as e:
+            print(f"onebit demo: the model does not fit that array: {e}", file=sys.stderr)
+            return 2
         where, options = "", {"config": dev}
     else:
         dev = b.device

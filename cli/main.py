@@ -79,8 +79,9 @@ def _check_bench(args: argparse.Namespace) -> str | None:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    shape = {k: v for k in ("rows", "cols", "lanes") if (v := getattr(args, k)) is not None}
     return run_demo(seed=args.seed, tokens=args.tokens, random=args.random,
-                    simulator=args.simulator, board=args.board)
+                    simulator=args.simulator, board=args.board, shape=shape)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -278,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--board",
                       help="run the gateware of this board's bitstream (its device, built for its "
                            "FPGA family; Icarus or Verilator): ulx3s-85f")
+    for name, what in (("rows", "rows"), ("cols", "columns"), ("lanes", "lanes an element")):
+        demo.add_argument(f"--{name}", type=_positive,
+                          help=f"array {what} of the device sized for the model (default 4, 4, "
+                               f"32; not with --board)")
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="print performance figures")
