@@ -105,8 +105,8 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
     if tokens < 1:
         print("onebit demo: --tokens must be at least 1", file=sys.stderr)
         return 2
-    shape = dict(shape or {})
-    if shape and board is not None:
+    array = dict(shape or {})
+    if array and board is not None:
         print("onebit demo: --rows, --cols and --lanes shape the device sized for the model; "
               "a board's device has its own array (give one or the other)", file=sys.stderr)
         return 2
@@ -148,7 +148,7 @@ def run_demo(*, seed: int = 0, tokens: int = 16, random: bool = False,
         return 2
     if b is None:
         try:
-            dev = device_for(m, kv_capacity=max(64, len(prompt) + tokens), **shape)
+            dev = device_for(m, kv_capacity=max(64, len(prompt) + tokens), **array)
         except ValueError as e:
             print(f"onebit demo: the model does not fit that array: {e}", file=sys.stderr)
             return 2
