@@ -292,8 +292,7 @@ class DeviceConfig:
           many as the model width allows (``gemv_problem``).
         - The parameter and residual stores (words of ``cols`` values) keep their values: at
           twice the columns they have half the words, and no fewer than one layer (or
-          ``max_t`` residual rows) needs. Each parameter word is read on two ports, so every
-          block RAM saved here is saved twice.
+          ``max_t`` residual rows) needs.
         - The other stores keep their words.
 
         Raises ``ValueError`` (from the checks) where the new shape cannot hold the layer."""
