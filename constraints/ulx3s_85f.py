@@ -21,7 +21,7 @@ DEVICE = DeviceConfig(
     frame_bytes=1024, act_words=4096, weight_words=16384, thresh_words=2048, result_beats=512,
     weight_banks=16,
     layer=LayerConfig(d_model=128, heads=4, max_ff=512, kv_capacity=128, kv_slots=2,
-                      res_words=1024, param_words=5120, max_bits=3))
+                      res_words=1024, param_words=6144, max_bits=3))
 
 BOARD = ulx3s_board("85F", ULX3S_85F_Platform, {
     "LUT4": 83640, "FF": 83640, "BRAM": 208,

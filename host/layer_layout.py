@@ -21,11 +21,15 @@ An engine with ``max_bits = A_m > 1`` or ternary weights (``LayerConfig.multi_th
 bit-planes:
 
 - parameter store (``param_offsets``): the multi-threshold rows ``th_attn``, ``tc``, ``th_ffn``,
-  ``tqkv`` (``tq|tk|tv``, 3D channels) and ``t1`` (``max_ff`` channels), each ``L_m`` words
-  per group of ``C`` channels: word ``g L_m + j`` holds threshold ``j`` (0-based) of channels
-  ``g C .. g C + C - 1`` (a layer of A < A_m bits uses the first ``2^A - 1``; the rest and the
-  channels beyond the row are padding); then ``so``, ``s2`` (``Dc`` words each) and ``ta``.
-  The head's ``th_out`` is such a row too; the threshold store is not used;
+  ``tqkv`` (``tq|tk|tv``, 3D channels) and ``t1`` (``max_ff`` channels), each ``G`` words
+  per group of ``C`` channels (``mt_group_words``: ``L_m`` rounded up to the
+  ``param_read_words`` a read port gives, so every group starts a run the store reads in one
+  go): word ``g G + j`` holds threshold ``j`` (0-based) of channels ``g C .. g C + C - 1`` (a
+  layer of A < A_m bits uses the first ``2^A - 1``; the rest and the channels beyond the row
+  are padding); then ``so``, ``s2`` (``Dc`` words each) and ``ta``, the whole padded to a
+  multiple of ``param_read_words`` words, so a layer's ``p_base`` (which the engine checks)
+  and every row start a run. The head's ``th_out`` is such a row too; the threshold store is
+  not used;
 - activation store: a token's row of A-bit levels is its A bit-planes one after another (plane
   ``i`` of an N-channel row at word ``i ceil(N / L)`` of the row), so regions are ``A_m`` times
   the one-bit sizes (twice that again with ternary weights: a row that products read holds
@@ -46,7 +50,7 @@ import numpy as np
 from .packing import check_bits
 
 __all__ = ["EngineStep", "PARAM_ROWS", "MT_ROWS", "check_precision", "mt_levels",
-           "param_read_words",
+           "param_read_words", "mt_group_words",
            "param_offsets", "head_param_words", "matrix_offsets", "act_regions",
            "check_layer",
            "param_words_per_layer", "layer_weight_words",
@@ -116,6 +120,14 @@ def param_read_words(dev) -> int:
     return 4 if bits >= 3 else 2 if bits == 2 else 1
 
 
+def mt_group_words(dev) -> int:
+    """``G``: the parameter words a group of ``cols`` channels takes in a multi-threshold row,
+    ``L_m`` rounded up to whole runs of ``param_read_words`` (8 at ``max_bits`` 3, 16 at 4, 4
+    at 2; 1 on a one-bit engine), so a group's thresholds start a run."""
+    r = param_read_words(dev)
+    return -(-mt_levels(dev) // r) * r
+
+
 def param_offsets(dev) -> dict[str, int]:
     """Word offsets of a layer's rows in the parameter store (from its ``p_base``), and
     ``end`` (the words it takes)."""
@@ -125,14 +137,15 @@ def param_offsets(dev) -> dict[str, int]:
     if not dev.layer.multi_threshold:
         rows = [(n, dc) for n in PARAM_ROWS]
     else:
-        lm = mt_levels(dev)
+        lm = mt_group_words(dev)
         sizes = {"D": dc, "3D": 3 * dc, "F": -(-dev.layer.max_ff // cols)}
         rows = [(n, sizes[c] * lm) for n, c in MT_ROWS] + [("so", dc), ("s2", dc)]
     for name, words in rows:
         off[name] = at
         at += words
     off["ta"] = at
-    off["end"] = at + -(-heads // cols)
+    r = param_read_words(dev)
+    off["end"] = -(-(at + -(-heads // cols)) // r) * r
     return off
 
 
@@ -143,7 +156,7 @@ def param_words_per_layer(dev) -> int:
 def head_param_words(dev) -> int:
     """Parameter words of the LM head's ``th_out``."""
     d, _, cols, _ = _dims(dev)
-    return d // cols * mt_levels(dev)
+    return d // cols * mt_group_words(dev)
 
 
 def _mt_values(dev, t: np.ndarray, channels: int) -> np.ndarray:
@@ -152,14 +165,14 @@ def _mt_values(dev, t: np.ndarray, channels: int) -> np.ndarray:
     answer (the values compared lie well inside it)."""
     from .device_config import PARAM_BITS
 
-    cols, lm = dev.core.cols, mt_levels(dev)
+    cols, lm = dev.core.cols, mt_group_words(dev)
     t = np.asarray(t, np.int64)
     t = t[:, None] if t.ndim == 1 else t
     top = (1 << (PARAM_BITS - 1)) - 1
     groups = -(-channels // cols)
     out = np.full((groups * cols, lm), top, np.int64)
     out[:t.shape[0], :t.shape[1]] = np.clip(t, -top - 1, top)
-    # word g * lm + j holds column j of channels g * cols ...: (groups, lm, cols)
+    # word g * G + j holds column j of channels g * cols ...: (groups, G, cols)
     return out.reshape(groups, cols, lm).transpose(0, 2, 1).reshape(-1)
 
 
@@ -278,8 +291,9 @@ def layer_param_values(dev, p) -> np.ndarray:
                           np.asarray(p.tv).reshape(d, -1)])
     rows = {"th_attn": (p.th_attn, d), "tc": (p.tc, d), "th_ffn": (p.th_ffn, d),
             "tqkv": (qkv, 3 * d), "t1": (p.t1, dev.layer.max_ff)}
-    return np.concatenate([_mt_values(dev, *rows[n]) for n, _ in MT_ROWS] +
-                          [np.asarray(p.so, np.int64), np.asarray(p.s2, np.int64), ta])
+    v = np.concatenate([_mt_values(dev, *rows[n]) for n, _ in MT_ROWS] +
+                       [np.asarray(p.so, np.int64), np.asarray(p.s2, np.int64), ta])
+    return np.concatenate([v, np.zeros(param_words_per_layer(dev) * cols - len(v), np.int64)])
 
 
 def head_weights(dev, wout: np.ndarray, kind: str = "binary") -> bytes:

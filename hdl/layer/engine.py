@@ -1,8 +1,9 @@
 """The layer engine: all of the spec's transformer layer (steps 1-8) out of the device's stores.
 
 ``start`` (one cycle) latches ``params`` (``layer_layout``: the fields of the LAYER command). The
-engine checks every size and region (``status`` ``OUT_OF_RANGE``; ``CACHE_FULL`` if the tokens
-do not fit the KV cache slot), then runs, for ``T`` token rows ``X`` in the residual store
+engine checks every size and region, and that ``p_base`` is a multiple of ``param_read_words``
+(``status`` ``OUT_OF_RANGE``; ``CACHE_FULL`` if the tokens do not fit the KV cache slot), then
+runs, for ``T`` token rows ``X`` in the residual store
 (``onebit.host.layer_layout`` has every address):
 
 1. binarise: ``Xb = X >= th_attn`` (residual unit with ``y = 0``) into the ``xb`` region;
@@ -91,7 +92,7 @@ class LayerEngine(wiring.Component):
     act_waddr, act_wdata, act_wen (lanes // cols);  act_raddr, act_ren, act_rdata
     resid_raddr, resid_ren, resid_rdata, resid_waddr, resid_wdata, resid_wen  (words of cols int16)
     par_raddr0, par_ren0, par_rdata0, par_raddr1, par_ren1, par_rdata1 (cols x PARAM_BITS,
-    ``param_read_words`` consecutive words a read: the multi-bit engine's ports read two)
+    ``param_read_words`` words a read: ``onebit.hdl.lib.run_read_store``'s runs)
     """
 
     def __init__(self, dev: DeviceConfig):
@@ -141,6 +142,7 @@ class LayerEngine(wiring.Component):
         cap = ly.kv_capacity
         nb = ly.max_bits
         multi = ly.multi_threshold
+        R = param_read_words(dev)                   # p_base a multiple of it (a run's start)
         rcs = ly.row_copies                         # weight rows' room: ternary rows are 2x
 
         m.submodules.residual = rpass = ResidualPass(dev, registered=ly.multi_threshold)
@@ -505,6 +507,8 @@ class LayerEngine(wiring.Component):
                           (p.res_base + t_dc > ly.res_words))
                 if multi:
                     common |= p.flags[LAYER_BITS_SHIFT:LAYER_BITS_SHIFT + 2] > nb - 1
+                if R > 1:       # the multi-threshold rows start runs of the parameter store
+                    common |= p.p_base[:R.bit_length() - 1].any()
                 layer_bad = ((p.slot >= ly.kv_slots) | (p.f == 0) | (p.f > ly.max_ff) |
                              (p.w_base + o_w1 + pad(f_dw * rcs) + pad(d_fw * rcs) >
                               dev.weight_words) |

@@ -3,13 +3,14 @@
 Each beat on ``i`` carries ``cols`` signed integers (a product's results, residual values or
 context sums) of one token and one group of ``cols`` channels. The unit answers, per channel,
 the level ``MT(y, t) = #{j < L : y >= t_j}`` with the channel's ``L = 2^A - 1`` thresholds read
-from the parameter store (``onebit.host.layer_layout``: word ``th_base + g L_m + j`` holds
-threshold ``j`` of group ``g``), ``2 R`` a cycle: each of its two read ports reads ``R`` consecutive
-words (``param_read_words``, ``onebit.hdl.lib.run_read_store``: ``par_rdata<i>`` holds words
-``a`` to ``a + R - 1``), so a beat takes ``ceil(L / 2R)`` cycles (``R`` = 4 from ``max_bits`` 3
-on: one cycle at A <= 3, two at A = 4); channels from ``n`` on answer 0. The last group's
-thresholds stay in registers, so a beat of the same group as the one before takes one cycle
-(a product's ``period`` tokens, or a residual pass's, share each group).
+from the parameter store (``onebit.host.layer_layout``: word ``th_base + g G + j`` holds
+threshold ``j`` of group ``g``, ``G = mt_group_words``), ``2 R`` a cycle: each of its two read
+ports reads a run of ``R`` words (``param_read_words``, ``onebit.hdl.lib.run_read_store``:
+``par_rdata<i>`` holds words ``a`` to ``a + R - 1``; ``th_base`` a multiple of ``R``, as ``G``
+is, so every read starts a run), so a beat takes ``ceil(L / 2R)`` cycles (``R`` = 4 from
+``max_bits`` 3 on: one cycle at A <= 3, two at A = 4); channels from ``n`` on answer 0. The
+last group's thresholds stay in registers, so a beat of the same group as the one before takes
+one cycle (a product's ``period`` tokens, or a residual pass's, share each group).
 
 ``setup`` (one cycle) starts a pass with ``config``. Beats come in one of two orders, and the
 unit numbers them itself: ``tile_major`` (a product's results: the ``period`` tokens of a
@@ -22,8 +23,9 @@ pass (``levels_layout``); ``onebit.hdl.layer.level_packer`` writes the planes.
 Streams follow ``lib.stream``: ``i.ready`` is high while the unit is empty or issuing a beat's
 last reads; answers wait in a ``OUT_DEPTH``-entry FIFO in front of ``o``, and a beat's last
 reads issue only while it has room for every answer in flight (so ``o.ready`` reaches only the
-issue decision). Latency: four cycles from the last reads' issue to ``o.valid`` (the
-thresholds pass a register between the parameter store and the comparisons).
+issue decision). Latency: five cycles from the last reads' issue to ``o.valid`` (the
+thresholds pass a register between the parameter store and the comparisons, and the
+comparisons one between them and the count).
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -32,12 +34,12 @@ from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_count, check_device
 from ...host.device_config import PARAM_BITS, DeviceConfig
-from ...host.layer_layout import mt_levels, param_read_words
+from ...host.layer_layout import mt_group_words, mt_levels, param_read_words
 
 __all__ = ["MultiThreshold", "mt_config_layout", "levels_layout", "OUT_DEPTH"]
 
 #: Answers the output FIFO holds.
-OUT_DEPTH = 4
+OUT_DEPTH = 5
 
 
 def mt_config_layout(dev: DeviceConfig) -> data.StructLayout:
@@ -96,7 +98,7 @@ class MultiThreshold(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         dev, c, ly = self._dev, self._dev.core, self._dev.layer
-        C, lm = c.cols, mt_levels(dev)
+        C, lm, G = c.cols, mt_levels(dev), mt_group_words(dev)
         gpw = c.lanes // c.cols
         cfg = Signal(mt_config_layout(dev))
         with m.If(self.setup):
@@ -111,7 +113,7 @@ class MultiThreshold(wiring.Component):
 
         # Numbering of the beats taken (the meta of the next beat to arrive).
         k = Signal(range(max(c.max_t, c.max_n, ly.d_model) + 1))
-        gaddr = Signal(range(ly.param_words + lm + 1))
+        gaddr = Signal(range(ly.param_words + G + 1))
         rowb = Signal(range(dev.act_words + 1))
         gword = Signal(range(dev.act_words + 1))
         gsel = Signal(range(gpw))
@@ -121,7 +123,7 @@ class MultiThreshold(wiring.Component):
                                   "word_end": 1, "col_end": 1, "pass_end": 1})
 
         def next_group():
-            return [gaddr.eq(gaddr + lm), chb.eq(chb + C),
+            return [gaddr.eq(gaddr + G), chb.eq(chb + C),
                     gsel.eq(gsel + 1 if gpw > 1 else 0)] + \
                 ([gword.eq(gword + (gsel == gpw - 1))] if gpw > 1 else [gword.eq(gword + 1)])
 
@@ -148,12 +150,12 @@ class MultiThreshold(wiring.Component):
         y = Signal(data.ArrayLayout(signed(self._width), C))
         y_meta = Signal(meta)
         kk = Signal(4)
-        last_pair = Signal()
+        last_reads = Signal()
         issue = Signal()
         out_free = Signal()
         m.submodules.out = out = fifo.SyncFIFOBuffered(width=levels_layout(dev).size,
                                                       depth=OUT_DEPTH)
-        in_flight = Signal(range(4))                    # last reads issued, answer not in
+        in_flight = Signal(range(OUT_DEPTH + 1))        # last reads issued, answer not in
         # The thresholds of the group read last (``tag``), if complete (``cached``).
         reads = -(-lm // per)                           # cycles of reads a beat at most
         cache = [Signal(data.ArrayLayout(signed(PARAM_BITS), C), name=f"cache{j}")
@@ -166,12 +168,12 @@ class MultiThreshold(wiring.Component):
         hit = Signal()
         tag_nx, cached_nx = Signal.like(gaddr), Signal()
         m.d.comb += [tag_nx.eq(tag), cached_nx.eq(cached)]
-        m.d.comb += [last_pair.eq(hit | (kk == last_k)),
+        m.d.comb += [last_reads.eq(hit | (kk == last_k)),
                      out_free.eq(out.level + in_flight < OUT_DEPTH),
-                     issue.eq(busy & (~last_pair | out_free))]
-        m.d.comb += [self.i.ready.eq(~busy | (issue & last_pair)),
+                     issue.eq(busy & (~last_reads | out_free))]
+        m.d.comb += [self.i.ready.eq(~busy | (issue & last_reads)),
                      take.eq(self.i.valid & self.i.ready)]
-        addr0 = Signal(range(ly.param_words + 2 * lm + per))
+        addr0 = Signal(range(ly.param_words + 2 * G + per))
         m.d.comb += [addr0.eq(cfg.th_base + y_meta.gaddr + (kk << per_log)),
                      self.par_raddr0.eq(addr0), self.par_raddr1.eq(addr0 + R),
                      self.par_ren0.eq(issue & ~hit), self.par_ren1.eq(issue & ~hit)]
@@ -179,9 +181,9 @@ class MultiThreshold(wiring.Component):
             m.d.sync += kk.eq(kk + 1)
             with m.If(~hit):
                 m.d.comb += cached_nx.eq(0)
-                with m.If(last_pair):
+                with m.If(last_reads):
                     m.d.comb += [cached_nx.eq(1), tag_nx.eq(y_meta.gaddr)]
-            with m.If(last_pair):
+            with m.If(last_reads):
                 m.d.sync += [busy.eq(0), kk.eq(0)]
         with m.If(self.setup):
             m.d.comb += cached_nx.eq(0)
@@ -205,7 +207,7 @@ class MultiThreshold(wiring.Component):
         r_valid, r = Signal(), Signal(stage)
         m.d.sync += r_valid.eq(issue)
         with m.If(issue):
-            m.d.sync += [r.first.eq(kk == 0), r.last.eq(last_pair), r.hit.eq(hit), r.kk.eq(kk),
+            m.d.sync += [r.first.eq(kk == 0), r.last.eq(last_reads), r.hit.eq(hit), r.kk.eq(kk),
                          r.lv.eq(lv), r.y.eq(y), r.meta.eq(y_meta)]
         c_valid, c = Signal(), Signal(stage)
         t = [Signal(data.ArrayLayout(signed(PARAM_BITS), C), name=f"t{i}") for i in range(per)]
@@ -215,8 +217,7 @@ class MultiThreshold(wiring.Component):
             m.d.sync += [c.eq(r)] + [
                 t[i].eq(getattr(self, f"par_rdata{i // R}")[(i % R) * wbits:][:wbits])
                 for i in range(per)]
-        c_first, c_last, c_hit = c.first, c.last, c.hit
-        c_kk, c_lv, c_y, c_meta = c.kk, c.lv, c.y, c.meta
+        c_hit, c_kk, c_lv, c_y = c.hit, c.kk, c.lv, c.y
         with m.If(c_valid & ~c_hit):
             for q in range(reads):
                 with m.If(c_kk == q):
@@ -224,23 +225,35 @@ class MultiThreshold(wiring.Component):
         # Which of the words read hold one of this pass's L thresholds.
         in_pass = [Signal(name=f"in_pass{i}") for i in range(per)]
         m.d.comb += [in_pass[i].eq((c_kk << per_log) + i < c_lv) for i in range(per)]
+        # Compare stage: each channel's comparisons, registered; the count stage adds them.
+        d_valid, d = Signal(), Signal(stage)
+        ge_cache = [Signal(lm, name=f"ge_cache{ch}") for ch in range(C)]
+        ge_read = [Signal(per, name=f"ge_read{ch}") for ch in range(C)]
+        m.d.sync += d_valid.eq(c_valid)
+        with m.If(c_valid):
+            m.d.sync += d.eq(c)
+            for ch in range(C):
+                m.d.sync += [ge_cache[ch][j].eq((j < c_lv) & (c_y[ch] >= cache[j][ch]))
+                             for j in range(lm)]
+                m.d.sync += [ge_read[ch][i].eq(in_pass[i] & (c_y[ch] >= t[i][ch]))
+                             for i in range(per)]
         count = [Signal(4, name=f"count{ch}") for ch in range(C)]
         total = [Signal(5, name=f"total{ch}") for ch in range(C)]
         for ch in range(C):
-            from_cache = sum((j < c_lv) & (c_y[ch] >= cache[j][ch]) for j in range(lm))
-            read = sum(in_pass[i] & (c_y[ch] >= t[i][ch]) for i in range(per))
-            m.d.comb += total[ch].eq(Mux(c_hit, from_cache,
-                                         Mux(c_first, 0, count[ch]) + read))
+            from_cache = sum(ge_cache[ch][j] for j in range(lm))
+            read = sum(ge_read[ch][i] for i in range(per))
+            m.d.comb += total[ch].eq(Mux(d.hit, from_cache,
+                                         Mux(d.first, 0, count[ch]) + read))
         answer = Signal(levels_layout(dev))
-        m.d.comb += [answer.addr.eq(c_meta.addr), answer.gsel.eq(c_meta.gsel),
-                     answer.tok.eq(c_meta.tok), answer.word_end.eq(c_meta.word_end),
-                     answer.col_end.eq(c_meta.col_end), answer.pass_end.eq(c_meta.pass_end),
-                     out.w_data.eq(answer), out.w_en.eq(c_valid & c_last),
+        m.d.comb += [answer.addr.eq(d.meta.addr), answer.gsel.eq(d.meta.gsel),
+                     answer.tok.eq(d.meta.tok), answer.word_end.eq(d.meta.word_end),
+                     answer.col_end.eq(d.meta.col_end), answer.pass_end.eq(d.meta.pass_end),
+                     out.w_data.eq(answer), out.w_en.eq(d_valid & d.last),
                      self.o.valid.eq(out.r_rdy), self.o.payload.eq(out.r_data),
                      out.r_en.eq(self.o.ready)]
         for ch in range(C):
-            m.d.comb += answer.levels[ch].eq(Mux(c_meta.chb + ch < cfg.n, total[ch], 0))
-        with m.If(c_valid):
+            m.d.comb += answer.levels[ch].eq(Mux(d.meta.chb + ch < cfg.n, total[ch], 0))
+        with m.If(d_valid):
             m.d.sync += [count[ch].eq(total[ch]) for ch in range(C)]
-        m.d.sync += in_flight.eq(in_flight + (issue & last_pair) - (c_valid & c_last))
+        m.d.sync += in_flight.eq(in_flight + (issue & last_reads) - (d_valid & d.last))
         return m

@@ -1,20 +1,22 @@
 """A store whose two read ports each read a run of ``words`` consecutive words a cycle.
 
 Contract: a write of ``wdata`` to ``waddr`` when ``wen``; a read of ``raddr<i>`` when ``ren<i>``
-shows words ``raddr<i> + j`` for ``j < words`` (word ``j`` in bits ``j * width`` on; undefined
-past the last word) on ``rdata<i>`` the next cycle, and holds while ``ren<i>`` is low (read
-latency 1). Reads and writes never overlap (``TwoReadStore``'s contract; port 0's data after a
-write is undefined).
+shows, the next cycle, the run of ``words`` words that holds word ``a = raddr<i>`` on
+``rdata<i>`` (word ``j`` in bits ``j * width`` on), rotated so that word ``a`` comes first:
+word ``j`` is word ``a - a mod words + (a + j) mod words``. So a read at a multiple of
+``words`` shows words ``a`` to ``a + words - 1``, and any read shows word ``a`` in its low
+``width`` bits. The data holds while ``ren<i>`` is low (read latency 1). Reads and writes never
+overlap (``TwoReadStore``'s contract; port 0's data after a write is undefined).
 
 The words go round ``words`` (a power of two) ``TwoReadStore`` banks, word ``a`` in bank
-``a mod words`` at index ``a // words``, so a run of ``words`` consecutive words is one word of
-each bank: a port reads index ``(a + ((b - a) mod words)) // words`` of bank ``b`` and rotates
-the banks' words by ``a mod words`` (a register of those bits selects, after the block RAMs'
-outputs). The banks hold the words once between them, as one ``TwoReadStore`` would; with
-``words = 1`` this is a ``TwoReadStore``.
+``a mod words`` at index ``a // words``: a port reads every bank at ``raddr // words`` (no
+adder between the address and the block RAMs) and rotates the banks' words by ``a mod words``
+(a register of those bits selects, after the block RAMs' outputs). The banks hold the words
+once between them, as one ``TwoReadStore`` would; with ``words = 1`` this is a
+``TwoReadStore``.
 """
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -64,15 +66,8 @@ class RunReadStore(wiring.Component):
             rot = Signal(range(n), name=f"rot{i}")
             with m.If(en):
                 m.d.sync += rot.eq(addr[:shift] if n > 1 else 0)
-            for b, bank in enumerate(banks):
-                up = Signal(range(bank_depth + 1), name=f"idx{i}_{b}")
-                ahead = (b - addr[:shift]) & (n - 1) if n > 1 else 0    # words to bank b
-                m.d.comb += up.eq((addr + ahead) >> shift)
-                # (Past the last word a bank reads index 0; free where the bank's depth is a
-                # power of two, which the address's width wraps.)
-                idx = up if bank_depth & (bank_depth - 1) == 0 else \
-                    Mux(up == bank_depth, 0, up)
-                m.d.comb += [getattr(bank, f"raddr{i}").eq(idx),
+            for bank in banks:
+                m.d.comb += [getattr(bank, f"raddr{i}").eq(addr >> shift),
                              getattr(bank, f"ren{i}").eq(en)]
             data = Array(getattr(bank, f"rdata{i}") for bank in banks)
             m.d.comb += getattr(self, f"rdata{i}").eq(

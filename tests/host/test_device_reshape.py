@@ -51,7 +51,7 @@ def test_the_85f_at_2048_lanes():
     the 32 banks the model width (128 bits, 4 words a row) lets the GEMV unit read."""
     dev = board("ulx3s-85f").device
     new = dev.reshaped(rows=8, cols=8, lanes=32)
-    assert (new.weight_banks, new.layer.param_words, new.layer.res_words) == (32, 2560, 512)
+    assert (new.weight_banks, new.layer.param_words, new.layer.res_words) == (32, 3072, 512)
     assert dev.reshaped() == dev
 
 

@@ -236,7 +236,7 @@ DEV_MB = DeviceConfig(
     core=CoreConfig(rows=2, cols=2, lanes=8, max_k=128, max_t=8, max_n=64, max_bits=4),
     act_words=1024, weight_words=1024, thresh_words=16, result_beats=64, weight_banks=4,
     layer=LayerConfig(d_model=16, heads=2, max_ff=32, kv_capacity=12, kv_slots=2,
-                      res_words=80, param_words=1024, max_bits=4))
+                      res_words=80, param_words=1152, max_bits=4))
 D = 16
 
 
@@ -254,9 +254,9 @@ def test_prefill_equals_golden_multi_bit(bits, t):
     got = {}
 
     async def body(ctx):
-        await bench.load_layer(ctx, p, w_base=8, p_base=5)
+        await bench.load_layer(ctx, p, w_base=8, p_base=8)
         got["status"] = await bench.layer(ctx, x, res_base=2, flags=_flags(bits, LAYER_FRESH),
-                                          slot=1, r=3, w_base=8, p_base=5)
+                                          slot=1, r=3, w_base=8, p_base=8)
         got["x2"] = _unwords(await bench.read(ctx, "resid", 2, t * D // C), t, D)
 
     bench.run(body)
@@ -299,16 +299,16 @@ def test_head_equals_golden_multi_bit(bits):
 
     async def body(ctx):
         await bench.write(ctx, "weight", 4, _lane_words(head_weights(DEV_MB, m.Wout), DEV_MB))
-        await bench.write(ctx, "param", 9,
+        await bench.write(ctx, "param", 12,
                           _words(head_param_values(DEV_MB, m.th_out), PARAM_BITS, C))
         got["status"] = await bench.layer(ctx, x, flags=_flags(bits, LAYER_HEAD), n=11,
-                                          w_base=4, p_base=9)
+                                          w_base=4, p_base=12)
         got["beats"] = await bench.read(ctx, "res", 0, 3 * 6)
 
     bench.run(body)
     assert got["status"] == Status.OK
     assert np.array_equal(_logits(got["beats"], 3, 11), want)
-    assert head_param_words(DEV_MB) == D // C * 15
+    assert head_param_words(DEV_MB) == D // C * 16      # 15 thresholds a group, in runs of 4
 
 
 def test_bits_beyond_the_engine_are_refused_multi_bit():
@@ -323,6 +323,22 @@ def test_bits_beyond_the_engine_are_refused_multi_bit():
     async def body(ctx):
         x = np.zeros((2, D), np.int16)
         got["status"] = await bench.layer(ctx, x, flags=_flags(3, LAYER_FRESH), r=3)
+
+    bench.run(body)
+    assert got["status"] == Status.OUT_OF_RANGE
+
+
+@pytest.mark.parametrize("p_base, head", [(2, 0), (6, 0), (10, LAYER_HEAD), (1, LAYER_HEAD)])
+def test_parameters_off_a_run_are_refused_multi_bit(p_base, head):
+    """A ``p_base`` that is not a multiple of the parameter store's runs (4 words here), a
+    layer's or the head's: the multi-threshold unit would read another group's thresholds."""
+    bench = Bench(DEV_MB)
+    got = {}
+
+    async def body(ctx):
+        x = np.zeros((2, D), np.int16)
+        got["status"] = await bench.layer(ctx, x, flags=_flags(2, LAYER_FRESH | head), r=3,
+                                          n=11 if head else 0, p_base=p_base)
 
     bench.run(body)
     assert got["status"] == Status.OUT_OF_RANGE
@@ -350,13 +366,13 @@ def test_ternary_prefill_and_decode_equal_golden(bits, d_ff):
     flags = _flags(bits) | LAYER_TERNARY
 
     async def body(ctx):
-        await bench.load_layer(ctx, p, w_base=8, p_base=3)
+        await bench.load_layer(ctx, p, w_base=8, p_base=4)
         st = await bench.layer(ctx, x[:3], flags=flags | LAYER_FRESH, r=3, f=d_ff, w_base=8,
-                               p_base=3)
+                               p_base=4)
         rows.append((st, _unwords(await bench.read(ctx, "resid", 0, 3 * D // C), 3, D)))
         for i in range(3, t):
             st = await bench.layer(ctx, x[i:i + 1], flags=flags, r=3, f=d_ff, w_base=8,
-                                   p_base=3)
+                                   p_base=4)
             rows.append((st, _unwords(await bench.read(ctx, "resid", 0, D // C), 1, D)))
 
     bench.run(body)
@@ -377,10 +393,10 @@ def test_ternary_head_equals_golden():
     async def body(ctx):
         await bench.write(ctx, "weight", 4,
                           _lane_words(head_weights(DEV_T, m.Wout, "ternary"), DEV_T))
-        await bench.write(ctx, "param", 9,
+        await bench.write(ctx, "param", 12,
                           _words(head_param_values(DEV_T, m.th_out), PARAM_BITS, C))
         got["status"] = await bench.layer(ctx, x, flags=_flags(2, LAYER_HEAD) | LAYER_TERNARY,
-                                          n=11, w_base=4, p_base=9)
+                                          n=11, w_base=4, p_base=12)
         got["beats"] = await bench.read(ctx, "res", 0, 3 * 6)
 
     bench.run(body)

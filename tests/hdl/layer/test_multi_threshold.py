@@ -24,7 +24,7 @@ DEV = DeviceConfig(
     core=CoreConfig(rows=2, cols=2, lanes=8, max_k=128, max_t=8, max_n=64, max_bits=4),
     act_words=512, weight_words=1024, thresh_words=256, result_beats=64, weight_banks=4,
     layer=LayerConfig(d_model=16, heads=2, max_ff=32, kv_capacity=12, kv_slots=2,
-                      res_words=80, param_words=1024, max_bits=4))
+                      res_words=80, param_words=1088, max_bits=4))
 C, L = DEV.core.cols, DEV.core.lanes
 W = 16
 
@@ -73,7 +73,7 @@ def _levels_equal_mt(rng, bits, tile_major, copies, t, n, *, idle, stalls):
     th = np.sort(nrng.integers(-320, 320, (n, lv)), axis=1)
     th[0] = [-(1 << 20)] * lv                                # beyond the field: clamped
     th[1] = [1 << 20] * lv
-    p_base, region = 5, 17
+    p_base, region = 12, 17                                 # (p_base: a run's start)
     nw = -(-n // L)
     plane_words = nw * copies                               # each plane written copies times
     row_stride = bits * plane_words
@@ -85,10 +85,12 @@ def _levels_equal_mt(rng, bits, tile_major, copies, t, n, *, idle, stalls):
     m.submodules.par = par = memory.Memory(shape=PARAM_BITS * C, depth=DEV.layer.param_words,
                                            init=[0] * p_base + params)
     m.submodules.act = act = memory.Memory(shape=L, depth=DEV.act_words, init=[])
-    for i in range(2):      # (each port reads words a to a + R - 1: RunReadStore's contract)
-        run = [par.read_port() for _ in range(param_read_words(DEV))]
+    R = param_read_words(DEV)
+    for i in range(2):      # (each port reads the run of R words holding word a, a first:
+        run = [par.read_port() for _ in range(R)]         # RunReadStore's contract)
         addr, en = getattr(mt, f"par_raddr{i}"), getattr(mt, f"par_ren{i}")
-        m.d.comb += [rp.addr.eq(addr + j) for j, rp in enumerate(run)]
+        m.d.comb += [rp.addr.eq((addr & ~(R - 1)) + ((addr + j) & (R - 1)))
+                     for j, rp in enumerate(run)]
         m.d.comb += [rp.en.eq(en) for rp in run]
         m.d.comb += getattr(mt, f"par_rdata{i}").eq(Cat(rp.data for rp in run))
     wp = act.write_port(granularity=C)
