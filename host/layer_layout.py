@@ -105,6 +105,11 @@ def act_regions(dev) -> dict[str, int]:
 MT_ROWS = (("th_attn", "D"), ("tc", "D"), ("th_ffn", "D"), ("tqkv", "3D"), ("t1", "F"))
 
 
+def _round_up(n: int, m: int) -> int:
+    """``n`` rounded up to a multiple of ``m``."""
+    return -(-n // m) * m
+
+
 def mt_levels(dev) -> int:
     """``L_m = 2^max_bits - 1``: the parameter words a group of channels takes in a
     multi-threshold row (1 on a one-bit engine)."""
@@ -124,8 +129,7 @@ def mt_group_words(dev) -> int:
     """``G``: the parameter words a group of ``cols`` channels takes in a multi-threshold row,
     ``L_m`` rounded up to whole runs of ``param_read_words`` (8 at ``max_bits`` 3, 16 at 4, 4
     at 2; 1 on a one-bit engine), so a group's thresholds start a run."""
-    r = param_read_words(dev)
-    return -(-mt_levels(dev) // r) * r
+    return _round_up(mt_levels(dev), param_read_words(dev))
 
 
 def param_offsets(dev) -> dict[str, int]:
@@ -144,8 +148,7 @@ def param_offsets(dev) -> dict[str, int]:
         off[name] = at
         at += words
     off["ta"] = at
-    r = param_read_words(dev)
-    off["end"] = -(-(at + -(-heads // cols)) // r) * r
+    off["end"] = _round_up(at + -(-heads // cols), param_read_words(dev))
     return off
 
 
@@ -178,8 +181,7 @@ def _mt_values(dev, t: np.ndarray, channels: int) -> np.ndarray:
 
 def _line(dev, words: int) -> int:
     """``words`` rounded up to whole lines of the banked weight store."""
-    p = dev.weight_banks
-    return -(-words // p) * p
+    return _round_up(words, dev.weight_banks)
 
 
 def matrix_offsets(dev, f: int) -> dict[str, int]:
@@ -207,8 +209,7 @@ def layer_thresh_count(dev, f: int) -> int:
     d, _, _, _ = _dims(dev)
     if dev.layer.multi_threshold:
         return 0
-    b = dev.thresh_banks
-    return -(-(3 * d + f) // b) * b
+    return _round_up(3 * d + f, dev.thresh_banks)
 
 
 
@@ -216,7 +217,7 @@ def layer_thresh_count(dev, f: int) -> int:
 def _word_bytes(bits: np.ndarray, lanes: int) -> bytes:
     """Rows of 0/1 as ``ceil(K / lanes)`` little-endian ``lanes``-bit words each."""
     m, k = bits.shape
-    padded = np.zeros((m, -(-k // lanes) * lanes), np.uint8)
+    padded = np.zeros((m, _round_up(k, lanes)), np.uint8)
     padded[:, :k] = bits
     return np.packbits(padded, axis=1, bitorder="little").tobytes()
 
