@@ -40,13 +40,15 @@ the ULX3S-85F's clock): the unit's own (with planes, ``act_latency`` 1) or the c
 front of ``act_rdata`` (``act_latency`` 2; the unit then registers no data word).
 """
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_device
 from ...host.device_config import DeviceConfig
+from ..lib.family import family
 from ..lib.popcount import popcount_tree
+from ..lib.unmerged_register import unmerged_registers
 from .gemm_layouts import result_layout
 
 __all__ = ["Gemv", "gemv_layout", "OUT_DEPTH"]
@@ -153,10 +155,9 @@ class Gemv(wiring.Component):
         row0 = Signal(range(c.max_n + P + 1))
         issuing = Signal()
         s1_valid, s1_last, s1_first = Signal(), Signal(), Signal()
-        s1_entry = Signal(range(n_ent))
         s1_row0 = Signal.like(row0)
         m.d.comb += [self.w_laddr.eq(line), self.w_lren.eq(issuing)]
-        m.d.sync += [s1_entry.eq(phase), s1_valid.eq(issuing), s1_last.eq(phase == e_m1),
+        m.d.sync += [s1_valid.eq(issuing), s1_last.eq(phase == e_m1),
                      s1_first.eq(phase == 0), s1_row0.eq(row0)]
         with m.If(issuing):
             m.d.sync += [line.eq(line + 1), lines_left.eq(lines_left - 1)]
@@ -166,11 +167,22 @@ class Gemv(wiring.Component):
                 m.d.sync += phase.eq(phase + 1)
 
         # ---------------------------------------------------------------- popcounts (s1)
-        # Plane ``j``'s segment of this line: entry ``j * E + phase`` (``ebase``: j * E).
+        # Plane ``j``'s segment of this line: entry ``j * E + phase`` (``ebase``: j * E),
+        # registered with the issue, once for each bank's word (timing: the sum, and one index
+        # fanned out to all ``P * L`` selects of a plane, limited the ULX3S-85F's clock).
         ebase = [Signal(range(n_ent), name=f"ebase{j}") for j in range(A_max)]
         xsel = [Signal(P * L, name=f"xsel{j}") for j in range(A_max)]
+        keep = "ecp5" if family(platform) == "ecp5" else None
         for j in range(A_max):
-            m.d.comb += xsel[j].eq(Array(xl)[ebase[j] + s1_entry] if n_ent > 1 else xl[0])
+            if n_ent == 1:
+                m.d.comb += xsel[j].eq(xl[0])
+                continue
+            entry = Signal(range(2 * n_ent), name=f"entry{j}")    # as wide as the sum
+            m.d.comb += entry.eq(ebase[j] + phase)
+            for i in range(P):
+                bits = unmerged_registers(m, f"s1_sel{j}_{i}", list(entry), 1, keep)
+                m.d.comb += xsel[j][i * L:(i + 1) * L].eq(
+                    Array(e[i * L:(i + 1) * L] for e in xl)[Cat(*bits)])
         pc_w = L.bit_length()
         # sx: the line XOR each plane's row, registered straight off the block RAM outputs
         # (timing).

@@ -144,6 +144,11 @@ class AttentionUnit(wiring.Component):
         acc = [Signal(acc_shape, name=f"c{i}") for i in range(d)]
         m.d.comb += [k_r.addr.eq(slot_base + j), v_r.addr.eq(slot_base + j),
                      k_r.en.eq(1), v_r.en.eq(1)]
+        # The write ports' address and data do not depend on the handshake, only their
+        # enables do (timing: gating the data put the append's handshake on a net to every
+        # data input of the cache's block RAMs).
+        m.d.comb += [k_w.addr.eq(slot_base + length), k_w.data.eq(self.kv.payload.k),
+                     v_w.addr.eq(slot_base + length), v_w.data.eq(self.kv.payload.v)]
         rd_valid = Signal()
         if nb == 1:
             idle = self._scan_binary(m, q, rd_valid, k_r, v_r, acc)
@@ -163,10 +168,7 @@ class AttentionUnit(wiring.Component):
                 m.d.comb += self.kv.ready.eq(~busy_clear)
                 with m.If(self.kv.valid & ~busy_clear):
                     with m.If(length < cap):
-                        m.d.comb += [k_w.addr.eq(slot_base + length),
-                                     k_w.data.eq(self.kv.payload.k),
-                                     k_w.en.eq(1), v_w.addr.eq(slot_base + length),
-                                     v_w.data.eq(self.kv.payload.v), v_w.en.eq(1)]
+                        m.d.comb += [k_w.en.eq(1), v_w.en.eq(1)]
                         m.d.sync += length.eq(length + 1)
                     with m.Else():
                         m.d.sync += self.overflow.eq(1)

@@ -92,7 +92,9 @@ class LayerEngine(wiring.Component):
     act_waddr, act_wdata, act_wen (lanes // cols);  act_raddr, act_ren, act_rdata
     resid_raddr, resid_ren, resid_rdata, resid_waddr, resid_wdata, resid_wen  (words of cols int16)
     par_raddr0, par_ren0, par_rdata0, par_raddr1, par_ren1, par_rdata1 (cols x PARAM_BITS,
-    ``param_read_words`` words a read: ``onebit.hdl.lib.run_read_store``'s runs)
+    ``param_read_words`` words a read: ``onebit.hdl.lib.run_read_store``'s runs; each
+    read's data is taken the cycle after ``par_ren<i>`` only, so the store may read every
+    cycle and need not hold it)
     """
 
     def __init__(self, dev: DeviceConfig):
@@ -161,6 +163,12 @@ class LayerEngine(wiring.Component):
         clear_q = Signal()
         m.d.sync += clear_q.eq(self.clear_cache)
         m.d.comb += att.clear.eq(clear_q)
+        # A fresh layer's slot is cleared the cycle after DECIDE, from a register (timing: the
+        # decision's comparison ran through the unit's append handshake into the KV cache's
+        # write enables). The cache is first touched in step 2.
+        clear_slot_q = Signal()
+        m.d.sync += clear_slot_q.eq(0)
+        m.d.comb += att.clear_slot.eq(clear_slot_q)
 
         # Decode (T = 1) runs its products on the GEMV unit when the weight store is banked.
         P = dev.weight_banks
@@ -550,7 +558,7 @@ class LayerEngine(wiring.Component):
                                              th=Mux(head, pb, pb + off["th_attn"]),
                                              region=reg["xb"], row_words=Dw, stride="d", n=D,
                                              copied=True)
-                    m.d.comb += att.clear_slot.eq(fresh & ~head)
+                    m.d.sync += clear_slot_q.eq(fresh & ~head)
                     m.next = "BIN"
 
             # Step 1 (or the head's binarisation).

@@ -190,8 +190,11 @@ class Datapath(wiring.Component):
             if words > 1 else TwoReadStore(width=PARAM_BITS * c.cols, depth=ly.param_words))
         m.d.comb += [params.waddr.eq(self.st_waddr), params.wdata.eq(self.st_wdata),
                      params.wen.eq(self.param_wen)]
+        # Its ports read every cycle: the engine takes each read's data the cycle after it
+        # (timing: the engine's read enables, decided late in a cycle, ran to the block RAMs'
+        # clock enables across the chip).
         for i in range(2):
             m.d.comb += [getattr(params, f"raddr{i}").eq(getattr(eng, f"par_raddr{i}")),
-                         getattr(params, f"ren{i}").eq(getattr(eng, f"par_ren{i}")),
+                         getattr(params, f"ren{i}").eq(1),
                          getattr(eng, f"par_rdata{i}").eq(getattr(params, f"rdata{i}"))]
         return m

@@ -87,11 +87,10 @@ def _levels_equal_mt(rng, bits, tile_major, copies, t, n, *, idle, stalls):
     m.submodules.act = act = memory.Memory(shape=L, depth=DEV.act_words, init=[])
     R = param_read_words(DEV)
     for i in range(2):      # (each port reads the run of R words holding word a, a first:
-        run = [par.read_port() for _ in range(R)]         # RunReadStore's contract)
-        addr, en = getattr(mt, f"par_raddr{i}"), getattr(mt, f"par_ren{i}")
+        run = [par.read_port() for _ in range(R)]         # RunReadStore's contract; every
+        addr = getattr(mt, f"par_raddr{i}")               # cycle, as the datapath reads it)
         m.d.comb += [rp.addr.eq((addr & ~(R - 1)) + ((addr + j) & (R - 1)))
                      for j, rp in enumerate(run)]
-        m.d.comb += [rp.en.eq(en) for rp in run]
         m.d.comb += getattr(mt, f"par_rdata{i}").eq(Cat(rp.data for rp in run))
     wp = act.write_port(granularity=C)
     m.d.comb += [wp.addr.eq(pk.act_waddr), wp.data.eq(pk.act_wdata), wp.en.eq(pk.act_wen)]

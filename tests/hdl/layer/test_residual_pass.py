@@ -47,6 +47,7 @@ def test_a_pass_matches_the_residual_arithmetic(gen, seed, registered):
     ys = {b: [0] * C if gen else [rng.randrange(-(1 << (yw - 1)), 1 << (yw - 1)) for _ in range(C)]
           for b in beats}
     res_writes, act_writes = [], []
+    noise = random.Random(~seed)
     want_res, want_act = [], []
     for g, tok in beats:
         ra = res_base + tok * Dc + g
@@ -91,10 +92,11 @@ def test_a_pass_matches_the_residual_arithmetic(gen, seed, registered):
                                   dut.resid_wdata, dut.act_wen, dut.act_waddr, dut.act_wdata):
             if rren:
                 ctx.set(dut.resid_rdata, _pack(res[raddr], 16))
-            if p0en:
-                ctx.set(dut.par_rdata0, _pack(par[p0], PARAM_BITS))
-            if p1en:
-                ctx.set(dut.par_rdata1, _pack(par[p1], PARAM_BITS))
+            # The parameter store reads every cycle (the datapath's): no read, other data.
+            for en, addr, port in ((p0en, p0, dut.par_rdata0), (p1en, p1, dut.par_rdata1)):
+                ctx.set(port, _pack(par[addr] if en else
+                                    [noise.randrange(-(1 << 16), 1 << 16) for _ in range(C)],
+                                    PARAM_BITS))
             if wen:
                 res_writes.append((waddr, wdata))
             if aen:
