@@ -162,6 +162,12 @@ class AttentionUnit(wiring.Component):
         if nb > 1:
             with m.If(self.c.ready):
                 m.d.sync += self.c.valid.eq(0)
+            # The sums follow ``acc`` while no answer waits, and hold while one does: the
+            # answer's registers are enabled by ``c.valid`` alone (timing: their enable, the
+            # scan's end decided by the state's logic, was one net to every bit of them). The
+            # sums are final when ``c.valid`` is set; a refused query's are 0 (``acc`` cleared).
+            with m.If(~self.c.valid):
+                m.d.sync += [self.c.payload.ints[i].eq(acc[i]) for i in range(d)]
         with m.FSM():
             with m.State("IDLE"):
                 busy_clear = self.clear | self.clear_slot
@@ -184,7 +190,8 @@ class AttentionUnit(wiring.Component):
                 with m.If(beyond):
                     with m.If(free):
                         m.d.sync += [self.c.payload.error.eq(1), self.c.valid.eq(1)]
-                        m.d.sync += [f.eq(0) for f in self._answer_fields()]
+                        if nb == 1:
+                            m.d.sync += self.c.payload.bits.eq(0)
                         m.next = answered
                 with m.Else():
                     m.next = "SCAN"
@@ -198,18 +205,12 @@ class AttentionUnit(wiring.Component):
                     if nb == 1:
                         m.d.sync += self.c.payload.bits.eq(
                             Cat(*[acc[i] >= self.tc[i] for i in range(d)]))
-                    else:
-                        m.d.sync += [self.c.payload.ints[i].eq(acc[i]) for i in range(d)]
                     m.next = answered
             with m.State("ANSWER"):
                 with m.If(self.c.ready):
                     m.d.sync += self.c.valid.eq(0)
                     m.next = "IDLE"
         return m
-
-    def _answer_fields(self):
-        p = self.c.payload
-        return [p.bits] if self._bits == 1 else [p.ints[i] for i in range(self._h * self._dh)]
 
     def _scan_binary(self, m, q, rd_valid, k_r, v_r, acc):
         """Scan pipeline, one bit: read token j (cycle 0), register q XOR k (cycle 1: the block

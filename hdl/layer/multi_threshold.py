@@ -173,12 +173,14 @@ class MultiThreshold(wiring.Component):
                      issue.eq(busy & (~last_reads | out_free))]
         m.d.comb += [self.i.ready.eq(~busy | (issue & last_reads)),
                      take.eq(self.i.valid & self.i.ready)]
-        addr0 = Signal(range(ly.param_words + 2 * G + per))
-        m.d.comb += [addr0.eq(cfg.th_base + y_meta.gaddr + (kk << per_log)),
-                     self.par_raddr0.eq(addr0), self.par_raddr1.eq(addr0 + R),
+        # The read addresses, ``th_base + gaddr + kk * 2R`` (and ``+ R``), in registers that
+        # step with ``kk`` (timing: the sum ran into the parameter store's block RAMs).
+        addr0, addr1 = (Signal(range(ly.param_words + 2 * G + per), name=f"addr{i}")
+                        for i in range(2))
+        m.d.comb += [self.par_raddr0.eq(addr0), self.par_raddr1.eq(addr1),
                      self.par_ren0.eq(issue & ~hit), self.par_ren1.eq(issue & ~hit)]
         with m.If(issue):
-            m.d.sync += kk.eq(kk + 1)
+            m.d.sync += [kk.eq(kk + 1), addr0.eq(addr0 + per), addr1.eq(addr1 + per)]
             with m.If(~hit):
                 m.d.comb += cached_nx.eq(0)
                 with m.If(last_reads):
@@ -192,6 +194,7 @@ class MultiThreshold(wiring.Component):
         m.d.comb += [row_end.eq(chb + C >= cfg.n), word_end.eq((gsel == gpw - 1) | row_end)]
         with m.If(take):
             m.d.sync += [busy.eq(1), kk.eq(0), y.eq(self.i.payload),
+                         addr0.eq(cfg.th_base + gaddr), addr1.eq(cfg.th_base + gaddr + R),
                          hit.eq(cached_nx & (tag_nx == gaddr)),
                          y_meta.gaddr.eq(gaddr), y_meta.addr.eq(cfg.region + rowb + gword),
                          y_meta.gsel.eq(gsel), y_meta.chb.eq(chb), y_meta.tok.eq(k),
