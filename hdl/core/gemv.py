@@ -27,10 +27,10 @@ pipeline's registers). Cycles: ``kw + act_latency`` to load the row, then one li
 Planes (``max_bits`` A_max > 1): ``params.bits_m1`` = A - 1 takes the token's row as A-bit
 levels, stored as its A bit-planes of ``kw`` words each, top plane first (``A * kw`` words from
 ``act_base``, as the GEMM core takes them). Each weight line is issued once: the unit XORs it
-with every plane's segment of the row at once (``A_max`` popcount trees) and adds the planes'
-counts by Horner's rule, top plane first, so the accumulator ends at
-``sum_i 2^i popcount(p_i XOR w)`` and the result is ``prod = (2^A - 1) K - 2 acc`` (the
-numerics' ``prod`` of the levels against the binary row). ``A * kw`` words must fit
+with every plane's segment of the row at once (``A_max`` popcount trees) and takes each
+plane's count, weighted ``2^(A - j)`` for plane ``j`` from the top, off a running dot product
+that starts at ``(2^A - 1) K``, so the result is ``prod = (2^A - 1) K - 2 sum_i 2^i
+popcount(p_i XOR w)`` (the numerics' ``prod`` of the levels against the binary row). ``A * kw`` words must fit
 ``max_chunks``. Cycles: ``A * kw + 2`` to load the row, then the lines as at one bit. With
 ``max_bits = 1`` (the default) none of this logic exists.
 
@@ -230,27 +230,33 @@ class Gemv(wiring.Component):
             s3_part = [Signal(acc_w, name=f"s3_part{j}_{g}") for g in range(C)]
             m.d.sync += [a.eq(b) for a, b in zip(s3_part, part, strict=True)]
             s3_parts.append(s3_part)
-        # The line's sum over the command's A planes, top plane first (Horner's rule):
-        # ``sum_j 2^(A - 1 - j) popcount(p_j XOR w)``.
-        s3_sum = [Signal(acc_w, name=f"s3_sum{g}") for g in range(C)]
-        for g in range(C):
-            v = s3_parts[0][g]
-            for j in range(1, A_max):
-                v = Mux(j <= p.bits_m1, (v << 1) + s3_parts[j][g], v)
-            m.d.comb += s3_sum[g].eq(v)
-        acc = [Signal(acc_w, name=f"acc{g}") for g in range(C)]
-        total = [Signal(acc_w, name=f"total{g}") for g in range(C)]
         rw = c.result_width + 2
-        dotv = [Signal(signed(rw), name=f"dot{g}") for g in range(C)]
         k_s = Signal(signed(rw))                       # (2^A - 1) K
         if A_max > 1:
             lk = Signal(range(c.result_bound + 1))
             m.d.comb += k_s.eq(lk)
         else:
             m.d.comb += k_s.eq(p.k)
+        # The running dot product, ``(2^A - 1) K - 2 sum_lines sum_{j<A} 2^(A-1-j) popcount(p_j
+        # XOR w)`` (each line's planes weighted as Horner's rule would, top plane first), kept
+        # as a dot product (``dacc``) so that a line takes ``2^(A-j)`` times each plane's count
+        # off it in two levels of adders, not a chain of four (timing).
+        dacc = [Signal(signed(rw), name=f"dacc{g}") for g in range(C)]
+        dotv = [Signal(signed(rw), name=f"dot{g}") for g in range(C)]
         for g in range(C):
-            m.d.comb += [total[g].eq(Mux(s3_first, 0, acc[g]) + s3_sum[g]),
-                         dotv[g].eq(k_s - 2 * total[g])]
+            terms = []
+            for j in range(A_max):
+                t = Signal(acc_w + A_max + 1, name=f"w{j}_{g}")
+                m.d.comb += t.eq(Array(s3_parts[j][g] << (a + 1 - j) if j <= a else 0
+                                       for a in range(A_max))[p.bits_m1]
+                                 if A_max > 1 else s3_parts[j][g] << 1)
+                terms.append(t)
+            rest = terms[1:]
+            while len(rest) > 1:
+                rest = [rest[i] + rest[i + 1] if i + 1 < len(rest) else rest[i]
+                        for i in range(0, len(rest), 2)]
+            head = Mux(s3_first, k_s, dacc[g]) - terms[0]
+            m.d.comb += dotv[g].eq(head - rest[0] if rest else head)
 
         build = [Signal(signed(rw), name=f"build{b}") for b in range(C)]
         tile = Signal(range(-(-c.max_n // C) + 1))
@@ -275,7 +281,7 @@ class Gemv(wiring.Component):
                     m.d.sync += res.payload.ints[b].eq(Mux(live, build[b], 0))
 
         with m.If(s3_valid):
-            m.d.sync += [a.eq(t) for a, t in zip(acc, total, strict=True)]
+            m.d.sync += [a.eq(t) for a, t in zip(dacc, dotv, strict=True)]
             with m.If(s3_last):
                 for b in range(C):
                     g = b & g_mask
