@@ -21,11 +21,11 @@ group within the word) and, for a tile-major pass, the token and the ends of wor
 pass (``levels_layout``); ``onebit.hdl.layer.level_packer`` writes the planes.
 
 Streams follow ``lib.stream``: ``i.ready`` is high while the unit is empty or issuing a beat's
-last reads; answers wait in a ``OUT_DEPTH``-entry FIFO in front of ``o``, and a beat's last
-reads issue only while it has room for every answer in flight (so ``o.ready`` reaches only the
-issue decision). Latency: five cycles from the last reads' issue to ``o.valid`` (the
-thresholds pass a register between the parameter store and the comparisons, and the
-comparisons one between them and the count).
+last reads, and is a function of registers alone; answers wait in a ``OUT_DEPTH``-entry FIFO in
+front of ``o``, and a beat's last reads issue only while it has room for every answer in flight
+(a count kept in a register, so ``o.ready`` reaches no logic in the same cycle). Latency: five
+cycles from the last reads' issue to ``o.valid`` (the thresholds pass a register between the
+parameter store and the comparisons, and the comparisons one between them and the count).
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -152,10 +152,9 @@ class MultiThreshold(wiring.Component):
         kk = Signal(4)
         last_reads = Signal()
         issue = Signal()
-        out_free = Signal()
+        out_free = Signal(init=1)
         m.submodules.out = out = fifo.SyncFIFOBuffered(width=levels_layout(dev).size,
                                                       depth=OUT_DEPTH)
-        in_flight = Signal(range(OUT_DEPTH + 1))        # last reads issued, answer not in
         # The thresholds of the group read last (``tag``), if complete (``cached``).
         reads = -(-lm // per)                           # cycles of reads a beat at most
         cache = [Signal(data.ArrayLayout(signed(PARAM_BITS), C), name=f"cache{j}")
@@ -168,9 +167,17 @@ class MultiThreshold(wiring.Component):
         hit = Signal()
         tag_nx, cached_nx = Signal.like(gaddr), Signal()
         m.d.comb += [tag_nx.eq(tag), cached_nx.eq(cached)]
-        m.d.comb += [last_reads.eq(hit | (kk == last_k)),
-                     out_free.eq(out.level + in_flight < OUT_DEPTH),
+        # ``last_reads`` and ``out_free`` are registers, set from the state they follow, so
+        # that ``i.ready`` is one LUT of registers (timing: the FIFO's level and the sum into
+        # the compare ran on into the sources' skid registers across the chip).
+        at_last = Signal()                              # kk == last_k, for the kk held
+        occupied = Signal(range(OUT_DEPTH + 1))         # answers issued, not yet taken on o
+        m.d.comb += [last_reads.eq(hit | at_last),
                      issue.eq(busy & (~last_reads | out_free))]
+        occupied_nx = Signal.like(occupied)
+        m.d.comb += occupied_nx.eq(occupied + (issue & last_reads)
+                                   - (self.o.valid & self.o.ready))
+        m.d.sync += [occupied.eq(occupied_nx), out_free.eq(occupied_nx < OUT_DEPTH)]
         m.d.comb += [self.i.ready.eq(~busy | (issue & last_reads)),
                      take.eq(self.i.valid & self.i.ready)]
         # The read addresses, ``th_base + gaddr + kk * 2R`` (and ``+ R``), in registers that
@@ -180,7 +187,8 @@ class MultiThreshold(wiring.Component):
         m.d.comb += [self.par_raddr0.eq(addr0), self.par_raddr1.eq(addr1),
                      self.par_ren0.eq(issue & ~hit), self.par_ren1.eq(issue & ~hit)]
         with m.If(issue):
-            m.d.sync += [kk.eq(kk + 1), addr0.eq(addr0 + per), addr1.eq(addr1 + per)]
+            m.d.sync += [kk.eq(kk + 1), addr0.eq(addr0 + per), addr1.eq(addr1 + per),
+                         at_last.eq(kk + 1 == last_k)]
             with m.If(~hit):
                 m.d.comb += cached_nx.eq(0)
                 with m.If(last_reads):
@@ -193,7 +201,7 @@ class MultiThreshold(wiring.Component):
         row_end, word_end = Signal(), Signal()
         m.d.comb += [row_end.eq(chb + C >= cfg.n), word_end.eq((gsel == gpw - 1) | row_end)]
         with m.If(take):
-            m.d.sync += [busy.eq(1), kk.eq(0), y.eq(self.i.payload),
+            m.d.sync += [busy.eq(1), kk.eq(0), at_last.eq(last_k == 0), y.eq(self.i.payload),
                          addr0.eq(cfg.th_base + gaddr), addr1.eq(cfg.th_base + gaddr + R),
                          hit.eq(cached_nx & (tag_nx == gaddr)),
                          y_meta.gaddr.eq(gaddr), y_meta.addr.eq(cfg.region + rowb + gword),
@@ -258,5 +266,4 @@ class MultiThreshold(wiring.Component):
             m.d.comb += answer.levels[ch].eq(Mux(d.meta.chb + ch < cfg.n, total[ch], 0))
         with m.If(d_valid):
             m.d.sync += [count[ch].eq(total[ch]) for ch in range(C)]
-        m.d.sync += in_flight.eq(in_flight + (issue & last_reads) - (d_valid & d.last))
         return m
