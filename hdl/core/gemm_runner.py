@@ -9,8 +9,9 @@ written; ``error`` with it if the core rejected the command (the command process
 every field first, so this is a fault). ``beats`` counts beats written. The caller sizes the
 counts (``onebit.host.device_config``) and checks them against the stores.
 
-Store ports: ``*_raddr``/``*_ren``/``*_rdata`` (read latency 1) for activations, weights and
-thresholds; ``res_waddr``/``res_wdata``/``res_wen`` for results.
+Store ports: ``*_raddr``/``*_ren``/``*_rdata`` (read latency 1; the weights' 2 when
+``weight_banks`` > 1, a ``BankedStore`` with its banks' outputs registered) for activations,
+weights and thresholds; ``res_waddr``/``res_wdata``/``res_wen`` for results.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
@@ -89,8 +90,11 @@ class GemmRunner(wiring.Component):
                                          ("weight", c.lanes, dev.weight_words, core.weight),
                                          ("thresh", c.threshold_width, dev.thresh_words,
                                           core.thresh)):
+            # A banked weight store reads with latency 2 (``BankedStore``).
+            latency = 2 if name == "weight" and dev.weight_banks > 1 else 1
             rd = readers[name] = MemoryStreamReader(width=width, depth=depth,
-                                                    register_output=register)
+                                                    register_output=register or latency == 2,
+                                                    latency=latency)
             m.submodules[f"{name}_reader"] = rd
             m.d.comb += [getattr(self, f"{name}_raddr").eq(rd.raddr),
                          getattr(self, f"{name}_ren").eq(rd.ren),

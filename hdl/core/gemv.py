@@ -22,7 +22,7 @@ Backpressure never stalls the pipeline: beats go into a ``OUT_DEPTH``-beat FIFO 
 ``result``, and a line is issued only while the FIFO has room for every beat in flight (credit
 flow control; timing: ``result.ready`` reaches only the FIFO and the issue stage, not the
 pipeline's registers). Cycles: ``kw + act_latency`` to load the row, then one line a cycle,
-``ceil(N / G) * E`` lines, plus 7.
+``ceil(N / G) * E`` lines, plus 6 + ``w_latency``.
 
 Planes (``max_bits`` A_max > 1): ``params.bits_m1`` = A - 1 takes the token's row as A-bit
 levels, stored as its A bit-planes of ``kw`` words each, top plane first (``A * kw`` words from
@@ -30,9 +30,9 @@ levels, stored as its A bit-planes of ``kw`` words each, top plane first (``A * 
 with every plane's segment of the row at once (``A_max`` popcount trees) and takes each
 plane's count, weighted ``2^(A - j)`` for plane ``j`` from the top, off a running dot product
 that starts at ``(2^A - 1) K``, so the result is ``prod = (2^A - 1) K - 2 sum_i 2^i
-popcount(p_i XOR w)`` (the numerics' ``prod`` of the levels against the binary row). ``A * kw`` words must fit
-``max_chunks``. Cycles: ``A * kw + 2`` to load the row, then the lines as at one bit. With
-``max_bits = 1`` (the default) none of this logic exists.
+popcount(p_i XOR w)`` (the numerics' ``prod`` of the levels against the binary row).
+``A * kw`` words must fit ``max_chunks``. Cycles: ``A * kw + 2`` to load the row, then the
+lines as at one bit. With ``max_bits = 1`` (the default) none of this logic exists.
 
 The row's words pass a register on their way into the line register, so that the activation
 store's read data reaches one register, not every entry (its clock-to-out and fan-out limited
@@ -58,6 +58,7 @@ OUT_DEPTH = 16
 #: Beats that may still reach the FIFO after a line issues: stages s1, sx, s2, s3, the tile
 #: register and the output register (one beat a line at most), and one more line issued while
 #: the registered credit catches up. A line issues only while the FIFO has room for them all.
+#: (One more with ``w_latency`` 2: stage sw.)
 _IN_FLIGHT = 7
 
 
@@ -81,12 +82,14 @@ class Gemv(wiring.Component):
     start : In(1);  params : In(gemv_layout(dev, max_bits));  done : Out(1);  busy : Out(1)
     act_raddr : Out;  act_ren : Out(1);  act_rdata : In(lanes), ``act_latency`` cycles after
         ``act_ren`` (1: the store's port; 2: a register behind it)
-    w_laddr : Out;  w_lren : Out(1);  w_ldata : In(lanes * weight_banks)
+    w_laddr : Out;  w_lren : Out(1);  w_ldata : In(lanes * weight_banks), ``w_latency``
+        cycles after ``w_lren`` (1: the block RAMs' outputs; 2: their output registers)
     th_laddr : Out;  th_lren : Out(1);  th_ldata : In(threshold_width * cols)
     result : Out(stream.Signature(result_layout(core)))
     """
 
-    def __init__(self, dev: DeviceConfig, *, max_bits: int = 1, act_latency: int = 1):
+    def __init__(self, dev: DeviceConfig, *, max_bits: int = 1, act_latency: int = 1,
+                 w_latency: int = 1):
         check_device(dev)
         if dev.weight_banks < 2:
             raise ValueError(f"Gemv needs a banked weight store (weight_banks >= 2), not "
@@ -98,7 +101,11 @@ class Gemv(wiring.Component):
         if act_latency not in (1, 2):
             raise ValueError(f"act_latency must be 1 or 2 (cycles from act_ren to act_rdata), "
                              f"not {act_latency!r}")
+        if w_latency not in (1, 2):
+            raise ValueError(f"w_latency must be 1 or 2 (cycles from w_lren to w_ldata), "
+                             f"not {w_latency!r}")
         self._dev, self._max_bits, self._act_latency = dev, max_bits, act_latency
+        self._w_latency = w_latency
         c = dev.core
         super().__init__({
             "start": In(1), "params": In(gemv_layout(dev, max_bits)), "done": Out(1),
@@ -145,7 +152,7 @@ class Gemv(wiring.Component):
                      self.result.valid.eq(ofifo.r_rdy), self.result.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.result.ready)]
         credit = Signal()
-        m.d.sync += credit.eq(ofifo.level < OUT_DEPTH - _IN_FLIGHT)
+        m.d.sync += credit.eq(ofifo.level < OUT_DEPTH - _IN_FLIGHT - (self._w_latency - 1))
         out_free = ~res.valid | res.ready
         build_full = Signal()
 
@@ -157,8 +164,18 @@ class Gemv(wiring.Component):
         s1_valid, s1_last, s1_first = Signal(), Signal(), Signal()
         s1_row0 = Signal.like(row0)
         m.d.comb += [self.w_laddr.eq(line), self.w_lren.eq(issuing)]
-        m.d.sync += [s1_valid.eq(issuing), s1_last.eq(phase == e_m1),
-                     s1_first.eq(phase == 0), s1_row0.eq(row0)]
+        # With ``w_latency`` 2 the line's control waits a cycle in stage sw, as its words do in
+        # the weight store's output registers.
+        if self._w_latency == 2:
+            sw_valid, sw_last, sw_first = Signal(), Signal(), Signal()
+            sw_row0 = Signal.like(row0)
+            m.d.sync += [sw_valid.eq(issuing), sw_last.eq(phase == e_m1),
+                         sw_first.eq(phase == 0), sw_row0.eq(row0),
+                         s1_valid.eq(sw_valid), s1_last.eq(sw_last),
+                         s1_first.eq(sw_first), s1_row0.eq(sw_row0)]
+        else:
+            m.d.sync += [s1_valid.eq(issuing), s1_last.eq(phase == e_m1),
+                         s1_first.eq(phase == 0), s1_row0.eq(row0)]
         with m.If(issuing):
             m.d.sync += [line.eq(line + 1), lines_left.eq(lines_left - 1)]
             with m.If(phase == e_m1):
@@ -169,7 +186,8 @@ class Gemv(wiring.Component):
         # ---------------------------------------------------------------- popcounts (s1)
         # Plane ``j``'s segment of this line: entry ``j * E + phase`` (``ebase``: j * E),
         # registered with the issue, once for each bank's word (timing: the sum, and one index
-        # fanned out to all ``P * L`` selects of a plane, limited the ULX3S-85F's clock).
+        # fanned out to all ``P * L`` selects of a plane, limited the ULX3S-85F's clock); with
+        # ``w_latency`` 2 the sum is registered once in stage sw and copied into s1.
         ebase = [Signal(range(n_ent), name=f"ebase{j}") for j in range(A_max)]
         xsel = [Signal(P * L, name=f"xsel{j}") for j in range(A_max)]
         keep = "ecp5" if family(platform) == "ecp5" else None
@@ -178,7 +196,10 @@ class Gemv(wiring.Component):
                 m.d.comb += xsel[j].eq(xl[0])
                 continue
             entry = Signal(range(2 * n_ent), name=f"entry{j}")    # as wide as the sum
-            m.d.comb += entry.eq(ebase[j] + phase)
+            if self._w_latency == 2:
+                m.d.sync += entry.eq(ebase[j] + phase)
+            else:
+                m.d.comb += entry.eq(ebase[j] + phase)
             for i in range(P):
                 bits = unmerged_registers(m, f"s1_sel{j}_{i}", list(entry), 1, keep)
                 m.d.comb += xsel[j][i * L:(i + 1) * L].eq(

@@ -181,7 +181,7 @@ class LayerEngine(wiring.Component):
         src = rslice.o
         mux = rslice.i
         if banked:
-            m.submodules.gemv = gv = Gemv(dev, max_bits=nb, act_latency=2)
+            m.submodules.gemv = gv = Gemv(dev, max_bits=nb, act_latency=2, w_latency=2)
             m.d.comb += [self.w_laddr.eq(gv.w_laddr), self.w_lren.eq(gv.w_lren),
                          gv.w_ldata.eq(self.w_ldata), self.th_laddr.eq(gv.th_laddr),
                          self.th_lren.eq(gv.th_lren), gv.th_ldata.eq(self.th_ldata),

@@ -3,9 +3,13 @@ line of ``banks`` words a cycle out.
 
 Word address ``a`` lives in bank ``a mod banks`` at row ``a div banks`` (``banks`` is a power of
 two, so both are bit fields). Line ``l`` is words ``l * banks .. l * banks + banks - 1``. The
-write port and the word read port behave like ``MemoryBank``'s (read latency 1, ``rdata`` holds
-while ``ren`` is low); the line read port (``lren``, ``laddr``, ``ldata``, latency 1) shares the
-banks' read ports: the caller never uses both read ports in one cycle (the line port wins).
+write port and the word read port behave like ``MemoryBank``'s (``rdata`` holds while ``ren`` is
+low); the line read port (``lren``, ``laddr``, ``ldata``) shares the banks' read ports: the
+caller never uses both read ports in one cycle (the line port wins).
+
+Both read ports have ``latency`` cycles: 1, the block RAMs' outputs, or 2, each bank's output
+registered before the word mux and ``ldata`` (on ECP5 the blocks' own output registers,
+``onebit.flow.ecp5_outreg``: their clock-to-out no longer starts a path through the mux).
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal
@@ -25,11 +29,14 @@ class BankedStore(wiring.Component):
     laddr : In(range(lines));  lren : In(1);  ldata : Out(width * banks)
     """
 
-    def __init__(self, *, width: int, depth: int, banks: int):
+    def __init__(self, *, width: int, depth: int, banks: int, latency: int = 1):
         for name, v in (("Store width", width), ("Store depth", depth), ("Bank count", banks)):
             check_count(name, v)
         if banks & (banks - 1):
             raise ValueError(f"Bank count must be a power of two, not {banks}")
+        if latency not in (1, 2):
+            raise ValueError(f"Store read latency must be 1 or 2, not {latency!r}")
+        self._latency = latency
         self._width, self._depth, self._banks = width, depth, banks
         self._rows = -(-depth // banks)
         super().__init__({
@@ -49,6 +56,10 @@ class BankedStore(wiring.Component):
         sel = Signal(range(b))
         with m.If(self.ren & ~self.lren):
             m.d.sync += sel.eq(self.raddr[:bits] if bits else 0)
+        if self._latency == 2:
+            sel_d = Signal.like(sel)
+            m.d.sync += sel_d.eq(sel)
+            sel = sel_d
         outs = []
         for i in range(b):
             mem = memory.Memory(shape=w, depth=self._rows, init=[])
@@ -58,8 +69,13 @@ class BankedStore(wiring.Component):
             m.d.comb += [wr.addr.eq(self.waddr >> bits), wr.data.eq(self.wdata),
                          wr.en.eq(self.wen & (low == i)),
                          rd.addr.eq(Mux(self.lren, self.laddr, self.raddr >> bits)),
-                         rd.en.eq(self.ren | self.lren),
-                         self.ldata[i * w:(i + 1) * w].eq(rd.data)]
-            outs.append(rd.data)
+                         rd.en.eq(self.ren | self.lren)]
+            data = rd.data
+            if self._latency == 2:
+                # No reset: the block RAM's own output register (onebit.flow.ecp5_outreg).
+                data = Signal(w, name=f"out{i}", reset_less=True)
+                m.d.sync += data.eq(rd.data)
+            m.d.comb += self.ldata[i * w:(i + 1) * w].eq(data)
+            outs.append(data)
         m.d.comb += self.rdata.eq(Array(outs)[sel] if b > 1 else outs[0])
         return m

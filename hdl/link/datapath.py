@@ -111,8 +111,10 @@ class Datapath(wiring.Component):
                          granularity=c.cols if layer else None)
         if dev.weight_banks > 1:
             stores = {
+                # The weight banks' outputs pass their output registers (timing: a block
+                # RAM's clock-to-out, then the route to the word mux, limited the 85F).
                 "weight": BankedStore(width=c.lanes, depth=dev.weight_words,
-                                      banks=dev.weight_banks),
+                                      banks=dev.weight_banks, latency=2),
                 "thresh": BankedStore(width=c.threshold_width, depth=dev.thresh_words,
                                       banks=dev.thresh_banks),
             }

@@ -27,15 +27,17 @@ DEV = DeviceConfig(core=CoreConfig(rows=2, cols=4, lanes=8, max_k=128, max_t=4, 
                                      res_words=64, param_words=64))
 
 
-def _harness(x_words, dev=DEV, max_bits=1, act_latency=1):
+def _harness(x_words, dev=DEV, max_bits=1, act_latency=1, w_latency=1):
     """The unit with its activation memory (``x_words`` from address 0; with ``act_latency``
-    2 its read data passes a register) and its banked weight and threshold stores."""
+    2 its read data passes a register) and its banked weight and threshold stores (the weight
+    store's reads with latency ``w_latency``)."""
     top = Module()
-    top.submodules.gemv = dut = Gemv(dev, max_bits=max_bits, act_latency=act_latency)
+    top.submodules.gemv = dut = Gemv(dev, max_bits=max_bits, act_latency=act_latency,
+                                     w_latency=w_latency)
     top.submodules.act = act = memory.Memory(shape=dev.core.lanes, depth=dev.act_words,
                                              init=x_words + [0] * (dev.act_words - len(x_words)))
     top.submodules.w = ws = BankedStore(width=dev.core.lanes, depth=dev.weight_words,
-                                        banks=dev.weight_banks)
+                                        banks=dev.weight_banks, latency=w_latency)
     top.submodules.th = ts = BankedStore(width=dev.core.threshold_width,
                                          depth=dev.thresh_words, banks=dev.thresh_banks)
     rd = act.read_port()
@@ -68,8 +70,8 @@ async def _fill(ctx, store, words):
     (16, 128, False, 0.85),   # kw = 2: a tile every line, the fastest beat rate
     (32, 125, True, 0.9),     # kw = 4: a tile every two lines
 ])
-@pytest.mark.parametrize("act_latency", [1, 2])
-def test_gemv_matches_golden(k, n, thr, stall, act_latency):
+@pytest.mark.parametrize("act_latency, w_latency", [(1, 1), (2, 2)])
+def test_gemv_matches_golden(k, n, thr, stall, act_latency, w_latency):
     rng = np.random.default_rng(k * n)
     x = rng.integers(0, 2, size=(1, k), dtype=np.uint8)
     w = rng.integers(0, 2, size=(n, k), dtype=np.uint8)
@@ -83,7 +85,8 @@ def test_gemv_matches_golden(k, n, thr, stall, act_latency):
     w_words = list(np.packbits(pad, axis=1, bitorder="little").reshape(-1))
     x_words = [int(v) for v in np.packbits(xp, axis=1, bitorder="little").reshape(-1)]
     x_base, w_line, th_line = 5, 3, 2
-    top, dut, ws, ts = _harness([0] * x_base + x_words, act_latency=act_latency)
+    top, dut, ws, ts = _harness([0] * x_base + x_words, act_latency=act_latency,
+                                w_latency=w_latency)
     tiles = -(-n // 4)
     got = {}
     prng = random.Random(k)
@@ -125,7 +128,7 @@ DEV_PLANES = DeviceConfig(
                                       kv_slots=1, res_words=64, param_words=64))
 
 
-def _run_planes(max_bits, bits, k, n, thr, stall, seed, act_latency=1):
+def _run_planes(max_bits, bits, k, n, thr, stall, seed, act_latency=1, w_latency=1):
     """The row's ``bits``-bit levels through a ``Gemv(max_bits=...)``; the beats and the
     cycles from start to the last beat."""
     rng = np.random.default_rng(seed)
@@ -144,7 +147,8 @@ def _run_planes(max_bits, bits, k, n, thr, stall, seed, act_latency=1):
     w_words = list(np.packbits(pad, axis=1, bitorder="little").reshape(-1))
     x_words = [int(v) for v in np.packbits(planes, axis=1, bitorder="little").reshape(-1)]
     x_base, w_line, th_line = 3, 2, 1
-    top, dut, ws, ts = _harness([0] * x_base + x_words, DEV_PLANES, max_bits, act_latency)
+    top, dut, ws, ts = _harness([0] * x_base + x_words, DEV_PLANES, max_bits, act_latency,
+                                w_latency)
     tiles = -(-n // 4)
     got = {}
     prng = random.Random(seed)
@@ -199,9 +203,10 @@ def _run_planes(max_bits, bits, k, n, thr, stall, seed, act_latency=1):
     (4, 64, 40, False, 0.85),    # kw = 8, four planes, the FIFO full under backpressure
     (1, 32, 11, True, 0.3),      # one plane on a planes unit
 ])
-@pytest.mark.parametrize("act_latency", [1, 2])
-def test_gemv_planes_match_golden(bits, k, n, thr, stall, act_latency):
-    _run_planes(4, bits, k, n, thr, stall, seed=bits * k + n, act_latency=act_latency)
+@pytest.mark.parametrize("act_latency, w_latency", [(1, 1), (2, 2)])
+def test_gemv_planes_match_golden(bits, k, n, thr, stall, act_latency, w_latency):
+    _run_planes(4, bits, k, n, thr, stall, seed=bits * k + n, act_latency=act_latency,
+                w_latency=w_latency)
 
 
 @pytest.mark.slow
@@ -217,6 +222,9 @@ def test_gemv_planes_issue_the_lines_once():
         # unit nothing (it registers no word of its own then).
         assert _run_planes(1, 1, k, n, False, 0.0, seed=k, act_latency=2) == one
         assert _run_planes(4, 1, k, n, False, 0.0, seed=k, act_latency=2) == one
+        # The weight store's output registers cost a cycle.
+        assert _run_planes(4, 1, k, n, False, 0.0, seed=k, act_latency=2, w_latency=2) == \
+            one + 1
         for a in range(2, 5):
             if a * kw > DEV_PLANES.core.max_chunks:
                 continue
@@ -233,3 +241,6 @@ def test_gemv_checks_max_bits():
     with pytest.raises(ValueError, match=r"act_latency must be 1 or 2 \(cycles from act_ren to "
                                          r"act_rdata\), not 3"):
         Gemv(DEV, act_latency=3)
+    with pytest.raises(ValueError, match=r"w_latency must be 1 or 2 \(cycles from w_lren to "
+                                         r"w_ldata\), not 0"):
+        Gemv(DEV, w_latency=0)

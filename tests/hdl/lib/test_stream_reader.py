@@ -1,12 +1,13 @@
 # amaranth: UnusedElaboratable=no
 """The memory stream reader against the memory's words: every run's words in order, exactly,
 with random backpressure, with and without the registered read (without it, the memory's own
-output holds the word offered: no FIFO)."""
+output holds the word offered: no FIFO), from a memory of read latency 1 or 2 (its data passes
+a register, as a block RAM's output register)."""
 
 import random
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import memory
 from amaranth.sim import Simulator
 
@@ -15,18 +16,22 @@ from onebit.hdl.lib.stream_reader import MemoryStreamReader
 DEPTH, WIDTH = 64, 12
 
 
-@pytest.mark.parametrize("register_output", [True, False])
+@pytest.mark.parametrize("register_output, latency", [(True, 1), (False, 1), (True, 2)])
 @pytest.mark.parametrize("p_ready", [1.0, 0.6, 0.2])
-def test_reader_streams_runs_exactly(register_output, p_ready):
-    rng = random.Random(int(p_ready * 10) + register_output)
+def test_reader_streams_runs_exactly(register_output, latency, p_ready):
+    rng = random.Random(int(p_ready * 10) + register_output + 7 * latency)
     words = [rng.randrange(1 << WIDTH) for _ in range(DEPTH)]
     m = Module()
     m.submodules.mem = mem = memory.Memory(shape=WIDTH, depth=DEPTH, init=words)
     rd_port = mem.read_port()
     m.submodules.dut = dut = MemoryStreamReader(width=WIDTH, depth=DEPTH,
-                                                register_output=register_output)
-    m.d.comb += [rd_port.addr.eq(dut.raddr), rd_port.en.eq(dut.ren),
-                 dut.rdata.eq(rd_port.data)]
+                                                register_output=register_output,
+                                                latency=latency)
+    rdata = rd_port.data
+    if latency == 2:
+        rdata = Signal(WIDTH)
+        m.d.sync += rdata.eq(rd_port.data)
+    m.d.comb += [rd_port.addr.eq(dut.raddr), rd_port.en.eq(dut.ren), dut.rdata.eq(rdata)]
     runs = [(0, 1), (5, 17), (63, 1), (10, 54), (0, 64), (30, 3)]
     got, cycles = [], []
 
@@ -60,7 +65,7 @@ def test_reader_streams_runs_exactly(register_output, p_ready):
     sim.run()
     assert got == [words[b:b + c] for b, c in runs]
     if p_ready == 1.0:                     # one word a cycle once the reads are under way
-        assert all(n <= c + 3 for n, (_, c) in zip(cycles, runs, strict=True)), cycles
+        assert all(n <= c + 2 + latency for n, (_, c) in zip(cycles, runs, strict=True)), cycles
 
 
 def test_reader_validation():
@@ -68,3 +73,7 @@ def test_reader_validation():
         MemoryStreamReader(width=0, depth=4)
     with pytest.raises(TypeError, match="register_output must be a bool, not 1"):
         MemoryStreamReader(width=8, depth=4, register_output=1)
+    with pytest.raises(ValueError, match="Reader latency must be 1 or 2, not 3"):
+        MemoryStreamReader(width=8, depth=4, latency=3)
+    with pytest.raises(ValueError, match="Reader latency 2 needs register_output=True"):
+        MemoryStreamReader(width=8, depth=4, latency=2, register_output=False)
