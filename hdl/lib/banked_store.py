@@ -10,6 +10,12 @@ caller never uses both read ports in one cycle (the line port wins).
 Both read ports have ``latency`` cycles: 1, the block RAMs' outputs, or 2, each bank's output
 registered before the word mux and ``ldata`` (on ECP5 the blocks' own output registers,
 ``onebit.flow.ecp5_outreg``: their clock-to-out no longer starts a path through the mux).
+
+No caller uses a word read in the cycle it writes it: the device's stores are written by LOAD
+commands and read by products, never both at once. The banks are marked ``no_rw_check``
+(``onebit.flow.no_rw_check``), so synthesis builds no bypass (a register of the written word,
+an address compare and a mux) behind them, which would keep the output registers out of the
+blocks and put the compare on the read's path.
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal
@@ -62,7 +68,8 @@ class BankedStore(wiring.Component):
             sel = sel_d
         outs = []
         for i in range(b):
-            mem = memory.Memory(shape=w, depth=self._rows, init=[])
+            mem = memory.Memory(shape=w, depth=self._rows, init=[],
+                                attrs={"no_rw_check": 1})
             m.submodules[f"bank{i}"] = mem
             wr, rd = mem.write_port(), mem.read_port()
             low = self.waddr[:bits] if bits else 0
