@@ -73,7 +73,7 @@ def test_the_demo_runs_a_model_on_the_85f_device(capsys):
     assert "as built for the ULX3S (ECP5 LFE5U-85F) on verilator" in out
     assert "precision: layer 0 A=3 binary" in out
     assert "bit-exact with the golden model: yes (3 tokens" in out
-    assert "projected on ulx3s-85f at 50.0 MHz" in out
+    assert "projected on ulx3s-85f at 60.0 MHz" in out
 
 
 def test_board_options_are_checked():
