@@ -30,6 +30,8 @@ is full the row is taken, dropped, and ``overflow`` stays set until ``clear``); 
 query; ``c`` answers each query with ``bits`` and ``error`` (set, with zero bits, when ``pos`` is
 not a cached token). Appends and queries are served one at a time, appends first. ``ta``, ``tc``
 are static inputs (hold them while a query runs). ``clear`` (one cycle) empties every slot.
+A clear takes effect after a transfer in its cycle: an append's row is dropped with the rest, and
+a query is answered from the cache as it was.
 """
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
@@ -130,10 +132,6 @@ class AttentionUnit(wiring.Component):
         length = lengths[self.slot]
         slot_base = Signal(range(cap * n_slots))
         m.d.comb += [self.length.eq(length), slot_base.eq(self.slot * cap)]
-        with m.If(self.clear):
-            m.d.sync += [ln.eq(0) for ln in lengths] + [self.overflow.eq(0)]
-        with m.Elif(self.clear_slot):
-            m.d.sync += length.eq(0)
 
         nb = self._bits
         q = Signal(d * nb)
@@ -170,19 +168,23 @@ class AttentionUnit(wiring.Component):
                 m.d.sync += [self.c.payload.ints[i].eq(acc[i]) for i in range(d)]
         with m.FSM():
             with m.State("IDLE"):
-                busy_clear = self.clear | self.clear_slot
-                m.d.comb += self.kv.ready.eq(~busy_clear)
-                with m.If(self.kv.valid & ~busy_clear):
+                # The query's registers follow the stream and the sums are cleared while the
+                # unit is idle, so their enables are the state alone (timing: the handshake,
+                # fanned out to every bit of them, was the ULX3S-85F's critical path). The
+                # handshake does not see ``clear``: a clear is ordered after a transfer in its
+                # cycle (below).
+                m.d.sync += [q.eq(self.q.payload.q), pos.eq(self.q.payload.pos), j.eq(0),
+                             beyond.eq(self.q.payload.pos >= length)]
+                m.d.sync += [a.eq(0) for a in acc]
+                m.d.comb += self.kv.ready.eq(1)
+                with m.If(self.kv.valid):
                     with m.If(length < cap):
                         m.d.comb += [k_w.en.eq(1), v_w.en.eq(1)]
                         m.d.sync += length.eq(length + 1)
                     with m.Else():
                         m.d.sync += self.overflow.eq(1)
-                with m.Elif(self.q.valid & ~busy_clear):
+                with m.Elif(self.q.valid):
                     m.d.comb += self.q.ready.eq(1)
-                    m.d.sync += [q.eq(self.q.payload.q), pos.eq(self.q.payload.pos), j.eq(0),
-                                 beyond.eq(self.q.payload.pos >= length)]
-                    m.d.sync += [a.eq(0) for a in acc]
                     m.next = "CHECK"
             # (A cycle of its own: the comparison with the length is registered, not on the
             # path from the query's position to the answer's registers; timing.)
@@ -210,6 +212,11 @@ class AttentionUnit(wiring.Component):
                 with m.If(self.c.ready):
                     m.d.sync += self.c.valid.eq(0)
                     m.next = "IDLE"
+        # After the state machine, so that a clear wins over an append in its cycle.
+        with m.If(self.clear):
+            m.d.sync += [ln.eq(0) for ln in lengths] + [self.overflow.eq(0)]
+        with m.Elif(self.clear_slot):
+            m.d.sync += length.eq(0)
         return m
 
     def _scan_binary(self, m, q, rd_valid, k_r, v_r, acc):

@@ -128,6 +128,54 @@ def test_full_cache_refuses_rows_and_bad_positions_answer_errors():
     assert answers == [(0, 1)]
 
 
+def test_clear_is_ordered_after_a_transfer_in_its_cycle():
+    """An append in the cycle of ``clear`` is taken and dropped with the rest; a query in the
+    cycle of ``clear_slot`` is taken and answered from the cache as it was."""
+    heads, dh, t = 2, 4, 3
+    qb, kb, vb, ta, tc = _setup(heads, dh, t, seed=5)
+    want = _golden_context(qb[:2], kb[:2], vb[:2], heads, ta, tc)[1]
+    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=6)
+    seen = {}
+
+    async def bench(ctx):
+        rng = random.Random(3)
+        for i in range(t):
+            await put_all(ctx, dut.kv, [{"k": _as_int(kb[i]), "v": _as_int(vb[i])}], rng=rng)
+        ctx.set(dut.kv.payload, {"k": _as_int(kb[0]), "v": _as_int(vb[0])})
+        ctx.set(dut.kv.valid, 1)
+        ctx.set(dut.clear, 1)
+        seen["append_taken"] = ctx.get(dut.kv.ready)
+        await ctx.tick()
+        ctx.set(dut.kv.valid, 0)
+        ctx.set(dut.clear, 0)
+        seen["after_clear"] = ctx.get(dut.length)
+        for i in range(2):
+            await put_all(ctx, dut.kv, [{"k": _as_int(kb[i]), "v": _as_int(vb[i])}], rng=rng)
+        ctx.set(dut.q.payload, {"q": _as_int(qb[1]), "pos": 1})
+        ctx.set(dut.q.valid, 1)
+        ctx.set(dut.clear_slot, 1)
+        seen["query_taken"] = ctx.get(dut.q.ready)
+        await ctx.tick()
+        ctx.set(dut.q.valid, 0)
+        ctx.set(dut.clear_slot, 0)
+        seen["after_clear_slot"] = ctx.get(dut.length)
+        ctx.set(dut.c.ready, 1)
+        for _ in range(40):                              # a query of pos 1 takes 8 cycles
+            _, _, valid, payload = await ctx.tick().sample(dut.c.valid, dut.c.payload)
+            if valid:
+                seen["answer"] = (int(payload.bits), int(payload.error))
+                break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(_thresholds(dut, ta, tc))
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["append_taken"] == 1 and seen["after_clear"] == 0
+    assert seen["query_taken"] == 1 and seen["after_clear_slot"] == 0
+    assert seen.get("answer") == (_as_int(want), 0)
+
+
 def test_attention_rejects_bad_parameters():
     with pytest.raises(ValueError, match="AttentionUnit capacity must be a positive integer, "
                                          "not 0"):
