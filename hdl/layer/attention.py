@@ -9,7 +9,9 @@ computes, for every cached token ``j <= pos`` and every head ``h``,
 
 Prefill and decode are the same operation: append the new tokens' rows, then query each new
 token with its position. All heads and channels work in parallel, one cached token per cycle:
-a query of token ``pos`` takes ``pos + 1`` cycles plus 6.
+a query of token ``pos`` takes ``pos + 1`` cycles plus 6. With ``scan_tokens=2`` (one bit
+only) the cache has a second read port and the scan takes tokens ``j`` and ``j + 1`` in a
+cycle: ``ceil((pos + 1) / 2)`` cycles plus 6.
 
 The cache has ``slots`` independent parts (one per layer of a model), each of ``capacity``
 tokens; the static input ``slot`` picks the part that appends and queries use, ``length`` is that
@@ -81,7 +83,7 @@ class AttentionUnit(wiring.Component):
     """
 
     def __init__(self, *, heads: int, head_dim: int, capacity: int, slots: int = 1,
-                 bits: int = 1):
+                 bits: int = 1, scan_tokens: int = 1):
         for name, v in (("heads", heads), ("head_dim", head_dim), ("capacity", capacity),
                         ("slots", slots)):
             check_count(f"AttentionUnit {name}", v)
@@ -90,6 +92,12 @@ class AttentionUnit(wiring.Component):
                              f"compared with int16 thresholds), not {capacity!r}")
         if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 4:
             raise ValueError(f"AttentionUnit bits must be an integer from 1 to 4, not {bits!r}")
+        if scan_tokens not in (1, 2) or isinstance(scan_tokens, bool):
+            raise ValueError(f"AttentionUnit scan_tokens must be 1 or 2, not {scan_tokens!r}")
+        if scan_tokens == 2 and bits != 1:
+            raise ValueError(f"AttentionUnit scan_tokens=2 needs bits=1 (the multi-bit scan "
+                             f"reads a token a cycle), not bits={bits!r}")
+        self._scan_tokens = scan_tokens
         lv = (1 << bits) - 1
         if lv * capacity > 32766:
             raise ValueError(f"AttentionUnit capacity must be at most {32766 // lv} at {bits} "
@@ -127,6 +135,9 @@ class AttentionUnit(wiring.Component):
                                                      init=[])
         k_w, k_r = keys.write_port(), keys.read_port()
         v_w, v_r = values.write_port(), values.read_port()
+        two = self._scan_tokens == 2
+        if two:                                    # token j + 1, read beside token j
+            k_r2, v_r2 = keys.read_port(), values.read_port()
 
         lengths = Array(Signal(range(cap + 1), name=f"length{i}") for i in range(n_slots))
         length = lengths[self.slot]
@@ -142,13 +153,19 @@ class AttentionUnit(wiring.Component):
         acc = [Signal(acc_shape, name=f"c{i}") for i in range(d)]
         m.d.comb += [k_r.addr.eq(slot_base + j), v_r.addr.eq(slot_base + j),
                      k_r.en.eq(1), v_r.en.eq(1)]
+        rd_valid2 = Signal()                       # token j + 1 is read too (j + 1 <= pos)
+        if two:
+            m.d.comb += [k_r2.addr.eq(slot_base + j + 1), v_r2.addr.eq(slot_base + j + 1),
+                         k_r2.en.eq(1), v_r2.en.eq(1)]
         # The write ports' address and data do not depend on the handshake, only their
         # enables do (timing: gating the data put the append's handshake on a net to every
         # data input of the cache's block RAMs).
         m.d.comb += [k_w.addr.eq(slot_base + length), k_w.data.eq(self.kv.payload.k),
                      v_w.addr.eq(slot_base + length), v_w.data.eq(self.kv.payload.v)]
         rd_valid = Signal()
-        if nb == 1:
+        if two:
+            idle = self._scan_binary_two(m, q, rd_valid, rd_valid2, k_r, v_r, k_r2, v_r2, acc)
+        elif nb == 1:
             idle = self._scan_binary(m, q, rd_valid, k_r, v_r, acc)
         else:
             idle = self._scan_planes(m, q, rd_valid, k_r, v_r, acc)
@@ -198,9 +215,14 @@ class AttentionUnit(wiring.Component):
                 with m.Else():
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.sync += [rd_valid.eq(1), j.eq(j + 1)]
-                with m.If(j == pos):
-                    m.next = "DRAIN"
+                if two:
+                    m.d.sync += [rd_valid.eq(1), rd_valid2.eq(j != pos), j.eq(j + 2)]
+                    with m.If((j == pos) | (j + 1 == pos)):
+                        m.next = "DRAIN"
+                else:
+                    m.d.sync += [rd_valid.eq(1), j.eq(j + 1)]
+                    with m.If(j == pos):
+                        m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(~rd_valid & idle & free):
                     m.d.sync += [self.c.payload.error.eq(0), self.c.valid.eq(1)]
@@ -247,6 +269,45 @@ class AttentionUnit(wiring.Component):
             for i in range(d):
                 with m.If(a_bits[i // dh]):
                     m.d.sync += acc[i].eq(Mux(a_v[i], acc[i] + 1, acc[i] - 1))
+        return ~x_valid & ~a_valid
+
+    def _scan_binary_two(self, m, q, rd_valid, rd_valid2, k_r, v_r, k_r2, v_r2, acc):
+        """The one-bit scan at two tokens a cycle: tokens j and j + 1 read on two ports
+        (cycle 0), both XORs registered (cycle 1), both tokens' mask bits (cycle 2), and each
+        sum takes both tokens' +-1 at once (cycle 3). Token j + 1 counts only if it was read
+        (``rd_valid2``: ``j + 1 <= pos``). Returns the signal that is high when the stages
+        after the read are empty."""
+        h_n, dh = self._h, self._dh
+        d = h_n * dh
+        x_valid, x_valid2, a_valid = Signal(), Signal(), Signal()
+        x_k, x_v, x_k2, x_v2 = (Signal(d, name=n) for n in ("x_k", "x_v", "x_k2", "x_v2"))
+        a_bits, a_bits2 = Signal(h_n), Signal(h_n)
+        a_v, a_v2 = Signal(d), Signal(d)
+        m.d.sync += [rd_valid.eq(0), rd_valid2.eq(0), x_valid.eq(0), a_valid.eq(0)]
+
+        def masks(xk, tag):
+            out = []
+            for h in range(h_n):
+                sl = slice(h * dh, (h + 1) * dh)
+                mism = popcount_tree(m, [xk[sl][i] for i in range(dh)], name=f"s{h}{tag}")
+                s = Signal(signed(dh.bit_length() + 2), name=f"score{h}{tag}")
+                m.d.comb += s.eq(dh - 2 * mism)
+                out.append(s >= self.ta[h])
+            return Cat(*out)
+
+        with m.If(rd_valid):
+            m.d.sync += [x_valid.eq(1), x_valid2.eq(rd_valid2), x_k.eq(q ^ k_r.data),
+                         x_v.eq(v_r.data), x_k2.eq(q ^ k_r2.data), x_v2.eq(v_r2.data)]
+        with m.If(x_valid):
+            m.d.sync += [a_valid.eq(1), a_bits.eq(masks(x_k, "a")),
+                         a_bits2.eq(masks(x_k2, "b") & x_valid2.replicate(h_n)),
+                         a_v.eq(x_v), a_v2.eq(x_v2)]
+        with m.If(a_valid):
+            for i in range(d):
+                h = i // dh
+                one = Mux(a_bits[h], Mux(a_v[i], 1, -1), 0)
+                two = Mux(a_bits2[h], Mux(a_v2[i], 1, -1), 0)
+                m.d.sync += acc[i].eq(acc[i] + one + two)
         return ~x_valid & ~a_valid
 
     def _scan_planes(self, m, q, rd_valid, k_r, v_r, acc):

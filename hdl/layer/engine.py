@@ -150,8 +150,10 @@ class LayerEngine(wiring.Component):
         m.submodules.residual = rpass = ResidualPass(dev, registered=ly.multi_threshold)
         if not multi:
             m.submodules.packer = pk = ResultPacker(c, depth=dev.act_words)
+        # The one-bit scan takes two cached tokens a cycle (a second read port on the cache).
         m.submodules.attention = att = AttentionUnit(heads=H, head_dim=DH, capacity=cap,
-                                                     slots=ly.kv_slots, bits=nb)
+                                                     slots=ly.kv_slots, bits=nb,
+                                                     scan_tokens=2 if nb == 1 else 1)
         # The activation store's read data reaches the engine's readers (the attention steps'
         # row, the GEMV unit's line) through one register: the store's clock-to-out and a route
         # to registers across the chip limited the ULX3S-85F's clock. They take read latency 2.

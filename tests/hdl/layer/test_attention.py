@@ -77,14 +77,15 @@ def _thresholds(dut, ta, tc):
     return set_thresholds
 
 
+@pytest.mark.parametrize("scan_tokens", [1, 2])
 @pytest.mark.parametrize("heads, dh, t, mode, idle, stall", [
     (2, 8, 12, "prefill", 0.0, 0.0), (2, 8, 12, "decode", 0.3, 0.4),
     (4, 5, 9, "prefill", 0.5, 0.5), (1, 32, 20, "decode", 0.2, 0.2),
 ])
-def test_context_bits_match_golden(heads, dh, t, mode, idle, stall):
+def test_context_bits_match_golden(heads, dh, t, mode, idle, stall, scan_tokens):
     qb, kb, vb, ta, tc = _setup(heads, dh, t, seed=heads * 100 + t)
     want = _golden_context(qb, kb, vb, heads, ta, tc)
-    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=t + 3)
+    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=t + 3, scan_tokens=scan_tokens)
     if mode == "prefill":
         script = [("kv", kb[i], vb[i]) for i in range(t)] + [("q", qb[i], i) for i in range(t)]
     else:
@@ -97,10 +98,11 @@ def test_context_bits_match_golden(heads, dh, t, mode, idle, stall):
     assert np.array_equal(got, want)
 
 
-def test_full_cache_refuses_rows_and_bad_positions_answer_errors():
+@pytest.mark.parametrize("scan_tokens", [1, 2])
+def test_full_cache_refuses_rows_and_bad_positions_answer_errors(scan_tokens):
     heads, dh, cap = 2, 4, 5
     qb, kb, vb, ta, tc = _setup(heads, dh, cap + 2, seed=9)
-    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=cap)
+    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=cap, scan_tokens=scan_tokens)
     script = [("kv", kb[i], vb[i]) for i in range(cap)]
     script += [("q", qb[0], cap - 1), ("kv", kb[cap], vb[cap]), ("q", qb[0], cap - 1)]
     sim, answers = _run(dut, script, seed=1, idle=0.2, stall=0.2)
@@ -128,13 +130,14 @@ def test_full_cache_refuses_rows_and_bad_positions_answer_errors():
     assert answers == [(0, 1)]
 
 
-def test_clear_is_ordered_after_a_transfer_in_its_cycle():
+@pytest.mark.parametrize("scan_tokens", [1, 2])
+def test_clear_is_ordered_after_a_transfer_in_its_cycle(scan_tokens):
     """An append in the cycle of ``clear`` is taken and dropped with the rest; a query in the
     cycle of ``clear_slot`` is taken and answered from the cache as it was."""
     heads, dh, t = 2, 4, 3
     qb, kb, vb, ta, tc = _setup(heads, dh, t, seed=5)
     want = _golden_context(qb[:2], kb[:2], vb[:2], heads, ta, tc)[1]
-    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=6)
+    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=6, scan_tokens=scan_tokens)
     seen = {}
 
     async def bench(ctx):
@@ -176,12 +179,48 @@ def test_clear_is_ordered_after_a_transfer_in_its_cycle():
     assert seen.get("answer") == (_as_int(want), 0)
 
 
+@pytest.mark.parametrize("scan_tokens", [1, 2])
+@pytest.mark.parametrize("pos", [0, 1, 6, 7])
+def test_a_query_takes_its_scan_plus_six_cycles(pos, scan_tokens):
+    """From the query's transfer to its answer: ``ceil((pos + 1) / scan_tokens)`` cycles of
+    scan plus 6, and the answer is golden's."""
+    heads, dh, t = 2, 4, 8
+    qb, kb, vb, ta, tc = _setup(heads, dh, t, seed=pos)
+    want = _golden_context(qb, kb, vb, heads, ta, tc)[pos]
+    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=t, scan_tokens=scan_tokens)
+    seen = {}
+
+    async def bench(ctx):
+        rng = random.Random(0)
+        await put_all(ctx, dut.kv, [{"k": _as_int(kb[i]), "v": _as_int(vb[i])}
+                                    for i in range(t)], rng=rng)
+        ctx.set(dut.c.ready, 1)
+        await put_all(ctx, dut.q, [{"q": _as_int(qb[pos]), "pos": pos}], rng=rng)
+        for n in range(1, 40):
+            _, _, valid, payload = await ctx.tick().sample(dut.c.valid, dut.c.payload)
+            if valid:
+                seen["cycles"], seen["answer"] = n, (int(payload.bits), int(payload.error))
+                break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(_thresholds(dut, ta, tc))
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen.get("answer") == (_as_int(want), 0)
+    assert seen["cycles"] == -(-(pos + 1) // scan_tokens) + 6
+
+
 def test_attention_rejects_bad_parameters():
     with pytest.raises(ValueError, match="AttentionUnit capacity must be a positive integer, "
                                          "not 0"):
         AttentionUnit(heads=2, head_dim=4, capacity=0)
     with pytest.raises(ValueError, match="capacity must be at most 32767"):
         AttentionUnit(heads=2, head_dim=4, capacity=40000)
+    with pytest.raises(ValueError, match="scan_tokens must be 1 or 2, not 3"):
+        AttentionUnit(heads=2, head_dim=4, capacity=8, scan_tokens=3)
+    with pytest.raises(ValueError, match="scan_tokens=2 needs bits=1 .*, not bits=2"):
+        AttentionUnit(heads=2, head_dim=4, capacity=8, bits=2, scan_tokens=2)
 
 
 def _planes_int(levels, bits_build, rng):
