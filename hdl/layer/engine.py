@@ -248,6 +248,10 @@ class LayerEngine(wiring.Component):
         bad, full = Signal(), Signal()
         pb = Signal(range(ly.param_words))
         w_o, w_1, w_2 = (Signal(range(dev.weight_words), name=n) for n in ("w_o", "w_1", "w_2"))
+        # W2's start and the FFN matrices' span, summed a state before CHECK compares their
+        # end with the store (timing: the sizes, the sums and the compare were one path of
+        # carry chains into ``bad``, the ULX3S-85F's critical path).
+        w2_full, ffn_span = Signal(34), Signal(34)
 
         mo = matrix_offsets(dev, 0)
         o_wo, o_w1 = mo["Wo"], mo["W1"]
@@ -496,7 +500,9 @@ class LayerEngine(wiring.Component):
             with m.State("SIZE2"):
                 m.d.comb += self.step.eq(EngineStep.SETUP)
                 m.d.sync += [t_fw.eq(p.t * fw), d_fw.eq(fw * D),
-                             len0.eq(Mux(fresh, 0, att.length))]
+                             len0.eq(Mux(fresh, 0, att.length)),
+                             w2_full.eq(p.w_base + o_w1 + pad(f_dw * rcs)),
+                             ffn_span.eq(pad(fw * (D * rcs)))]
                 if multi:
                     m.d.sync += [strides["d"].eq(Mux(tern, 2 * Dw, Dw) * (a_m1 + 1)),
                                  strides["3d"].eq(3 * Dw * (a_m1 + 1)),
@@ -520,8 +526,7 @@ class LayerEngine(wiring.Component):
                 if R > 1:       # the multi-threshold rows start runs of the parameter store
                     common |= p.p_base[:R.bit_length() - 1].any()
                 layer_bad = ((p.slot >= ly.kv_slots) | (p.f == 0) | (p.f > ly.max_ff) |
-                             (p.w_base + o_w1 + pad(f_dw * rcs) + pad(d_fw * rcs) >
-                              dev.weight_words) |
+                             (w2_full + ffn_span > dev.weight_words) |
                              (p.p_base + PW > ly.param_words))
                 if not multi:
                     layer_bad |= p.th_base + 3 * D + p.f > dev.thresh_words
@@ -533,7 +538,7 @@ class LayerEngine(wiring.Component):
                              full.eq(~head & (len0 + p.t > cap)),
                              pb.eq(p.p_base), w_o.eq(p.w_base + o_wo),
                              w_1.eq(p.w_base + o_w1),
-                             w_2.eq(p.w_base + o_w1 + pad(f_dw * rcs))]
+                             w_2.eq(w2_full)]
                 if multi:
                     m.d.sync += t_afw.eq(Mux(tern, 2 * t_fw, t_fw) * (a_m1 + 1))
                 if banked:

@@ -20,6 +20,7 @@ from onebit.host.layer_layout import (
     head_weights,
     layer_param_values,
     layer_thresholds,
+    layer_weight_words,
     layer_weights,
     param_words_per_layer,
 )
@@ -228,6 +229,28 @@ def test_bad_commands_are_refused(fields):
     bench.run(body)
     assert got["status"] == Status.OUT_OF_RANGE
     assert got["cycles"] < 10          # nothing ran
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_the_weight_store_bound_is_exact(over):
+    """A layer whose matrices end exactly at the weight store's end runs; a word further is
+    refused before anything runs."""
+    bench = Bench()
+    got = {}
+    d = bench.dut
+    args = {"flags": 0, "slot": 0, "shift": 0, "t": 2, "f": 24, "n": 0, "res_base": 0,
+            "w_base": DEV.weight_words - layer_weight_words(DEV, 24) + over, "th_base": 0,
+            "p_base": 0}
+
+    async def body(ctx):
+        ctx.set(d.layer_params, args)
+        ctx.set(d.layer_start, 1)
+        await ctx.tick()
+        ctx.set(d.layer_start, 0)
+        got["status"] = await ctx.tick().sample(d.layer_status).until(d.layer_done)
+
+    bench.run(body)
+    assert got["status"][0] == (Status.OUT_OF_RANGE if over else Status.OK)
 
 
 # ---------------------------------------------------------------- multi-bit activations
