@@ -9,6 +9,8 @@ import random
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from onebit.hdl.layer.attention import AttentionUnit
 from onebit.host import golden
@@ -95,6 +97,28 @@ def test_context_bits_match_golden(heads, dh, t, mode, idle, stall, scan_tokens)
     sim.run()
     assert [e for _, e in answers] == [0] * t
     got = np.array([[(bits >> i) & 1 for i in range(heads * dh)] for bits, _ in answers])
+    assert np.array_equal(got, want)
+
+
+@settings(max_examples=12, deadline=None)
+@given(heads=st.integers(1, 4), dh=st.integers(1, 12), t=st.integers(1, 11),
+       decode=st.booleans(), scan_tokens=st.sampled_from([1, 2]), seed=st.integers(0, 2**16),
+       idle=st.sampled_from([0.0, 0.3]), stall=st.sampled_from([0.0, 0.4]))
+def test_any_shape_matches_golden(heads, dh, t, decode, scan_tokens, seed, idle, stall):
+    """Any head count, head width and token count, at both scan widths, in prefill and decode
+    order, with idle cycles and backpressure: golden's context bits."""
+    qb, kb, vb, ta, tc = _setup(heads, dh, t, seed=seed)
+    want = _golden_context(qb, kb, vb, heads, ta, tc)
+    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=t + 1, scan_tokens=scan_tokens)
+    if decode:
+        script = [s for i in range(t) for s in (("kv", kb[i], vb[i]), ("q", qb[i], i))]
+    else:
+        script = [("kv", kb[i], vb[i]) for i in range(t)] + [("q", qb[i], i) for i in range(t)]
+    sim, answers = _run(dut, script, seed=seed, idle=idle, stall=stall)
+    sim.add_testbench(_thresholds(dut, ta, tc))
+    sim.run()
+    got = np.array([[(bits >> i) & 1 for i in range(heads * dh)] for bits, _ in answers])
+    assert [e for _, e in answers] == [0] * t
     assert np.array_equal(got, want)
 
 
