@@ -149,7 +149,7 @@ def test_seed_and_router_reach_nextpnr_and_bad_ones_are_refused(capsys):
 
 
 def test_board_seed_and_router_reach_its_whole_design_build(monkeypatch):
-    # The ULX3S-85F's whole design routes with router2 and seeds 4, 7 and 3 (docs/build.md); its
+    # The ULX3S-85F's whole design routes with router2 and seeds 1, 4 and 3 (docs/build.md); its
     # board file says so. A board's own choice reaches the build script of its whole design,
     # not the array alone's, and the caller's choice wins. (On a small 25F design given the
     # 85F's choice, to elaborate quickly; the plan is the last step: no tool runs.)
@@ -158,7 +158,7 @@ def test_board_seed_and_router_reach_its_whole_design_build(monkeypatch):
     import onebit.flow.request as request_module
 
     b = board("ulx3s-85f")
-    assert (b.seeds, b.router) == ((4, 7, 3), "router2")
+    assert (b.seeds, b.router) == ((1, 4, 3), "router2")
     for bb in boards().values():
         for s in bb.seeds:
             nextpnr_options(seed=s, router=bb.router, timing_weight=bb.placer_timing_weight,
@@ -172,7 +172,7 @@ def test_board_seed_and_router_reach_its_whole_design_build(monkeypatch):
         with pytest.raises(_Stop):
             build("ulx3s-25f", rows=2, cols=2, lanes=32, **kwargs, out=lambda *_: None)
     whole, array, chosen, first_of_two = seen
-    assert "--seed 4 --router router2 --placer-heap-timingweight 20 --placer-heap-critexp 4" \
+    assert "--seed 1 --router router2 --placer-heap-timingweight 20 --placer-heap-critexp 4" \
         in whole                                            # the board's first seed first
     assert "--seed" not in array and "--router" not in array and "--placer" not in array
     assert "--seed 3 --router router1" in chosen
