@@ -254,22 +254,27 @@ class AttentionUnit(wiring.Component):
         a_bits = Signal(h_n)
         a_v = Signal(d)
         m.d.sync += [rd_valid.eq(0), x_valid.eq(0), a_valid.eq(0)]
-        scores = []
-        for h in range(h_n):
-            sl = slice(h * dh, (h + 1) * dh)
-            mism = popcount_tree(m, [x_k[sl][i] for i in range(dh)], name=f"s{h}")
-            s = Signal(signed(dh.bit_length() + 2), name=f"score{h}")
-            m.d.comb += s.eq(dh - 2 * mism)
-            scores.append(s >= self.ta[h])
         with m.If(rd_valid):
             m.d.sync += [x_valid.eq(1), x_k.eq(q ^ k_r.data), x_v.eq(v_r.data)]
         with m.If(x_valid):
-            m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(x_v)]
+            m.d.sync += [a_valid.eq(1), a_bits.eq(self._masks(m, x_k, "")), a_v.eq(x_v)]
         with m.If(a_valid):
             for i in range(d):
                 with m.If(a_bits[i // dh]):
                     m.d.sync += acc[i].eq(Mux(a_v[i], acc[i] + 1, acc[i] - 1))
         return ~x_valid & ~a_valid
+
+    def _masks(self, m, xk, tag):
+        """The heads' mask bits of one token, ``score >= ta`` with ``score = Dh - 2 mism``
+        from the popcount of ``xk`` (``q ^ k``) per head."""
+        out = []
+        for h in range(self._h):
+            sl = slice(h * self._dh, (h + 1) * self._dh)
+            mism = popcount_tree(m, [xk[sl][i] for i in range(self._dh)], name=f"s{h}{tag}")
+            s = Signal(signed(self._dh.bit_length() + 2), name=f"score{h}{tag}")
+            m.d.comb += s.eq(self._dh - 2 * mism)
+            out.append(s >= self.ta[h])
+        return Cat(*out)
 
     def _scan_binary_two(self, m, q, rd_valid, rd_valid2, k_r, v_r, k_r2, v_r2, acc):
         """The one-bit scan at two tokens a cycle: tokens j and j + 1 read on two ports
@@ -285,22 +290,12 @@ class AttentionUnit(wiring.Component):
         a_v, a_v2 = Signal(d), Signal(d)
         m.d.sync += [rd_valid.eq(0), rd_valid2.eq(0), x_valid.eq(0), a_valid.eq(0)]
 
-        def masks(xk, tag):
-            out = []
-            for h in range(h_n):
-                sl = slice(h * dh, (h + 1) * dh)
-                mism = popcount_tree(m, [xk[sl][i] for i in range(dh)], name=f"s{h}{tag}")
-                s = Signal(signed(dh.bit_length() + 2), name=f"score{h}{tag}")
-                m.d.comb += s.eq(dh - 2 * mism)
-                out.append(s >= self.ta[h])
-            return Cat(*out)
-
         with m.If(rd_valid):
             m.d.sync += [x_valid.eq(1), x_valid2.eq(rd_valid2), x_k.eq(q ^ k_r.data),
                          x_v.eq(v_r.data), x_k2.eq(q ^ k_r2.data), x_v2.eq(v_r2.data)]
         with m.If(x_valid):
-            m.d.sync += [a_valid.eq(1), a_bits.eq(masks(x_k, "a")),
-                         a_bits2.eq(masks(x_k2, "b") & x_valid2.replicate(h_n)),
+            m.d.sync += [a_valid.eq(1), a_bits.eq(self._masks(m, x_k, "a")),
+                         a_bits2.eq(self._masks(m, x_k2, "b") & x_valid2.replicate(h_n)),
                          a_v.eq(x_v), a_v2.eq(x_v2)]
         with m.If(a_valid):
             for i in range(d):
