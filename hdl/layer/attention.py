@@ -300,9 +300,9 @@ class AttentionUnit(wiring.Component):
         with m.If(a_valid):
             for i in range(d):
                 h = i // dh
-                one = Mux(a_bits[h], Mux(a_v[i], 1, -1), 0)
-                two = Mux(a_bits2[h], Mux(a_v2[i], 1, -1), 0)
-                m.d.sync += acc[i].eq(acc[i] + one + two)
+                first = Mux(a_bits[h], Mux(a_v[i], 1, -1), 0)
+                second = Mux(a_bits2[h], Mux(a_v2[i], 1, -1), 0)
+                m.d.sync += acc[i].eq(acc[i] + first + second)
         return ~x_valid & ~a_valid
 
     def _scan_planes(self, m, q, rd_valid, k_r, v_r, acc):
