@@ -84,6 +84,9 @@ class Gemv(wiring.Component):
         ``act_ren`` (1: the store's port; 2: a register behind it)
     w_laddr : Out;  w_lren : Out(1);  w_ldata : In(lanes * weight_banks), ``w_latency``
         cycles after ``w_lren`` (1: the block RAMs' outputs; 2: their output registers)
+    w_lmode : Out(1), a register, high while a product reads lines (from the row's load to the
+        last result): a store in line mode (``BankedStore(line_mode=True)``) reads ``w_laddr``
+        every cycle under it, so its banks' address pins do not see the issue
     th_laddr : Out;  th_lren : Out(1);  th_ldata : In(threshold_width * cols)
     result : Out(stream.Signature(result_layout(core)))
     """
@@ -112,7 +115,7 @@ class Gemv(wiring.Component):
             "busy": Out(1),
             "act_raddr": Out(range(dev.act_words)), "act_ren": Out(1), "act_rdata": In(c.lanes),
             "w_laddr": Out(range(-(-dev.weight_words // dev.weight_banks))), "w_lren": Out(1),
-            "w_ldata": In(c.lanes * dev.weight_banks),
+            "w_ldata": In(c.lanes * dev.weight_banks), "w_lmode": Out(1),
             "th_laddr": Out(range(-(-dev.thresh_words // dev.thresh_banks))), "th_lren": Out(1),
             "th_ldata": In(c.threshold_width * c.cols),
             "result": Out(stream.Signature(result_layout(c))),
@@ -379,6 +382,7 @@ class Gemv(wiring.Component):
                 m.d.sync += [lines_left.eq(lines), line.eq(p.w_line), phase.eq(0), row0.eq(0),
                              tile.eq(0)]
                 m.d.sync += [ebase[j].eq(j * (e_m1 + 1)) for j in range(A_max)]
+                m.d.sync += self.w_lmode.eq(1)
                 m.next = "XLOAD"
             with m.State("XLOAD"):
                 m.d.comb += [self.busy.eq(1), self.act_ren.eq(1)]
@@ -396,6 +400,6 @@ class Gemv(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), issuing.eq((lines_left != 0) & ~loading & credit)]
                 with m.If(self.result.valid & self.result.ready & self.result.payload.last):
-                    m.d.sync += self.done.eq(1)
+                    m.d.sync += [self.done.eq(1), self.w_lmode.eq(0)]
                     m.next = "IDLE"
         return m

@@ -124,7 +124,8 @@ class LayerEngine(wiring.Component):
         if dev.weight_banks > 1:
             ports.update({
                 "w_laddr": Out(range(-(-dev.weight_words // dev.weight_banks))),
-                "w_lren": Out(1), "w_ldata": In(c.lanes * dev.weight_banks),
+                "w_lren": Out(1), "w_lmode": Out(1),
+                "w_ldata": In(c.lanes * dev.weight_banks),
                 "th_laddr": Out(range(-(-dev.thresh_words // dev.thresh_banks))),
                 "th_lren": Out(1), "th_ldata": In(c.threshold_width * c.cols),
             })
@@ -185,6 +186,7 @@ class LayerEngine(wiring.Component):
         if banked:
             m.submodules.gemv = gv = Gemv(dev, max_bits=nb, act_latency=2, w_latency=2)
             m.d.comb += [self.w_laddr.eq(gv.w_laddr), self.w_lren.eq(gv.w_lren),
+                         self.w_lmode.eq(gv.w_lmode),
                          gv.w_ldata.eq(self.w_ldata), self.th_laddr.eq(gv.th_laddr),
                          self.th_lren.eq(gv.th_lren), gv.th_ldata.eq(self.th_ldata),
                          gv.act_rdata.eq(act_q)]

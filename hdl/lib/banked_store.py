@@ -7,6 +7,11 @@ write port and the word read port behave like ``MemoryBank``'s (``rdata`` holds 
 low); the line read port (``lren``, ``laddr``, ``ldata``) shares the banks' read ports: the
 caller never uses both read ports in one cycle (the line port wins).
 
+With ``line_mode``, ``lmode`` replaces ``lren``: a level (a register in the caller) under which
+the banks read ``laddr`` every cycle. The banks' address mux and read enables then see only that
+register, not the caller's per-cycle issue (timing: the GEMV unit's credit ran into the weight
+banks' address pins on the ULX3S-85F). ``ldata`` is ``laddr`` as it was ``latency`` cycles ago.
+
 Both read ports have ``latency`` cycles: 1, the block RAMs' outputs, or 2, each bank's output
 registered before the word mux and ``ldata`` (on ECP5 the blocks' own output registers,
 ``onebit.flow.ecp5_outreg``: their clock-to-out no longer starts a path through the mux).
@@ -32,23 +37,28 @@ class BankedStore(wiring.Component):
     -------
     waddr : In(range(depth));  wdata : In(width);  wen : In(1)
     raddr : In(range(depth));  ren : In(1);  rdata : Out(width)
-    laddr : In(range(lines));  lren : In(1);  ldata : Out(width * banks)
+    laddr : In(range(lines));  lren : In(1) (``lmode`` with ``line_mode``);
+    ldata : Out(width * banks)
     """
 
-    def __init__(self, *, width: int, depth: int, banks: int, latency: int = 1):
+    def __init__(self, *, width: int, depth: int, banks: int, latency: int = 1,
+                 line_mode: bool = False):
         for name, v in (("Store width", width), ("Store depth", depth), ("Bank count", banks)):
             check_count(name, v)
         if banks & (banks - 1):
             raise ValueError(f"Bank count must be a power of two, not {banks}")
         if latency not in (1, 2):
             raise ValueError(f"Store read latency must be 1 or 2, not {latency!r}")
-        self._latency = latency
+        if not isinstance(line_mode, bool):
+            raise TypeError(f"line_mode must be a bool, not {line_mode!r}")
+        self._latency, self._line_mode = latency, line_mode
         self._width, self._depth, self._banks = width, depth, banks
         self._rows = -(-depth // banks)
         super().__init__({
             "waddr": In(range(depth)), "wdata": In(width), "wen": In(1),
             "raddr": In(range(depth)), "ren": In(1), "rdata": Out(width),
-            "laddr": In(range(self._rows)), "lren": In(1), "ldata": Out(width * banks),
+            "laddr": In(range(self._rows)), "lmode" if line_mode else "lren": In(1),
+            "ldata": Out(width * banks),
         })
 
     @property
@@ -59,8 +69,9 @@ class BankedStore(wiring.Component):
         m = Module()
         w, b = self._width, self._banks
         bits = b.bit_length() - 1
+        line = self.lmode if self._line_mode else self.lren
         sel = Signal(range(b))
-        with m.If(self.ren & ~self.lren):
+        with m.If(self.ren & ~line):
             m.d.sync += sel.eq(self.raddr[:bits] if bits else 0)
         if self._latency == 2:
             sel_d = Signal.like(sel)
@@ -75,8 +86,8 @@ class BankedStore(wiring.Component):
             low = self.waddr[:bits] if bits else 0
             m.d.comb += [wr.addr.eq(self.waddr >> bits), wr.data.eq(self.wdata),
                          wr.en.eq(self.wen & (low == i)),
-                         rd.addr.eq(Mux(self.lren, self.laddr, self.raddr >> bits)),
-                         rd.en.eq(self.ren | self.lren)]
+                         rd.addr.eq(Mux(line, self.laddr, self.raddr >> bits)),
+                         rd.en.eq(self.ren | line)]
             data = rd.data
             if self._latency == 2:
                 # No reset: the block RAM's own output register (onebit.flow.ecp5_outreg).

@@ -113,8 +113,10 @@ class Datapath(wiring.Component):
             stores = {
                 # The weight banks' outputs pass their output registers (timing: a block
                 # RAM's clock-to-out, then the route to the word mux, limited the 85F).
+                # The layer engine's GEMV unit reads lines under a level (``line_mode``): its
+                # issue (the output FIFO's credit) no longer reaches the banks' address pins.
                 "weight": BankedStore(width=c.lanes, depth=dev.weight_words,
-                                      banks=dev.weight_banks, latency=2),
+                                      banks=dev.weight_banks, latency=2, line_mode=layer),
                 "thresh": BankedStore(width=c.threshold_width, depth=dev.thresh_words,
                                       banks=dev.thresh_banks),
             }
@@ -161,11 +163,11 @@ class Datapath(wiring.Component):
                      eng.run_active.eq(run.counters.active)]
         wiring.connect(m, run.result, eng.run_result)
         if dev.weight_banks > 1:
-            for name, prefix in (("weight", "w"), ("thresh", "th")):
-                st = stores[name]
-                m.d.comb += [st.laddr.eq(getattr(eng, f"{prefix}_laddr")),
-                             st.lren.eq(getattr(eng, f"{prefix}_lren")),
-                             getattr(eng, f"{prefix}_ldata").eq(st.ldata)]
+            wst, tst = stores["weight"], stores["thresh"]
+            m.d.comb += [wst.laddr.eq(eng.w_laddr), wst.lmode.eq(eng.w_lmode),
+                         eng.w_ldata.eq(wst.ldata),
+                         tst.laddr.eq(eng.th_laddr), tst.lren.eq(eng.th_lren),
+                         eng.th_ldata.eq(tst.ldata)]
         with m.If(eng.busy):
             m.d.comb += [run.start.eq(eng.run_start), run.params.eq(eng.run_params)]
         # The activation store: the engine's group writes, or the host's whole words.

@@ -30,14 +30,16 @@ DEV = DeviceConfig(core=CoreConfig(rows=2, cols=4, lanes=8, max_k=128, max_t=4, 
 def _harness(x_words, dev=DEV, max_bits=1, act_latency=1, w_latency=1):
     """The unit with its activation memory (``x_words`` from address 0; with ``act_latency``
     2 its read data passes a register) and its banked weight and threshold stores (the weight
-    store's reads with latency ``w_latency``)."""
+    store's reads with latency ``w_latency``; with 2 it reads in line mode under ``w_lmode``,
+    as the device's does, and with 1 line by line under ``w_lren``)."""
     top = Module()
     top.submodules.gemv = dut = Gemv(dev, max_bits=max_bits, act_latency=act_latency,
                                      w_latency=w_latency)
     top.submodules.act = act = memory.Memory(shape=dev.core.lanes, depth=dev.act_words,
                                              init=x_words + [0] * (dev.act_words - len(x_words)))
     top.submodules.w = ws = BankedStore(width=dev.core.lanes, depth=dev.weight_words,
-                                        banks=dev.weight_banks, latency=w_latency)
+                                        banks=dev.weight_banks, latency=w_latency,
+                                        line_mode=w_latency == 2)
     top.submodules.th = ts = BankedStore(width=dev.core.threshold_width,
                                          depth=dev.thresh_words, banks=dev.thresh_banks)
     rd = act.read_port()
@@ -46,7 +48,8 @@ def _harness(x_words, dev=DEV, max_bits=1, act_latency=1, w_latency=1):
         rdata = Signal.like(rd.data)
         top.d.sync += rdata.eq(rd.data)
     top.d.comb += [rd.addr.eq(dut.act_raddr), rd.en.eq(dut.act_ren), dut.act_rdata.eq(rdata),
-                   ws.laddr.eq(dut.w_laddr), ws.lren.eq(dut.w_lren), dut.w_ldata.eq(ws.ldata),
+                   ws.laddr.eq(dut.w_laddr), dut.w_ldata.eq(ws.ldata),
+                   (ws.lmode.eq(dut.w_lmode) if w_latency == 2 else ws.lren.eq(dut.w_lren)),
                    ts.laddr.eq(dut.th_laddr), ts.lren.eq(dut.th_lren), dut.th_ldata.eq(ts.ldata)]
     return top, dut, ws, ts
 

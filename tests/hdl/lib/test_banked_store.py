@@ -72,3 +72,59 @@ def test_banked_store_validation():
         BankedStore(width=8, depth=16, banks=3)
     with pytest.raises(ValueError, match="Store read latency must be 1 or 2, not 0"):
         BankedStore(width=8, depth=16, banks=2, latency=0)
+
+
+@pytest.mark.parametrize("latency", [1, 2])
+def test_banked_store_line_mode_reads_laddr_every_cycle(latency):
+    """Under ``lmode`` each cycle's ``ldata`` is the line at ``laddr`` ``latency`` cycles before,
+    whatever the word port asks; with ``lmode`` low the word port reads as usual."""
+    rng = random.Random(latency)
+    banks = 4
+    dut = BankedStore(width=WIDTH, depth=DEPTH, banks=banks, latency=latency, line_mode=True)
+    words = [rng.randrange(1 << WIDTH) for _ in range(DEPTH)]
+    checked = []
+
+    def line(ln):
+        return words[ln * banks:(ln + 1) * banks]
+
+    async def bench(ctx):
+        for a, v in enumerate(words):
+            ctx.set(dut.waddr, a)
+            ctx.set(dut.wdata, v)
+            ctx.set(dut.wen, 1)
+            await ctx.tick()
+        ctx.set(dut.wen, 0)
+        expect = [None] * (latency - 1)
+        for i in range(400):
+            lmode = (i // 50) % 2 == 0
+            ctx.set(dut.lmode, lmode)
+            ln, a = rng.randrange(DEPTH // banks), rng.randrange(DEPTH)
+            ctx.set(dut.laddr, ln)
+            ctx.set(dut.raddr, a)
+            ctx.set(dut.ren, rng.random() < 0.5)
+            ren = ctx.get(dut.ren)
+            await ctx.tick()
+            expect.append(("line", line(ln)) if lmode else ("word", words[a]) if ren else None)
+            due = expect.pop(0)
+            if due is None:
+                continue
+            if due[0] == "line":
+                got = ctx.get(dut.ldata)
+                assert [(got >> (k * WIDTH)) & ((1 << WIDTH) - 1)
+                        for k in range(banks)] == due[1]
+            else:
+                assert ctx.get(dut.rdata) == due[1]
+            checked.append(due)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert sum(d[0] == "line" for d in checked) > 150
+    assert sum(d[0] == "word" for d in checked) > 50
+
+
+def test_banked_store_line_mode_validation():
+    with pytest.raises(TypeError, match="line_mode must be a bool, not 1"):
+        BankedStore(width=8, depth=16, banks=2, line_mode=1)
+    assert "lmode" in BankedStore(width=8, depth=16, banks=2, line_mode=True).signature.members
