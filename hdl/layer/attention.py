@@ -17,15 +17,15 @@ The cache has ``slots`` independent parts (one per layer of a model), each of ``
 tokens; the static input ``slot`` picks the part that appends and queries use, ``length`` is that
 part's token count, and ``clear_slot`` (one cycle) empties that part only.
 
-Multi-bit activations (``bits`` = A_m > 1; the static input ``bits_m1`` is this command's
-A - 1): the rows are A_m bit-planes of D bits, plane ``i`` holding bit ``i`` of every level
-(planes from A on are ignored). The score is the numerics' ``aprod`` of the levels' values,
-``sum_{i,j<A} 2^(i+j) (Dh - 2 popcount(Q_i ^ K_j))`` per head, the context sums the values
-``2 v - L`` of the masked V levels, and the answer on ``c`` is the context sums themselves
-(``ints``), which the layer engine's multi-threshold unit quantises. A query then takes
-``pos + 1`` cycles plus 7 (the plane products have a register stage of their own), and the
-unit takes and scans the next query while an answer waits on ``c`` (it answers that one once
-the first is taken).
+Multi-bit activations (``bits`` = A_m > 1; the static input ``bits_m1`` is this command's A - 1,
+set by a query's first cycle): the rows are A_m bit-planes of D bits, plane ``i`` holding bit
+``i`` of every level (planes from A on are ignored). The score is the numerics' ``aprod`` of the
+levels' values, ``sum_{i,j<A} 2^(i+j) (Dh - 2 popcount(Q_i ^ K_j))`` per head, the context sums
+the values ``2 v - L`` of the masked V levels, and the answer on ``c`` is the context sums
+themselves (``ints``), which the layer engine's multi-threshold unit quantises. A query then
+takes ``pos + 1`` cycles plus 7 (the plane products have a register stage of their own), and the
+unit takes and scans the next query while an answer waits on ``c`` (it answers that one once the
+first is taken).
 
 Streams (``lib.stream``): ``kv`` appends one token (refused rows are not written: when the cache
 is full the row is taken, dropped, and ``overflow`` stays set until ``clear``); ``q`` takes a
@@ -41,7 +41,9 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_count
+from ..lib.family import family
 from ..lib.popcount import popcount_tree
+from ..lib.unmerged_register import unmerged_registers
 
 __all__ = ["AttentionUnit", "kv_layout", "q_layout", "c_layout"]
 
@@ -168,7 +170,7 @@ class AttentionUnit(wiring.Component):
         elif nb == 1:
             idle = self._scan_binary(m, q, rd_valid, k_r, v_r, acc)
         else:
-            idle = self._scan_planes(m, q, rd_valid, k_r, v_r, acc)
+            idle = self._scan_planes(m, q, rd_valid, k_r, v_r, acc, family(platform))
 
         # Multi-bit answers are taken over many cycles (a beat of sums per group of channels):
         # the unit scans the next query meanwhile, and answers it once the last is taken.
@@ -305,7 +307,7 @@ class AttentionUnit(wiring.Component):
                 m.d.sync += acc[i].eq(acc[i] + first + second)
         return ~x_valid & ~a_valid
 
-    def _scan_planes(self, m, q, rd_valid, k_r, v_r, acc):
+    def _scan_planes(self, m, q, rd_valid, k_r, v_r, acc, fam):
         """Scan pipeline, A-bit planes: read token j (cycle 0), register its planes (cycle 1),
         the popcounts of every plane pair per head (cycle 2), their partial sums (cycle 3), the
         mask bits (cycle 4), accumulate (cycle 5).
@@ -315,7 +317,12 @@ class AttentionUnit(wiring.Component):
         (floor): the bound is a register per head, computed from ``ta`` and ``bits_m1`` (both
         held while the unit scans, and set a cycle before a query's scan), and the pipeline
         sums only the popcounts (timing: the dots, their masks, the sum and the compare made
-        one path)."""
+        one path).
+
+        Which planes the command uses (``bits_m1`` decoded) and its top level reach each head
+        from a register of the head's own (``unmerged_registers``, set a cycle after
+        ``bits_m1``, which is therefore set by a query's first cycle): from one decode they
+        fanned out to every context sum across the chip (the ULX3S-85F's critical path)."""
         h_n, dh, nb = self._h, self._dh, self._bits
         d = h_n * dh
         x_valid, p_valid, s_valid, a_valid = Signal(), Signal(), Signal(), Signal()
@@ -327,8 +334,15 @@ class AttentionUnit(wiring.Component):
         pc_shape = range(dh + 1)
         pcs = {(h, i, k): Signal(pc_shape, name=f"pc{h}_{i}_{k}")
                for h in range(h_n) for i in range(nb) for k in range(nb)}
-        used = [Signal(name=f"plane{i}") for i in range(nb)]
-        m.d.comb += [u.eq(i <= self.bits_m1) for i, u in enumerate(used)]
+        lv = Signal(5)
+        m.d.comb += lv.eq((1 << (self.bits_m1 + 1)) - 1)
+        keep = "ecp5" if fam == "ecp5" else None
+        # Per head: the planes used, then the top level's bits.
+        copies = [unmerged_registers(m, f"planes{h}",
+                                     [i <= self.bits_m1 for i in range(nb)] + list(lv), 1, keep)
+                  for h in range(h_n)]
+        used = [cp[:nb] for cp in copies]
+        lv_h = [Cat(*cp[nb:]) for cp in copies]
         with m.If(rd_valid):
             m.d.sync += [x_valid.eq(1), x_k.eq(k_r.data), x_v.eq(v_r.data)]
         counts = {}
@@ -338,7 +352,7 @@ class AttentionUnit(wiring.Component):
             counts[h, i, k] = popcount_tree(m, [x[b] for b in range(dh)], name=f"s{h}_{i}_{k}")
         with m.If(x_valid):
             m.d.sync += [p_valid.eq(1), p_v.eq(x_v)]
-            m.d.sync += [pc.eq(Mux(used[i] & used[k], counts[h, i, k], 0))
+            m.d.sync += [pc.eq(Mux(used[h][i] & used[h][k], counts[h, i, k], 0))
                          for (h, i, k), pc in pcs.items()]
         lv_max = (1 << nb) - 1
         top = lv_max * lv_max * dh
@@ -369,13 +383,12 @@ class AttentionUnit(wiring.Component):
             scores.append(total <= bounds[h])
         with m.If(s_valid):
             m.d.sync += [a_valid.eq(1), a_bits.eq(Cat(*scores)), a_v.eq(s_v)]
-        lv = Signal(5)
-        m.d.comb += lv.eq((1 << (self.bits_m1 + 1)) - 1)
         with m.If(a_valid):
             for ch in range(d):
-                level = Cat(*[a_v[i * d + ch] & used[i] for i in range(nb)])
-                with m.If(a_bits[ch // dh]):
-                    m.d.sync += acc[ch].eq(acc[ch] + (level << 1) - lv)
+                h = ch // dh
+                level = Cat(*[a_v[i * d + ch] & used[h][i] for i in range(nb)])
+                with m.If(a_bits[h]):
+                    m.d.sync += acc[ch].eq(acc[ch] + (level << 1) - lv_h[h])
         return ~x_valid & ~p_valid & ~s_valid & ~a_valid
 
 

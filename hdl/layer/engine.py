@@ -366,11 +366,15 @@ class LayerEngine(wiring.Component):
             with m.If(lp.setup):
                 m.d.sync += [flag.eq(0) for flag in written.values()]
             # The attention steps' context beats (a group picked out of the answer's sums)
-            # reach the multi-threshold unit through a register slice: the pick, routed across
-            # the chip into the unit's beat register, limited the ULX3S-85F's clock.
+            # reach the multi-threshold unit through two register slices, one by each unit:
+            # the pick, routed across the chip into the unit's beat register, limited the
+            # ULX3S-85F's clock, and then the unit's ready, routed back into the one slice's
+            # output enables.
             m.submodules.ctx_slice = ctx_slice = RegisterSlice(steps.ctx.payload.shape())
+            m.submodules.ctx_slice2 = ctx_slice2 = RegisterSlice(steps.ctx.payload.shape())
             wiring.connect(m, steps.ctx, ctx_slice.i)
-            ctx = ctx_slice.o
+            wiring.connect(m, ctx_slice.o, ctx_slice2.i)
+            ctx = ctx_slice2.o
             depth = 8
             m.submodules.x_fifo = xf = fifo.SyncFIFOBuffered(width=16 * C, depth=depth)
             pending = Signal(range(depth + 1))    # beats fired, not yet out of the pass
