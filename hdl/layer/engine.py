@@ -30,13 +30,13 @@ read ports of the parameter store. All memories have a read latency of one cycle
 registers the activation store's read data once more inside).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_device
 from ...host.core_config import Op
-from ...host.device_config import PARAM_BITS, DeviceConfig
+from ...host.device_config import PARAM_BITS, RESULT_INT_BYTES, DeviceConfig
 from ...host.layer_layout import (
     EngineStep,
     act_regions,
@@ -89,6 +89,9 @@ class LayerEngine(wiring.Component):
     step : Out(EngineStep)  (what the engine does this cycle: for profiling, unused on boards)
     run_start : Out(1);  run_params : Out(run_layout(dev));  run_done, run_error : In(1)
     run_active : In(32);  run_result : In(stream.Signature(result_layout(core)))
+    res_waddr, res_wdata, res_wen : the result store's write port, for an LM head on the GEMV
+    unit (``head_gemv``, set from the command's checks to its next start: the head's
+    ``head_beats`` beats are the engine's; otherwise they are the runner's)
     act_waddr, act_wdata, act_wen (lanes // cols);  act_raddr, act_ren, act_rdata
     resid_raddr, resid_ren, resid_rdata, resid_waddr, resid_wdata, resid_wen  (words of cols int16)
     par_raddr0, par_ren0, par_rdata0, par_raddr1, par_ren1, par_rdata1 (cols x PARAM_BITS,
@@ -128,6 +131,9 @@ class LayerEngine(wiring.Component):
                 "w_ldata": In(c.lanes * dev.weight_banks),
                 "th_laddr": Out(range(-(-dev.thresh_words // dev.thresh_banks))),
                 "th_lren": Out(1), "th_ldata": In(c.threshold_width * c.cols),
+                "res_waddr": Out(range(dev.result_beats)), "res_wdata": Out(dev.result_word_bits),
+                "res_wen": Out(1), "head_gemv": Out(1),
+                "head_beats": Out(range(dev.result_beats + 1)),
             })
         super().__init__(ports)
 
@@ -341,6 +347,20 @@ class LayerEngine(wiring.Component):
                              src.ready.eq(pk.i.ready)]
         with m.Elif(to_res):
             m.d.comb += [rpass.y.valid.eq(src.valid), src.ready.eq(rpass.y.ready)]
+        # An LM head on the GEMV unit (T = 1): its beats into the result store as the runner
+        # writes them (``cols`` integers of ``RESULT_INT_BYTES``, ternary sums not halved).
+        head_out = Signal()
+        head_count = Signal(range(dev.result_beats + 1))
+        if banked:
+            ints = [Signal(signed(8 * RESULT_INT_BYTES), name=f"head_int{i}") for i in range(C)]
+            m.d.comb += [ints[i].eq(src.payload.ints[i]) for i in range(C)]
+            m.d.comb += [self.res_waddr.eq(head_count), self.res_wdata.eq(Cat(*ints)),
+                         self.head_gemv.eq(use_gemv), self.head_beats.eq(head_count)]
+            with m.If(head_out):
+                m.d.comb += [src.ready.eq(1),
+                             self.res_wen.eq(src.valid & (head_count < dev.result_beats))]
+                with m.If(src.valid):
+                    m.d.sync += head_count.eq(head_count + 1)
 
         # ------------------------------------------------------------ multi-threshold
         # (Multi-bit activations: every quantiser is the multi-threshold unit, fed by a
@@ -550,9 +570,10 @@ class LayerEngine(wiring.Component):
                 if banked:
                     fw_ok = ((fw & (fw - 1)) == 0) | (fw[:P.bit_length() - 1] == 0)
                     th_ok = 1 if multi else (p.th_base & (C - 1)) == 0
+                    # (The head's rows are D bits, as Wo's, which the GEMV unit takes.)
                     m.d.sync += use_gemv.eq(
                         (p.t == 1) & (p.w_base[:P.bit_length() - 1] == 0) &
-                        th_ok & fw_ok & (fw * C >= P))
+                        (head | (th_ok & fw_ok & (fw * C >= P))))
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.comb += self.step.eq(EngineStep.SETUP)
@@ -604,11 +625,19 @@ class LayerEngine(wiring.Component):
                         m.next = "HEAD_RUN"
             with m.State("HEAD_RUN"):
                 m.d.comb += self.step.eq(EngineStep.HEAD)
-                m.d.comb += self.run_start.eq(1)
+                m.d.comb += launch()
+                if banked:
+                    m.d.sync += head_count.eq(0)
                 m.next = "HEAD_WAIT"
             with m.State("HEAD_WAIT"):
                 m.d.comb += self.step.eq(EngineStep.HEAD)
-                await_product(self.run_done, [], "DONE")
+                if banked:
+                    # On the GEMV unit: its beats into the result store, a beat a cycle.
+                    m.d.comb += head_out.eq(use_gemv)
+                    await_product(Mux(use_gemv, src.valid & src.payload.last, self.run_done),
+                                  [], "DONE")
+                else:
+                    await_product(self.run_done, [], "DONE")
 
             # Step 2: Qb|Kb|Vb rows.
             with m.State("QKV_RUN"):

@@ -257,7 +257,7 @@ class CommandProcessor(wiring.Component):
                                      info[2].eq(self.layer_kv_length), words_sel.eq(0)]
                         with m.If((self.layer_status == Status.OK) &
                                   (view[Opcode.LAYER].flags & LAYER_HEAD).any()):
-                            m.d.sync += [stored_beats.eq(self.run_beats), stored_thr.eq(0)]
+                            m.d.sync += [stored_beats.eq(self.layer_beats), stored_thr.eq(0)]
                         m.next = "REPLY"
 
             with m.State("REPLY"):

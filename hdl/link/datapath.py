@@ -62,6 +62,7 @@ def datapath_signature(dev: DeviceConfig) -> wiring.Signature:
             "layer_start": In(1), "layer_params": In(layer_layout()), "clear_cache": In(1),
             "layer_done": Out(1), "layer_status": Out(8),
             "layer_cycles": Out(32), "layer_active": Out(32), "layer_kv_length": Out(16),
+            "layer_beats": Out(range(dev.result_beats + 1)),
         })
     return wiring.Signature(ports)
 
@@ -87,6 +88,7 @@ class Datapath(wiring.Component):
     With a layer engine: layer_start : In(1);  layer_params : In(layer_layout());
     clear_cache : In(1);  layer_done : Out(1);  layer_status : Out(8);
     layer_cycles, layer_active : Out(32);  layer_kv_length : Out(16);
+    layer_beats : Out (the result beats an LM head wrote, the GEMV unit's or the runner's);
     resid_raddr, resid_ren : In;  resid_rdata : Out;  layer_step : Out(EngineStep) (what the
     engine does this cycle, for profiling in simulation; the command processor does not use it)
     """
@@ -158,11 +160,17 @@ class Datapath(wiring.Component):
                      self.layer_done.eq(eng.done), self.layer_status.eq(eng.status),
                      self.layer_cycles.eq(eng.cycles), self.layer_active.eq(eng.active),
                      self.layer_step.eq(eng.step),
-                     self.layer_kv_length.eq(eng.kv_length),
+                     self.layer_kv_length.eq(eng.kv_length), self.layer_beats.eq(run.beats),
                      eng.run_done.eq(run.done), eng.run_error.eq(run.error),
                      eng.run_active.eq(run.counters.active)]
         wiring.connect(m, run.result, eng.run_result)
         if dev.weight_banks > 1:
+            # An LM head on the GEMV unit writes the result store itself.
+            with m.If(eng.res_wen):
+                m.d.comb += [res.waddr.eq(eng.res_waddr), res.wdata.eq(eng.res_wdata),
+                             res.wen.eq(1)]
+            with m.If(eng.head_gemv):
+                m.d.comb += self.layer_beats.eq(eng.head_beats)
             wst, tst = stores["weight"], stores["thresh"]
             m.d.comb += [wst.laddr.eq(eng.w_laddr), wst.lmode.eq(eng.w_lmode),
                          eng.w_ldata.eq(wst.ldata),

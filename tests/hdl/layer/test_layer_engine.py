@@ -107,8 +107,8 @@ class Bench:
         ctx.set(d.layer_start, 1)
         await ctx.tick()
         ctx.set(d.layer_start, 0)
-        status, self.active = await ctx.tick().sample(d.layer_status, d.layer_active).until(
-            d.layer_done)
+        status, self.active, self.cycles, self.beats = await ctx.tick().sample(
+            d.layer_status, d.layer_active, d.layer_cycles, d.layer_beats).until(d.layer_done)
         return Status(status)
 
     async def read(self, ctx, store: str, base: int, count: int) -> list[int]:
@@ -417,3 +417,48 @@ def test_ternary_head_equals_golden():
     bench.run(body)
     assert got["status"] == Status.OK
     assert np.array_equal(_logits(got["beats"], 3, 11), 2 * want)   # the host halves them
+
+
+@pytest.mark.parametrize("dev, bits, weights", [(DEV, 1, "binary"), (DEV_MB, 1, "binary"),
+                                                (DEV_MB, 3, "binary"), (DEV_MB, 4, "binary"),
+                                                (DEV_T, 2, "ternary")])
+def test_one_token_head_runs_on_the_gemv_unit(dev, bits, weights):
+    """A one-token LM head whose weights start on a line runs on the GEMV unit and writes the
+    result store itself: the logits equal golden's and the runner's (the same head a word off
+    a line), the answer counts its beats, and it takes fewer cycles."""
+    rng = np.random.default_rng(bits)
+    vocab = 11
+    m = random_model(rng, vocab=vocab, d_model=D, heads=2, d_ff=24, n_layers=1,
+                     head_bits=bits, head_weights=weights)
+    x = random_activations(rng, 1, D)
+    levels = (x.astype(np.int64) >= m.th_out).astype(np.int64) if dev is DEV else \
+        golden.multi_threshold(x.astype(np.int64), m.th_out)
+    want = golden.linear(levels, m.Wout, bits=bits, weights=weights)
+    tiles = -(-vocab // C)
+    flags = LAYER_HEAD | (0 if dev is DEV else _flags(bits)) | \
+        (LAYER_TERNARY if weights == "ternary" else 0)
+    p_base = 9 if dev is DEV else 12
+    params = head_param_values(dev, m.th_out)
+    bench = Bench(dev)
+    got = {}
+
+    async def body(ctx):
+        # On a line (P = 4): the GEMV unit, first, into a result store that holds nothing yet;
+        # a word off a line: the runner.
+        for w_base in (4, 5):
+            await bench.write(ctx, "weight", w_base,
+                              _lane_words(head_weights(dev, m.Wout, weights), dev))
+            await bench.write(ctx, "param", p_base, _words(params, PARAM_BITS))
+            status = await bench.layer(ctx, x, flags=flags, n=vocab, w_base=w_base,
+                                       p_base=p_base)
+            got[w_base] = (status, bench.cycles, bench.beats,
+                           await bench.read(ctx, "res", 0, tiles))
+
+    bench.run(body)
+    halve = 2 if weights == "ternary" else 1          # (the host halves ternary sums)
+    for w_base in (4, 5):
+        status, _, beats, words = got[w_base]
+        assert status == Status.OK
+        assert beats == tiles
+        assert np.array_equal(_logits(words, 1, vocab), halve * want)
+    assert got[4][1] < got[5][1]
