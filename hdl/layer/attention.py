@@ -23,9 +23,9 @@ set by a query's first cycle): the rows are A_m bit-planes of D bits, plane ``i`
 levels' values, ``sum_{i,j<A} 2^(i+j) (Dh - 2 popcount(Q_i ^ K_j))`` per head, the context sums
 the values ``2 v - L`` of the masked V levels, and the answer on ``c`` is the context sums
 themselves (``ints``), which the layer engine's multi-threshold unit quantises. A query then
-takes ``pos + 1`` cycles plus 7 (the plane products have a register stage of their own), and the
-unit takes and scans the next query while an answer waits on ``c`` (it answers that one once the
-first is taken).
+takes ``pos + 1`` cycles plus 9 (the plane products have two register stages of their own), and
+the unit takes and scans the next query while an answer waits on ``c`` (it answers that one once
+the first is taken).
 
 Streams (``lib.stream``): ``kv`` appends one token (refused rows are not written: when the cache
 is full the row is taken, dropped, and ``overflow`` stays set until ``clear``); ``q`` takes a
@@ -309,8 +309,10 @@ class AttentionUnit(wiring.Component):
 
     def _scan_planes(self, m, q, rd_valid, k_r, v_r, acc, fam):
         """Scan pipeline, A-bit planes: read token j (cycle 0), register its planes (cycle 1),
-        the popcounts of every plane pair per head (cycle 2), their partial sums (cycle 3), the
-        mask bits (cycle 4), accumulate (cycle 5).
+        the carry-save trees of every plane pair's popcount per head (cycle 2), their final
+        adds (cycle 3), the partial sums (cycle 4), the mask bits (cycle 5), accumulate (cycle
+        6). (Timing: the XORs, a tree of 32 bits and its adder in one cycle limited the
+        ULX3S-85F's clock.)
 
         The score ``sum_{i,k<A} 2^(i+k) (Dh - 2 pc_ik)`` is ``Dh (2^A - 1)^2 - 2 P`` with
         ``P = sum 2^(i+k) pc_ik``, so ``score >= ta`` is ``P <= (Dh (2^A - 1)^2 - ta) >> 1``
@@ -325,12 +327,13 @@ class AttentionUnit(wiring.Component):
         fanned out to every context sum across the chip (the ULX3S-85F's critical path)."""
         h_n, dh, nb = self._h, self._dh, self._bits
         d = h_n * dh
-        x_valid, p_valid, s_valid, a_valid = Signal(), Signal(), Signal(), Signal()
-        x_k, x_v, p_v, s_v, a_v = (Signal(d * nb, name=n)
-                                   for n in ("x_k", "x_v", "p_v", "s_v", "a_v"))
+        x_valid, r_valid, p_valid, s_valid, a_valid = (Signal(), Signal(), Signal(), Signal(),
+                                                       Signal())
+        x_k, x_v, r_v, p_v, s_v, a_v = (Signal(d * nb, name=n)
+                                        for n in ("x_k", "x_v", "r_v", "p_v", "s_v", "a_v"))
         a_bits = Signal(h_n)
-        m.d.sync += [rd_valid.eq(0), x_valid.eq(0), p_valid.eq(0), s_valid.eq(0),
-                     a_valid.eq(0)]
+        m.d.sync += [rd_valid.eq(0), x_valid.eq(0), r_valid.eq(0), p_valid.eq(0),
+                     s_valid.eq(0), a_valid.eq(0)]
         pc_shape = range(dh + 1)
         pcs = {(h, i, k): Signal(pc_shape, name=f"pc{h}_{i}_{k}")
                for h in range(h_n) for i in range(nb) for k in range(nb)}
@@ -345,14 +348,21 @@ class AttentionUnit(wiring.Component):
         lv_h = [Cat(*cp[nb:]) for cp in copies]
         with m.If(rd_valid):
             m.d.sync += [x_valid.eq(1), x_k.eq(k_r.data), x_v.eq(v_r.data)]
-        counts = {}
+        rows = {}
         for (h, i, k) in pcs:
             sl = slice(h * dh, (h + 1) * dh)
             x = q.word_select(i, d)[sl] ^ x_k.word_select(k, d)[sl]
-            counts[h, i, k] = popcount_tree(m, [x[b] for b in range(dh)], name=f"s{h}_{i}_{k}")
+            two = popcount_tree(m, [x[b] for b in range(dh)], name=f"s{h}_{i}_{k}", rows=True)
+            rows[h, i, k] = [Signal.like(r, name=f"rows{h}_{i}_{k}_{j}")
+                             for j, r in enumerate(two)]
+            with m.If(x_valid):
+                m.d.sync += [r.eq(v) for r, v in zip(rows[h, i, k], two, strict=True)]
         with m.If(x_valid):
-            m.d.sync += [p_valid.eq(1), p_v.eq(x_v)]
-            m.d.sync += [pc.eq(Mux(used[h][i] & used[h][k], counts[h, i, k], 0))
+            m.d.sync += [r_valid.eq(1), r_v.eq(x_v)]
+        with m.If(r_valid):
+            m.d.sync += [p_valid.eq(1), p_v.eq(r_v)]
+            m.d.sync += [pc.eq(Mux(used[h][i] & used[h][k], rows[h, i, k][0] + rows[h, i, k][1],
+                                   0))
                          for (h, i, k), pc in pcs.items()]
         lv_max = (1 << nb) - 1
         top = lv_max * lv_max * dh
@@ -389,7 +399,7 @@ class AttentionUnit(wiring.Component):
                 level = Cat(*[a_v[i * d + ch] & used[h][i] for i in range(nb)])
                 with m.If(a_bits[h]):
                     m.d.sync += acc[ch].eq(acc[ch] + (level << 1) - lv_h[h])
-        return ~x_valid & ~p_valid & ~s_valid & ~a_valid
+        return ~x_valid & ~r_valid & ~p_valid & ~s_valid & ~a_valid
 
 
 def _tree_sum(values):

@@ -255,15 +255,10 @@ def _planes_int(levels, bits_build, rng):
     return word
 
 
-@pytest.mark.parametrize("bits_build, bits, heads, dh, t, mode, idle, stall", [
-    (4, 4, 2, 8, 10, "prefill", 0.3, 0.3), (4, 2, 2, 8, 9, "decode", 0.3, 0.4),
-    (3, 3, 4, 5, 8, "decode", 0.0, 0.0), (2, 1, 1, 16, 7, "prefill", 0.5, 0.5),
-])
-def test_context_sums_of_levels_match_the_integers(bits_build, bits, heads, dh, t, mode, idle,
-                                                    stall):
-    """A-bit levels: ``aprod`` scores, ``msum`` of the V values, against plain integers; the
-    planes from A on hold random bits, which must not count."""
-    rng = np.random.default_rng(bits * 7 + t)
+def _levels_case(bits_build, bits, heads, dh, t, seed):
+    """Random levels of ``bits_build`` bits (Q, K, V: (t, D)) of which the unit uses ``bits``,
+    the heads' ``ta`` (their scores' medians) and every token's context sums as integers."""
+    rng = np.random.default_rng(seed)
     lv, d = (1 << bits) - 1, heads * dh
     top = (1 << bits_build) - 1
     q, k, v = (rng.integers(0, top + 1, size=(t, d)) for _ in range(3))
@@ -273,6 +268,18 @@ def test_context_sums_of_levels_match_the_integers(bits_build, bits, heads, dh, 
     mask = (s >= ta[:, None, None]) & np.tril(np.ones((t, t), bool))[None]
     want = np.einsum("hij,jhd->ihd", mask.astype(np.int64),
                      val(v).reshape(t, heads, dh)).reshape(t, d)
+    return q, k, v, ta, want
+
+
+@pytest.mark.parametrize("bits_build, bits, heads, dh, t, mode, idle, stall", [
+    (4, 4, 2, 8, 10, "prefill", 0.3, 0.3), (4, 2, 2, 8, 9, "decode", 0.3, 0.4),
+    (3, 3, 4, 5, 8, "decode", 0.0, 0.0), (2, 1, 1, 16, 7, "prefill", 0.5, 0.5),
+])
+def test_context_sums_of_levels_match_the_integers(bits_build, bits, heads, dh, t, mode, idle,
+                                                    stall):
+    """A-bit levels: ``aprod`` scores, ``msum`` of the V values, against plain integers; the
+    planes from A on hold random bits, which must not count."""
+    q, k, v, ta, want = _levels_case(bits_build, bits, heads, dh, t, bits * 7 + t)
     dut = AttentionUnit(heads=heads, head_dim=dh, capacity=t + 2, bits=bits_build)
     prng = random.Random(t)
     kvs = [("kv", _planes_int(k[i], bits_build, prng), _planes_int(v[i], bits_build, prng))
@@ -306,3 +313,36 @@ def test_context_sums_of_levels_match_the_integers(bits_build, bits, heads, dh, 
     sim.run()
     assert [e for _, e in answers] == [0] * t
     assert np.array_equal(np.array([a for a, _ in answers]), want)
+
+
+@pytest.mark.parametrize("pos", [0, 1, 6])
+def test_a_plane_query_takes_its_scan_plus_nine_cycles(pos):
+    """A-bit planes: from the query's transfer to its answer, ``pos + 1`` cycles of scan plus
+    9, and the answer's sums are the integers'."""
+    bits, heads, dh, t = 3, 2, 4, 8
+    q, k, v, ta, want = _levels_case(bits, bits, heads, dh, t, pos)
+    dut = AttentionUnit(heads=heads, head_dim=dh, capacity=t, bits=bits)
+    prng = random.Random(pos)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.bits_m1, bits - 1)
+        for h, x in enumerate(ta):
+            ctx.set(dut.ta[h], int(x))
+        rng = random.Random(0)
+        await put_all(ctx, dut.kv, [{"k": _planes_int(k[i], bits, prng),
+                                     "v": _planes_int(v[i], bits, prng)} for i in range(t)],
+                      rng=rng)
+        await put_all(ctx, dut.q, [{"q": _planes_int(q[pos], bits, prng), "pos": pos}], rng=rng)
+        ctx.set(dut.c.ready, 1)
+        for n in range(1, 40):
+            _, _, valid, payload = await ctx.tick().sample(dut.c.valid, dut.c.payload)
+            if valid:
+                seen["answer"] = n, [int(x) for x in payload.ints], int(payload.error)
+                break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["answer"] == (pos + 1 + 9, list(want[pos]), 0)
