@@ -2,7 +2,7 @@
 the clock is 60 MHz (25 MHz x 12 / 5). With nextpnr's default router the design does not route
 in reasonable time (router1 leaves thousands of arcs queued after 40 minutes), so the board
 builds with router2. Of the placement seeds tried (1, 4, 3, 7; built against 65 MHz), three
-meet 60 MHz (68.7, 62.9, 62.1 MHz; seed 7 reaches 59.6, ``docs/build.md``); the board tries 1
+meet 60 MHz (68.3, 67.3, 60.9 MHz; seed 7 reaches 59.2, ``docs/build.md``); the board tries 1
 (the fastest), then 4 and 3; ``--seed``, ``--seeds`` and ``--router`` override these.
 
 The device has the layer engine for models of the shipped one's shape (D = 128, H = 4,
