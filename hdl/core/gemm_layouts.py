@@ -1,12 +1,13 @@
 """The GEMM core's payload layouts and counters, shared by the core's parts and its users."""
 
-from amaranth.hdl import Mux, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
 from ...host.core_config import CORE_COUNTERS, CoreConfig, Op
+from ...host.device_config import RESULT_INT_BYTES
 
-__all__ = ["COUNTERS", "command_layout", "result_layout", "counters_layout", "tile_layout",
-           "by_bits", "times_bits"]
+__all__ = ["COUNTERS", "command_layout", "result_layout", "result_ints_word", "counters_layout",
+           "tile_layout", "by_bits", "times_bits"]
 
 #: Performance counters, each 32 bits, cleared when a command is accepted.
 COUNTERS = CORE_COUNTERS
@@ -50,6 +51,17 @@ def result_layout(c: CoreConfig) -> data.StructLayout:
         "bits": unsigned(c.rows * c.cols),
         "last": 1,
     })
+
+
+def result_ints_word(m: Module, ints, name: str):
+    """A result store word of ``ints`` (a beat's ``cols`` integers), each sign-extended to
+    ``RESULT_INT_BYTES`` bytes, as the host reads them."""
+    ext = []
+    for i, v in enumerate(ints):
+        x = Signal(signed(8 * RESULT_INT_BYTES), name=f"{name}{i}")
+        m.d.comb += x.eq(v)
+        ext.append(x)
+    return Cat(*ext)
 
 
 def tile_layout(c: CoreConfig) -> data.StructLayout:

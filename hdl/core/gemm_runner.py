@@ -14,17 +14,17 @@ Store ports: ``*_raddr``/``*_ren``/``*_rdata`` (read latency 1; the weights' 2 w
 weights and thresholds; ``res_waddr``/``res_wdata``/``res_wen`` for results.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_device
 from ...host.core_config import Op
-from ...host.device_config import RESULT_INT_BYTES, DeviceConfig
+from ...host.device_config import DeviceConfig
 from ..lib.family import family
 from ..lib.stream_reader import MemoryStreamReader
 from .gemm import GemmCore
-from .gemm_layouts import counters_layout, result_layout
+from .gemm_layouts import counters_layout, result_ints_word, result_layout
 
 __all__ = ["GemmRunner", "run_layout"]
 
@@ -111,15 +111,11 @@ class GemmRunner(wiring.Component):
 
         # Result writer: every beat is written the cycle it arrives.
         r = core.result.payload
-        ext = []
-        for i in range(c.cols):
-            v = Signal(signed(8 * RESULT_INT_BYTES), name=f"res_int{i}")
-            m.d.comb += v.eq(r.ints[i])
-            ext.append(v)
+        ints = result_ints_word(m, [r.ints[i] for i in range(c.cols)], "res_int")
         addr = Signal(range(dev.result_beats + 1))
         taken = Signal()
         m.d.comb += [self.res_waddr.eq(addr),
-                     self.res_wdata.eq(Mux(p.threshold, r.bits, Cat(*ext))),
+                     self.res_wdata.eq(Mux(p.threshold, r.bits, ints)),
                      self.res_wen.eq(core.result.valid & ~p.stream & (addr < dev.result_beats)),
                      self.result.payload.eq(r),
                      self.result.valid.eq(core.result.valid & p.stream),

@@ -30,13 +30,13 @@ read ports of the parameter store. All memories have a read latency of one cycle
 registers the activation store's read data once more inside).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...host.checks import check_device
 from ...host.core_config import Op
-from ...host.device_config import PARAM_BITS, RESULT_INT_BYTES, DeviceConfig
+from ...host.device_config import PARAM_BITS, DeviceConfig
 from ...host.layer_layout import (
     EngineStep,
     act_regions,
@@ -56,7 +56,7 @@ from ...host.protocol import (
     Opcode,
     Status,
 )
-from ..core.gemm_layouts import result_layout
+from ..core.gemm_layouts import result_ints_word, result_layout
 from ..core.gemm_runner import run_layout
 from ..core.gemv import Gemv, gemv_layout
 from ..lib.register_slice import RegisterSlice
@@ -352,9 +352,8 @@ class LayerEngine(wiring.Component):
         head_out = Signal()
         head_count = Signal(range(dev.result_beats + 1))
         if banked:
-            ints = [Signal(signed(8 * RESULT_INT_BYTES), name=f"head_int{i}") for i in range(C)]
-            m.d.comb += [ints[i].eq(src.payload.ints[i]) for i in range(C)]
-            m.d.comb += [self.res_waddr.eq(head_count), self.res_wdata.eq(Cat(*ints)),
+            word = result_ints_word(m, [src.payload.ints[i] for i in range(C)], "head_int")
+            m.d.comb += [self.res_waddr.eq(head_count), self.res_wdata.eq(word),
                          self.head_gemv.eq(use_gemv), self.head_beats.eq(head_count)]
             with m.If(head_out):
                 m.d.comb += [src.ready.eq(1),
